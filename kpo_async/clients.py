@@ -1,0 +1,160 @@
+"""Shared Kubernetes API clients: one connection pool per cluster per event loop.
+
+In the triggerer every PodTrigger for the same cluster gets the same `ClusterClient`, so a
+thousand deferred pods share one resolved configuration, one SSL context and one pool of TCP
+connections (plus a separate pool for long-lived log streams, so streams cannot starve the
+short API calls). On a worker, `open_client` gives a private client for one `asyncio.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
+from kubernetes_asyncio.client.rest import RESTClientObject
+
+from kpo_async.connection import ClusterConfig, ClusterRef, load_configuration, resolve_cluster
+
+#: Concurrent short API requests per cluster (watch streams and exec sessions count here too).
+API_POOL_SIZE = 64
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    api_connections: int = API_POOL_SIZE
+    #: Upper bound of concurrently followed log streams; past it triggers read logs periodically.
+    log_streams: int = 500
+
+
+class _RestClient(RESTClientObject):
+    """kubernetes-asyncio's REST client, built around an SSL context made off the event loop.
+
+    The stock constructor loads CA and client certificates synchronously on the loop.
+    """
+
+    def __init__(self, configuration: Configuration, ssl_context, limit: int) -> None:
+        # Deliberately not calling super().__init__: it would build its own SSL context.
+        self.server_hostname = configuration.tls_server_name
+        self.proxy = configuration.proxy
+        self.proxy_headers = configuration.proxy_headers
+        connector = aiohttp.TCPConnector(limit=limit, ssl=ssl_context, keepalive_timeout=60)
+        self.pool_manager = aiohttp.ClientSession(connector=connector, trust_env=False, read_bufsize=2**21)
+
+
+class _ApiClient(ApiClient):
+    def __init__(self, configuration: Configuration, rest_client: RESTClientObject) -> None:
+        # ApiClient.__init__ would create a RESTClientObject (and an SSL context) synchronously.
+        self.configuration = configuration
+        self.pool_threads = 1
+        self.rest_client = rest_client
+        self.default_headers = {}
+        self.cookie = None
+        self.user_agent = "kpo-async"
+        self.client_side_validation = configuration.client_side_validation
+
+
+class ClusterClient:
+    """Everything needed to talk to one cluster: resolved config, API pool, log-stream pool."""
+
+    def __init__(
+        self, config: ClusterConfig, configuration: Configuration, ssl_context, limits: ClientLimits
+    ) -> None:
+        self.config = config
+        self.configuration = configuration
+        self.limits = limits
+        self.api_client = _ApiClient(
+            configuration, _RestClient(configuration, ssl_context, limits.api_connections)
+        )
+        self.core = CoreV1Api(self.api_client)
+        # Follow streams hold a connection each for as long as a pod runs: separate pool.
+        self._log_client = _ApiClient(
+            configuration, _RestClient(configuration, ssl_context, limits.log_streams + 8)
+        )
+        self.logs_core = CoreV1Api(self._log_client)
+        self.log_stream_slots = asyncio.Semaphore(limits.log_streams)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The API pool's aiohttp session (used for exec WebSockets)."""
+        return self.api_client.rest_client.pool_manager
+
+    @property
+    def host(self) -> str:
+        return self.configuration.host
+
+    async def auth_headers(self) -> dict[str, str]:
+        """Authorization header for requests made outside the generated API (exec)."""
+        token = await self.configuration.get_api_key_with_prefix("BearerToken")
+        return {"Authorization": token} if token else {}
+
+    @property
+    def default_namespace(self) -> str | None:
+        return self.config.namespace
+
+    async def close(self) -> None:
+        await self.api_client.close()
+        await self._log_client.close()
+
+
+async def create_client(ref: ClusterRef, limits: ClientLimits | None = None) -> ClusterClient:
+    config = await resolve_cluster(ref)
+    configuration, ssl_context = await load_configuration(config)
+    return ClusterClient(config, configuration, ssl_context, limits or ClientLimits())
+
+
+@contextlib.asynccontextmanager
+async def open_client(ref: ClusterRef) -> AsyncIterator[ClusterClient]:
+    """A private client closed on exit: for a worker's short `asyncio.run`."""
+    client = await create_client(ref)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+class _LoopRegistry:
+    def __init__(self) -> None:
+        self.clients: dict[str, ClusterClient] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+
+
+_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopRegistry] = weakref.WeakKeyDictionary()
+
+
+def _registry() -> _LoopRegistry:
+    loop = asyncio.get_running_loop()
+    registry = _registries.get(loop)
+    if registry is None:
+        registry = _registries[loop] = _LoopRegistry()
+    return registry
+
+
+async def shared_client(ref: ClusterRef) -> ClusterClient:
+    """The process-wide client for `ref` on the running loop, created once.
+
+    Concurrent first callers wait on one resolution instead of each resolving the cluster.
+    """
+    registry = _registry()
+    client = registry.clients.get(ref.key)
+    if client is not None:
+        return client
+    lock = registry.locks.setdefault(ref.key, asyncio.Lock())
+    async with lock:
+        client = registry.clients.get(ref.key)
+        if client is None:
+            client = registry.clients[ref.key] = await create_client(ref)
+        return client
+
+
+async def close_shared_clients() -> None:
+    """Close every shared client of the running loop (tests, benchmark teardown)."""
+    registry = _registry()
+    clients = list(registry.clients.values())
+    registry.clients.clear()
+    for client in clients:
+        await client.close()

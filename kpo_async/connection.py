@@ -1,0 +1,356 @@
+"""Where the cluster is, and how to reach it.
+
+A `ClusterRef` is the small, secret-free value that travels from the operator into the trigger's
+serialized kwargs (and so into the metadata DB). Each process (worker or triggerer) resolves it
+itself with `resolve_cluster`, reading the Airflow connection and kubeconfig file *locally*, so
+credentials never cross into the DB. Everything here that touches files, subprocesses (exec
+credential plugins) or the Airflow connection store is awaited without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import yaml
+from kubernetes_asyncio.client import Configuration
+from kubernetes_asyncio.config.incluster_config import (
+    SERVICE_CERT_FILENAME,
+    SERVICE_HOST_ENV_NAME,
+    SERVICE_PORT_ENV_NAME,
+    SERVICE_TOKEN_FILENAME,
+)
+from kubernetes_asyncio.config.kube_config import KubeConfigLoader
+
+from kpo_async.errors import InvalidArgumentError
+
+DEFAULT_CONN_ID = "kubernetes_default"
+#: Connection extras the official `kubernetes` connection type defines; we read the same ones.
+CONNECTION_EXTRAS = (
+    "in_cluster",
+    "kube_config_path",
+    "kube_config",
+    "namespace",
+    "cluster_context",
+    "disable_verify_ssl",
+    "disable_tcp_keepalive",
+    "xcom_sidecar_container_image",
+    "xcom_sidecar_container_resources",
+)
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    """Identifies a cluster without carrying credentials: safe to serialize and to log."""
+
+    conn_id: str | None = None
+    config_file: str | None = None
+    cluster_context: str | None = None
+    in_cluster: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ClusterRef:
+        data = data or {}
+        return cls(**{k: data.get(k) for k in ("conn_id", "config_file", "cluster_context", "in_cluster")})
+
+    @property
+    def key(self) -> str:
+        """Stable identity used to share one client (and one watch) per cluster in a process."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+@dataclass
+class ClusterConfig:
+    """A resolved cluster: holds credentials, so it is never serialized and its repr is redacted."""
+
+    ref: ClusterRef
+    kubeconfig: dict[str, Any] | None
+    context: str | None
+    in_cluster: bool
+    namespace: str | None = None
+    verify_ssl: bool = True
+    source: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (
+            f"ClusterConfig(source={self.source!r}, context={self.context!r}, namespace={self.namespace!r})"
+        )
+
+
+async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
+    """Find the kubeconfig (or in-cluster credentials) for `ref` on this host.
+
+    Precedence, as in the official provider: task arguments (config_file, cluster_context,
+    in_cluster) override the connection's extras; with neither, the host's default kubeconfig
+    (``$KUBECONFIG`` or ``~/.kube/config``) and then in-cluster credentials are tried.
+    """
+    extras = await _connection_extras(ref.conn_id)
+    in_cluster = _first(ref.in_cluster, _as_bool(extras.get("in_cluster")))
+    context = _first(ref.cluster_context, extras.get("cluster_context"))
+    config_path = _first(ref.config_file, extras.get("kube_config_path"))
+    inline = extras.get("kube_config")
+    namespace = extras.get("namespace")
+    verify_ssl = not _as_bool(extras.get("disable_verify_ssl"))
+
+    chosen = [
+        name
+        for name, value in (("in_cluster", in_cluster), ("config_file", config_path), ("kube_config", inline))
+        if value
+    ]
+    if len(chosen) > 1:
+        raise InvalidArgumentError(
+            "kubernetes_conn_id",
+            f"{' and '.join(chosen)} are both set (connection {ref.conn_id!r} and task arguments)",
+            "use exactly one of in_cluster, config_file / the connection's kube_config_path, "
+            "or the connection's inline kube_config",
+        )
+    if in_cluster:
+        return ClusterConfig(ref, None, None, True, namespace, verify_ssl, "in-cluster", extras)
+    if inline:
+        kubeconfig = _parse_kubeconfig(inline, source=f"connection {ref.conn_id!r} extra kube_config")
+        source = f"connection {ref.conn_id!r}"
+    elif config_path:
+        argument = "config_file" if ref.config_file else f"kubernetes_conn_id ({ref.conn_id!r} kube_config_path)"
+        kubeconfig = await _read_kubeconfig(str(config_path), argument=argument)
+        source = str(config_path)
+    else:
+        default_path = _default_kubeconfig_path()
+        if default_path and await asyncio.to_thread(os.path.exists, default_path):
+            kubeconfig = await _read_kubeconfig(default_path, argument="config_file")
+            source = default_path
+        elif os.environ.get(SERVICE_HOST_ENV_NAME):
+            return ClusterConfig(ref, None, None, True, namespace, verify_ssl, "in-cluster", extras)
+        else:
+            raise InvalidArgumentError(
+                "kubernetes_conn_id",
+                f"no Kubernetes configuration found on host {socket.gethostname()!r} "
+                "(no connection, no config_file, no ~/.kube/config, not in a cluster)",
+                "pass kubernetes_conn_id (a connection of type kubernetes), config_file, or in_cluster=True",
+            )
+    context = _check_context(kubeconfig, context, source)
+    if namespace is None:
+        namespace = _context_namespace(kubeconfig, context)
+    return ClusterConfig(ref, kubeconfig, context, False, namespace, verify_ssl, source, extras)
+
+
+async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.SSLContext]:
+    """Build a kubernetes-asyncio `Configuration` and its SSL context off the event loop.
+
+    The loader reads CA/certificate files and may run an exec credential plugin; both happen in a
+    worker thread. Tokens from exec plugins (for example ``aws eks get-token``) are refreshed later
+    by an async hook that runs the plugin as an asyncio subprocess, so the loop never blocks.
+    """
+    configuration = Configuration()
+    if config.in_cluster:
+        await asyncio.to_thread(_load_in_cluster, configuration)
+    else:
+        loader = KubeConfigLoader(
+            config_dict=config.kubeconfig,
+            active_context=config.context,
+            config_base_path=_base_path(config.source),
+        )
+        await asyncio.to_thread(asyncio.run, loader.load_and_set(configuration))
+        if "exec" in (loader._user or {}):
+            configuration.refresh_api_key_hook = _exec_token_refresher(loader)
+    if not config.verify_ssl:
+        configuration.verify_ssl = False
+    ssl_context = await asyncio.to_thread(_ssl_context, configuration)
+    return configuration, ssl_context
+
+
+def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, keyfile=configuration.key_file)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _exec_token_refresher(loader: KubeConfigLoader):
+    """An async `refresh_api_key_hook`: re-run the exec plugin shortly before its token expires."""
+    lock = asyncio.Lock()
+
+    async def refresh(configuration: Configuration) -> None:
+        async with lock:
+            # load_from_exec_plugin is a no-op while the cached token is unexpired.
+            await loader.load_from_exec_plugin()
+            configuration.api_key["BearerToken"] = loader.token
+
+    return refresh
+
+
+def _load_in_cluster(configuration: Configuration) -> None:
+    host, port = os.environ.get(SERVICE_HOST_ENV_NAME), os.environ.get(SERVICE_PORT_ENV_NAME)
+    if not host or not port or not os.path.exists(SERVICE_TOKEN_FILENAME):
+        raise InvalidArgumentError(
+            "in_cluster",
+            "in_cluster=True but this process is not running in a Kubernetes pod "
+            f"({SERVICE_HOST_ENV_NAME} unset or no service-account token)",
+            "run the worker and triggerer in the cluster, or pass kubernetes_conn_id / config_file",
+        )
+    from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
+
+    InClusterConfigLoader(
+        token_filename=SERVICE_TOKEN_FILENAME, cert_filename=SERVICE_CERT_FILENAME
+    ).load_and_set(configuration)
+
+
+async def _connection_extras(conn_id: str | None) -> dict[str, Any]:
+    if not conn_id:
+        return {}
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk.bases.hook import BaseHook
+
+    try:
+        conn = await BaseHook.aget_connection(conn_id)
+    except AirflowNotFoundException:
+        if conn_id == DEFAULT_CONN_ID:  # the official operator's default id; absent means "use defaults"
+            return {}
+        raise InvalidArgumentError(
+            "kubernetes_conn_id",
+            f"connection {conn_id!r} was not found on host {socket.gethostname()!r}",
+            "create a connection of type kubernetes with that id (on every worker and triggerer), "
+            "or remove kubernetes_conn_id to use config_file / the default kubeconfig",
+        ) from None
+    raw = conn.extra_dejson or {}
+    extras: dict[str, Any] = {}
+    for name in CONNECTION_EXTRAS:
+        # Old connections store extras as extra__kubernetes__<name>; both forms keep working.
+        value = raw.get(name, raw.get(f"extra__kubernetes__{name}"))
+        if value not in (None, ""):
+            extras[name] = value
+    return extras
+
+
+async def _read_kubeconfig(path: str, *, argument: str) -> dict[str, Any]:
+    try:
+        text = await asyncio.to_thread(_read_text, path)
+    except FileNotFoundError:
+        raise InvalidArgumentError(
+            argument,
+            f"kubeconfig {path!r} does not exist on host {socket.gethostname()!r}",
+            "make the file available at that path on every worker and triggerer host, or put the "
+            "kubeconfig inline in a kubernetes connection (extra kube_config) and pass kubernetes_conn_id",
+        ) from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise InvalidArgumentError(
+            argument,
+            f"kubeconfig {path!r} cannot be read on host {socket.gethostname()!r}: {exc.strerror}",
+            "make it a file readable by the Airflow user",
+        ) from None
+    return _parse_kubeconfig(text, source=path)
+
+
+def _read_text(path: str) -> str:
+    with open(os.path.expanduser(path), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _parse_kubeconfig(value: Any, *, source: str) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        config = dict(value)
+    else:
+        try:
+            config = yaml.safe_load(value)  # YAML is a superset of JSON: both forms parse
+        except yaml.YAMLError as exc:
+            raise InvalidArgumentError(
+                "config_file",
+                f"kubeconfig from {source} is not valid YAML/JSON ({exc.__class__.__name__})",
+                "fix the kubeconfig syntax (check it with `kubectl config view --kubeconfig FILE`)",
+            ) from None
+    if not isinstance(config, dict) or not config.get("clusters") or not config.get("contexts"):
+        raise InvalidArgumentError(
+            "config_file",
+            f"kubeconfig from {source} has no clusters or contexts",
+            "point at a complete kubeconfig (kind: Config with clusters, users and contexts)",
+        )
+    return config
+
+
+def _check_context(kubeconfig: dict[str, Any], context: str | None, source: str) -> str:
+    names = [c.get("name") for c in kubeconfig.get("contexts") or []]
+    if context is None:
+        context = kubeconfig.get("current-context")
+        if not context:
+            raise InvalidArgumentError(
+                "cluster_context",
+                f"kubeconfig {source} has no current-context",
+                f"pass cluster_context, one of {names}",
+            )
+    if context not in names:
+        raise InvalidArgumentError(
+            "cluster_context",
+            f"context {context!r} is not in kubeconfig {source}",
+            f"use one of {names}",
+        )
+    return context
+
+
+def _context_namespace(kubeconfig: dict[str, Any], context: str) -> str | None:
+    for entry in kubeconfig.get("contexts") or []:
+        if entry.get("name") == context:
+            return (entry.get("context") or {}).get("namespace")
+    return None
+
+
+def _default_kubeconfig_path() -> str | None:
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return env.split(os.pathsep)[0]
+    return os.path.expanduser("~/.kube/config")
+
+
+def _base_path(source: str) -> str:
+    # Relative certificate paths in a kubeconfig file are relative to the file itself.
+    return os.path.dirname(os.path.abspath(source)) if os.path.sep in source else ""
+
+
+def _first(*values: Any) -> Any:
+    for value in values:
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _as_bool(value: Any) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def fingerprint(config: ClusterConfig) -> str:
+    """A short digest of the resolved server address and context, for logs (no credentials)."""
+    server = ""
+    if config.kubeconfig:
+        cluster_name = next(
+            (
+                c["context"].get("cluster")
+                for c in config.kubeconfig["contexts"]
+                if c.get("name") == config.context
+            ),
+            None,
+        )
+        server = next(
+            (
+                c["cluster"].get("server", "")
+                for c in config.kubeconfig.get("clusters", [])
+                if c.get("name") == cluster_name
+            ),
+            "",
+        )
+    return hashlib.sha256(f"{server}|{config.context}".encode()).hexdigest()[:12]

@@ -1,0 +1,206 @@
+"""Resumable, bounded log following.
+
+The API server's ``sinceTime`` has one-second precision, so a resumed read can repeat lines.
+`LogCursor` remembers the exact timestamp of the last line delivered and how many lines carried
+that same timestamp; a resumed read skips everything up to and including them. Lines are split
+from raw chunks with a fixed cap, so a pod printing a 100 MB line without a newline costs at most
+`max_line_bytes` of memory here; the overflow is dropped and the line marked as truncated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import aiohttp
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)")
+TRUNCATION_MARKER = " [kpo-async: line truncated, {dropped} bytes dropped]"
+DEFAULT_MAX_LINE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, order=True)
+class Timestamp:
+    """A log timestamp at nanosecond precision (RFC3339Nano trims trailing zeros, so no str compare)."""
+
+    seconds: int
+    nanos: int
+
+    @classmethod
+    def parse(cls, text: str) -> Timestamp:
+        """Parse RFC3339 with up to nine fractional digits (2026-11-27T01:02:03.123456789Z)."""
+        match = _RFC3339.fullmatch(text.strip())
+        if match is None:
+            raise ValueError(f"not an RFC3339 timestamp: {text!r}")
+        whole, fraction, zone = match.groups()
+        zone = "+00:00" if zone in ("Z", "z") else zone
+        moment = datetime.fromisoformat(whole + zone)
+        return cls(int(moment.timestamp()), int((fraction or "").ljust(9, "0")[:9]))
+
+    def since_time(self) -> str:
+        """The `sinceTime` to ask for: this timestamp's whole second (the API's precision)."""
+        return datetime.fromtimestamp(self.seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def __str__(self) -> str:
+        base = datetime.fromtimestamp(self.seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{base}.{self.nanos:09d}Z"
+
+
+@dataclass(frozen=True)
+class LogCursor:
+    """Where a container's log has been delivered up to: serializable into trigger kwargs."""
+
+    timestamp: Timestamp | None = None
+    #: Lines already delivered whose timestamp equals `timestamp`.
+    count_at_timestamp: int = 0
+
+    def to_str(self) -> str | None:
+        return None if self.timestamp is None else f"{self.timestamp}/{self.count_at_timestamp}"
+
+    @classmethod
+    def from_str(cls, text: str | None) -> LogCursor:
+        if not text:
+            return cls()
+        stamp, _, count = text.rpartition("/")
+        return cls(Timestamp.parse(stamp), int(count or 0))
+
+    def advance(self, stamp: Timestamp) -> LogCursor:
+        """The cursor after delivering one more line stamped `stamp`."""
+        if stamp == self.timestamp:
+            return LogCursor(stamp, self.count_at_timestamp + 1)
+        return LogCursor(stamp, 1)
+
+
+class ResumeFilter:
+    """Drops the lines a resumed read repeats: all before the cursor, and the first N at it."""
+
+    def __init__(self, cursor: LogCursor) -> None:
+        self.cursor = cursor
+        self._resume_at = cursor.timestamp
+        self._to_skip = cursor.count_at_timestamp
+
+    def admit(self, stamp: Timestamp) -> bool:
+        if self._resume_at is not None:
+            if stamp < self._resume_at:
+                return False
+            if stamp == self._resume_at and self._to_skip > 0:
+                self._to_skip -= 1
+                return False
+            self._resume_at = None
+        self.cursor = self.cursor.advance(stamp)
+        return True
+
+
+class LineSplitter:
+    """Splits a byte stream into lines, holding at most `max_line_bytes` of any one line."""
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self.max_line_bytes = max_line_bytes
+        self._buffer = bytearray()
+        self._dropped = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, int]]:
+        """Lines completed by `chunk`, each with the number of bytes dropped from it."""
+        lines: list[tuple[bytes, int]] = []
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                self._append(chunk[start:])
+                return lines
+            self._append(chunk[start:end])
+            lines.append((bytes(self._buffer), self._dropped))
+            self._buffer.clear()
+            self._dropped = 0
+            start = end + 1
+
+    def flush(self) -> list[tuple[bytes, int]]:
+        """The unterminated last line, if any (a log that does not end with a newline)."""
+        if not self._buffer and not self._dropped:
+            return []
+        line = (bytes(self._buffer), self._dropped)
+        self._buffer.clear()
+        self._dropped = 0
+        return [line]
+
+    def _append(self, piece: bytes) -> None:
+        room = self.max_line_bytes - len(self._buffer)
+        if len(piece) <= room:
+            self._buffer += piece
+        else:
+            self._buffer += piece[: max(room, 0)]
+            self._dropped += len(piece) - max(room, 0)
+
+
+def decode_line(raw: bytes, dropped: int) -> tuple[Timestamp | None, str]:
+    """Split ``<timestamp> <text>`` and decode the text (invalid UTF-8 becomes U+FFFD)."""
+    stamp_text, _, rest = raw.partition(b" ")
+    try:
+        stamp = Timestamp.parse(stamp_text.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        stamp, rest = None, raw
+    text = rest.decode("utf-8", errors="replace").rstrip("\r")
+    if dropped:
+        text += TRUNCATION_MARKER.format(dropped=dropped)
+    return stamp, text
+
+
+class ContainerLog:
+    """A container's log, read from a cursor that advances as each line is delivered.
+
+    `cursor` is current even when a read fails half-way, so the next read resumes exactly there.
+    """
+
+    def __init__(
+        self,
+        core,
+        namespace: str,
+        pod: str,
+        container: str,
+        cursor: LogCursor,
+        sink: Callable[[str], None],
+        *,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        self.core = core
+        self.namespace = namespace
+        self.pod = pod
+        self.container = container
+        self.cursor = cursor
+        self.sink = sink
+        self.max_line_bytes = max_line_bytes
+        self.lines_delivered = 0
+
+    async def read(self, *, follow: bool, read_timeout: float | None = None) -> None:
+        """Deliver the lines after the cursor; with `follow`, until the stream ends.
+
+        A followed stream ends when the container terminates or when the connection drops; the
+        caller tells them apart by the pod's state. HTTP errors are raised.
+        """
+        kwargs = {"container": self.container, "timestamps": True, "follow": follow}
+        if self.cursor.timestamp is not None:
+            kwargs["since_time"] = self.cursor.timestamp.since_time()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
+        response = await self.core.read_namespaced_pod_log(
+            self.pod, self.namespace, _preload_content=False, _request_timeout=timeout, **kwargs
+        )
+        splitter = LineSplitter(self.max_line_bytes)
+        resume = ResumeFilter(self.cursor)
+        try:
+            async for chunk in response.content.iter_any():
+                self._deliver(splitter.feed(chunk), resume)
+                await asyncio.sleep(0)  # a chatty pod must not monopolise the loop
+            self._deliver(splitter.flush(), resume)
+        finally:
+            response.release()
+
+    def _deliver(self, lines: list[tuple[bytes, int]], resume: ResumeFilter) -> None:
+        for raw, dropped in lines:
+            stamp, text = decode_line(raw, dropped)
+            if stamp is None or resume.admit(stamp):
+                self.sink(text)
+                self.lines_delivered += 1
+                self.cursor = resume.cursor

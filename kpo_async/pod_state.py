@@ -1,0 +1,126 @@
+"""A slim, immutable view of a pod's status, parsed from API JSON.
+
+The shared watch keeps one of these per pod instead of a full model object: parsing a watch event
+into generated model classes costs far more CPU and memory than the few fields we decide on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PENDING, RUNNING, SUCCEEDED, FAILED, UNKNOWN = "Pending", "Running", "Succeeded", "Failed", "Unknown"
+#: Waiting reasons that mean the pod will not start without someone fixing something.
+FATAL_WAITING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    name: str
+    state: str  # "waiting" | "running" | "terminated" | "unknown"
+    reason: str | None = None
+    message: str | None = None
+    exit_code: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def terminated(self) -> bool:
+        return self.state == "terminated"
+
+    @classmethod
+    def from_api(cls, status: Mapping[str, Any]) -> ContainerState:
+        state = status.get("state") or {}
+        for kind in ("terminated", "running", "waiting"):
+            detail = state.get(kind)
+            if detail is not None:
+                return cls(
+                    name=status.get("name", ""),
+                    state=kind,
+                    reason=detail.get("reason"),
+                    message=detail.get("message"),
+                    exit_code=detail.get("exitCode"),
+                    started_at=detail.get("startedAt"),
+                    finished_at=detail.get("finishedAt"),
+                )
+        return cls(name=status.get("name", ""), state="unknown")
+
+
+@dataclass(frozen=True)
+class PodState:
+    name: str
+    namespace: str
+    uid: str
+    resource_version: str
+    phase: str
+    reason: str | None
+    message: str | None
+    deleting: bool
+    containers: tuple[ContainerState, ...]
+    init_containers: tuple[ContainerState, ...]
+    unschedulable_message: str | None
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+
+    @classmethod
+    def from_api(cls, pod: Mapping[str, Any]) -> PodState:
+        meta = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+        unschedulable = next(
+            (
+                c.get("message")
+                for c in status.get("conditions") or []
+                if c.get("type") == "PodScheduled" and c.get("status") == "False"
+            ),
+            None,
+        )
+        return cls(
+            name=meta.get("name", ""),
+            namespace=meta.get("namespace", ""),
+            uid=meta.get("uid", ""),
+            resource_version=meta.get("resourceVersion", ""),
+            phase=status.get("phase") or PENDING,
+            reason=status.get("reason"),
+            message=status.get("message"),
+            deleting=meta.get("deletionTimestamp") is not None,
+            containers=tuple(ContainerState.from_api(s) for s in status.get("containerStatuses") or []),
+            init_containers=tuple(
+                ContainerState.from_api(s) for s in status.get("initContainerStatuses") or []
+            ),
+            unschedulable_message=unschedulable,
+            labels=dict(meta.get("labels") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+        )
+
+    def container(self, name: str) -> ContainerState | None:
+        return next((c for c in self.containers if c.name == name), None)
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (SUCCEEDED, FAILED)
+
+    def started(self, base_container: str) -> bool:
+        """The pod got past startup: its base container ran (or the pod already ended)."""
+        base = self.container(base_container)
+        return self.finished or (base is not None and base.state in ("running", "terminated"))
+
+    def fatal_waiting(self) -> ContainerState | None:
+        """A container (init or regular) stuck for a reason that will not fix itself."""
+        for state in (*self.init_containers, *self.containers):
+            if state.state == "waiting" and state.reason in FATAL_WAITING_REASONS:
+                return state
+        return None
+
+    def failed_init(self) -> ContainerState | None:
+        return next((s for s in self.init_containers if s.terminated and s.exit_code not in (0, None)), None)

@@ -1,0 +1,91 @@
+"""Bounded retries with exponential backoff and full jitter for Kubernetes API calls."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import aiohttp
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kpo_async.errors import ClusterUnreachableError
+
+T = TypeVar("T")
+
+#: Status codes worth retrying: throttling and server-side trouble. Every other 4xx is final.
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt n sleeps uniform(0, min(cap, base * 2**n))."""
+
+    base: float = 0.2
+    cap: float = 10.0
+    attempts: int = 8
+    #: Give up once this much time has gone by, whatever the attempt count.
+    deadline: float = 120.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+def is_retryable(exc: BaseException) -> bool:
+    status = getattr(exc, "status", None)  # ApiException, ExecError
+    if isinstance(status, int):
+        return status in RETRYABLE_STATUS or (status == 0 and isinstance(exc, ApiException))
+    return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The server's Retry-After (seconds form) on a 429/503, if any."""
+    headers = getattr(exc, "headers", None) or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[T]], *, what: str, backoff: Backoff = DEFAULT_BACKOFF
+) -> T:
+    """Run `call` until it succeeds, retrying only transient failures.
+
+    Raises the original exception for non-retryable errors (404, 409, 403, 422 ...), and
+    `ClusterUnreachableError` naming `what` once attempts or the deadline run out.
+    """
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            attempt += 1
+            elapsed = time.monotonic() - started
+            if attempt >= backoff.attempts or elapsed >= backoff.deadline:
+                raise ClusterUnreachableError(
+                    f"{what} failed after {attempt} attempts over {elapsed:.1f}s: {describe(exc)}. "
+                    "Check that the API server is reachable from this host and not overloaded."
+                ) from exc
+            delay = backoff.delay(attempt)
+            hinted = retry_after_seconds(exc)
+            if hinted is not None:
+                delay = max(delay, min(hinted, backoff.cap))
+            await asyncio.sleep(delay)
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line description of an API failure, without response bodies that could hold secrets."""
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__

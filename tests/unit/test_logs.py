@@ -1,0 +1,67 @@
+"""Log cursor arithmetic and bounded line splitting (pure parts of kpo_async.logs)."""
+
+from __future__ import annotations
+
+from kpo_async.logs import (
+    TRUNCATION_MARKER,
+    LineSplitter,
+    LogCursor,
+    ResumeFilter,
+    Timestamp,
+    decode_line,
+)
+
+
+def test_timestamps_compare_by_time_not_by_text() -> None:
+    # RFC3339Nano trims trailing zeros: as text ".5Z" > ".123Z" would be right, ".1Z" < ".05Z" wrong.
+    early = Timestamp.parse("2026-11-27T01:02:03.05Z")
+    late = Timestamp.parse("2026-11-27T01:02:03.1Z")
+    assert early < late
+    assert Timestamp.parse("2026-11-27T01:02:03Z") < early
+    assert Timestamp.parse("2026-11-27T01:02:03.100000000Z") == late
+
+
+def test_since_time_is_the_whole_second() -> None:
+    stamp = Timestamp.parse("2026-11-27T01:02:03.999999999Z")
+    assert stamp.since_time() == "2026-11-27T01:02:03Z"
+
+
+def test_cursor_round_trips_through_its_string_form() -> None:
+    cursor = LogCursor(Timestamp.parse("2026-11-27T01:02:03.5Z"), 3)
+    assert LogCursor.from_str(cursor.to_str()) == cursor
+    assert LogCursor.from_str(None) == LogCursor()
+
+
+def test_resume_skips_repeated_lines_including_equal_timestamps() -> None:
+    t = [Timestamp.parse(f"2026-11-27T01:02:03.{n}Z") for n in (1, 2, 3)]
+    # Delivered before: t0, t1, t1 (two lines sharing a timestamp). The resumed read from the
+    # whole second repeats them all, then carries on with a third t1 line and t2.
+    cursor = LogCursor(t[1], 2)
+    resume = ResumeFilter(cursor)
+    admitted = [resume.admit(s) for s in (t[0], t[1], t[1], t[1], t[2])]
+    assert admitted == [False, False, False, True, True]
+    assert resume.cursor == LogCursor(t[2], 1)
+
+
+def test_fresh_read_admits_everything() -> None:
+    resume = ResumeFilter(LogCursor())
+    stamp = Timestamp.parse("2026-11-27T01:02:03Z")
+    assert [resume.admit(stamp) for _ in range(3)] == [True, True, True]
+    assert resume.cursor == LogCursor(stamp, 3)
+
+
+def test_splitter_bounds_memory_and_marks_truncation() -> None:
+    splitter = LineSplitter(max_line_bytes=10)
+    lines = splitter.feed(b"short\n" + b"x" * 25)
+    lines += splitter.feed(b"y" * 5 + b"\nnext")
+    lines += splitter.flush()
+    assert lines == [(b"short", 0), (b"x" * 10, 20), (b"next", 0)]
+    assert len(splitter._buffer) == 0
+    _, text = decode_line(b"2026-11-27T01:02:03Z " + b"x" * 10, 20)
+    assert text.endswith(TRUNCATION_MARKER.format(dropped=20))
+
+
+def test_invalid_utf8_is_replaced_not_fatal() -> None:
+    stamp, text = decode_line(b"2026-11-27T01:02:03.000000001Z caf\xff\xfe!", 0)
+    assert stamp == Timestamp.parse("2026-11-27T01:02:03.000000001Z")
+    assert text == "caf\ufffd\ufffd!"
