@@ -1,0 +1,227 @@
+"""Convert Kubernetes objects to API JSON and back.
+
+Accepted inputs: model objects of the sync ``kubernetes`` client (what DAGs import as
+``from kubernetes.client import models as k8s``), model objects of ``kubernetes_asyncio``, and plain dicts.
+Dicts are taken as API JSON (camelCase keys, as in a manifest); when the target model is known, keys spelled
+like the Python client's attributes (``mount_path``) are renamed to their API name (``mountPath``) too.
+
+Everything is driven by each model's ``openapi_types`` / ``attribute_map``, so the sync client does not need
+to be installed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from kubernetes_asyncio.client import Configuration, V1Pod
+from kubernetes_asyncio.client import models as async_models
+
+from kpo_async.errors import InvalidArgumentError
+
+_LIST_TYPE = re.compile(r"^list\[(.+)\]$")
+_DICT_TYPE = re.compile(r"^dict\(([^,]+), (.+)\)$")
+_MISSING_FIELD = re.compile(r"Invalid value for `(\w+)`, must not be `None`")
+_SCALAR_TYPES = frozenset({"str", "int", "float", "bool", "object", "date"})
+_SCALAR_CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "str": (str, "a string"),
+    "int": (int, "an integer"),
+    "float": ((int, float), "a number"),
+    "bool": (bool, "true or false"),
+}
+
+# Models built here get their own Configuration: the process-wide default may carry cluster credentials,
+# and every model keeps a reference to the Configuration it was built with.
+_MODEL_CONFIGURATION = Configuration()
+
+
+@dataclass(frozen=True)
+class _Schema:
+    cls: type
+    types: dict[str, str]  # API key -> openapi type
+    attrs: dict[str, str]  # API key -> python attribute
+    api_keys: dict[str, str]  # python attribute -> API key
+
+
+@cache
+def _schema(type_name: str | None) -> _Schema | None:
+    cls = getattr(async_models, type_name, None) if type_name else None
+    if cls is None or not hasattr(cls, "openapi_types"):
+        return None
+    api_keys = dict(cls.attribute_map)
+    return _Schema(
+        cls=cls,
+        types={api_keys[attr]: kind for attr, kind in cls.openapi_types.items()},
+        attrs={key: attr for attr, key in api_keys.items()},
+        api_keys=api_keys,
+    )
+
+
+def _type_name(model: str | type | None) -> str | None:
+    return model if model is None or isinstance(model, str) else model.__name__
+
+
+def is_model(obj: Any) -> bool:
+    """True for a model object of either Kubernetes client (not for the model classes themselves)."""
+    return not isinstance(obj, type) and hasattr(obj, "openapi_types") and hasattr(obj, "attribute_map")
+
+
+def to_api_dict(obj: Any, model: str | type | None = None) -> Any:
+    """Return ``obj`` as API JSON: camelCase keys, ``None`` dropped, datetimes as RFC 3339 strings.
+
+    ``model`` (a model class of either client, or its name such as ``"V1Volume"``) is the type ``obj`` is
+    expected to be; it only matters for dicts, whose Python-client-style keys it lets us rename.
+    Raises ``TypeError`` for values that are not JSON-like, dicts, lists or Kubernetes models.
+    """
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    if isinstance(obj, dt.datetime):
+        return _rfc3339(obj)
+    if isinstance(obj, dt.date):
+        return obj.isoformat()
+    if is_model(obj):
+        return {
+            obj.attribute_map[attr]: to_api_dict(value, kind)
+            for attr, kind in obj.openapi_types.items()
+            if (value := getattr(obj, attr, None)) is not None
+        }
+    type_name = _type_name(model)
+    if isinstance(obj, (list, tuple)):
+        match = _LIST_TYPE.match(type_name or "")
+        return [to_api_dict(item, match[1] if match else None) for item in obj]
+    if isinstance(obj, dict):
+        return _dict_to_api(obj, type_name)
+    raise TypeError(
+        f"cannot use a {type(obj).__name__} as Kubernetes API data "
+        "(expected a Kubernetes model object, a dict or a list)"
+    )
+
+
+def _dict_to_api(data: dict, type_name: str | None) -> dict:
+    match = _DICT_TYPE.match(type_name or "")
+    if match:
+        return {key: to_api_dict(value, match[2]) for key, value in data.items() if value is not None}
+    schema = _schema(type_name)
+    result = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        if schema is None:
+            result[key] = to_api_dict(value)
+            continue
+        api_key = key if key in schema.types else schema.api_keys.get(key, key)
+        result[api_key] = to_api_dict(value, schema.types.get(api_key))
+    return result
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    if value.tzinfo is None:  # the API only speaks UTC; a naive datetime is taken as UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
+    value = value.astimezone(dt.timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_api_dict(data: Any, model: str | type, *, unknown: list[str] | None = None) -> Any:
+    """Build a ``kubernetes_asyncio`` model (or list/dict of them) from API JSON.
+
+    Keys the model does not know are skipped; pass a list as ``unknown`` to collect their paths (with a
+    "did you mean" hint). Raises ``ValueError`` naming the path of a value of the wrong shape.
+    """
+    type_name = _type_name(model) or "object"
+    return _deserialize(to_api_dict(data, type_name), type_name, "", unknown)
+
+
+def to_v1pod(data: dict | Any) -> V1Pod:
+    """Deserialize a pod (API JSON dict, or a pod object of either client) into an asyncio ``V1Pod``."""
+    return from_api_dict(data, "V1Pod")
+
+
+def pod_to_dict(pod: Any) -> dict:
+    """Return a pod (object of either client, or dict) as API JSON."""
+    return to_api_dict(pod, "V1Pod")
+
+
+def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") -> Any:
+    """``to_api_dict`` that also checks the shape against ``model``, raising ``InvalidArgumentError``.
+
+    ``where`` prefixes the problem (e.g. the template's path or a list index).
+    """
+    prefix = f"{where}: " if where else ""
+    fix = f"pass k8s.{model} objects or dicts in Kubernetes API JSON (camelCase keys, as in a manifest)"
+    unknown: list[str] = []
+    try:
+        data = to_api_dict(value, model)
+        _deserialize(data, model, "", unknown)
+    except (TypeError, ValueError) as exc:
+        if not unknown:  # otherwise a misspelt field is the likely cause: report that
+            raise InvalidArgumentError(argument, f"{prefix}{exc}", fix) from None
+    if unknown:
+        raise InvalidArgumentError(argument, f"{prefix}unknown field {', '.join(unknown)}", fix)
+    return data
+
+
+def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None) -> Any:
+    if data is None:
+        return None
+    if match := _LIST_TYPE.match(type_name):
+        if not isinstance(data, list):
+            raise ValueError(f"{path or 'value'} must be a list, got {type(data).__name__}")
+        return [_deserialize(item, match[1], f"{path}[{n}]", unknown) for n, item in enumerate(data)]
+    if match := _DICT_TYPE.match(type_name):
+        if not isinstance(data, dict):
+            raise ValueError(f"{path or 'value'} must be a mapping, got {type(data).__name__}")
+        return {key: _deserialize(item, match[2], f"{path}.{key}", unknown) for key, item in data.items()}
+    if type_name == "datetime":
+        return _parse_datetime(data)
+    if type_name in _SCALAR_TYPES:
+        return _scalar(data, type_name, path)
+    schema = _schema(type_name)
+    if schema is None:
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"{path or 'value'} must be a mapping ({type_name}), got {type(data).__name__}")
+    kwargs = {}
+    for key, value in data.items():
+        child = f"{path}.{key}" if path else key
+        if key in schema.attrs:
+            kwargs[schema.attrs[key]] = _deserialize(value, schema.types[key], child, unknown)
+        elif unknown is not None:
+            unknown.append(_unknown_hint(child, key, schema))
+    try:
+        return schema.cls(**kwargs, local_vars_configuration=_MODEL_CONFIGURATION)
+    except ValueError as exc:  # the model's own required-field / enum checks
+        missing = _MISSING_FIELD.search(str(exc))
+        if missing:
+            field = schema.api_keys.get(missing[1], missing[1])
+            raise ValueError(f"{path or type_name}: required field '{field}' is missing") from None
+        raise ValueError(f"{path or type_name}: {exc}") from None
+
+
+def _unknown_hint(path: str, key: str, schema: _Schema) -> str:
+    close = difflib.get_close_matches(key, list(schema.types), n=1)
+    return f"'{path}' (did you mean '{close[0]}'?)" if close else f"'{path}'"
+
+
+def _scalar(data: Any, type_name: str, path: str) -> Any:
+    # YAML turns `value: 8080` into an int; the official provider coerces such scalars, and so do we.
+    if type_name == "str" and isinstance(data, (bool, int, float)):
+        return str(data).lower() if isinstance(data, bool) else str(data)
+    if type_name == "int" and isinstance(data, str) and data.strip().lstrip("-").isdigit():
+        return int(data)
+    expected = _SCALAR_CHECKS.get(type_name)
+    if expected is not None and not isinstance(data, expected[0]):
+        raise ValueError(f"{path or 'value'} must be {expected[1]}, got {type(data).__name__} {data!r}")
+    return data
+
+
+def _parse_datetime(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value

@@ -1,0 +1,800 @@
+"""Build the pod an ``AsyncKubernetesPodOperator`` task runs: arguments in, ``V1Pod`` out, no I/O.
+
+Precedence, merge rules, naming and labels are described in ``docs/pod-spec.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio.client import V1Pod
+
+from kpo_async.errors import InvalidArgumentError
+from kpo_async.identity import MANAGED_LABEL, XCOM_MOUNT_PATH, XCOM_SIDECAR_NAME, XCOM_SIDECAR_SCRIPT
+from kpo_async.k8s_objects import checked_api_dict, to_v1pod
+
+#: Annotations holding the task identity verbatim (labels may have had to be shortened).
+DAG_ID_ANNOTATION = "kpo-async.io/dag-id"
+TASK_ID_ANNOTATION = "kpo-async.io/task-id"
+RUN_ID_ANNOTATION = "kpo-async.io/run-id"
+MAP_INDEX_ANNOTATION = "kpo-async.io/map-index"
+TRY_NUMBER_ANNOTATION = "kpo-async.io/try-number"
+
+XCOM_VOLUME_NAME = "xcom"
+DEFAULT_XCOM_SIDECAR_RESOURCES: dict[str, Any] = {"requests": {"cpu": "1m", "memory": "10Mi"}}
+
+#: The guide's ``resources`` dict keys -> (section, resource name) of ``V1ResourceRequirements``.
+RESOURCE_KEYS: dict[str, tuple[str, str]] = {
+    "request_memory": ("requests", "memory"),
+    "request_cpu": ("requests", "cpu"),
+    "request_ephemeral_storage": ("requests", "ephemeral-storage"),
+    "limit_memory": ("limits", "memory"),
+    "limit_cpu": ("limits", "cpu"),
+    "limit_gpu": ("limits", "nvidia.com/gpu"),
+    "limit_ephemeral_storage": ("limits", "ephemeral-storage"),
+}
+_API_RESOURCE_KEYS = frozenset({"limits", "requests", "claims"})
+
+NAME_MAX_LENGTH = 63
+_SUFFIX_LENGTH = 8
+_LABEL_MAX_LENGTH = 63
+_ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_POD_NAME_ARGUMENT = re.compile(r"^[A-Za-z0-9_.-]+$")  # what the official operator accepts for `name`
+_POD_NAME_UNSAFE = re.compile(r"[^a-z0-9-]+")
+_QUANTITY = re.compile(r"^\+?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
+
+_IMAGE_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+_TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
+_DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+
+
+# --- task identity -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskIdentity:
+    """The task instance try a pod belongs to."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int = -1
+    try_number: int = 1
+
+
+def label_safe(value: str) -> str:
+    """Return ``value`` if it is a valid label value, else a shortened form ending in a hash of it.
+
+    Distinct inputs give distinct outputs: a value that had to change carries 8 hex chars of its sha256.
+    """
+    if len(value) <= _LABEL_MAX_LENGTH and (value == "" or _QUALIFIED_NAME.match(value)):
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:_SUFFIX_LENGTH]
+    stem = _LABEL_UNSAFE.sub("_", value).strip("._-")[: _LABEL_MAX_LENGTH - _SUFFIX_LENGTH - 1]
+    stem = stem.rstrip("._-")
+    return f"{stem}-{digest}" if stem else digest
+
+
+def identity_labels(identity: TaskIdentity) -> dict[str, str]:
+    """Labels that find the pods of a task instance (values label-safe; see ``identity_annotations``).
+
+    Like the official provider, ``map_index`` is only set for mapped tasks (``map_index >= 0``).
+    """
+    labels = {
+        MANAGED_LABEL: "true",
+        "dag_id": label_safe(identity.dag_id),
+        "task_id": label_safe(identity.task_id),
+        "run_id": label_safe(identity.run_id),
+    }
+    if identity.map_index >= 0:
+        labels["map_index"] = str(identity.map_index)
+    labels["try_number"] = str(identity.try_number)
+    return labels
+
+
+def identity_annotations(identity: TaskIdentity) -> dict[str, str]:
+    """The task identity verbatim, for humans and for checking a label match was not a hash collision."""
+    return {
+        DAG_ID_ANNOTATION: identity.dag_id,
+        TASK_ID_ANNOTATION: identity.task_id,
+        RUN_ID_ANNOTATION: identity.run_id,
+        MAP_INDEX_ANNOTATION: str(identity.map_index),
+        TRY_NUMBER_ANNOTATION: str(identity.try_number),
+    }
+
+
+def task_selector(identity: TaskIdentity, *, include_try: bool) -> str:
+    """Label selector matching the pods of a task instance (of one try when ``include_try``)."""
+    labels = identity_labels(identity)
+    parts = [f"{key}={labels[key]}" for key in (MANAGED_LABEL, "dag_id", "task_id", "run_id")]
+    parts.append(f"map_index={labels['map_index']}" if "map_index" in labels else "!map_index")
+    if include_try:
+        parts.append(f"try_number={labels['try_number']}")
+    return ",".join(parts)
+
+
+def pod_name(
+    base: str | None, *, task_id: str, identity: TaskIdentity | None, random_name_suffix: bool
+) -> str:
+    """Pod name: ``base`` (or ``task_id``) made a DNS-1123 label of at most 63 chars, plus a suffix.
+
+    The suffix is 8 hex chars of a hash of the task identity, so building the pod of the same try twice
+    gives the same name (and the API answers 409 instead of starting a second pod). Without an identity
+    the suffix is random.
+    """
+    stem = _POD_NAME_UNSAFE.sub("-", (base or task_id).lower()).strip("-") or "pod"
+    if not random_name_suffix:
+        return stem[:NAME_MAX_LENGTH].rstrip("-")
+    return f"{stem[: NAME_MAX_LENGTH - _SUFFIX_LENGTH - 1].rstrip('-')}-{_name_suffix(identity)}"
+
+
+def _name_suffix(identity: TaskIdentity | None) -> str:
+    if identity is None:
+        return secrets.token_hex(_SUFFIX_LENGTH // 2)
+    key = [identity.dag_id, identity.task_id, identity.run_id, identity.map_index, identity.try_number]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:_SUFFIX_LENGTH]
+
+
+# --- arguments -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PodArguments:
+    """Every pod-shaping argument of the operator, with the official ``KubernetesPodOperator`` meanings.
+
+    Kubernetes objects may be models of either client or dicts in API JSON (camelCase).
+    """
+
+    namespace: str | None = None
+    name: str | None = None
+    image: str | None = None
+    cmds: list[str] | None = None
+    arguments: list[str] | None = None
+    env_vars: dict[str, str] | list | None = None
+    env_from: list | None = None
+    labels: dict | None = None
+    annotations: dict | None = None
+    ports: list | None = None
+    resources: dict | Any | None = None
+    container_resources: Any | None = None
+    volumes: list | None = None
+    volume_mounts: list | None = None
+    affinity: Any | None = None
+    tolerations: list | None = None
+    node_selector: dict | None = None
+    service_account_name: str | None = None
+    automount_service_account_token: bool | None = None
+    security_context: Any | None = None
+    container_security_context: Any | None = None
+    image_pull_policy: str | None = None
+    image_pull_secrets: list | str | None = None
+    init_containers: list | None = None
+    host_aliases: list | None = None
+    hostnetwork: bool = False
+    dnspolicy: str | None = None
+    schedulername: str | None = None
+    priority_class_name: str | None = None
+    termination_grace_period: int | None = None
+    active_deadline_seconds: int | None = None
+    runtime_class_name: str | None = None
+    termination_message_policy: str = "File"
+    random_name_suffix: bool = True
+    do_xcom_push: bool = False
+    base_container_name: str = "base"
+    xcom_sidecar_image: str = "alpine:3.20"
+    xcom_sidecar_resources: dict | Any | None = None
+    # Further official arguments that shape the pod.
+    secrets: list | None = None  # airflow.providers.cncf.kubernetes.secret.Secret objects
+    configmaps: list[str] | None = None
+    pod_runtime_info_envs: list | None = None
+    hostname: str | None = None
+    subdomain: str | None = None
+    dns_config: Any | None = None
+    xcom_sidecar_container_security_context: Any | None = None
+
+
+def validate_arguments(args: PodArguments) -> None:
+    """Raise ``InvalidArgumentError`` for the first unusable argument (call it after template rendering).
+
+    Whether an image is given at all is checked by ``build_pod``: a template may provide it.
+    """
+    _validate_scalars(args)
+    _arguments_layer(args)
+
+
+def _validate_scalars(args: PodArguments) -> None:
+    _check_pod_name(args.name)
+    _check_pattern("namespace", args.namespace, _DNS_LABEL, 63, "a DNS-1123 label such as 'data-jobs'")
+    _check_pattern("base_container_name", args.base_container_name, _DNS_LABEL, 63, "a name like 'base'")
+    _check_pattern(
+        "service_account_name", args.service_account_name, _DNS_SUBDOMAIN, 253, "a name like 'airflow-jobs'"
+    )
+    _check_pattern("hostname", args.hostname, _DNS_LABEL, 63, "a DNS-1123 label")
+    _check_pattern("subdomain", args.subdomain, _DNS_LABEL, 63, "a DNS-1123 label")
+    _check_image("image", args.image)
+    _check_image("xcom_sidecar_image", args.xcom_sidecar_image)
+    _check_string_list("cmds", args.cmds)
+    _check_string_list("arguments", args.arguments)
+    _check_string_list("configmaps", args.configmaps)
+    _check_choice("image_pull_policy", args.image_pull_policy, _IMAGE_PULL_POLICIES)
+    _check_choice(
+        "termination_message_policy", args.termination_message_policy, _TERMINATION_MESSAGE_POLICIES
+    )
+    _check_choice("dnspolicy", args.dnspolicy, _DNS_POLICIES)
+    _check_int("termination_grace_period", args.termination_grace_period, minimum=0)
+    _check_int("active_deadline_seconds", args.active_deadline_seconds, minimum=1)
+    _check_string_map("labels", args.labels, values_are_labels=True)
+    _check_string_map("node_selector", args.node_selector, values_are_labels=True)
+    _check_string_map("annotations", args.annotations, values_are_labels=False)
+    if args.resources is not None and args.container_resources is not None:
+        raise InvalidArgumentError(
+            "resources", "both resources and container_resources are given", "pass only one of them"
+        )
+
+
+def _check_pod_name(name: str | None) -> None:
+    if name is None:
+        return
+    if not isinstance(name, str) or not _POD_NAME_ARGUMENT.match(name) or len(name) > 253:
+        raise InvalidArgumentError(
+            "name",
+            f"{name!r} is not a usable pod name",
+            "use letters, digits, '-', '.' and '_' only (at most 253 characters); it is lower-cased, "
+            "other characters become '-' and it is cut to 63 characters with its suffix",
+        )
+    if not _POD_NAME_UNSAFE.sub("-", name.lower()).strip("-"):
+        raise InvalidArgumentError("name", f"{name!r} has no letter or digit", "use a name like 'my-task'")
+
+
+def _check_pattern(argument: str, value: Any, pattern: re.Pattern, max_length: int, example: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > max_length or not pattern.match(value):
+        raise InvalidArgumentError(
+            argument,
+            f"{value!r} is not valid (lowercase letters, digits and '-', at most {max_length} characters, "
+            "starting and ending with a letter or digit)",
+            f"use {example}",
+        )
+
+
+def _check_image(argument: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip() or any(ch.isspace() for ch in value):
+        raise InvalidArgumentError(
+            argument, f"{value!r} is not an image reference", "pass an image such as 'python:3.12-slim'"
+        )
+
+
+def _check_string_list(argument: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        raise InvalidArgumentError(
+            argument, f"got the string {value!r}, expected a list of strings", f"use {argument}=[{value!r}]"
+        )
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise InvalidArgumentError(argument, f"{value!r} is not a list of strings", "pass a list of strings")
+
+
+def _check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise InvalidArgumentError(argument, f"{value!r} is not allowed", f"use one of {', '.join(choices)}")
+
+
+def _check_int(argument: str, value: Any, *, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidArgumentError(
+            argument, f"{value!r} is not a whole number of seconds >= {minimum}", f"pass an int >= {minimum}"
+        )
+
+
+def _check_string_map(argument: str, value: Any, *, values_are_labels: bool) -> None:
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(argument, f"expected a dict, got {type(value).__name__}", "pass a dict")
+    for key, item in value.items():
+        _check_qualified_key(argument, key)
+        if values_are_labels:
+            _check_label_value(argument, key, item)
+        elif not isinstance(item, str):
+            raise InvalidArgumentError(
+                argument,
+                f"the value of {key!r} is a {type(item).__name__}",
+                f"pass it as a string: str({item!r})",
+            )
+    if not values_are_labels:
+        size = sum(len(key.encode()) + len(item.encode()) for key, item in value.items())
+        if size > _ANNOTATIONS_MAX_BYTES:
+            raise InvalidArgumentError(
+                argument, f"they total {size} bytes, over the 256 KiB limit", "store large data elsewhere"
+            )
+
+
+def _check_qualified_key(argument: str, key: Any) -> None:
+    prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
+    ok = (
+        bool(name)
+        and len(name) <= 63
+        and _QUALIFIED_NAME.match(name) is not None
+        and (not prefix or (len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix) is not None))
+    )
+    if not ok:
+        raise InvalidArgumentError(
+            argument,
+            f"the key {key!r} is not a valid Kubernetes key",
+            "use an optional DNS-subdomain prefix and '/', then a name of at most 63 letters, digits, "
+            "'-', '_' or '.', starting and ending with a letter or digit (e.g. 'example.com/team')",
+        )
+
+
+def _check_label_value(argument: str, key: str, value: Any) -> None:
+    if value is None:  # the official operator turns None into an empty value
+        return
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            argument,
+            f"the value of {key!r} is a {type(value).__name__}",
+            f"pass it as a string: str({value!r})",
+        )
+    if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
+        raise InvalidArgumentError(
+            argument,
+            f"the value {value!r} of {key!r} is not a valid label value",
+            "use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+        )
+
+
+# --- arguments -> API JSON -----------------------------------------------------------------------------
+
+
+def _arguments_layer(args: PodArguments) -> dict:
+    """The pod the explicit arguments describe, as API JSON (only what they set)."""
+    container = _set_only(
+        {
+            "name": args.base_container_name,
+            "image": args.image,
+            "command": list(args.cmds or []),
+            "args": list(args.arguments or []),
+            "env": _env(args),
+            "envFrom": _env_from(args),
+            "ports": _ports(args.ports),
+            "volumeMounts": _objects("volume_mounts", args.volume_mounts, "V1VolumeMount"),
+            "resources": _resources("resources", args.resources)
+            or _resources("container_resources", args.container_resources),
+            "imagePullPolicy": args.image_pull_policy,
+            "securityContext": _object(
+                "container_security_context", args.container_security_context, "V1SecurityContext"
+            ),
+            "terminationMessagePolicy": args.termination_message_policy,
+        }
+    )
+    spec = _set_only(
+        {
+            "containers": [container],
+            "initContainers": _objects("init_containers", args.init_containers, "V1Container"),
+            "volumes": _objects("volumes", args.volumes, "V1Volume"),
+            "imagePullSecrets": _image_pull_secrets(args.image_pull_secrets),
+            "serviceAccountName": args.service_account_name,
+            "automountServiceAccountToken": args.automount_service_account_token,
+            "hostNetwork": args.hostnetwork or None,
+            "hostname": args.hostname,
+            "subdomain": args.subdomain,
+            "hostAliases": _objects("host_aliases", args.host_aliases, "V1HostAlias"),
+            "securityContext": _object("security_context", args.security_context, "V1PodSecurityContext"),
+            "dnsPolicy": args.dnspolicy,
+            "dnsConfig": _object("dns_config", args.dns_config, "V1PodDNSConfig"),
+            "schedulerName": args.schedulername,
+            "priorityClassName": args.priority_class_name,
+            "runtimeClassName": args.runtime_class_name,
+            "nodeSelector": _label_map(args.node_selector),
+            "affinity": _object("affinity", args.affinity, "V1Affinity"),
+            "tolerations": _objects("tolerations", args.tolerations, "V1Toleration"),
+            "activeDeadlineSeconds": args.active_deadline_seconds,
+            "terminationGracePeriodSeconds": args.termination_grace_period,
+        }
+    )
+    _attach_secrets(args.secrets, container, spec)
+    metadata = _set_only(
+        {
+            "name": args.name,
+            "namespace": args.namespace,
+            "labels": _label_map(args.labels),
+            "annotations": dict(args.annotations or {}),
+        }
+    )
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _label_map(value: Mapping | None) -> dict[str, str]:
+    # The official operator sends a None label value as an empty one.
+    return {key: "" if item is None else item for key, item in (value or {}).items()}
+
+
+def _set_only(fields: dict) -> dict:
+    return {key: value for key, value in fields.items() if not _is_unset(value)}
+
+
+def _is_unset(value: Any) -> bool:
+    """None and empty collections/strings never override (as in the official provider); False and 0 do."""
+    return value is None or (isinstance(value, (list, dict, str)) and len(value) == 0)
+
+
+def _object(argument: str, value: Any, model: str) -> Any:
+    return None if value is None else checked_api_dict(value, model, argument=argument)
+
+
+def _objects(argument: str, values: Any, model: str) -> list:
+    if values is None:
+        return []
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, (list, tuple)):
+        raise InvalidArgumentError(
+            argument,
+            f"expected a list of k8s.{model}, got {type(values).__name__}",
+            "wrap the value in a list",
+        )
+    return [
+        checked_api_dict(item, model, argument=argument, where=f"item {n}") for n, item in enumerate(values)
+    ]
+
+
+def _env(args: PodArguments) -> list:
+    env_vars = args.env_vars
+    if isinstance(env_vars, Mapping):
+        env = [_env_var(name, value) for name, value in env_vars.items()]
+    elif env_vars is None or isinstance(env_vars, (list, tuple)):
+        env = _objects("env_vars", env_vars, "V1EnvVar")
+    else:
+        raise InvalidArgumentError(
+            "env_vars",
+            f"expected a dict or a list of k8s.V1EnvVar, got {type(env_vars).__name__}",
+            "pass a dict",
+        )
+    for item in env:
+        _check_env_name(item.get("name"))
+    return env + _objects("pod_runtime_info_envs", args.pod_runtime_info_envs, "V1EnvVar")
+
+
+def _env_var(name: Any, value: Any) -> dict:
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgumentError(
+            "env_vars",
+            f"the value of {name!r} is a {type(value).__name__}",
+            f"pass it as a string: str({value!r})",
+        )
+    return {"name": name} if value is None else {"name": name, "value": value}
+
+
+def _check_env_name(name: Any) -> None:
+    # Kubernetes >= 1.34 accepts any printable ASCII except '='; older clusters are stricter.
+    if not isinstance(name, str) or not name or "=" in name or not all(" " <= ch <= "~" for ch in name):
+        raise InvalidArgumentError(
+            "env_vars", f"{name!r} is not a valid environment variable name", "use a name like 'MY_VAR'"
+        )
+
+
+def _env_from(args: PodArguments) -> list:
+    config_maps = [{"configMapRef": {"name": name}} for name in args.configmaps or []]
+    return _objects("env_from", args.env_from, "V1EnvFromSource") + config_maps
+
+
+def _ports(ports: Any) -> list:
+    result = _objects("ports", ports, "V1ContainerPort")
+    for port in result:
+        number = port.get("containerPort")
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536:
+            raise InvalidArgumentError(
+                "ports", f"containerPort {number!r} is not a port number", "use an int from 1 to 65535"
+            )
+    return result
+
+
+def _image_pull_secrets(value: Any) -> list:
+    if isinstance(value, str):  # "a,b" like the official operator
+        value = [name.strip() for name in value.split(",") if name.strip()]
+    if isinstance(value, (list, tuple)):
+        value = [{"name": item} if isinstance(item, str) else item for item in value]
+    return _objects("image_pull_secrets", value, "V1LocalObjectReference")
+
+
+def _resources(argument: str, value: Any) -> dict | None:
+    """``resources``/``container_resources``/``xcom_sidecar_resources`` as a ResourceRequirements dict."""
+    if value is None or (isinstance(value, Mapping) and not value):
+        return None
+    if isinstance(value, Mapping) and not set(value) <= _API_RESOURCE_KEYS:
+        unknown = sorted(set(value) - set(RESOURCE_KEYS))
+        if unknown:
+            raise InvalidArgumentError(
+                argument,
+                f"unknown key {', '.join(map(repr, unknown))}",
+                f"use {', '.join(RESOURCE_KEYS)} (or a k8s.V1ResourceRequirements)",
+            )
+        result: dict[str, dict[str, Any]] = {}
+        for key, quantity in value.items():
+            if quantity is not None:
+                section, resource = RESOURCE_KEYS[key]
+                result.setdefault(section, {})[resource] = quantity
+        value = result
+    data = checked_api_dict(value, "V1ResourceRequirements", argument=argument)
+    for section in ("limits", "requests"):
+        for resource, quantity in (data.get(section) or {}).items():
+            data[section][resource] = _quantity(argument, resource, quantity)
+    return data or None
+
+
+def _quantity(argument: str, resource: str, quantity: Any) -> str:
+    if isinstance(quantity, (int, float)) and not isinstance(quantity, bool):
+        quantity = str(quantity)
+    if not isinstance(quantity, str) or not _QUANTITY.match(quantity):
+        raise InvalidArgumentError(
+            argument,
+            f"{quantity!r} is not a Kubernetes quantity for {resource}",
+            "use a number with an optional suffix, such as '500m', '2', '512Mi' or '1Gi'",
+        )
+    return quantity
+
+
+def _attach_secrets(values: Any, container: dict, spec: dict) -> None:
+    """Expose official ``Secret`` objects: env var, envFrom or a read-only volume, as the provider does."""
+    for secret in values or []:
+        deploy_type = getattr(secret, "deploy_type", None)
+        name, target = getattr(secret, "secret", None), getattr(secret, "deploy_target", None)
+        key = getattr(secret, "key", None)
+        if deploy_type not in ("env", "volume") or not isinstance(name, str):
+            raise InvalidArgumentError(
+                "secrets",
+                f"{secret!r} is not a Secret",
+                "pass airflow.providers.cncf.kubernetes.secret.Secret",
+            )
+        if deploy_type == "env" and key is not None:
+            ref = {"secretKeyRef": {"name": name, "key": key}}
+            container.setdefault("env", []).append({"name": target, "valueFrom": ref})
+        elif deploy_type == "env":
+            container.setdefault("envFrom", []).append({"secretRef": {"name": name}})
+        else:
+            # A stable volume name (the provider uses a random one) keeps the built pod deterministic.
+            volume = "secretvol-" + hashlib.sha256(f"{name}\0{target}".encode()).hexdigest()[:_SUFFIX_LENGTH]
+            source = _set_only(
+                {
+                    "secretName": name,
+                    "items": _objects("secrets", getattr(secret, "items", None), "V1KeyToPath"),
+                }
+            )
+            spec.setdefault("volumes", []).append({"name": volume, "secret": source})
+            mount = {"name": volume, "mountPath": target, "readOnly": True}
+            container.setdefault("volumeMounts", []).append(mount)
+
+
+# --- reconciling layers --------------------------------------------------------------------------------
+
+_Rule = Callable[[Any, Any], Any]
+
+
+def _merge(base: dict | None, client: dict | None, rules: Mapping[str, _Rule]) -> dict:
+    """Fields set in ``client`` win; ``rules`` say how to combine a field both sides set."""
+    result = copy.deepcopy(base) if base else {}
+    for key, value in (client or {}).items():
+        if _is_unset(value):
+            continue
+        rule = rules.get(key)
+        combine = rule is not None and not _is_unset(result.get(key))
+        result[key] = rule(result[key], value) if combine else copy.deepcopy(value)
+    return result
+
+
+def _merge_maps(base: dict, client: dict) -> dict:
+    return {**base, **client}
+
+
+def _union(base: list, client: list) -> list:
+    return copy.deepcopy(base) + [copy.deepcopy(item) for item in client if item not in base]
+
+
+def _keyed(key: Callable[[dict], Hashable | None], combine: _Rule | None = None) -> _Rule:
+    """List merge: a client item replaces (or is combined with) the base item of the same key."""
+
+    def merge(base: list, client: list) -> list:
+        result = copy.deepcopy(base)
+        positions = {key(item): n for n, item in enumerate(result) if key(item) is not None}
+        for item in client:
+            n = positions.get(key(item))
+            if n is None:
+                result.append(copy.deepcopy(item))
+            else:
+                result[n] = combine(result[n], item) if combine else copy.deepcopy(item)
+        return result
+
+    return merge
+
+
+def _field(name: str) -> Callable[[dict], Hashable | None]:
+    return lambda item: item.get(name) if isinstance(item, dict) else None
+
+
+def _port_key(port: dict) -> Hashable:
+    if port.get("name"):
+        return ("name", port["name"])
+    return ("port", port.get("containerPort"), port.get("protocol") or "TCP")
+
+
+_RESOURCE_RULES: dict[str, _Rule] = {"limits": _merge_maps, "requests": _merge_maps}
+_CONTAINER_RULES: dict[str, _Rule] = {
+    "env": _keyed(_field("name")),
+    "envFrom": _union,
+    "ports": _keyed(_port_key),
+    "volumeMounts": _keyed(_field("mountPath")),
+    "volumeDevices": _keyed(_field("devicePath")),
+    "resources": lambda base, client: _merge(base, client, _RESOURCE_RULES),
+}
+
+
+def _merge_container(base: dict, client: dict) -> dict:
+    return _merge(base, client, _CONTAINER_RULES)
+
+
+_METADATA_RULES: dict[str, _Rule] = {
+    "labels": _merge_maps,
+    "annotations": _merge_maps,
+    "finalizers": _union,
+    "ownerReferences": _keyed(_field("uid")),
+}
+_SPEC_RULES: dict[str, _Rule] = {
+    "initContainers": _keyed(_field("name"), _merge_container),
+    "volumes": _keyed(_field("name")),
+    "imagePullSecrets": _keyed(_field("name")),
+    "nodeSelector": _merge_maps,
+    "overhead": _merge_maps,
+}
+
+
+def _reconcile(base: dict, client: dict, base_container_name: str) -> dict:
+    """Lay ``client`` (a pod as API JSON) over ``base``."""
+
+    def containers(base_items: list, client_items: list) -> list:
+        return _reconcile_containers(base_items, client_items, base_container_name)
+
+    def spec(base_spec: dict, client_spec: dict) -> dict:
+        return _merge(base_spec, client_spec, {**_SPEC_RULES, "containers": containers})
+
+    def metadata(base_meta: dict, client_meta: dict) -> dict:
+        return _merge(base_meta, client_meta, _METADATA_RULES)
+
+    return _merge(base, client, {"metadata": metadata, "spec": spec})
+
+
+def _base_index(containers: list, base_container_name: str) -> int | None:
+    for n, container in enumerate(containers):
+        if container.get("name") == base_container_name:
+            return n
+    return 0 if containers else None
+
+
+def _reconcile_containers(base: list, client: list, base_container_name: str) -> list:
+    """The base containers of both sides merge; other containers merge by name or are appended.
+
+    A side's base container is the one named ``base_container_name``, else its first container (which
+    is how the official provider, merging first containers, behaves).
+    """
+    result = copy.deepcopy(base)
+    base_at, client_at = _base_index(result, base_container_name), _base_index(client, base_container_name)
+    if base_at is not None and client_at is not None:
+        merged = _merge_container(result[base_at], client[client_at])
+        if base_container_name in (result[base_at].get("name"), client[client_at].get("name")):
+            merged["name"] = base_container_name
+        result[base_at] = merged
+    others = [item for n, item in enumerate(client) if n != client_at]
+    positions = {item.get("name"): n for n, item in enumerate(result) if n != base_at}
+    for item in others:
+        n = positions.get(item.get("name"))
+        if n is None:
+            result.append(copy.deepcopy(item))
+        else:
+            result[n] = _merge_container(result[n], item)
+    return result
+
+
+# --- building ------------------------------------------------------------------------------------------
+
+
+def build_pod(
+    args: PodArguments,
+    *,
+    identity: TaskIdentity | None = None,
+    template: dict | None = None,
+    full_pod_spec: Any | None = None,
+) -> V1Pod:
+    """Build the pod: ``template`` < ``full_pod_spec`` < explicit arguments, then name, labels, sidecar.
+
+    ``template`` is API JSON as returned by ``kpo_async.pod_template``; ``full_pod_spec`` is a pod of
+    either client or a dict. Raises ``InvalidArgumentError`` naming the argument at fault.
+    """
+    _validate_scalars(args)
+    layers = []
+    if template is not None:
+        layers.append(checked_api_dict(template, "V1Pod", argument="pod_template_file"))
+    if full_pod_spec is not None:
+        layers.append(checked_api_dict(full_pod_spec, "V1Pod", argument="full_pod_spec"))
+    layers.append(_arguments_layer(args))
+    pod: dict = {}
+    for layer in layers:
+        pod = _reconcile(pod, layer, args.base_container_name)
+
+    metadata, spec = pod.setdefault("metadata", {}), pod["spec"]
+    spec["restartPolicy"] = "Never"  # forced, as by the official operator: the task is one run of the pod
+    metadata["name"] = _final_name(args, metadata.get("name"), identity)
+    metadata["namespace"] = metadata.get("namespace") or "default"
+    metadata["labels"] = {**metadata.get("labels", {}), MANAGED_LABEL: "true"}
+    if identity is not None:
+        metadata["labels"].update(identity_labels(identity))
+        metadata["annotations"] = {**metadata.get("annotations", {}), **identity_annotations(identity)}
+    base = _base_container(spec, args)
+    if args.do_xcom_push:
+        _add_xcom_sidecar(spec, base, args)
+    return to_v1pod(pod)
+
+
+def _final_name(args: PodArguments, merged_name: str | None, identity: TaskIdentity | None) -> str:
+    task_id = identity.task_id if identity is not None else None
+    if not merged_name and not task_id:
+        raise InvalidArgumentError(
+            "name", "no pod name and no task identity to derive one from", "pass name='...' or an identity"
+        )
+    return pod_name(
+        merged_name, task_id=task_id or "", identity=identity, random_name_suffix=args.random_name_suffix
+    )
+
+
+def _base_container(spec: dict, args: PodArguments) -> dict:
+    base = next(item for item in spec["containers"] if item.get("name") == args.base_container_name)
+    if not base.get("image"):
+        raise InvalidArgumentError(
+            "image",
+            f"the base container {args.base_container_name!r} has no image "
+            "(not in the arguments, pod_template_file nor full_pod_spec)",
+            "pass image='repository/name:tag'",
+        )
+    return base
+
+
+def _add_xcom_sidecar(spec: dict, base: dict, args: PodArguments) -> None:
+    mounts = base.setdefault("volumeMounts", [])
+    mount = next((item for item in mounts if item.get("mountPath") == XCOM_MOUNT_PATH), None)
+    if mount is None:
+        mount = {"name": XCOM_VOLUME_NAME, "mountPath": XCOM_MOUNT_PATH}
+        mounts.append(mount)
+    volumes = spec.setdefault("volumes", [])
+    if not any(volume.get("name") == mount["name"] for volume in volumes):
+        volumes.append({"name": mount["name"], "emptyDir": {}})
+    sidecar = _set_only(
+        {
+            "name": XCOM_SIDECAR_NAME,
+            "image": args.xcom_sidecar_image,
+            "command": ["sh", "-c", XCOM_SIDECAR_SCRIPT],
+            "volumeMounts": [{"name": mount["name"], "mountPath": XCOM_MOUNT_PATH}],
+            "resources": _resources("xcom_sidecar_resources", args.xcom_sidecar_resources)
+            or copy.deepcopy(DEFAULT_XCOM_SIDECAR_RESOURCES),
+            "securityContext": _object(
+                "xcom_sidecar_container_security_context",
+                args.xcom_sidecar_container_security_context,
+                "V1SecurityContext",
+            ),
+        }
+    )
+    containers = [item for item in spec["containers"] if item.get("name") != XCOM_SIDECAR_NAME]
+    spec["containers"] = [*containers, sidecar]

@@ -1,0 +1,99 @@
+"""Read and check pod templates (``pod_template_file`` / ``pod_template_dict``) into API JSON dicts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from kpo_async.errors import InvalidArgumentError
+from kpo_async.k8s_objects import checked_api_dict
+
+_FILE = "pod_template_file"
+_DICT = "pod_template_dict"
+
+
+def read_pod_template(path: str) -> dict:
+    """Read and parse a pod template file (blocking: call it on the worker, not in the triggerer)."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except FileNotFoundError:
+        problem = f"{path!r} does not exist"
+    except IsADirectoryError:
+        problem = f"{path!r} is a directory"
+    except PermissionError:
+        problem = f"{path!r} is not readable by the worker's user"
+    except UnicodeDecodeError as exc:
+        problem = f"{path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    except OSError as exc:
+        problem = f"{path!r} cannot be read ({exc.strerror or exc})"
+    else:
+        return parse_pod_template(text, source=path)
+    raise InvalidArgumentError(
+        _FILE, problem, "pass the path of a YAML or JSON Pod manifest that exists on the worker"
+    )
+
+
+def parse_pod_template(text: str, *, source: str) -> dict:
+    """Parse a YAML or JSON Pod manifest; ``source`` (its path) is quoted in error messages."""
+    return _checked(_load(text, source), argument=_FILE, source=source)
+
+
+def pod_template_from_dict(d: Mapping[str, Any], source: str = _DICT) -> dict:
+    """Check a pod template given as a dict (``pod_template_dict``); returns it as API JSON."""
+    return _checked(d, argument=_DICT, source=source)
+
+
+def _load(text: str, source: str) -> Any:
+    json_error = None
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:  # may still be YAML flow style; report JSON's error if not
+            json_error = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        if "single document" in (getattr(exc, "context", None) or ""):
+            raise InvalidArgumentError(
+                _FILE, f"{source} holds several YAML documents", "keep only the Pod in the file"
+            ) from None
+        problem = json_error or _yaml_problem(exc)
+    raise InvalidArgumentError(
+        _FILE, f"{source} is not valid YAML or JSON ({problem})", "correct the syntax at that position"
+    )
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{getattr(exc, 'problem', None) or exc}"
+
+
+def _checked(data: Any, *, argument: str, source: str) -> dict:
+    fix = "use a Pod manifest: apiVersion: v1, kind: Pod, spec.containers with at least one named container"
+    if data is None:
+        raise InvalidArgumentError(argument, f"{source} is empty", fix)
+    if not isinstance(data, Mapping):
+        raise InvalidArgumentError(argument, f"{source} holds a {type(data).__name__}, not a Pod", fix)
+    kind = data.get("kind")
+    if kind is not None and kind != "Pod":
+        raise InvalidArgumentError(
+            argument,
+            f"{source} is a {kind}, not a Pod",
+            "copy the pod part (for a Deployment or Job: spec.template) into a manifest with kind: Pod",
+        )
+    spec = data.get("spec")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("containers"), list):
+        raise InvalidArgumentError(argument, f"{source} has no spec.containers list", fix)
+    for n, container in enumerate(spec["containers"]):
+        if not isinstance(container, Mapping) or not container.get("name"):
+            raise InvalidArgumentError(
+                argument,
+                f"{source}: spec.containers[{n}] has no name",
+                "name it (the base container: 'base')",
+            )
+    return checked_api_dict(dict(data), "V1Pod", argument=argument, where=source)
