@@ -2,7 +2,7 @@
 # Build (or reuse) the binaries of the e2e control plane from pinned Go modules:
 #   kube-apiserver, kube-scheduler, kubectl (k8s.io/kubernetes, tools/go.mod)
 #   etcd                            (go.etcd.io/etcd/server/v3, tools/go.mod)
-#   kwok                            (sigs.k8s.io/kwok, tools/kwok-bin/go.mod)
+#   kwok                            (sigs.k8s.io/kwok, tools/kwok-bin/go.mod, + tools/kwok-bin/patches)
 #   kwok-crds/                      (the Exec and Logs CRDs from the same kwok module)
 # Everything comes through this machine's Go toolchain and the Go module proxy; nothing else is downloaded.
 #
@@ -40,9 +40,15 @@ find_go() {
   return 1
 }
 
+# kwok is built with two of its source files replaced: see tools/kwok-bin/patches/ and prepare_kwok_src.
+KWOK_PATCHES=(debugging_exec.go debugging_logs.go)
+
 hash_inputs() {
-  cat "$HERE/go.mod" "$HERE/go.sum" "$HERE/kwok-bin/go.mod" "$HERE/kwok-bin/go.sum" \
-    | sha256sum | cut -c1-12
+  (
+    cd "$HERE"
+    cat go.mod go.sum kwok-bin/go.mod kwok-bin/go.sum
+    for p in "${KWOK_PATCHES[@]}"; do cat "kwok-bin/patches/$p"; done
+  ) | sha256sum | cut -c1-12
 }
 
 KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_r${RECIPE}_$(hash_inputs)"
@@ -100,6 +106,30 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   K8S_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
+# Where the go command keeps the kwok module source (for its CRDs and the patched build below).
+if ! kwokdir="$(cd "$HERE/kwok-bin" && "$GO" mod download -json sigs.k8s.io/kwok |
+  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || [ -z "$kwokdir" ]; then
+  loud "could not download/locate the sigs.k8s.io/kwok module source"
+  exit 1
+fi
+# kwok is built from a copy of that source with the patched files dropped in (go refuses -overlay for
+# files inside GOMODCACHE), through a throw-away copy of tools/kwok-bin/go.mod that replaces
+# sigs.k8s.io/kwok with the copy. Every other module still comes, verified, from go.sum.
+prepare_kwok_src() {
+  local work="$DEST/.kwok-build"
+  rm -rf "$work"
+  mkdir -p "$work/mod"
+  cp -R "$kwokdir" "$work/kwok-src"
+  chmod -R u+w "$work/kwok-src"
+  for p in "${KWOK_PATCHES[@]}"; do
+    [ -f "$work/kwok-src/pkg/kwok/server/$p" ] || { loud "kwok source file pkg/kwok/server/$p not found"; exit 1; }
+    cp "$HERE/kwok-bin/patches/$p" "$work/kwok-src/pkg/kwok/server/$p"
+  done
+  cp "$HERE/kwok-bin/go.mod" "$HERE/kwok-bin/go.sum" "$work/mod/"
+  (cd "$work/mod" && GOFLAGS=-mod=mod "$GO" mod edit -replace "sigs.k8s.io/kwok=$work/kwok-src")
+  echo "$work/mod"
+}
+
 echo "tools/build.sh: building into $DEST with $("$GO" version)" >&2
 total_start=$(date +%s)
 for t in "${missing[@]}"; do
@@ -108,22 +138,22 @@ for t in "${missing[@]}"; do
   echo "tools/build.sh: building $name ($pkg) ..." >&2
   log="$DEST/.$name.build.log"
   ldflags="-s -w"
-  case "$pkg" in k8s.io/kubernetes/*) ldflags+="$K8S_LDFLAGS" ;; esac
-  if ! (cd "$moddir" && nice -n 10 "$GO" build -p 2 -ldflags="$ldflags" -o "$DEST/.$name.tmp" "$pkg") >"$log" 2>&1; then
+  case "$pkg" in
+    k8s.io/kubernetes/*) ldflags+="$K8S_LDFLAGS" ;;
+    sigs.k8s.io/kwok/*) moddir="$(prepare_kwok_src)" ;;
+  esac
+  if ! (cd "$moddir" && nice -n 10 "$GO" build -p 2 -ldflags="$ldflags" -o "$DEST/.$name.tmp" "$pkg") \
+    >"$log" 2>&1; then
     tail -n 40 "$log" >&2 || true
     rm -f "$DEST/.$name.tmp"
     loud "could not build $name from $pkg (log: $log)"
     exit 1
   fi
   mv -f "$DEST/.$name.tmp" "$DEST/$name"
+  rm -rf "$DEST/.kwok-build"
   echo "tools/build.sh: built $name in $(( $(date +%s) - start ))s" >&2
 done
 if [ "$crds_ok" = 0 ]; then
-  if ! kwokdir="$(cd "$HERE/kwok-bin" && "$GO" mod download -json sigs.k8s.io/kwok | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" \
-      || [ -z "$kwokdir" ]; then
-    loud "could not locate the sigs.k8s.io/kwok module source for its CRDs"
-    exit 1
-  fi
   mkdir -p "$DEST/kwok-crds"
   for c in "${KWOK_CRDS[@]}"; do
     if ! cp "$kwokdir/kustomize/crd/bases/$c" "$DEST/kwok-crds/$c"; then

@@ -16,6 +16,8 @@ workDir of an Exec object, but both objects are per pod and name fixed paths. Th
   `touch /airflow/xcom/.kpo-async-done` or `kill -2 1` through exec, see exec-shim.sh) and then sets the
   pod annotation kwok.kpo-async.io/sidecar-stopped=true, which the kwok Stage
   kpo-pod-sidecars-stopped reacts to;
+* creates logs/<container>.log.terminated once the pod status shows that container terminated: the
+  patched kwok (tools/kwok-bin/patches/debugging_logs.go) then ends a followed log stream, as a kubelet does;
 * removes the directory and the two objects when the pod is deleted.
 
 Files a test writes before creating the pod are kept (nothing is overwritten).
@@ -224,11 +226,24 @@ class PodFiles:
             except Exception as e:  # keep serving other pods
                 log(f"{key}: setup failed: {e!r}")
             known = {"uid": meta["uid"]}
+        self.mark_terminated(meta["namespace"], meta["name"], pod)
         known["phase"] = phase
         known["stopped"] = ann.get(ANN_STOPPED) == "true"
         known["ns"], known["name"] = meta["namespace"], meta["name"]
         with self.lock:
             self.pods[key] = known
+
+    def mark_terminated(self, ns: str, name: str, pod: dict) -> None:
+        """Tell the patched kwok log reader that a container ended, so a followed log stream ends."""
+        logs_dir = os.path.join(self.pod_dir(ns, name), "logs")
+        if not os.path.isdir(logs_dir):
+            return
+        for st in (pod.get("status") or {}).get("containerStatuses") or []:
+            if (st.get("state") or {}).get("terminated"):
+                marker = os.path.join(logs_dir, f"{st['name']}.log.terminated")
+                if not os.path.exists(marker):
+                    with open(marker, "w"):
+                        pass
 
     def poll_done_markers(self) -> None:
         with self.lock:
