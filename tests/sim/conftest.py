@@ -1,0 +1,153 @@
+"""Fixtures: a fresh embedded cluster per test, and kubernetes-asyncio clients pointed at it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.stream import WsApiClient
+
+from kpo_async.sim import SimCluster, SimConfig
+
+FAST = dict(
+    sandbox_delay=(0.01, 0.03), pull_delay=0.02, backoff_initial=0.2, backoff_max=0.5, bookmark_interval=0.3
+)
+
+
+@pytest.fixture
+def sim_config() -> SimConfig:
+    return SimConfig(**FAST)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def cluster(sim_config: SimConfig) -> AsyncIterator[SimCluster]:
+    async with SimCluster(sim_config) as c:
+        yield c
+
+
+async def _client_config(cluster: SimCluster) -> client.Configuration:
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=cluster.kubeconfig_path, client_configuration=cfg)
+    return cfg
+
+
+@pytest.fixture
+async def api(cluster: SimCluster) -> AsyncIterator[client.ApiClient]:
+    async with client.ApiClient(await _client_config(cluster)) as a:
+        yield a
+
+
+@pytest.fixture
+def v1(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture
+async def ws_v1(cluster: SimCluster) -> AsyncIterator[client.CoreV1Api]:
+    ws = WsApiClient(configuration=await _client_config(cluster))
+    try:
+        yield client.CoreV1Api(ws)
+    finally:
+        await ws.close()
+
+
+def pod_manifest(
+    name: str,
+    script: str | None = None,
+    *,
+    image: str = "alpine:3.20",
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    sidecar: bool = False,
+    restart_policy: str = "Never",
+    **spec: Any,
+) -> dict[str, Any]:
+    """A pod like the operator creates: base container (+ XCom sidecar), emptyDir on /airflow/xcom."""
+    from kpo_async.identity import XCOM_MOUNT_PATH, XCOM_SIDECAR_NAME, XCOM_SIDECAR_SCRIPT
+
+    mounts = [{"name": "xcom", "mountPath": XCOM_MOUNT_PATH}]
+    base: dict[str, Any] = {"name": "base", "image": image, "volumeMounts": mounts}
+    if script is not None:
+        base["command"] = ["sh", "-c", script]
+    containers = [base]
+    if sidecar:
+        containers.append(
+            {
+                "name": XCOM_SIDECAR_NAME,
+                "image": "alpine:3.20",
+                "command": ["sh", "-c", XCOM_SIDECAR_SCRIPT],
+                "volumeMounts": [dict(m) for m in mounts],
+            }
+        )
+    meta: dict[str, Any] = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "restartPolicy": restart_policy,
+            "volumes": [{"name": "xcom", "emptyDir": {}}],
+            "containers": containers,
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+async def wait_for(
+    fn: Callable[[], Awaitable[Any]],
+    cond: Callable[[Any], bool],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+) -> Any:
+    """Poll `fn` until `cond(result)`; returns the result (fails the test on timeout)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await fn()
+        if cond(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+        await asyncio.sleep(interval)
+
+
+async def wait_phase(
+    v1: client.CoreV1Api, name: str, phases: tuple[str, ...], ns: str = "default", timeout: float = 10.0
+) -> Any:
+    return await wait_for(
+        lambda: v1.read_namespaced_pod(name, ns), lambda p: p.status.phase in phases, timeout
+    )
+
+
+async def raw_request(
+    cluster: SimCluster,
+    method: str,
+    path: str,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    json_body: Any = None,
+    token: str | bool | None = True,
+) -> tuple[int, dict[str, str], bytes]:
+    """A plain HTTPS request with the cluster's CA (and token unless token=False)."""
+    import ssl
+
+    import aiohttp
+
+    hdrs = dict(headers or {})
+    if token is True:
+        hdrs["Authorization"] = f"Bearer {cluster.token}"
+    elif isinstance(token, str):
+        hdrs["Authorization"] = f"Bearer {token}"
+    ssl_ctx = ssl.create_default_context(cafile=cluster.ca_path) if cluster.ca_path else False
+    async with aiohttp.ClientSession() as s:
+        async with s.request(
+            method, cluster.base_url + path, params=params, headers=hdrs, json=json_body, ssl=ssl_ctx
+        ) as r:
+            return r.status, dict(r.headers), await r.read()
