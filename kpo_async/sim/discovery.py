@@ -97,12 +97,15 @@ def openapi_v3_root() -> dict[str, Any]:
     return {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=kpoasyncsim"}}}
 
 
-def _op(op_id: str, params: list[str]) -> dict[str, Any]:
-    return {
+def _op(op_id: str, params: list[str], kind: str = "") -> dict[str, Any]:
+    op: dict[str, Any] = {
         "operationId": op_id,
         "parameters": [{"name": p, "in": "query", "schema": {"type": "string"}} for p in params],
         "responses": {"200": {"description": "OK"}},
     }
+    if kind:
+        op["x-kubernetes-group-version-kind"] = {"group": "", "version": "v1", "kind": kind}
+    return op
 
 
 def openapi_v3_core() -> dict[str, Any]:
@@ -111,14 +114,14 @@ def openapi_v3_core() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for res, kind in (("pods", "Pod"), ("events", "Event")):
         paths[f"/api/v1/namespaces/{{namespace}}/{res}"] = {
-            "get": _op(f"listCoreV1Namespaced{kind}", ["labelSelector", "fieldSelector", "watch"]),
-            "post": _op(f"createCoreV1Namespaced{kind}", write),
+            "get": _op(f"listCoreV1Namespaced{kind}", ["labelSelector", "fieldSelector", "watch"], kind),
+            "post": _op(f"createCoreV1Namespaced{kind}", write, kind),
         }
         paths[f"/api/v1/namespaces/{{namespace}}/{res}/{{name}}"] = {
-            "get": _op(f"readCoreV1Namespaced{kind}", []),
-            "put": _op(f"replaceCoreV1Namespaced{kind}", write),
-            "patch": _op(f"patchCoreV1Namespaced{kind}", [*write, "force"]),
-            "delete": _op(f"deleteCoreV1Namespaced{kind}", ["gracePeriodSeconds", "dryRun"]),
+            "get": _op(f"readCoreV1Namespaced{kind}", [], kind),
+            "put": _op(f"replaceCoreV1Namespaced{kind}", write, kind),
+            "patch": _op(f"patchCoreV1Namespaced{kind}", [*write, "force"], kind),
+            "delete": _op(f"deleteCoreV1Namespaced{kind}", ["gracePeriodSeconds", "dryRun"], kind),
         }
     paths["/api/v1/namespaces"] = {
         "post": _op("createCoreV1Namespace", write),
