@@ -23,7 +23,9 @@ class Fault:
     """
 
     method: str = "*"
+    #: Regular expression searched in the request path.
     path: str = ".*"
+    #: Case-insensitive substring of the raw query string (e.g. "watch=true").
     query: str | None = None
     #: How many matching requests it applies to; None = all of them until cleared.
     times: int | None = 1
@@ -42,7 +44,7 @@ class Fault:
             return False
         if not re.search(self.path, path):
             return False
-        return self.query is None or self.query in query
+        return self.query is None or self.query.lower() in query.lower()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

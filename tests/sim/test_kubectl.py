@@ -97,5 +97,5 @@ async def test_kubectl_watch_and_events(cluster: SimCluster) -> None:
 
 
 async def test_kubectl_unauthorized(cluster: SimCluster) -> None:
-    rc, out, err = await kubectl(cluster, "--token", "wrong", "get", "pods")
+    rc, _, err = await kubectl(cluster, "--token", "wrong", "get", "pods")
     assert rc == 1 and "You must be logged in to the server" in err
