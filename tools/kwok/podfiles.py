@@ -16,8 +16,10 @@ workDir of an Exec object, but both objects are per pod and name fixed paths. Th
   `touch /airflow/xcom/.kpo-async-done` or `kill -2 1` through exec, see exec-shim.sh) and then sets the
   pod annotation kwok.kpo-async.io/sidecar-stopped=true, which the kwok Stage
   kpo-pod-sidecars-stopped reacts to;
-* creates logs/<container>.log.terminated once the pod status shows that container terminated: the
-  patched kwok (tools/kwok-bin/patches/debugging_logs.go) then ends a followed log stream, as a kubelet does;
+* mirrors container states next to the log files for the patched kwok
+  (tools/kwok-bin/patches/debugging_logs.go): logs/<c>.log.waiting (the waiting reason: reading the log
+  then fails "is waiting to start" as on a kubelet) and logs/<c>.log.terminated (a followed log stream
+  then ends, as on a kubelet);
 * removes the directory and the two objects when the pod is deleted.
 
 Files a test writes before creating the pod are kept (nothing is overwritten).
@@ -234,16 +236,24 @@ class PodFiles:
             self.pods[key] = known
 
     def mark_terminated(self, ns: str, name: str, pod: dict) -> None:
-        """Tell the patched kwok log reader that a container ended, so a followed log stream ends."""
+        """Mirror container states for the patched kwok log reader (tools/kwok-bin/patches):
+        logs/<c>.log.waiting holds the waiting reason while a container waits to start (log reads then
+        fail like on a kubelet), logs/<c>.log.terminated ends followed log streams."""
         logs_dir = os.path.join(self.pod_dir(ns, name), "logs")
         if not os.path.isdir(logs_dir):
             return
         for st in (pod.get("status") or {}).get("containerStatuses") or []:
-            if (st.get("state") or {}).get("terminated"):
-                marker = os.path.join(logs_dir, f"{st['name']}.log.terminated")
-                if not os.path.exists(marker):
-                    with open(marker, "w"):
-                        pass
+            state = st.get("state") or {}
+            base = os.path.join(logs_dir, f"{st['name']}.log")
+            waiting = state.get("waiting")
+            if waiting:
+                with open(base + ".waiting", "w") as f:
+                    f.write(waiting.get("reason") or "")
+            elif os.path.exists(base + ".waiting"):
+                os.unlink(base + ".waiting")
+            if state.get("terminated") and not os.path.exists(base + ".terminated"):
+                with open(base + ".terminated", "w"):
+                    pass
 
     def poll_done_markers(self) -> None:
         with self.lock:

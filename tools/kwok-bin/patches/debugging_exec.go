@@ -17,14 +17,17 @@ limitations under the License.
 // Patched for kpo-async (tools/kwok-bin/patches, applied with `go build -overlay` by tools/build.sh):
 // a command that exits non-zero is reported like a real container runtime does (a
 // k8s.io/utils/exec.ExitError, which the streaming server turns into a Status with
-// reason NonZeroExitCode and an ExitCode cause) instead of as an internal error.
+// reason NonZeroExitCode and an ExitCode cause) instead of as an internal error; and exec into a
+// container that has exited fails, as it does on a real node.
 
 package server
 
 import (
 	"context"
 	"errors"
+	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"fmt"
 	"io"
 	"net/http"
@@ -70,6 +73,15 @@ func (s *Server) ExecInContainer(ctx context.Context, name string, uid string, c
 	// Set the user.
 	if execTarget.Local.SecurityContext != nil {
 		ctx = utilsexec.WithUser(ctx, execTarget.Local.SecurityContext.RunAsUser, execTarget.Local.SecurityContext.RunAsGroup)
+	}
+
+	// kpo-async: like a container runtime, refuse to exec into a container that has exited.
+	// tools/kwok/podfiles.py marks it next to the log files: <workDir>/../logs/<container>.log.terminated.
+	if execTarget.Local.WorkDir != "" {
+		marker := filepath.Join(execTarget.Local.WorkDir, "..", "logs", container+".log.terminated")
+		if _, err := os.Stat(marker); err == nil {
+			return fmt.Errorf("failed to exec in container: container is in CONTAINER_EXITED state")
+		}
 	}
 
 	// Set the working directory.

@@ -19,6 +19,7 @@ limitations under the License.
 // runtime always answers "unavailable" (treated as still running), so `follow=true` never ended.
 // Here the container counts as terminated once the file "<logsFile>.terminated" exists;
 // tools/kwok/podfiles.py creates it when the pod status shows the container terminated.
+// Also: reading the log of a container that is still waiting to start fails like on a kubelet.
 
 package server
 
@@ -30,6 +31,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/emicklei/go-restful/v3"
@@ -70,6 +72,22 @@ func (s *Server) GetContainerLogs(ctx context.Context, podName, podNamespace, co
 	logsFile := log.LogsFile
 	if logOptions.Previous {
 		logsFile = log.PreviousLogsFile
+	}
+
+	// kpo-async: a container that has not started yet has no logs; answer like the kubelet
+	// (pkg/kubelet/kubelet_pods.go, validateContainerLogStatus). tools/kwok/podfiles.py keeps
+	// "<logsFile>.waiting" holding the waiting reason while the pod status says the container waits.
+	if !logOptions.Previous {
+		if reason, err := os.ReadFile(log.LogsFile + ".waiting"); err == nil {
+			switch r := strings.TrimSpace(string(reason)); r {
+			case "ErrImagePull":
+				return fmt.Errorf("container %q in pod %q is waiting to start: image can't be pulled", container, podName)
+			case "ImagePullBackOff":
+				return fmt.Errorf("container %q in pod %q is waiting to start: trying and failing to pull image", container, podName)
+			default:
+				return fmt.Errorf("container %q in pod %q is waiting to start: %v", container, podName, r)
+			}
+		}
 	}
 
 	return readLogs(ctx, logsFile, opts, stdout, stderr)
