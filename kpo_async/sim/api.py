@@ -588,8 +588,11 @@ class Api:
         try:
             resp, out = await stream_response(request, "text/plain")
             if log is not None:
-                async for chunk in log.read(opts):
-                    await out.write(chunk)
+                try:
+                    async for chunk in log.read(opts):
+                        await out.write(chunk)
+                except ConnectionResetError:  # client gone or an injected drop
+                    pass
             return resp
         finally:
             self.stats.gauge("open_log_streams", -1)

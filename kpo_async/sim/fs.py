@@ -42,12 +42,45 @@ EROFS = "Read-only file system"
 ENOTEMPTY = "Directory not empty"
 
 
+_SCRATCH_BASE = frozenset(_SCRATCH_DIRS) | {""}
+
+
+class _Dirs(set):  # type: ignore[type-arg]
+    """A set of directories on top of a shared read-mostly base (saves memory per container)."""
+
+    __slots__ = ("base", "removed")
+
+    def __init__(self, base: frozenset[str] = frozenset({""})) -> None:
+        super().__init__()
+        self.base = base
+        self.removed: set[str] = set()
+
+    def __contains__(self, item: object) -> bool:
+        return super().__contains__(item) or (item in self.base and item not in self.removed)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        yield from super().__iter__()
+        for d in self.base:
+            if d not in self.removed and not super().__contains__(d):
+                yield d
+
+    def add(self, item: str) -> None:
+        super().add(item)
+        self.removed.discard(item)
+
+    def discard(self, item: object) -> None:
+        super().discard(item)
+        if item in self.base:
+            self.removed.add(item)  # type: ignore[arg-type]
+
+
 class Volume:
-    def __init__(self, name: str, notifier: Notifier) -> None:
+    __slots__ = ("dirs", "files", "name", "notifier")
+
+    def __init__(self, name: str, notifier: Notifier, base_dirs: frozenset[str] = frozenset({""})) -> None:
         self.name = name
         self.files: dict[str, bytearray] = {}
-        self.dirs: set[str] = {""}
-        self.mtimes: dict[str, float] = {}
+        self.dirs = _Dirs(base_dirs)
         self.notifier = notifier
 
 
@@ -82,8 +115,7 @@ class PodFS:
 class ContainerFS:
     def __init__(self, pod_fs: PodFS, mounts: list[dict[str, object]], hostname: str) -> None:
         self.pod_fs = pod_fs
-        self.scratch = Volume("scratch", pod_fs.notifier)
-        self.scratch.dirs.update(_SCRATCH_DIRS)
+        self.scratch = Volume("scratch", pod_fs.notifier, _SCRATCH_BASE)
         self.scratch.files["etc/hostname"] = bytearray(hostname.encode() + b"\n")
         self.scratch.files["dev/termination-log"] = bytearray()
         self.mounts: list[tuple[str, Volume, str, bool]] = []
@@ -228,10 +260,12 @@ class ContainerFS:
                 raise FsError(EISDIR)
             if rel == "":
                 vol.files.clear()
-                vol.dirs = {""}
+                for d in [d for d in vol.dirs if d]:
+                    vol.dirs.discard(d)
             else:
                 prefix = rel + "/"
                 for f in [f for f in vol.files if f.startswith(prefix)]:
                     del vol.files[f]
-                vol.dirs = {d for d in vol.dirs if d != rel and not d.startswith(prefix)}
+                for d in [d for d in vol.dirs if d == rel or d.startswith(prefix)]:
+                    vol.dirs.discard(d)
         self.notifier.notify()

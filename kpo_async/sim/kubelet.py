@@ -79,7 +79,12 @@ class ContainerState:
         self.image_id = ""
         self.runtime: ContainerRuntime | None = None
         self.prev_log: ContainerLog | None = None
-        self.first_attempt = asyncio.Event()
+        #: resolved once the container started or its first start attempt failed (start order)
+        self.first_attempt: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def attempted(self) -> None:
+        if not self.first_attempt.done():
+            self.first_attempt.set_result(None)
 
     def waiting(self, reason: str, message: str | None = None) -> None:
         self.state, self.reason, self.message = "waiting", reason, message
@@ -167,7 +172,7 @@ class PodWorker:
         self.status_reason: str | None = None
         self.status_message: str | None = None
         self.removed = False
-        self._stop = asyncio.Event()
+        self._parked: set[asyncio.Future[None]] = set()
         self._flush_pending = False
         self._kill_timer: asyncio.TimerHandle | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -334,18 +339,33 @@ class PodWorker:
         self.k.events.record(self.pod, reason, message, type_, fp, component)
 
     # --- waiting ---
-    async def wait(self, seconds: float) -> bool:
-        """Sleep unless the pod is being terminated; False if it is (or becomes) so."""
+    async def wait(self, seconds: float | None, also: set[asyncio.Future[None]] | None = None) -> bool:
+        """Sleep (forever if None) unless the pod is being terminated; False if it is (or becomes)
+        so. A plain future + loop timer: no task, no Event per waiting pod."""
         if self.terminating:
             return False
-        if seconds <= 0:
+        if seconds is not None and seconds <= 0:
             await asyncio.sleep(0)
             return not self.terminating
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._parked.add(fut)
+        if also is not None:
+            also.add(fut)
+        timer = loop.call_later(seconds, _resolve, fut) if seconds is not None else None
         try:
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+            await fut
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._parked.discard(fut)
+            if also is not None:
+                also.discard(fut)
         return not self.terminating
+
+    def _wake(self) -> None:
+        for fut in list(self._parked):
+            _resolve(fut)
 
     def _scaled(self, seconds: float) -> float:
         return self.k.config.scaled(seconds)
@@ -372,13 +392,13 @@ class PodWorker:
         node = self.k.config.node_name
         if spec.get("nodeName"):
             if spec["nodeName"] != node:
-                await self._stop.wait()
+                await self.wait(None)
                 return False
             self.requests = pod_requests(spec)
             self.k.reserve(self.requests)
             return True
         if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
-            await self._stop.wait()
+            await self.wait(None)
             return False
         if not await self.wait(self._scaled(self.k.config.schedule_delay)):
             return False
@@ -390,17 +410,9 @@ class PodWorker:
             self.event("FailedScheduling", msg, "Warning", component="default-scheduler")
             self.mark()
             if "affinity/selector" in msg:
-                await self._stop.wait()
+                await self.wait(None)
                 return False
-            changed = self.k.capacity_changed()
-            waiter = asyncio.ensure_future(changed.wait())
-            stopper = asyncio.ensure_future(self._stop.wait())
-            try:
-                await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                stopper.cancel()
-            if self.terminating:
+            if not await self.wait(None, also=self.k.capacity_waiters):
                 return False
         self.requests = pod_requests(spec)
         self.k.reserve(self.requests)
@@ -445,9 +457,7 @@ class PodWorker:
         tasks = []
         for cs in self.cs:
             tasks.append(asyncio.ensure_future(self._container(cs)))
-            waiter = asyncio.ensure_future(cs.first_attempt.wait())
-            await asyncio.wait([waiter, tasks[-1]], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            await asyncio.wait([cs.first_attempt, tasks[-1]], return_when=asyncio.FIRST_COMPLETED)
             if self.terminating:
                 break
         await asyncio.gather(*tasks)
@@ -465,9 +475,9 @@ class PodWorker:
                 cs.waiting("ErrImageNeverPull", msg)
                 self.event("Failed", msg, "Warning", cs)
                 self.event("Failed", "Error: ErrImageNeverPull", "Warning", cs)
-                cs.first_attempt.set()
+                cs.attempted()
                 self.mark()
-                await self._stop.wait()
+                await self.wait(None)
                 return False
             self.event("Pulling", f'Pulling image "{image}"', container=cs)
             t0 = time.monotonic()
@@ -485,7 +495,7 @@ class PodWorker:
                 cs.waiting("ErrImagePull", detail)
                 self.event("Failed", f'Failed to pull image "{image}": {detail}', "Warning", cs)
                 self.event("Failed", "Error: ErrImagePull", "Warning", cs)
-                cs.first_attempt.set()
+                cs.attempted()
                 self.mark()
                 if not await self.wait(self._scaled(min(backoff, 1.0) / 2)):
                     return False
@@ -576,13 +586,13 @@ class PodWorker:
         while True:
             if cs.restart_count == 0 or not cs.image_id:
                 if not await self._pull(cs):
-                    cs.first_attempt.set()
+                    cs.attempted()
                     return None
             env = self._env(cs)
             if isinstance(env, str):
                 cs.waiting("CreateContainerConfigError", env)
                 self.event("Failed", f"Error: {env}", "Warning", cs)
-                cs.first_attempt.set()
+                cs.attempted()
                 self.mark()
                 if not await self.wait(self._scaled(backoff)):
                     return None
@@ -592,7 +602,7 @@ class PodWorker:
             cs.image_id = cs.image_id or image_id(cs.spec["image"])
             self.event("Created", f"Created container: {cs.name}", container=cs)
             if not await self.wait(self._scaled(self.k.config.start_delay)):
-                cs.first_attempt.set()
+                cs.attempted()
                 return None
             argv = container_argv(cs.spec, env)
             behavior = self.behavior if cs is self.cs[0] else None
@@ -614,9 +624,9 @@ class PodWorker:
             cs.signal = None
             rt.start()
             self.event("Started", f"Started container {cs.name}", container=cs)
-            cs.first_attempt.set()
+            cs.attempted()
             self.mark()
-            code = await rt.task  # type: ignore[misc]
+            code = await rt.done
             rt.log.close()
             cs.finished_at = time.time()
             cs.exit_code = code
@@ -675,7 +685,7 @@ class PodWorker:
         """Send TERM to every container, KILL after `grace` seconds."""
         first = not self.terminating
         self.terminating = True
-        self._stop.set()
+        self._wake()
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
         if first:
@@ -719,6 +729,11 @@ class PodWorker:
         await asyncio.shield(self.task)
 
 
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 def expand_k8s_vars(text: str, env: dict[str, str]) -> str:
     """Kubernetes' $(VAR) expansion in env values, command and args ($$ escapes)."""
 
@@ -749,7 +764,8 @@ class Kubelet:
         self.images: set[str] = set()
         self.allocatable: Resources = {k: parse_quantity(v) for k, v in config.node_allocatable.items()}
         self.used: Resources = {}
-        self._capacity_event = asyncio.Event()
+        #: pods waiting for resources (FailedScheduling) park a future here
+        self.capacity_waiters: set[asyncio.Future[None]] = set()
         self._ip = 1
 
     # --- resources ---
@@ -763,11 +779,8 @@ class Kubelet:
         for k, v in worker.requests.items():
             self.used[k] = self.used.get(k, Fraction(0)) - v
         worker.requests = None
-        self._capacity_event.set()
-        self._capacity_event = asyncio.Event()
-
-    def capacity_changed(self) -> asyncio.Event:
-        return self._capacity_event
+        for fut in list(self.capacity_waiters):
+            _resolve(fut)
 
     def allocate_ip(self) -> str:
         while True:

@@ -30,11 +30,12 @@ class ContainerLog:
 
     def __init__(self) -> None:
         self.closed = False
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None  # created when someone follows
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def close(self, at_ns: int | None = None) -> None:
         self.closed = True
@@ -68,6 +69,10 @@ class ContainerLog:
         return lo
 
     async def wait_change(self, timeout: float | None = None) -> None:
+        if self.closed:
+            return
+        if self._changed is None:
+            self._changed = asyncio.Event()
         ev = self._changed
         try:
             await asyncio.wait_for(ev.wait(), timeout)

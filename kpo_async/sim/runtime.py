@@ -50,7 +50,8 @@ class ContainerRuntime:
             self.log = StoredLog(max_log_bytes)
         #: Terminated reason override (behaviour "reason", OOMKilled...)
         self.reason: str | None = None
-        self.task: asyncio.Task[int] | None = None
+        self.done: asyncio.Future[int] = None  # type: ignore[assignment]  # set by start()
+        self._timer: asyncio.TimerHandle | None = None
         self.killed = False
 
     # --- ShellHost ---
@@ -76,56 +77,30 @@ class ContainerRuntime:
         return self._next_pid
 
     # --- lifecycle ---
-    def start(self) -> asyncio.Task[int]:
-        self.task = asyncio.ensure_future(self._main())
-        return self.task
+    def start(self) -> asyncio.Future[int]:
+        """Start the main process; `done` resolves with its exit code."""
+        loop = asyncio.get_running_loop()
+        if self.behavior is None and self.argv:
+            self.done = asyncio.ensure_future(self._main())
+        else:
+            # behaviour / no command: no coroutine at all, just a timer (cheap at thousands of pods)
+            self.done = loop.create_future()
+            seconds = self.behavior.duration_seconds if self.behavior is not None else self.noop_seconds
+            self._timer = loop.call_later(max(0.0, seconds), self._finish_timer)
+        self.done.add_done_callback(self._cancel_execs)
+        return self.done
 
-    def signal(self, sig: int) -> None:
-        if sig == 9:
-            self.force_kill()
-        elif self.task is not None and not self.task.done():
-            self.signals.send(sig)
+    def _cancel_execs(self, _: object) -> None:
+        for proc in list(self.exec_procs.values()):
+            proc.cancel()
 
-    def force_kill(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.killed = True
-            self.task.cancel()
-
-    async def _main(self) -> int:
-        try:
-            if self.behavior is not None:
-                code = await self._run_behavior(self.behavior)
-            elif not self.argv:
-                code = await self._run_noop()
-            else:
-                stdout, stderr = self.main_sink(1), self.main_sink(2)
-                code = await run_process(self, self.env, self.argv, IO(BytesSource(b""), stdout, stderr))
-        except asyncio.CancelledError:
-            if not self.killed:
-                raise
-            code = 137
-        finally:
-            for proc in list(self.exec_procs.values()):
-                proc.cancel()
-        return code
-
-    async def _wait_signal(self, seconds: float) -> int | None:
-        """Sleep; a signal (any: these processes trap nothing) ends it early and is returned."""
-        try:
-            await asyncio.wait_for(self.signals.event.wait(), seconds)
-        except asyncio.TimeoutError:
-            return None
-        return self.signals.take()[0]
-
-    async def _run_noop(self) -> int:
-        sig = await self._wait_signal(self.noop_seconds)
-        return 0 if sig is None else 128 + sig
-
-    async def _run_behavior(self, b: Behavior) -> int:
-        sig = await self._wait_signal(max(0.0, b.duration_seconds - (time.time_ns() - self.start_ns) / 1e9))
-        if sig is not None:
-            self.log.close()
-            return 128 + sig
+    def _finish_timer(self) -> None:
+        if self.done.done():
+            return
+        b = self.behavior
+        if b is None:
+            self.done.set_result(0)
+            return
         self.log.close(self.start_ns + int(b.duration_seconds * 1e9))
         data = b.xcom_bytes()
         if data is not None:
@@ -137,7 +112,53 @@ class ContainerRuntime:
                     pass
         if b.reason:
             self.reason = b.reason
-        return b.exit_code
+        self.done.set_result(b.exit_code)
+
+    def _finish_signal(self, code: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self.done.done():
+            self.log.close()
+            self.done.set_result(code)
+
+    @property
+    def running(self) -> bool:
+        return self.done is not None and not self.done.done()
+
+    def signal(self, sig: int) -> None:
+        if not self.running:
+            return
+        if sig == 9:
+            self.force_kill()
+        elif self._timer is not None:
+            self._finish_signal(128 + sig)  # these processes trap nothing
+        else:
+            self.signals.send(sig)
+
+    def force_kill(self) -> None:
+        if not self.running:
+            return
+        self.killed = True
+        if self._timer is not None:
+            self._finish_signal(137)
+        else:
+            self.done.cancel()
+
+    def cancel(self) -> None:
+        """Shutdown of the whole simulator."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.done is not None and not self.done.done():
+            self.done.cancel()
+
+    async def _main(self) -> int:
+        try:
+            stdout, stderr = self.main_sink(1), self.main_sink(2)
+            return await run_process(self, self.env, self.argv, IO(BytesSource(b""), stdout, stderr))
+        except asyncio.CancelledError:
+            if not self.killed:
+                raise
+            return 137
 
     def termination_message(self, policy: str, path: str, exit_code: int) -> str | None:
         try:

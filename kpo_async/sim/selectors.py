@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from kpo_async.sim.errors import bad_request
 
 LabelMatcher = Callable[[Mapping[str, str]], bool]
-FieldMatcher = Callable[[Mapping[str, str]], bool]
+#: takes the object's field values as a tuple ordered like the resource's field keys
+FieldMatcher = Callable[[tuple[str, ...]], bool]
 
 _TOKEN = re.compile(r"\s*(!=|==|=|!|\(|\)|,|[^\s!=(),<>]+|<|>)")
 
@@ -137,10 +138,11 @@ def _unescape(value: str) -> str:
     return re.sub(r"\\(.)", r"\1", value)
 
 
-def parse_field_selector(text: str | None, supported: frozenset[str]) -> FieldMatcher | None:
+def parse_field_selector(text: str | None, supported: Mapping[str, int]) -> FieldMatcher | None:
+    """`supported` maps each selectable field to its index in the value tuple."""
     if not text or not text.strip():
         return None
-    reqs: list[tuple[str, str, bool]] = []
+    reqs: list[tuple[int, str, bool]] = []
     for part in _split_unescaped(text, ","):
         part = part.strip()
         if not part:
@@ -151,13 +153,13 @@ def parse_field_selector(text: str | None, supported: frozenset[str]) -> FieldMa
         key, op, value = m.group(1).strip(), m.group(2), _unescape(m.group(3).strip())
         if key not in supported:
             raise bad_request(f"field label not supported: {key}")
-        reqs.append((key, value, op == "!="))
+        reqs.append((supported[key], value, op == "!="))
     if not reqs:
         return None
 
-    def match(fields: Mapping[str, str]) -> bool:
-        for key, value, negate in reqs:
-            if (fields.get(key, "") == value) == negate:
+    def match(fields: tuple[str, ...]) -> bool:
+        for idx, value, negate in reqs:
+            if (fields[idx] == value) == negate:
                 return False
         return True
 

@@ -23,7 +23,7 @@ from kpo_async.sim.control_api import ControlApi
 from kpo_async.sim.errors import ApiError, status_body
 from kpo_async.sim.events import EventRecorder
 from kpo_async.sim.faults import FAULT_KEY, Fault, FaultRegistry
-from kpo_async.sim.httpio import ConnectionDropped, drop_connection, error_response, json_response
+from kpo_async.sim.httpio import drop_connection, error_response, json_response
 from kpo_async.sim.kubelet import Kubelet
 from kpo_async.sim.stats import Stats, classify
 from kpo_async.sim.store import Store
@@ -132,9 +132,9 @@ class SimCluster:
             for worker in list(self.kubelet.workers.values()):
                 worker.removed = True
                 for cs in worker.init_cs + worker.cs:
-                    if cs.runtime is not None and cs.runtime.task is not None:
-                        cs.runtime.task.cancel()
-                        tasks.append(cs.runtime.task)
+                    if cs.runtime is not None and cs.runtime.done is not None:
+                        cs.runtime.cancel()
+                        tasks.append(cs.runtime.done)
                 worker.task.cancel()
                 tasks.append(worker.task)
             if self._api is not None:
@@ -356,7 +356,7 @@ class SimCluster:
             await partial.prepare(request)
             await partial.write(body[: fault.drop_after_bytes])
             drop_connection(request)
-            raise ConnectionDropped("connection dropped by an injected fault")
+            return partial  # aiohttp's write_eof fails on the closed transport, quietly
         return resp
 
 

@@ -72,7 +72,8 @@ class Resource:
     kind: str
     namespaced: bool
     fields: Callable[[dict[str, Any]], dict[str, str]]
-    field_keys: frozenset[str]
+    #: supported fieldSelector keys -> index in Obj.fields
+    field_keys: dict[str, int]
     keep_body: bool = True
     api_version: str = "v1"
 
@@ -84,7 +85,7 @@ class Resource:
 def _resource(
     name: str, kind: str, namespaced: bool, fields: Callable[..., dict[str, str]], keep: bool
 ) -> Resource:
-    return Resource(name, kind, namespaced, fields, frozenset(fields({})), keep)
+    return Resource(name, kind, namespaced, fields, {k: i for i, k in enumerate(fields({}))}, keep)
 
 
 RESOURCES: dict[str, Resource] = {
@@ -93,6 +94,9 @@ RESOURCES: dict[str, Resource] = {
     "namespaces": _resource("namespaces", "Namespace", False, _ns_fields, True),
     "nodes": _resource("nodes", "Node", False, _node_fields, True),
 }
+
+
+_NO_LABELS: dict[str, str] = {}
 
 
 class Obj:
@@ -106,8 +110,9 @@ class Obj:
         self.ns: str = meta.get("namespace", "") if resource.namespaced else ""
         self.name: str = meta["name"]
         self.rv = rv
-        self.labels: dict[str, str] = dict(meta.get("labels") or {})
-        self.fields = resource.fields(body)
+        # label dicts are replaced, never mutated, by PATCH/PUT: share them
+        self.labels: dict[str, str] = meta.get("labels") or _NO_LABELS
+        self.fields: tuple[str, ...] = tuple(resource.fields(body).values())
         self.raw = dumps({k: v for k, v in body.items() if k not in ("kind", "apiVersion")})
         self.body: dict[str, Any] | None = body if resource.keep_body else None
 

@@ -146,6 +146,8 @@ async def serve_watch(
                     await out.write(b"".join(batch))
                 if overflow:
                     break
+        except ConnectionResetError:  # client gone or an injected drop
+            pass
         finally:
             watcher.close()
         return resp

@@ -126,15 +126,28 @@ class IO:
 class SignalBox:
     """Signals delivered to one simulated process (its shell checks them between commands)."""
 
+    __slots__ = ("_event", "pending")
+
     def __init__(self) -> None:
         self.pending: list[int] = []
-        self.event = asyncio.Event()
+        self._event: asyncio.Event | None = None
+
+    @property
+    def event(self) -> asyncio.Event:
+        """Set while signals are pending (created on first use: most processes never wait)."""
+        if self._event is None:
+            self._event = asyncio.Event()
+            if self.pending:
+                self._event.set()
+        return self._event
 
     def send(self, sig: int) -> None:
         self.pending.append(sig)
-        self.event.set()
+        if self._event is not None:
+            self._event.set()
 
     def take(self) -> list[int]:
         out, self.pending = self.pending, []
-        self.event.clear()
+        if self._event is not None:
+            self._event.clear()
         return out

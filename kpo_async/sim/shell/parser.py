@@ -5,6 +5,7 @@ Words keep their raw source text (quotes included); expansion happens at run tim
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 
@@ -485,5 +486,8 @@ class Parser:
         return Loop(until, cond, body)
 
 
+@functools.lru_cache(maxsize=512)
 def parse(src: str) -> Seq:
+    """Parse a script. Trees are never mutated by the interpreter, so identical scripts (thousands
+    of XCom sidecars) share one cached tree."""
     return Parser(src).parse()
