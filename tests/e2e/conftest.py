@@ -444,10 +444,11 @@ async def stream_lines(
 
 @pytest.fixture(scope="session")
 def observed_facts(cluster: Cluster) -> Iterable[dict[str, Any]]:
-    """Real-server responses collected by the tests, written to <cluster dir>/observed-api-facts.json."""
+    """Real-server responses collected by the tests, written as JSON to ``$KPO_ASYNC_FACTS_OUT``
+    (default build/e2e/observed-api-facts.json; build/ is git-ignored) so they survive `cluster.sh down`."""
     facts: dict[str, Any] = {}
     yield facts
     if facts:
-        (cluster.dir / "observed-api-facts.json").write_text(
-            json.dumps(facts, indent=2, sort_keys=True) + "\n"
-        )
+        out = Path(os.environ.get("KPO_ASYNC_FACTS_OUT", REPO / "build" / "e2e" / "observed-api-facts.json"))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
