@@ -51,6 +51,13 @@ find_python() {
 # processes
 pidfile() { echo "$DIR/pids/$1.pid"; }
 
+# alive PID: the process exists and is not a zombie waiting to be reaped.
+alive() {
+  local state
+  state="$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)"
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 # is_ours NAME: the recorded pid is alive and is the process we started for NAME: every component's
 # command line names a path inside $DIR, which guards against a recycled pid.
 is_ours() {
@@ -58,7 +65,7 @@ is_ours() {
   f="$(pidfile "$1")"
   [ -s "$f" ] || return 1
   read -r pid _ <"$f" || return 1
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  [ -n "$pid" ] && alive "$pid" || return 1
   tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/"
 }
 
@@ -82,10 +89,10 @@ stop_one() {
     read -r pid _ <"$f"
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do
-      [ -d "/proc/$pid" ] || break
+      alive "$pid" || break
       sleep 0.1
     done
-    if [ -d "/proc/$pid" ]; then
+    if alive "$pid"; then
       say "$name ($pid) did not stop on SIGTERM, sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
     fi
