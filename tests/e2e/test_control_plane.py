@@ -558,3 +558,39 @@ async def test_watch_from_an_expired_resource_version(
     assert code == 200 and first["type"] == "ERROR"
     assert (first["object"]["code"], first["object"]["reason"]) == (410, "Expired")
     assert first["object"]["message"].startswith("too old resource version: 1 (")
+
+
+async def test_operator_exec_code_reads_xcom_and_stops_the_sidecar_with_least_privilege(
+    cluster: Cluster, operator_api, pod_name, cleanup_pods
+):
+    """kpo-async's own XCom/exec code (kpo_async.xcom) against the real API server and kwok node,
+    with the operator's ServiceAccount; and its error when pods/exec is not granted."""
+    from kpo_async.clients import open_client
+    from kpo_async.connection import ClusterRef
+    from kpo_async.errors import XComError
+    from kpo_async.xcom import read_xcom, stop_sidecar
+
+    ns = cluster.namespace
+    ok, missing = pod_name("opx"), pod_name("opx-missing")
+    cleanup_pods.extend([ok, missing])
+    cluster.write_xcom(ok, '{"answer": 42}')
+    v1 = client.CoreV1Api(operator_api)
+    for name in (ok, missing):
+        await v1.create_namespaced_pod(ns, pod_manifest(name, {ANN + "duration": "1s"}))
+    for name in (ok, missing):
+        await wait_for_pod(operator_api, ns, name, _base_terminated, what="base terminated")
+
+    async with open_client(ClusterRef(config_file=str(cluster.missing_perm_kubeconfig))) as kc:
+        with pytest.raises(Exception) as exc:
+            await read_xcom(kc, ns, ok)
+        assert "403" in str(exc.value) and "pods/exec" in str(exc.value), str(exc.value)
+
+    async with open_client(ClusterRef(config_file=str(cluster.operator_kubeconfig))) as kc:
+        assert await read_xcom(kc, ns, ok) == {"answer": 42}
+        with pytest.raises(XComError) as xerr:
+            await read_xcom(kc, ns, missing)
+        assert "/airflow/xcom/return.json" in str(xerr.value)
+        await stop_sidecar(kc, ns, ok)
+
+    pod = await wait_for_pod(operator_api, ns, ok, _phase("Succeeded"), what="phase Succeeded")
+    assert container_status(pod, SIDECAR).state.terminated.reason == "Completed"
