@@ -49,7 +49,11 @@ async def test_xcom_read_and_sidecar_stop(v1: client.CoreV1Api, ws_v1: client.Co
     await v1.create_namespaced_pod("default", pod_manifest("x1", script, sidecar=True))
     await wait_for(
         lambda: v1.read_namespaced_pod("x1", "default"),
-        lambda p: p.status.container_statuses and p.status.container_statuses[0].state.terminated is not None,
+        lambda p: (
+            p.status.container_statuses
+            and p.status.container_statuses[0].state.terminated is not None
+            and p.status.container_statuses[1].state.running is not None
+        ),  # the sidecar may start later
     )
     out, err, status = await run_exec(ws_v1, "x1", ["cat", XCOM_RETURN_FILE], XCOM_SIDECAR_NAME)
     assert json.loads(out) == {"answer": 42}

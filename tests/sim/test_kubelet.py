@@ -298,7 +298,11 @@ async def test_behaviour_xcom_and_sidecar(v1: client.CoreV1Api, ws_v1: client.Co
     )
     await wait_for(
         lambda: v1.read_namespaced_pod("bx", "default"),
-        lambda p: p.status.container_statuses and p.status.container_statuses[0].state.terminated is not None,
+        lambda p: (
+            p.status.container_statuses
+            and p.status.container_statuses[0].state.terminated is not None
+            and p.status.container_statuses[1].state.running is not None
+        ),  # the sidecar may start later
     )
     out = await ws_v1.connect_get_namespaced_pod_exec(
         "bx",
