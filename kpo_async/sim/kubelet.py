@@ -487,7 +487,8 @@ class PodWorker:
                 full = normalize_image(image)
                 path = full.split("/", 1)[1].rsplit(":", 1)
                 detail = (
-                    f'failed to pull and unpack image "{full}": failed to resolve reference "{full}": '
+                    f'rpc error: code = Unknown desc = failed to pull and unpack image "{full}": '
+                    f'failed to resolve reference "{full}": '
                     f'failed to do request: Head "https://{FAILING_REGISTRY}/v2/{path[0]}/manifests/'
                     f'{path[1] if len(path) > 1 else "latest"}": '
                     f"dial tcp: lookup {FAILING_REGISTRY}: no such host"
@@ -846,10 +847,11 @@ class Kubelet:
         if cs.state == "waiting" and cs.prev_log is not None:
             return cs.prev_log
         reason = cs.reason or "ContainerCreating"
+        # (sic: the kubelet maps them this way round)
         if reason == "ErrImagePull":
-            detail = "trying and failing to pull image"
-        elif reason == "ImagePullBackOff":
             detail = "image can't be pulled"
+        elif reason == "ImagePullBackOff":
+            detail = "trying and failing to pull image"
         else:
             detail = reason
         raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {detail}')

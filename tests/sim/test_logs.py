@@ -101,15 +101,20 @@ async def test_waiting_container_400(v1: client.CoreV1Api, cluster) -> None:  # 
     }
 
 
-async def test_image_pull_failure_400(v1: client.CoreV1Api) -> None:
+async def test_image_pull_failure_400(v1: client.CoreV1Api, cluster: SimCluster) -> None:
+    cluster.config.backoff_initial = 1.0  # keep ErrImagePull visible long enough to look at it
     await v1.create_namespaced_pod("default", pod_manifest("ip", "echo x", image="registry.invalid/nope:1"))
-    await wait_for(
-        lambda: v1.read_namespaced_pod("ip", "default"),
-        lambda p: (
-            p.status.container_statuses
-            and p.status.container_statuses[0].state.waiting.reason == "ErrImagePull"
-        ),
-    )
+
+    def waiting(reason: str):  # type: ignore[no-untyped-def]
+        return lambda p: (
+            p.status.container_statuses and p.status.container_statuses[0].state.waiting.reason == reason
+        )
+
+    await wait_for(lambda: v1.read_namespaced_pod("ip", "default"), waiting("ErrImagePull"), interval=0.01)
+    body = await error_of(v1.read_namespaced_pod_log("ip", "default"))
+    # the kubelet's wording, which maps the two reasons this way round
+    assert body["message"] == 'container "base" in pod "ip" is waiting to start: image can\'t be pulled'
+    await wait_for(lambda: v1.read_namespaced_pod("ip", "default"), waiting("ImagePullBackOff"))
     body = await error_of(v1.read_namespaced_pod_log("ip", "default"))
     assert (
         body["message"]
