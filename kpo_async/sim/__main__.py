@@ -23,6 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="bearer token (default: random)")
     p.add_argument("--speed", type=float, default=1.0, help="kubelet speed factor (2 = twice as fast)")
     p.add_argument("--watch-history", type=int, default=10000, help="watch events kept for resuming")
+    p.add_argument(
+        "--allocatable",
+        action="append",
+        default=[],
+        metavar="RESOURCE=QUANTITY",
+        help="override the node's allocatable resources, e.g. --allocatable memory=1Ti (repeatable)",
+    )
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -43,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    allocatable = dict(SimConfig().node_allocatable)
+    for item in args.allocatable:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _parser().error(f"--allocatable wants RESOURCE=QUANTITY, got {item!r}")
+        allocatable[key] = value
     config = SimConfig(
         port=args.port,
         tls=not args.no_tls,
@@ -51,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         kubeconfig_path=args.kubeconfig,
         speed=args.speed,
         watch_history=args.watch_history,
+        node_allocatable=allocatable,
     )
     try:
         asyncio.run(_serve(config))
