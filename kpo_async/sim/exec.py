@@ -106,7 +106,7 @@ async def serve_exec(
         raise bad_request("you must specify at least one command for the container")
     if not pod.get("spec", {}).get("nodeName"):
         raise bad_request(f"pod {name} does not have a host assigned")
-    runtime = kubelet.runtime_for_exec(ns, name, container)
+    runtime_or_refusal = kubelet.runtime_for_exec(ns, name, container)
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(400, "Upgrade request required", "BadRequest")
 
@@ -118,7 +118,8 @@ async def serve_exec(
     stdin = QueueSource() if want_stdin else BytesSource(b"")
     stdout: Sink = _ChannelSink(outq, STDOUT)
     stderr: Sink = stdout if tty else _ChannelSink(outq, STDERR)
-    host = runtime.exec_host()
+    refusal = runtime_or_refusal if isinstance(runtime_or_refusal, dict) else None
+    host = None if isinstance(runtime_or_refusal, dict) else runtime_or_refusal.exec_host()
     exec_task: asyncio.Task[int] | None = None
 
     async def sender() -> None:
@@ -150,7 +151,9 @@ async def serve_exec(
         for ch, on in ((STDOUT, want_stdout), (STDERR, want_stderr), (ERROR, True)):
             if on:
                 await ws.send_bytes(bytes([ch]))
-        if not is_runnable(argv):
+        if refusal is not None:
+            status = refusal
+        elif not is_runnable(argv) or host is None:
             status = not_found_status(argv[0])
         else:
             exec_task = asyncio.ensure_future(host.run(argv, stdin, stdout, stderr))

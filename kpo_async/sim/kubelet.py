@@ -245,9 +245,10 @@ class PodWorker:
         if not unready:
             self.set_condition("ContainersReady", True)
             self.set_condition("Ready", True)
-        elif phase == "Succeeded":
-            self.set_condition("ContainersReady", False, "PodCompleted")
-            self.set_condition("Ready", False, "PodCompleted")
+        elif phase in ("Succeeded", "Failed"):
+            reason = "PodCompleted" if phase == "Succeeded" else "PodFailed"
+            self.set_condition("ContainersReady", False, reason)
+            self.set_condition("Ready", False, reason)
         else:
             msg = f"containers with unready status: [{' '.join(unready)}]"
             self.set_condition("ContainersReady", False, "ContainersNotReady", msg)
@@ -296,7 +297,8 @@ class PodWorker:
             status["startTime"] = fmt_time(self.start_time)
             if self.init_cs:
                 status["initContainerStatuses"] = [c.render() for c in self.init_cs]
-            status["containerStatuses"] = [c.render() for c in self.cs]
+            # the kubelet sorts container statuses by name (init containers stay in spec order)
+            status["containerStatuses"] = [c.render() for c in sorted(self.cs, key=lambda c: c.name)]
         status["qosClass"] = self.pod.get("status", {}).get("qosClass", "BestEffort")
         return status
 
@@ -856,16 +858,24 @@ class Kubelet:
             detail = reason
         raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {detail}')
 
-    def runtime_for_exec(self, ns: str, name: str, container: str) -> ContainerRuntime:
+    def runtime_for_exec(self, ns: str, name: str, container: str) -> ContainerRuntime | dict[str, Any]:
+        """The running container, or the node's refusal as the Status the apiserver sends on the
+        error channel after the upgrade (it upgrades first and then dials the kubelet, which finds
+        only running containers: "container not found")."""
         worker = self.workers.get((ns, name))
         if worker is None:
             raise ApiError(404, f'pods "{name}" not found', "NotFound", {"name": name, "kind": "pods"})
-        phase = worker.phase()
-        if phase in ("Succeeded", "Failed"):
-            raise bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
         cs = next((c for c in worker.init_cs + worker.cs if c.name == container), None)
         if cs is None:
             raise bad_request(f"container {container} is not valid for pod {name}")
         if cs.runtime is None or cs.state != "running":
-            raise bad_request(f'container not found ("{container}")')
+            cause = f'unable to upgrade connection: container not found ("{container}")'
+            return {
+                "metadata": {},
+                "status": "Failure",
+                "message": f"Internal error occurred: {cause}",
+                "reason": "InternalError",
+                "details": {"causes": [{"message": cause}]},
+                "code": 500,
+            }
         return cs.runtime

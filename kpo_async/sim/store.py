@@ -299,7 +299,8 @@ class Store:
         w = Watcher(self, res, ns, label_match, field_match, self.watch_queue_limit)
         if since_rv:
             if since_rv < self.history_floor:
-                raise Gone(since_rv, self.history_floor + 1)
+                # like the watch cache: the number is the oldest rv one can still resume from
+                raise Gone(since_rv, self.history_floor)
             for ev in self._events_after(since_rv):
                 if ev.obj.resource is res:
                     w.offer(ev)

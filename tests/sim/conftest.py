@@ -151,3 +151,14 @@ async def raw_request(
             method, cluster.base_url + path, params=params, headers=hdrs, json=json_body, ssl=ssl_ctx
         ) as r:
             return r.status, dict(r.headers), await r.read()
+
+
+def cstatus(pod: Any, name: str) -> Any:
+    """The container status named `name` (the kubelet lists them sorted by name, not spec order)."""
+    return next(s for s in pod.status.container_statuses or [] if s.name == name)
+
+
+def base_done_sidecar_running(pod: Any) -> bool:
+    statuses = {s.name: s for s in pod.status.container_statuses or []}
+    base, sidecar = statuses.get("base"), statuses.get("airflow-xcom-sidecar")
+    return bool(base and base.state.terminated and sidecar and sidecar.state.running)

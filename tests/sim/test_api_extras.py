@@ -15,7 +15,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kpo_async.sim import SimCluster, SimConfig
 
-from .conftest import FAST, _client_config, pod_manifest, wait_for, wait_phase
+from .conftest import FAST, _client_config, base_done_sidecar_running, pod_manifest, wait_for, wait_phase
 
 BEHAVIOR = "sim.kpo-async.io/behavior"
 
@@ -145,11 +145,7 @@ async def test_behaviour_xcom_raw(v1: client.CoreV1Api, ws_v1: client.CoreV1Api)
     )
     await wait_for(
         lambda: v1.read_namespaced_pod("br", "default"),
-        lambda p: (
-            p.status.container_statuses
-            and p.status.container_statuses[0].state.terminated is not None
-            and p.status.container_statuses[1].state.running is not None
-        ),
+        base_done_sidecar_running,
     )
     text = await ws_v1.connect_get_namespaced_pod_exec(
         "br",

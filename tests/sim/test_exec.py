@@ -11,7 +11,7 @@ from kubernetes_asyncio import client
 
 from kpo_async.identity import XCOM_RETURN_FILE, XCOM_SIDECAR_NAME, XCOM_STOP_FILE
 
-from .conftest import pod_manifest, wait_for, wait_phase
+from .conftest import base_done_sidecar_running, cstatus, pod_manifest, wait_for, wait_phase
 
 
 async def run_exec(
@@ -49,11 +49,7 @@ async def test_xcom_read_and_sidecar_stop(v1: client.CoreV1Api, ws_v1: client.Co
     await v1.create_namespaced_pod("default", pod_manifest("x1", script, sidecar=True))
     await wait_for(
         lambda: v1.read_namespaced_pod("x1", "default"),
-        lambda p: (
-            p.status.container_statuses
-            and p.status.container_statuses[0].state.terminated is not None
-            and p.status.container_statuses[1].state.running is not None
-        ),  # the sidecar may start later
+        base_done_sidecar_running,  # the sidecar may start later
     )
     out, err, status = await run_exec(ws_v1, "x1", ["cat", XCOM_RETURN_FILE], XCOM_SIDECAR_NAME)
     assert json.loads(out) == {"answer": 42}
@@ -63,7 +59,7 @@ async def test_xcom_read_and_sidecar_stop(v1: client.CoreV1Api, ws_v1: client.Co
     out, err, status = await run_exec(ws_v1, "x1", ["touch", XCOM_STOP_FILE], XCOM_SIDECAR_NAME)
     assert status["status"] == "Success"
     pod = await wait_phase(v1, "x1", ("Succeeded",), timeout=5)
-    sidecar = pod.status.container_statuses[1]
+    sidecar = cstatus(pod, XCOM_SIDECAR_NAME)
     assert sidecar.state.terminated.exit_code == 0 and sidecar.state.terminated.reason == "Completed"
 
 
@@ -133,37 +129,48 @@ async def handshake_error(ws_v1: client.CoreV1Api, pod: str, container: str | No
 
 
 async def test_exec_errors(v1: client.CoreV1Api, ws_v1: client.CoreV1Api, cluster) -> None:  # type: ignore[no-untyped-def]
+    # a completed pod: the apiserver upgrades, then the node's refusal arrives on the error channel
+    # (kubectl's "cannot exec into a container in a completed pod" is a client-side check)
     await v1.create_namespaced_pod("default", pod_manifest("x5", "echo done"))
     await wait_phase(v1, "x5", ("Succeeded",))
-    status, _ = await handshake_error(ws_v1, "x5", "base")
-    assert status == 400
-    # the body carries the real message; read it with a plain request
+    out, err, status = await run_exec(ws_v1, "x5", ["true"], "base")
+    assert (out, err) == (b"", b"")
+    assert status == {
+        "metadata": {},
+        "status": "Failure",
+        "message": 'Internal error occurred: unable to upgrade connection: container not found ("base")',
+        "reason": "InternalError",
+        "details": {"causes": [{"message": 'unable to upgrade connection: container not found ("base")'}]},
+        "code": 500,
+    }
+    # errors the apiserver gives before any upgrade: 400 Status bodies
+    await v1.create_namespaced_pod("default", pod_manifest("x6", "sleep 30", sidecar=True))
+    await wait_phase(v1, "x6", ("Running",))
+    assert (await handshake_error(ws_v1, "x6", "nope"))[0] == 400
     import ssl
 
     ctx = ssl.create_default_context(cafile=cluster.ca_path)
+    headers = {
+        "Authorization": f"Bearer {cluster.token}",
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    pods = f"{cluster.base_url}/api/v1/namespaces/default/pods"
     async with aiohttp.ClientSession() as s:
-        pods = f"{cluster.base_url}/api/v1/namespaces/default/pods"
-        url = f"{pods}/x5/exec?command=true&container=base&stdout=true"
-        headers = {
-            "Authorization": f"Bearer {cluster.token}",
-            "Connection": "Upgrade",
-            "Upgrade": "websocket",
-            "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        }
-        async with s.get(url, headers=headers, ssl=ctx) as r:
-            body = await r.json()
-            assert r.status == 400
-            assert (
-                body["message"]
-                == "cannot exec into a container in a completed pod; current phase is Succeeded"
-            )
-        await v1.create_namespaced_pod("default", pod_manifest("x6", "sleep 30", sidecar=True))
-        await wait_phase(v1, "x6", ("Running",))
         url = f"{pods}/x6/exec?command=true&container=nope&stdout=true"
         async with s.get(url, headers=headers, ssl=ctx) as r:
-            assert r.status == 400 and (await r.json())["message"] == "container nope is not valid for pod x6"
-        url = f"{cluster.base_url}/api/v1/namespaces/default/pods/x6/exec?command=true&stdout=true"
+            assert r.status == 400 and await r.json() == {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": "container nope is not valid for pod x6",
+                "reason": "BadRequest",
+                "code": 400,
+            }
+        url = f"{pods}/x6/exec?command=true&stdout=true"
         async with s.get(url, headers=headers, ssl=ctx) as r:
             assert (await r.json())["message"] == (
                 "a container name must be specified for pod x6, choose one of: [base airflow-xcom-sidecar]"

@@ -13,7 +13,7 @@ from kpo_async.identity import XCOM_SIDECAR_NAME
 from kpo_async.sim import SimCluster
 from kpo_async.sim.control import SimControl
 
-from .conftest import pod_manifest, wait_for, wait_phase
+from .conftest import base_done_sidecar_running, cstatus, pod_manifest, wait_for, wait_phase
 
 BEHAVIOR = "sim.kpo-async.io/behavior"
 
@@ -268,11 +268,13 @@ async def test_signal_container_oomkilled_over_control(v1: client.CoreV1Api, clu
         await ctl.signal("default", "sig", "base", "KILL", reason="OOMKilled")
     pod = await wait_for(
         lambda: v1.read_namespaced_pod("sig", "default"),
-        lambda p: p.status.container_statuses[0].state.terminated is not None,
+        lambda p: cstatus(p, "base").state.terminated is not None,
     )
-    term = pod.status.container_statuses[0].state.terminated
+    term = cstatus(pod, "base").state.terminated
     assert term.exit_code == 137 and term.reason == "OOMKilled"
-    assert pod.status.container_statuses[1].state.running is not None  # sidecar keeps running
+    assert cstatus(pod, "airflow-xcom-sidecar").state.running is not None  # sidecar keeps running
+    # the kubelet lists container statuses sorted by name
+    assert [c.name for c in pod.status.container_statuses] == ["airflow-xcom-sidecar", "base"]
 
 
 async def test_restart_policy_on_failure(v1: client.CoreV1Api) -> None:
@@ -298,11 +300,7 @@ async def test_behaviour_xcom_and_sidecar(v1: client.CoreV1Api, ws_v1: client.Co
     )
     await wait_for(
         lambda: v1.read_namespaced_pod("bx", "default"),
-        lambda p: (
-            p.status.container_statuses
-            and p.status.container_statuses[0].state.terminated is not None
-            and p.status.container_statuses[1].state.running is not None
-        ),  # the sidecar may start later
+        base_done_sidecar_running,  # the sidecar may start later
     )
     out = await ws_v1.connect_get_namespaced_pod_exec(
         "bx",
