@@ -8,6 +8,7 @@ watchers.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -322,7 +323,7 @@ class Store:
                 lo = mid + 1
             else:
                 hi = mid
-        return [self.history[i] for i in range(lo, len(self.history))]
+        return list(itertools.islice(self.history, lo, None))
 
     def unwatch(self, w: Watcher) -> None:
         self.watchers[w.resource.name].discard(w)

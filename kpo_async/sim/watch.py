@@ -89,6 +89,8 @@ async def serve_watch(
     if fault is not None and fault.watch_close_after is not None:
         timeout = min(timeout, fault.watch_close_after)
     include = q.get("includeObject", "Metadata")
+    if since is not None and since > store.rv:
+        await _wait_fresh(store, since)
 
     stats.gauge("open_watches", 1)
     try:
@@ -153,6 +155,27 @@ async def serve_watch(
         return resp
     finally:
         stats.gauge("open_watches", -1)
+
+
+async def _wait_fresh(store: Store, rv: int, timeout: float = 3.0) -> None:
+    """A resourceVersion from the future (e.g. kept across a simulator restart): wait like the
+    watch cache does, then answer its 504 "Too large resource version"."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while store.rv < rv:
+        if loop.time() >= deadline:
+            raise ApiError(
+                504,
+                f"Too large resource version: {rv}, current: {store.rv}",
+                "Timeout",
+                {
+                    "causes": [
+                        {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+                    ],
+                    "retryAfterSeconds": 1,
+                },
+            )
+        await asyncio.sleep(0.05)
 
 
 def _line(item: WatchEvent | tuple[str, Obj], as_table: bool, include: str) -> bytes:

@@ -168,3 +168,16 @@ async def test_send_initial_events(v1: client.CoreV1Api) -> None:
     assert second["type"] == "BOOKMARK"
     assert second["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
     resp.release()
+
+
+async def test_resource_version_from_the_future_is_504(v1: client.CoreV1Api) -> None:
+    listed = await v1.list_namespaced_pod("default")
+    future = str(int(listed.metadata.resource_version) + 1000)
+    with pytest.raises(ApiException) as e:
+        await v1.list_namespaced_pod("default", watch=True, resource_version=future, timeout_seconds=5)
+    assert e.value.status == 504
+    body = json.loads(e.value.body)
+    assert body["reason"] == "Timeout" and body["message"].startswith(
+        f"Too large resource version: {future}, current: "
+    )
+    assert body["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
