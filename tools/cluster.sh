@@ -316,6 +316,16 @@ cmd_up() {
     port_free "$port" || die "port $HOST:$port is already in use by another process; set KPO_ASYNC_*_PORT"
   done
 
+  if [ "$(id -u)" = 0 ]; then
+    run_as_nobody="--run-as-nobody"
+    # Exec'd commands run as nobody and must reach $DIR/shim and $DIR/pods.
+    local p="$DIR"
+    while [ "$p" != / ] && [ -n "$p" ]; do
+      [ -n "$(find "$p" -maxdepth 0 -perm -o+x 2>/dev/null)" ] ||
+        die "$p is not searchable by other users; exec into kwok pods runs as nobody: pick another KPO_ASYNC_CLUSTER_DIR"
+      p="$(dirname "$p")"
+    done
+  fi
   mkdir -p "$DIR"/{logs,pids,pods,etcd,shim,kwok-home}
   touch "$DIR/.kpo-async-cluster"
   chmod 0755 "$DIR" "$DIR/pods"
@@ -333,7 +343,6 @@ cmd_up() {
     ln -sf kpo-exec-shim "$DIR/shim/$c"
   done
   chmod 0755 "$DIR/shim"
-  if [ "$(id -u)" = 0 ]; then run_as_nobody="--run-as-nobody"; fi
 
   say "starting etcd on $HOST:$ETCD_PORT"
   start etcd "$bin/etcd" \

@@ -594,3 +594,21 @@ async def test_operator_exec_code_reads_xcom_and_stops_the_sidecar_with_least_pr
 
     pod = await wait_for_pod(operator_api, ns, ok, _phase("Succeeded"), what="phase Succeeded")
     assert container_status(pod, SIDECAR).state.terminated.reason == "Completed"
+
+
+async def test_log_follow_ends_when_the_pod_is_deleted(
+    cluster: Cluster, operator_api, pod_name, cleanup_pods
+):
+    ns, name = cluster.namespace, pod_name("del")
+    cleanup_pods.append(name)
+    cluster.write_log(name, ["before delete"])
+    v1 = client.CoreV1Api(operator_api)
+    await v1.create_namespaced_pod(ns, pod_manifest(name, {ANN + "duration": "600s"}))
+    await wait_for_pod(operator_api, ns, name, _phase("Running"), what="phase Running")
+    follow = asyncio.create_task(
+        stream_lines(operator_api, f"/api/v1/namespaces/{ns}/pods/{name}/log?container=base&follow=true")
+    )
+    await asyncio.sleep(0.5)
+    await v1.delete_namespaced_pod(name, ns)
+    code, lines = await asyncio.wait_for(follow, 15)
+    assert (code, lines) == (200, ["before delete"])

@@ -198,7 +198,10 @@ var errUnavailable = status.Error(codes.Unavailable, "Unavailable")
 
 func (r runtimeServiceStub) ContainerStatus(ctx context.Context, containerID string, verbose bool) (*runtimeapi.ContainerStatusResponse, error) {
 	if r.logsFile != "" {
-		if _, err := os.Stat(r.logsFile + ".terminated"); err == nil {
+		// Terminated, or the pod is gone (its files were removed).
+		_, errMarker := os.Stat(r.logsFile + ".terminated")
+		_, errFile := os.Stat(r.logsFile)
+		if errMarker == nil || os.IsNotExist(errFile) {
 			return &runtimeapi.ContainerStatusResponse{
 				Status: &runtimeapi.ContainerStatus{State: runtimeapi.ContainerState_CONTAINER_EXITED},
 			}, nil
