@@ -72,10 +72,9 @@ class ClusterClient:
         )
         self.core = CoreV1Api(self.api_client)
         # Follow streams hold a connection each for as long as a pod runs: separate pool.
-        self._log_client = _ApiClient(
+        self.log_api_client = _ApiClient(
             configuration, _RestClient(configuration, ssl_context, limits.log_streams + 8)
         )
-        self.logs_core = CoreV1Api(self._log_client)
         self.log_stream_slots = asyncio.Semaphore(limits.log_streams)
 
     @property
@@ -98,7 +97,7 @@ class ClusterClient:
 
     async def close(self) -> None:
         await self.api_client.close()
-        await self._log_client.close()
+        await self.log_api_client.close()
 
 
 async def create_client(ref: ClusterRef, limits: ClientLimits | None = None) -> ClusterClient:

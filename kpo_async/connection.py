@@ -121,7 +121,9 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
         kubeconfig = _parse_kubeconfig(inline, source=f"connection {ref.conn_id!r} extra kube_config")
         source = f"connection {ref.conn_id!r}"
     elif config_path:
-        argument = "config_file" if ref.config_file else f"kubernetes_conn_id ({ref.conn_id!r} kube_config_path)"
+        argument = (
+            "config_file" if ref.config_file else f"kubernetes_conn_id ({ref.conn_id!r} kube_config_path)"
+        )
         kubeconfig = await _read_kubeconfig(str(config_path), argument=argument)
         source = str(config_path)
     else:
@@ -211,8 +213,8 @@ def _load_in_cluster(configuration: Configuration) -> None:
 async def _connection_extras(conn_id: str | None) -> dict[str, Any]:
     if not conn_id:
         return {}
-    from airflow.exceptions import AirflowNotFoundException
     from airflow.sdk.bases.hook import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         conn = await BaseHook.aget_connection(conn_id)

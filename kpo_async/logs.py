@@ -14,8 +14,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import aiohttp
+
+from kpo_async.retry import checked
 
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)")
 TRUNCATION_MARKER = " [kpo-async: line truncated, {dropped} bytes dropped]"
@@ -156,7 +159,7 @@ class ContainerLog:
 
     def __init__(
         self,
-        core,
+        api_client: Any,
         namespace: str,
         pod: str,
         container: str,
@@ -165,7 +168,7 @@ class ContainerLog:
         *,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
-        self.core = core
+        self.api_client = api_client
         self.namespace = namespace
         self.pod = pod
         self.container = container
@@ -180,12 +183,24 @@ class ContainerLog:
         A followed stream ends when the container terminates or when the connection drops; the
         caller tells them apart by the pod's state. HTTP errors are raised.
         """
-        kwargs = {"container": self.container, "timestamps": True, "follow": follow}
+        query: list[tuple[str, str]] = [("container", self.container), ("timestamps", "true")]
+        if follow:
+            query.append(("follow", "true"))
         if self.cursor.timestamp is not None:
-            kwargs["since_time"] = self.cursor.timestamp.since_time()
+            # The generated client has no sinceTime parameter, hence the raw call.
+            query.append(("sinceTime", self.cursor.timestamp.since_time()))
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
-        response = await self.core.read_namespaced_pod_log(
-            self.pod, self.namespace, _preload_content=False, _request_timeout=timeout, **kwargs
+        response = await checked(
+            self.api_client.call_api(
+                "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                "GET",
+                path_params={"namespace": self.namespace, "name": self.pod},
+                query_params=query,
+                header_params={"Accept": "text/plain"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
         )
         splitter = LineSplitter(self.max_line_bytes)
         resume = ResumeFilter(self.cursor)

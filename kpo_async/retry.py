@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -89,3 +89,26 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ApiException):
         return f"HTTP {exc.status} {exc.reason or ''}".strip()
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+
+
+async def checked(request: Awaitable[Any]) -> Any:
+    """Await a `_preload_content=False` request and raise `ApiException` for a non-2xx answer.
+
+    kubernetes-asyncio only checks the status when it preloads (and parses) the body; we skip
+    the model parsing for speed, so the check happens here.
+    """
+    response = await request
+    if 200 <= response.status <= 299:
+        return response
+    try:
+        body = await response.read()
+    finally:
+        response.release()
+    error = ApiException(status=response.status, reason=response.reason)
+    error.body = body.decode("utf-8", "replace")
+    error.headers = response.headers
+    return _raise(error)
+
+
+def _raise(error: ApiException) -> Any:
+    raise error

@@ -78,13 +78,18 @@ async def test_connection_with_inline_kubeconfig(monkeypatch: pytest.MonkeyPatch
     assert config.namespace == "from-conn"
 
 
-async def test_legacy_prefixed_extras_and_task_override(monkeypatch: pytest.MonkeyPatch,
-                                                        config_path: Path) -> None:
-    extra = {"extra__kubernetes__kube_config_path": "/does/not/matter", "extra__kubernetes__cluster_context": "a"}
+async def test_legacy_prefixed_extras_and_task_override(
+    monkeypatch: pytest.MonkeyPatch, config_path: Path
+) -> None:
+    extra = {
+        "extra__kubernetes__kube_config_path": "/does/not/matter",
+        "extra__kubernetes__cluster_context": "a",
+    }
     monkeypatch.setenv("AIRFLOW_CONN_K8S_OLD", json.dumps({"conn_type": "kubernetes", "extra": extra}))
     # The task's config_file and cluster_context win over the connection's.
-    config = await resolve_cluster(ClusterRef(conn_id="k8s_old", config_file=str(config_path),
-                                              cluster_context="b"))
+    config = await resolve_cluster(
+        ClusterRef(conn_id="k8s_old", config_file=str(config_path), cluster_context="b")
+    )
     assert config.context == "b"
 
 
@@ -102,7 +107,9 @@ async def test_conflicting_sources_are_rejected(monkeypatch: pytest.MonkeyPatch,
         await resolve_cluster(ClusterRef(conn_id="k8s_in", config_file=str(config_path)))
 
 
-async def test_default_connection_id_may_be_absent(monkeypatch: pytest.MonkeyPatch, config_path: Path) -> None:
+async def test_default_connection_id_may_be_absent(
+    monkeypatch: pytest.MonkeyPatch, config_path: Path
+) -> None:
     monkeypatch.setenv("KUBECONFIG", str(config_path))
     config = await resolve_cluster(ClusterRef(conn_id="kubernetes_default"))
     assert config.source == str(config_path)

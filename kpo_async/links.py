@@ -1,0 +1,30 @@
+"""Extra link from a task to its pod, when a dashboard URL template is configured.
+
+Set ``[kpo_async] pod_url_template`` (or ``AIRFLOW__KPO_ASYNC__POD_URL_TEMPLATE``), e.g.
+``https://dashboard.example/#/pod/{namespace}/{pod}?namespace={namespace}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseOperatorLink
+from airflow.sdk.bases.xcom import BaseXCom
+
+#: XCom key under which the operator records which pod it runs.
+POD_XCOM_KEY = "pod"
+
+
+class PodLink(BaseOperatorLink):
+    name = "Kubernetes Pod"
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        from airflow.configuration import conf
+
+        template = conf.get("kpo_async", "pod_url_template", fallback="")
+        if not template:
+            return ""
+        pod = BaseXCom.get_value(ti_key=ti_key, key=POD_XCOM_KEY)
+        if not pod:
+            return ""
+        return template.format(namespace=pod.get("namespace", ""), pod=pod.get("name", ""))

@@ -1,0 +1,439 @@
+"""Follow one pod to its end: wait for it to start, stream its log, collect its XCom result.
+
+`PodMonitor.run` is what `triggers.pod.PodTrigger` runs on the triggerer. It learns about the pod
+from the shared watch (`kpo_async.watch`), never by polling it, except as a fallback while the
+watch is unhealthy. Its result is a plain dict: the payload of the trigger's single event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kpo_async.clients import ClusterClient
+from kpo_async.errors import ClusterUnreachableError, KpoAsyncError, XComError
+from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_RESULT_ANNOTATION, XCOM_SIDECAR_NAME
+from kpo_async.logs import ContainerLog, LogCursor
+from kpo_async.pod_state import PodState
+from kpo_async.retry import checked, describe, is_retryable, with_retries
+from kpo_async.watch import Subscription, shared_watcher
+from kpo_async.xcom import read_xcom, stop_sidecar
+
+#: XCom values up to this size are recorded on the pod before the sidecar is stopped, so a trigger
+#: re-created after that moment still has the value.
+XCOM_ANNOTATION_LIMIT = 64 * 1024
+#: How long the XCom sidecar may take to start after the base container finished.
+SIDECAR_START_SECONDS = 120.0
+
+SUCCESS, FAILED, ERROR, TIMEOUT = "success", "failed", "error", "timeout"
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    base_container: str = "base"
+    get_logs: bool = True
+    do_xcom_push: bool = False
+    #: Wall-clock deadlines (epoch seconds), fixed when the task deferred: a restart keeps them.
+    startup_deadline: float | None = None
+    execution_deadline: float | None = None
+    #: How long to trust a silent watch before reading the pod directly.
+    fallback_poll_seconds: float = 60.0
+    #: Beyond the shared limit of follow streams, read new log lines this often instead.
+    log_poll_seconds: float = 10.0
+    #: How often to record the log cursor on the pod while lines flow (0: only on exit).
+    log_checkpoint_seconds: float = 60.0
+    log_tail_lines: int = 20
+    log_tail_line_chars: int = 1000
+
+
+class PodMonitor:
+    def __init__(
+        self,
+        client: ClusterClient,
+        namespace: str,
+        pod_name: str,
+        settings: MonitorSettings,
+        *,
+        log_cursor: LogCursor,
+        logger: Any,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.pod_name = pod_name
+        self.settings = settings
+        self.log = logger
+        self.tail: collections.deque[str] = collections.deque(maxlen=settings.log_tail_lines)
+        self.container_log = ContainerLog(
+            client.log_api_client, namespace, pod_name, settings.base_container, log_cursor, self._on_log_line
+        )
+        self._checkpointed = log_cursor
+        self._last_checkpoint = time.monotonic()
+        self._polled: PodState | None = None
+        self._seen_phase: str | None = None
+        self._seen_events: set[str] = set()
+        self._subscription: Subscription | None = None
+
+    # -- the run -------------------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
+        log_task: asyncio.Task[None] | None = None
+        try:
+            state = await self._wait_for_start()
+            if isinstance(state, dict):
+                return state
+            self._resume_cursor_from(state)
+            if self.settings.get_logs:
+                log_task = asyncio.create_task(self._follow_logs(), name=f"logs-{self.pod_name}")
+            state = await self._wait_for_base_container(state)
+            if isinstance(state, dict):
+                return state
+            if log_task is not None:
+                await self._finish_logs(log_task)
+            return await self._complete(state)
+        finally:
+            if log_task is not None and not log_task.done():
+                log_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await log_task
+            self._subscription.close()
+
+    async def _wait_for_start(self) -> PodState | dict[str, Any]:
+        while True:
+            state = await self._next_state(self.settings.startup_deadline)
+            if state is None:
+                return self._event(
+                    ERROR,
+                    None,
+                    message=f"pod {self._pod_ref} was deleted or never created "
+                    "before it started; see the pod's events",
+                )
+            self._report_progress(state)
+            if state.started(self.settings.base_container):
+                return state
+            failed_init = state.failed_init()
+            if failed_init is not None:
+                return self._event(
+                    FAILED,
+                    state,
+                    exit_code=failed_init.exit_code,
+                    reason=failed_init.reason or "InitContainerFailed",
+                    message=f"init container {failed_init.name} exited with code "
+                    f"{failed_init.exit_code}: {failed_init.message or failed_init.reason}",
+                )
+            fatal = state.fatal_waiting()
+            if fatal is not None and fatal.reason != "ErrImagePull":  # ErrImagePull may be transient
+                return self._event(
+                    FAILED,
+                    state,
+                    reason=fatal.reason,
+                    message=f"container {fatal.name} cannot start: {fatal.reason}: "
+                    f"{fatal.message or ''}".rstrip(": "),
+                )
+            if _passed(self.settings.startup_deadline):
+                events = await self._event_lines()
+                detail = state.unschedulable_message or (fatal.message if fatal else None) or state.phase
+                return self._event(
+                    TIMEOUT,
+                    state,
+                    reason="StartupTimeout",
+                    message=f"pod {self._pod_ref} did not start before startup_timeout_seconds "
+                    f"ran out ({detail}). Events: {'; '.join(events) or 'none'}",
+                )
+
+    async def _wait_for_base_container(self, state: PodState | None) -> PodState | dict[str, Any]:
+        while True:
+            if state is None:
+                return self._event(
+                    ERROR,
+                    None,
+                    reason="PodDeleted",
+                    message=f"pod {self._pod_ref} was deleted before its container finished",
+                )
+            self._report_progress(state)
+            base = state.container(self.settings.base_container)
+            if (base is not None and base.terminated) or state.finished:
+                return state
+            if _passed(self.settings.execution_deadline):
+                return self._event(
+                    TIMEOUT,
+                    state,
+                    reason="ExecutionTimeout",
+                    message=f"pod {self._pod_ref} was still running when execution_timeout ran out",
+                )
+            state = await self._next_state(self.settings.execution_deadline)
+
+    async def _complete(self, state: PodState) -> dict[str, Any]:
+        base = state.container(self.settings.base_container)
+        exit_code = base.exit_code if base is not None else None
+        reason = (base.reason if base is not None else None) or state.reason
+        succeeded = exit_code == 0 or (base is None and state.phase == "Succeeded")
+        if not succeeded:
+            await self._stop_sidecar_quietly(state)
+            message = (base.message if base is not None else None) or state.message or ""
+            return self._event(
+                FAILED,
+                state,
+                exit_code=exit_code,
+                reason=reason or "Error",
+                message=f"container {self.settings.base_container} of pod {self._pod_ref} "
+                f"exited with code {exit_code} ({reason}){': ' + message if message else ''}",
+            )
+        xcom: Any = None
+        if self.settings.do_xcom_push:
+            try:
+                xcom = await self._collect_xcom(state)
+            except KpoAsyncError as exc:
+                await self._stop_sidecar_quietly(state)
+                return self._event(ERROR, state, exit_code=exit_code, reason="XComError", message=str(exc))
+        return self._event(SUCCESS, state, exit_code=exit_code, reason=reason, xcom=xcom)
+
+    # -- state ---------------------------------------------------------------------------------
+    async def _next_state(self, deadline: float | None) -> PodState | None:
+        """The pod's state after its next change, a deadline or a fallback poll; None once gone.
+
+        The shared watch is the source; the API server is asked directly only when the watch
+        says the pod is absent (to rule out a race with its ADDED event), when the watch has
+        been silent for `fallback_poll_seconds` and is unhealthy, or at a deadline before the
+        pod was ever seen.
+        """
+        subscription = self._subscription
+        assert subscription is not None
+        while True:
+            wait = self.settings.fallback_poll_seconds
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.time()))
+            changed = await subscription.wait(wait)
+            state = subscription.state
+            if state is not None and (changed or subscription.watcher.healthy):
+                self._polled = None
+                return state
+            if state is None and not (subscription.known_absent or not changed or _passed(deadline)):
+                continue  # the watch has not synced yet
+            return await self._read_pod()
+
+    async def _read_pod(self) -> PodState | None:
+        async def read() -> Any:
+            return await checked(
+                self.client.core.read_namespaced_pod(self.pod_name, self.namespace, _preload_content=False)
+            )
+
+        try:
+            response = await with_retries(read, what=f"reading pod {self._pod_ref}")
+            self._polled = PodState.from_api(json.loads(await response.read()))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        except ClusterUnreachableError:
+            if self._polled is None:
+                raise
+        return self._polled
+
+    def _report_progress(self, state: PodState) -> None:
+        if state.phase != self._seen_phase:
+            self.log.info(f"pod {self._pod_ref} is {state.phase}")
+            self._seen_phase = state.phase
+        for container in (*state.init_containers, *state.containers):
+            key = f"{container.name}:{container.state}:{container.reason}"
+            if container.state == "waiting" and container.reason and key not in self._seen_events:
+                self._seen_events.add(key)
+                self.log.info(
+                    f"container {container.name} waiting: {container.reason}"
+                    f"{': ' + container.message if container.message else ''}"
+                )
+        if state.unschedulable_message and f"unsched:{state.unschedulable_message}" not in self._seen_events:
+            self._seen_events.add(f"unsched:{state.unschedulable_message}")
+            self.log.info(f"pod {self._pod_ref} cannot be scheduled yet: {state.unschedulable_message}")
+
+    async def _event_lines(self) -> list[str]:
+        try:
+            response = await checked(
+                self.client.core.list_namespaced_event(
+                    self.namespace,
+                    field_selector=f"involvedObject.name={self.pod_name}",
+                    _preload_content=False,
+                )
+            )
+            items = json.loads(await response.read()).get("items") or []
+        except Exception as exc:
+            return [f"(events unavailable: {describe(exc)})"]
+        return [f"{e.get('reason')}: {e.get('message')}" for e in items][-10:]
+
+    # -- logs ----------------------------------------------------------------------------------
+    def _on_log_line(self, line: str) -> None:
+        self.log.info(f"[{self.settings.base_container}] {line}")
+        self.tail.append(line[: self.settings.log_tail_line_chars])
+
+    def _resume_cursor_from(self, state: PodState) -> None:
+        """Resume after the furthest point recorded: our kwargs or the pod's checkpoint annotation."""
+        recorded = LogCursor.from_str(state.annotations.get(LOG_CURSOR_ANNOTATION))
+        current = self.container_log.cursor
+        if recorded.timestamp is not None and (
+            current.timestamp is None
+            or (recorded.timestamp, recorded.count_at_timestamp)
+            > (current.timestamp, current.count_at_timestamp)
+        ):
+            self.container_log.cursor = recorded
+            self._checkpointed = recorded
+
+    async def _follow_logs(self) -> None:
+        """Stream the base container's log until it has ended, resuming after every drop."""
+        failures = 0
+        while True:
+            slots = self.client.log_stream_slots
+            if not slots.locked():
+                async with slots:
+                    ended = await self._read_logs(follow=True)
+            else:
+                ended = await self._read_logs(follow=False)
+                if not ended:
+                    await asyncio.sleep(self.settings.log_poll_seconds)
+            if ended is None:
+                failures += 1
+                await asyncio.sleep(min(10.0, 0.2 * 2**failures))
+                continue
+            failures = 0
+            await self._maybe_checkpoint()
+            if ended:
+                return
+
+    async def _read_logs(self, *, follow: bool) -> bool | None:
+        """True when the container has terminated and every line was read; None after an error."""
+        terminated_before = self._base_terminated()
+        try:
+            await self.container_log.read(follow=follow and not terminated_before)
+        except asyncio.CancelledError:
+            raise
+        except ApiException as exc:
+            # 404: the pod is gone, there is nothing more to read. 400: the container has not
+            # started (or is restarting). Anything else is transient: retry with backoff.
+            return True if exc.status == 404 else None
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            return None
+        # A read that began after termination saw everything; otherwise read once more to be sure.
+        return terminated_before
+
+    def _base_terminated(self) -> bool:
+        state = (self._subscription.state if self._subscription else None) or self._polled
+        if state is None:
+            return False
+        base = state.container(self.settings.base_container)
+        return state.finished or (base is not None and base.terminated)
+
+    async def _finish_logs(self, task: asyncio.Task[None]) -> None:
+        try:
+            await asyncio.wait_for(task, timeout=60)
+        except asyncio.TimeoutError:
+            self.log.warning(f"gave up waiting for the rest of {self._pod_ref}'s log")
+        except Exception as exc:
+            self.log.warning(f"could not read the rest of {self._pod_ref}'s log: {describe(exc)}")
+
+    async def _maybe_checkpoint(self) -> None:
+        if (
+            self.settings.log_checkpoint_seconds
+            and time.monotonic() - self._last_checkpoint >= self.settings.log_checkpoint_seconds
+        ):
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Record the log cursor on the pod so a re-created trigger resumes after the last line."""
+        cursor = self.container_log.cursor
+        if cursor == self._checkpointed or cursor.timestamp is None:
+            return
+        with contextlib.suppress(Exception):
+            await self._annotate({LOG_CURSOR_ANNOTATION: cursor.to_str()})
+            self._checkpointed = cursor
+        self._last_checkpoint = time.monotonic()
+
+    @property
+    def log_cursor(self) -> LogCursor:
+        return self.container_log.cursor
+
+    # -- xcom ----------------------------------------------------------------------------------
+    async def _collect_xcom(self, state: PodState) -> Any:
+        recorded = state.annotations.get(XCOM_RESULT_ANNOTATION)
+        if recorded is not None:
+            return json.loads(recorded)  # read by an earlier incarnation of this trigger
+        await self._wait_for_sidecar(state)
+        value = await read_xcom(self.client, self.namespace, self.pod_name)
+        encoded = json.dumps(value)
+        if len(encoded) <= XCOM_ANNOTATION_LIMIT:
+            await self._annotate({XCOM_RESULT_ANNOTATION: encoded})
+        await stop_sidecar(self.client, self.namespace, self.pod_name)
+        return value
+
+    async def _wait_for_sidecar(self, state: PodState | None) -> None:
+        """A base container can finish before the sidecar has even started: wait for it to run."""
+        deadline = time.time() + SIDECAR_START_SECONDS
+        while True:
+            sidecar = state.container(XCOM_SIDECAR_NAME) if state is not None else None
+            if sidecar is not None and sidecar.state == "running":
+                return
+            if state is None or (sidecar is not None and sidecar.terminated) or _passed(deadline):
+                detail = (
+                    "the pod is gone" if state is None else f"it is {sidecar.state if sidecar else 'missing'}"
+                )
+                raise XComError(
+                    f"cannot read the XCom result of {self._pod_ref}: the {XCOM_SIDECAR_NAME} container "
+                    f"is not running ({detail}). Fix: do not override or remove the XCom sidecar"
+                )
+            state = await self._next_state(deadline)
+
+    async def _stop_sidecar_quietly(self, state: PodState) -> None:
+        if not self.settings.do_xcom_push or state.finished:
+            return
+        try:
+            await stop_sidecar(self.client, self.namespace, self.pod_name)
+        except Exception as exc:  # the pod is being cleaned up by the operator anyway
+            self.log.warning(f"could not stop the XCom sidecar of {self._pod_ref}: {describe(exc)}")
+
+    async def _annotate(self, annotations: dict[str, str]) -> None:
+        body = {"metadata": {"annotations": annotations}}
+        await with_retries(
+            lambda: self.client.core.patch_namespaced_pod(
+                self.pod_name, self.namespace, body, _content_type="application/merge-patch+json"
+            ),
+            what=f"annotating pod {self._pod_ref}",
+        )
+
+    # -- the event -----------------------------------------------------------------------------
+    @property
+    def _pod_ref(self) -> str:
+        return f"{self.namespace}/{self.pod_name}"
+
+    def _event(
+        self,
+        status: str,
+        state: PodState | None,
+        *,
+        exit_code: int | None = None,
+        reason: str | None = None,
+        message: str = "",
+        xcom: Any = None,
+    ) -> dict[str, Any]:
+        return {
+            "status": status,
+            "namespace": self.namespace,
+            "pod_name": self.pod_name,
+            "pod_uid": state.uid if state else None,
+            "phase": state.phase if state else None,
+            "exit_code": exit_code,
+            "reason": reason,
+            "message": message,
+            "xcom": xcom if status == SUCCESS else None,
+            "log_tail": list(self.tail) if status != SUCCESS else [],
+            "log_cursor": self.container_log.cursor.to_str(),
+        }
+
+
+def _passed(deadline: float | None) -> bool:
+    return deadline is not None and time.time() >= deadline

@@ -1,0 +1,525 @@
+"""`AsyncKubernetesPodOperator`: submit a pod, defer to `PodTrigger`, finalize on resume.
+
+The worker holds a slot only to build and submit the pod (`execute`) and to finalize it
+(`execute_complete`); the pod's run is followed by the triggerer. The operator orchestrates:
+the pod spec comes from `pod_builder` (pure), the cluster from `connection`/`clients`, the pod
+calls from `pods`, the waiting from `triggers.pod.PodTrigger`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import warnings
+from collections.abc import Container, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException, AirflowTaskTimeout
+
+from kpo_async.clients import ClusterClient, open_client
+from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
+from kpo_async.errors import InvalidArgumentError, KpoAsyncError, PodFailedError
+from kpo_async.links import POD_XCOM_KEY, PodLink
+from kpo_async.logs import LogCursor
+from kpo_async.monitor import SUCCESS, TIMEOUT, MonitorSettings, PodMonitor
+from kpo_async.pod_builder import PodArguments, TaskIdentity, build_pod, task_selector, validate_arguments
+from kpo_async.pod_state import PodState
+from kpo_async.pod_template import pod_template_from_dict, read_pod_template
+from kpo_async.pods import create_pod, delete_pod, find_task_pods, mark_finalized, pod_events, read_pod
+from triggers.pod import PodTrigger
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import V1Pod
+
+ON_FINISH_ACTIONS = ("delete_pod", "delete_succeeded_pod", "keep_pod")
+ON_KILL_ACTIONS = ("delete_pod", "keep_pod")
+#: Extra time Airflow's own deferral timeout allows past our trigger's execution deadline, so that
+#: the trigger's timeout event (which cleans the pod up) normally wins.
+_DEFERRAL_GRACE = timedelta(minutes=2)
+#: Official-provider arguments accepted for drop-in compatibility but without effect here.
+_ACCEPTED_WITHOUT_EFFECT = (
+    "startup_check_interval_seconds",
+    "base_container_status_polling_interval",
+    "logging_interval",
+    "log_pod_spec_on_failure",
+    "container_name_log_prefix_enabled",
+    "log_formatter",
+    "callbacks",
+    "progress_callback",
+    "trigger_kwargs",
+    "log_events_on_startup",
+    "schedule_timeout_seconds",
+    "init_container_logs",
+    "durable",
+)
+
+
+class AsyncKubernetesPodOperator(BaseOperator):
+    """Run a container image as a Kubernetes pod, waiting on the triggerer instead of a worker.
+
+    Accepts the official ``KubernetesPodOperator``'s arguments with the same meanings; see
+    ``docs/arguments.md`` for each one and ``docs/migration.md`` for the few differences.
+    """
+
+    template_fields: Sequence[str] = (
+        "image",
+        "cmds",
+        "arguments",
+        "env_vars",
+        "labels",
+        "annotations",
+        "config_file",
+        "pod_template_file",
+        "namespace",
+        "name",
+        "cluster_context",
+        "container_resources",
+        "volumes",
+        "volume_mounts",
+        "node_selector",
+        "kubernetes_conn_id",
+    )
+    template_fields_renderers = {"env_vars": "py"}
+    template_ext: Sequence[str] = ()
+    ui_color = "#8fc9fb"
+    operator_extra_links = (PodLink(),)
+
+    def __init__(
+        self,
+        *,
+        kubernetes_conn_id: str | None = DEFAULT_CONN_ID,
+        namespace: str | None = None,
+        image: str | None = None,
+        name: str | None = None,
+        random_name_suffix: bool = True,
+        cmds: list[str] | None = None,
+        arguments: list[str] | None = None,
+        ports: list | None = None,
+        volume_mounts: list | None = None,
+        volumes: list | None = None,
+        env_vars: list | dict[str, str] | None = None,
+        env_from: list | None = None,
+        in_cluster: bool | None = None,
+        cluster_context: str | None = None,
+        labels: dict | None = None,
+        reattach_on_restart: bool = True,
+        startup_timeout_seconds: int = 120,
+        get_logs: bool = True,
+        base_container_name: str | None = None,
+        container_logs: Any = None,
+        image_pull_policy: str | None = None,
+        annotations: dict | None = None,
+        container_resources: Any = None,
+        resources: Any = None,
+        affinity: Any = None,
+        config_file: str | None = None,
+        runtime_class_name: str | None = None,
+        node_selector: dict | None = None,
+        image_pull_secrets: list | str | None = None,
+        service_account_name: str | None = None,
+        automount_service_account_token: bool | None = None,
+        hostnetwork: bool = False,
+        host_aliases: list | None = None,
+        tolerations: list | None = None,
+        security_context: Any = None,
+        container_security_context: Any = None,
+        dnspolicy: str | None = None,
+        schedulername: str | None = None,
+        full_pod_spec: Any = None,
+        init_containers: list | None = None,
+        log_events_on_failure: bool = False,
+        do_xcom_push: bool = False,
+        pod_template_file: str | None = None,
+        pod_template_dict: dict | None = None,
+        priority_class_name: str | None = None,
+        termination_grace_period: int | None = None,
+        skip_on_exit_code: int | Container[int] | None = None,
+        deferrable: bool = True,
+        poll_interval: float = 2,
+        on_finish_action: str = "delete_pod",
+        on_kill_action: str = "delete_pod",
+        is_delete_operator_pod: bool | None = None,
+        termination_message_policy: str = "File",
+        active_deadline_seconds: int | None = None,
+        secrets: list | None = None,
+        configmaps: list[str] | None = None,
+        pod_runtime_info_envs: list | None = None,
+        hostname: str | None = None,
+        subdomain: str | None = None,
+        dns_config: Any = None,
+        xcom_sidecar_container_security_context: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        ignored = [k for k in _ACCEPTED_WITHOUT_EFFECT if k in kwargs]
+        for key in ignored:
+            kwargs.pop(key)
+        super().__init__(**kwargs)
+        if ignored:
+            self.log.debug("accepted for compatibility, without effect here: %s", ", ".join(ignored))
+        if is_delete_operator_pod is not None:
+            warnings.warn(
+                "is_delete_operator_pod is deprecated; use on_finish_action='delete_pod' or 'keep_pod'",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            on_finish_action = "delete_pod" if is_delete_operator_pod else "keep_pod"
+        if on_finish_action not in ON_FINISH_ACTIONS:
+            raise InvalidArgumentError(
+                "on_finish_action",
+                f"{on_finish_action!r} is not supported",
+                f"use one of {', '.join(ON_FINISH_ACTIONS)}",
+            )
+        if on_kill_action not in ON_KILL_ACTIONS:
+            raise InvalidArgumentError(
+                "on_kill_action",
+                f"{on_kill_action!r} is not supported",
+                f"use one of {', '.join(ON_KILL_ACTIONS)}",
+            )
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.namespace = namespace
+        self.image = image
+        self.name = name
+        self.random_name_suffix = random_name_suffix
+        self.cmds = cmds or []
+        self.arguments = arguments or []
+        self.ports = ports
+        self.volume_mounts = volume_mounts
+        self.volumes = volumes
+        self.env_vars = env_vars
+        self.env_from = env_from
+        self.in_cluster = in_cluster
+        self.cluster_context = cluster_context
+        self.labels = labels or {}
+        self.reattach_on_restart = reattach_on_restart
+        self.startup_timeout_seconds = startup_timeout_seconds
+        self.get_logs = get_logs
+        self.base_container_name = base_container_name or "base"
+        self.container_logs = container_logs
+        self.image_pull_policy = image_pull_policy
+        self.annotations = annotations or {}
+        self.container_resources = container_resources
+        self.resources = resources
+        self.affinity = affinity
+        self.config_file = config_file
+        self.runtime_class_name = runtime_class_name
+        self.node_selector = node_selector
+        self.image_pull_secrets = image_pull_secrets
+        self.service_account_name = service_account_name
+        self.automount_service_account_token = automount_service_account_token
+        self.hostnetwork = hostnetwork
+        self.host_aliases = host_aliases
+        self.tolerations = tolerations
+        self.security_context = security_context
+        self.container_security_context = container_security_context
+        self.dnspolicy = dnspolicy
+        self.schedulername = schedulername
+        self.full_pod_spec = full_pod_spec
+        self.init_containers = init_containers
+        self.log_events_on_failure = log_events_on_failure
+        self.do_xcom_push = do_xcom_push
+        self.pod_template_file = pod_template_file
+        self.pod_template_dict = pod_template_dict
+        self.priority_class_name = priority_class_name
+        self.termination_grace_period = termination_grace_period
+        self.skip_on_exit_code = _exit_codes(skip_on_exit_code)
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.on_finish_action = on_finish_action
+        self.on_kill_action = on_kill_action
+        self.termination_message_policy = termination_message_policy
+        self.active_deadline_seconds = active_deadline_seconds
+        self.secrets = secrets
+        self.configmaps = configmaps
+        self.pod_runtime_info_envs = pod_runtime_info_envs
+        self.hostname = hostname
+        self.subdomain = subdomain
+        self.dns_config = dns_config
+        self.xcom_sidecar_container_security_context = xcom_sidecar_container_security_context
+        self._submitted: tuple[str, str] | None = None
+
+    # -- identity and spec ---------------------------------------------------------------------
+    @property
+    def cluster_ref(self) -> ClusterRef:
+        return ClusterRef(
+            conn_id=self.kubernetes_conn_id or None,
+            config_file=self.config_file or None,
+            cluster_context=self.cluster_context or None,
+            in_cluster=self.in_cluster,
+        )
+
+    @staticmethod
+    def task_identity(context: Any) -> TaskIdentity:
+        ti = context["ti"]
+        map_index = ti.map_index if ti.map_index is not None else -1
+        return TaskIdentity(
+            dag_id=ti.dag_id,
+            task_id=ti.task_id,
+            run_id=ti.run_id,
+            map_index=map_index,
+            try_number=ti.try_number,
+        )
+
+    def pod_arguments(self, namespace: str) -> PodArguments:
+        return PodArguments(
+            namespace=namespace,
+            name=self.name,
+            image=self.image,
+            cmds=self.cmds,
+            arguments=self.arguments,
+            env_vars=self.env_vars,
+            env_from=self.env_from,
+            labels=self.labels,
+            annotations=self.annotations,
+            ports=self.ports,
+            resources=self.resources,
+            container_resources=self.container_resources,
+            volumes=self.volumes,
+            volume_mounts=self.volume_mounts,
+            affinity=self.affinity,
+            tolerations=self.tolerations,
+            node_selector=self.node_selector,
+            service_account_name=self.service_account_name,
+            automount_service_account_token=self.automount_service_account_token,
+            security_context=self.security_context,
+            container_security_context=self.container_security_context,
+            image_pull_policy=self.image_pull_policy,
+            image_pull_secrets=self.image_pull_secrets,
+            init_containers=self.init_containers,
+            host_aliases=self.host_aliases,
+            hostnetwork=self.hostnetwork,
+            dnspolicy=self.dnspolicy,
+            schedulername=self.schedulername,
+            priority_class_name=self.priority_class_name,
+            termination_grace_period=self.termination_grace_period,
+            active_deadline_seconds=self.active_deadline_seconds,
+            runtime_class_name=self.runtime_class_name,
+            termination_message_policy=self.termination_message_policy,
+            random_name_suffix=self.random_name_suffix,
+            do_xcom_push=self.do_xcom_push,
+            base_container_name=self.base_container_name,
+            secrets=self.secrets,
+            configmaps=self.configmaps,
+            pod_runtime_info_envs=self.pod_runtime_info_envs,
+            hostname=self.hostname,
+            subdomain=self.subdomain,
+            dns_config=self.dns_config,
+            xcom_sidecar_container_security_context=self.xcom_sidecar_container_security_context,
+        )
+
+    def _template(self) -> dict[str, Any] | None:
+        if self.pod_template_file:
+            return read_pod_template(self.pod_template_file)
+        if self.pod_template_dict:
+            return pod_template_from_dict(self.pod_template_dict, source="pod_template_dict")
+        return None
+
+    def build_pod(self, context: Any, default_namespace: str | None) -> V1Pod:
+        """The pod this task runs; pure apart from reading the template file."""
+        template = self._template()
+        namespace = (
+            self.namespace
+            or ((template or {}).get("metadata") or {}).get("namespace")
+            or default_namespace
+            or "default"
+        )
+        arguments = self.pod_arguments(namespace)
+        validate_arguments(arguments)
+        return build_pod(
+            arguments,
+            identity=self.task_identity(context),
+            template=template,
+            full_pod_spec=self.full_pod_spec,
+        )
+
+    # -- execute: submit and defer -------------------------------------------------------------
+    def execute(self, context: Any) -> Any:
+        # Fail on bad input before touching the cluster: nothing is created for a bad spec.
+        self._template()
+        validate_arguments(self.pod_arguments(self.namespace or "default"))
+        identity = self.task_identity(context)
+        state, namespace = asyncio.run(self._submit(context, identity))
+        self._submitted = (namespace, state.name)
+        context["ti"].xcom_push(key=POD_XCOM_KEY, value={"namespace": namespace, "name": state.name})
+        started = time.time()
+        trigger = PodTrigger(
+            pod_name=state.name,
+            namespace=namespace,
+            cluster=self.cluster_ref.to_dict(),
+            base_container_name=self.base_container_name,
+            get_logs=self.get_logs,
+            do_xcom_push=self.do_xcom_push,
+            startup_deadline=started + self.startup_timeout_seconds,
+            execution_deadline=(
+                started + self.execution_timeout.total_seconds() if self.execution_timeout else None
+            ),
+            on_kill_action=self.on_kill_action,
+            fallback_poll_seconds=max(float(self.poll_interval), 30.0),
+        )
+        if not self.deferrable:
+            return self.execute_complete(context, asyncio.run(self._monitor_here(trigger)))
+        self.defer(
+            trigger=trigger,
+            method_name="execute_complete",
+            timeout=self.execution_timeout + _DEFERRAL_GRACE if self.execution_timeout else None,
+        )
+
+    async def _submit(self, context: Any, identity: TaskIdentity) -> tuple[PodState, str]:
+        async with open_client(self.cluster_ref) as client:
+            pod = self.build_pod(context, client.default_namespace)
+            namespace = pod.metadata.namespace
+            adopted = await self._adopt(client, namespace, identity)
+            if adopted is not None:
+                return adopted, namespace
+            created = await create_pod(client, pod)
+            if created is None:  # same deterministic name: this very try created it before
+                created = await self._adopt_by_name(client, namespace, pod.metadata.name, identity)
+            self.log.info("created pod %s/%s", namespace, created.name)
+            return created, namespace
+
+    async def _adopt(self, client: ClusterClient, namespace: str, identity: TaskIdentity) -> PodState | None:
+        """Find this task's unfinished pod: this very try's (always ours) or an interrupted earlier try's."""
+        candidates = await find_task_pods(client, namespace, task_selector(identity, include_try=False))
+        current = [c for c in candidates if c.labels.get("try_number") == str(identity.try_number)]
+        earlier = [c for c in candidates if c not in current]
+        if current:
+            chosen = current[0]
+            self.log.info("found pod %s/%s created earlier by this same try", namespace, chosen.name)
+        elif earlier and self.reattach_on_restart:
+            chosen, earlier = earlier[0], earlier[1:]
+            self.log.info(
+                "reattaching to pod %s/%s (created by try %s)",
+                namespace,
+                chosen.name,
+                chosen.labels.get("try_number"),
+            )
+        else:
+            chosen = None
+        for stale in earlier:  # nothing left orphaned by interrupted tries
+            self.log.info("deleting pod %s/%s left by an interrupted earlier try", namespace, stale.name)
+            await delete_pod(client, namespace, stale.name)
+        return chosen
+
+    async def _adopt_by_name(
+        self, client: ClusterClient, namespace: str, name: str, identity: TaskIdentity
+    ) -> PodState:
+        existing = await read_pod(client, namespace, name)
+        ours = task_selector(identity, include_try=True)
+        if existing is not None and existing.deleting and _labels_match(existing.labels, ours):
+            raise KpoAsyncError(
+                f"pod {namespace}/{name} of this same try is still being deleted; "
+                "clear the task again once it is gone"
+            )
+        if existing is None or not _labels_match(existing.labels, ours):
+            raise InvalidArgumentError(
+                "name",
+                f"a pod named {name!r} already exists in namespace {namespace!r} and belongs to another task",
+                "set random_name_suffix=True or choose another name",
+            )
+        return existing
+
+    async def _monitor_here(self, trigger: PodTrigger) -> dict[str, Any]:
+        """deferrable=False: run the trigger's monitor in this worker process instead."""
+        async with open_client(self.cluster_ref) as client:
+            monitor = PodMonitor(
+                client,
+                trigger.namespace,
+                trigger.pod_name,
+                MonitorSettings(
+                    base_container=trigger.base_container_name,
+                    get_logs=trigger.get_logs,
+                    do_xcom_push=trigger.do_xcom_push,
+                    startup_deadline=trigger.startup_deadline,
+                    execution_deadline=trigger.execution_deadline,
+                    fallback_poll_seconds=trigger.fallback_poll_seconds,
+                ),
+                log_cursor=LogCursor(),
+                logger=self.log,
+            )
+            return await monitor.run()
+
+    # -- resume: finalize ----------------------------------------------------------------------
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        status = event.get("status")
+        namespace, pod_name = event["namespace"], event["pod_name"]
+        succeeded = status == SUCCESS
+        asyncio.run(self._finalize(namespace, pod_name, succeeded, log_events=not succeeded))
+        if succeeded:
+            self.log.info("pod %s/%s succeeded", namespace, pod_name)
+            return event.get("xcom") if self.do_xcom_push else None
+        exit_code = event.get("exit_code")
+        if exit_code is not None and exit_code in self.skip_on_exit_code:
+            raise AirflowSkipException(f"pod {namespace}/{pod_name} exited with code {exit_code}: skipping")
+        message = event.get("message") or f"pod {namespace}/{pod_name} did not succeed"
+        tail = event.get("log_tail") or []
+        if tail:
+            message += "\nLast log lines:\n" + "\n".join(tail)
+        if status == TIMEOUT and event.get("reason") == "ExecutionTimeout":
+            raise AirflowTaskTimeout(message)
+        raise PodFailedError(message)
+
+    async def _finalize(self, namespace: str, pod_name: str, succeeded: bool, *, log_events: bool) -> None:
+        async with open_client(self.cluster_ref) as client:
+            if log_events and self.log_events_on_failure:
+                for event in await pod_events(client, namespace, pod_name):
+                    self.log.error(
+                        "pod event: %s %s: %s", event.get("type"), event.get("reason"), event.get("message")
+                    )
+            delete = self.on_finish_action == "delete_pod" or (
+                self.on_finish_action == "delete_succeeded_pod" and succeeded
+            )
+            if delete:
+                if await delete_pod(client, namespace, pod_name):
+                    self.log.info("deleted pod %s/%s", namespace, pod_name)
+            else:
+                await mark_finalized(client, namespace, pod_name)
+                self.log.info(
+                    "kept pod %s/%s (on_finish_action=%s)", namespace, pod_name, self.on_finish_action
+                )
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+        if next_method == "__fail__":  # Airflow's deferral timeout fired before our trigger's event
+            asyncio.run(self._cleanup_current_pods(context))
+        return super().resume_execution(next_method, next_kwargs, context)
+
+    async def _cleanup_current_pods(self, context: Any) -> None:
+        identity = self.task_identity(context)
+        async with open_client(self.cluster_ref) as client:
+            namespace = self.namespace or client.default_namespace or "default"
+            for state in await find_task_pods(client, namespace, task_selector(identity, include_try=True)):
+                if self.on_kill_action == "delete_pod":
+                    await delete_pod(client, namespace, state.name)
+
+    def on_kill(self) -> None:
+        """Killed while submitting or while running non-deferrably: delete our pod."""
+        if self._submitted is None or self.on_kill_action != "delete_pod":
+            return
+        namespace, name = self._submitted
+
+        async def delete() -> None:
+            async with open_client(self.cluster_ref) as client:
+                await delete_pod(client, namespace, name)
+
+        asyncio.run(delete())
+
+
+def _labels_match(labels: dict[str, str], selector: str) -> bool:
+    """Whether `labels` satisfy an equality-based selector such as ``a=1,b=2,!c``."""
+    for term in selector.split(","):
+        if term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        else:
+            key, _, value = term.partition("=")
+            if labels.get(key) != value:
+                return False
+    return True
+
+
+def _exit_codes(value: int | Container[int] | None) -> Container[int]:
+    if value is None:
+        return ()
+    if isinstance(value, int):
+        return (value,)
+    return value

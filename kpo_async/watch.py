@@ -1,0 +1,262 @@
+"""One shared list+watch of our pods per (cluster, namespace), fanned out to every trigger.
+
+A triggerer carrying a thousand deferred pods in one namespace keeps exactly one watch stream
+open there instead of polling each pod. The watcher lists the namespace's managed pods, then
+watches from the list's resourceVersion with bookmarks; on ``410 Gone`` it re-lists, on errors it
+backs off with jitter. Each subscriber sees the latest `PodState` of one pod by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kpo_async.clients import ClusterClient
+from kpo_async.identity import MANAGED_LABEL
+from kpo_async.pod_state import PodState
+from kpo_async.retry import DEFAULT_BACKOFF, checked, describe, is_retryable
+
+log = logging.getLogger(__name__)
+
+MANAGED_SELECTOR = f"{MANAGED_LABEL}=true"
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old (410): re-list."""
+
+
+class Subscription:
+    """One trigger's view of one pod in a shared watch."""
+
+    def __init__(self, watcher: PodWatcher, name: str) -> None:
+        self.watcher = watcher
+        self.name = name
+        self._changed = asyncio.Event()
+        self._changed.set()  # the first wait returns at once with what the watcher knows
+
+    @property
+    def state(self) -> PodState | None:
+        return self.watcher.states.get(self.name)
+
+    @property
+    def known_absent(self) -> bool:
+        """The watcher is in sync and has no such pod: it does not exist (or was deleted)."""
+        return self.watcher.synced.is_set() and self.name not in self.watcher.states
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for a change to this pod; False when `timeout` passed without one."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        self._changed.clear()
+        return True
+
+    def close(self) -> None:
+        self.watcher._unsubscribe(self)
+
+
+class PodWatcher:
+    """List+watch of managed pods in one namespace of one cluster, shared by its subscribers."""
+
+    def __init__(
+        self,
+        client: ClusterClient,
+        namespace: str,
+        *,
+        watch_timeout: int = 290,
+        stall_timeout: float = 150.0,
+        linger: float = 30.0,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.states: dict[str, PodState] = {}
+        self.synced = asyncio.Event()
+        self.last_contact = 0.0
+        self.lists = 0
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self._watch_timeout = watch_timeout
+        self._stall_timeout = stall_timeout
+        self._linger = linger
+        self._task: asyncio.Task[None] | None = None
+        self._idle_since: float | None = None
+
+    # -- subscriptions -------------------------------------------------------------------------
+    def subscribe(self, name: str) -> Subscription:
+        subscription = Subscription(self, name)
+        self._subscribers.setdefault(name, set()).add(subscription)
+        self._idle_since = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"kpo-async-watch-{self.namespace}")
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._subscribers.get(subscription.name)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.name]
+        if not self._subscribers:
+            self._idle_since = time.monotonic()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    @property
+    def healthy(self) -> bool:
+        return self.synced.is_set() and time.monotonic() - self.last_contact < self._stall_timeout
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- the list+watch loop -------------------------------------------------------------------
+    async def _run(self) -> None:
+        failures = 0
+        while not self._should_stop():
+            try:
+                resource_version = await self._list()
+                failures = 0
+                while not self._should_stop():
+                    resource_version = await self._watch(resource_version)
+            except _Gone:
+                log.info("watch of %s expired (410 Gone): re-listing", self.namespace)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_retryable(exc) and not isinstance(exc, (ValueError, KeyError)):
+                    log.warning("watch of %s failed: %s", self.namespace, describe(exc))
+                failures += 1
+                self.synced.clear()
+                delay = DEFAULT_BACKOFF.delay(min(failures, 6))
+                log.info(
+                    "watch of %s interrupted (%s); retrying in %.1fs", self.namespace, describe(exc), delay
+                )
+                await asyncio.sleep(delay)
+
+    def _should_stop(self) -> bool:
+        return self._idle_since is not None and time.monotonic() - self._idle_since > self._linger
+
+    async def _list(self) -> str:
+        seen: dict[str, PodState] = {}
+        continue_token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"label_selector": MANAGED_SELECTOR, "limit": 500}
+            if continue_token:
+                kwargs["_continue"] = continue_token
+            response = await checked(
+                self.client.core.list_namespaced_pod(self.namespace, _preload_content=False, **kwargs)
+            )
+            body = json.loads(await response.read())
+            for item in body.get("items") or []:
+                state = PodState.from_api(item)
+                seen[state.name] = state
+            continue_token = (body.get("metadata") or {}).get("continue")
+            if not continue_token:
+                break
+        self.lists += 1
+        gone = set(self.states) - set(seen)
+        changed = {n for n, s in seen.items() if self.states.get(n) != s}
+        self.states = seen
+        self.last_contact = time.monotonic()
+        self.synced.set()
+        for name in gone | changed:
+            self._notify(name)
+        # Subscribers waiting for a pod the list does not have learn that it is absent.
+        for name in set(self._subscribers) - set(seen):
+            self._notify(name)
+        return body.get("metadata", {}).get("resourceVersion", "")
+
+    async def _watch(self, resource_version: str) -> str:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self._stall_timeout)
+        response = await checked(
+            self.client.core.list_namespaced_pod(
+                self.namespace,
+                label_selector=MANAGED_SELECTOR,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self._watch_timeout,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        )
+        try:
+            async for event in _events(response):
+                resource_version = self._apply(event) or resource_version
+                if self._should_stop():
+                    break
+        finally:
+            response.release()
+        return resource_version
+
+    def _apply(self, event: dict[str, Any]) -> str | None:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        self.last_contact = time.monotonic()
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Gone()
+            raise ApiException(status=obj.get("code") or 500, reason=obj.get("reason"))
+        resource_version = (obj.get("metadata") or {}).get("resourceVersion")
+        if kind == "BOOKMARK":
+            return resource_version
+        state = PodState.from_api(obj)
+        if kind == "DELETED":
+            self.states.pop(state.name, None)
+        else:
+            self.states[state.name] = state
+        self._notify(state.name)
+        return resource_version
+
+    def _notify(self, name: str) -> None:
+        for subscription in self._subscribers.get(name, ()):
+            subscription._notify()
+
+
+async def _events(response: Any) -> AsyncIterator[dict[str, Any]]:
+    content = response.content
+    while True:
+        line = await content.readline()
+        if not line:
+            return
+        line = line.strip()
+        if line:
+            yield json.loads(line)
+
+
+_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], PodWatcher]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_watcher(client: ClusterClient, namespace: str) -> PodWatcher:
+    """The running loop's watcher for (cluster, namespace), created on first use."""
+    loop = asyncio.get_running_loop()
+    watchers = _watchers.setdefault(loop, {})
+    key = (client.config.ref.key, namespace)
+    watcher = watchers.get(key)
+    if watcher is None or watcher.client is not client:
+        watcher = watchers[key] = PodWatcher(client, namespace)
+    return watcher
+
+
+async def stop_shared_watchers() -> None:
+    loop = asyncio.get_running_loop()
+    for watcher in list(_watchers.pop(loop, {}).values()):
+        await watcher.stop()

@@ -1,0 +1,277 @@
+"""The operator end to end against the embedded cluster: submit, defer, trigger, finalize.
+
+`execute` really raises TaskDeferred; the trigger is re-created from its serialized form (as the
+triggerer does) and run to its event in a fresh event loop; `execute_complete` then finalizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.module_loading import import_string
+from kubernetes_asyncio import client, config
+from structlog.testing import capture_logs
+
+from kpo_async import AsyncKubernetesPodOperator
+from kpo_async.errors import InvalidArgumentError, PodFailedError
+from kpo_async.pods import FINALIZED_LABEL
+from tests.core.conftest import FakeTI, behavior, context_for, run_trigger
+
+
+def make_operator(sim, **kwargs: Any) -> AsyncKubernetesPodOperator:
+    defaults: dict[str, Any] = {
+        "task_id": kwargs.get("name", "pod-task"),
+        "image": "alpine:3.20",
+        "name": "pod-task",
+        "kubernetes_conn_id": None,
+        "config_file": sim.kubeconfig_path,
+        "namespace": "default",
+        "startup_timeout_seconds": 20,
+    }
+    defaults.update(kwargs)
+    return AsyncKubernetesPodOperator(**defaults)
+
+
+def submit(op: AsyncKubernetesPodOperator, ti: FakeTI) -> TaskDeferred:
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context_for(ti))
+    return deferred.value
+
+
+def resume(op: AsyncKubernetesPodOperator, ti: FakeTI, deferred: TaskDeferred) -> Any:
+    classpath, kwargs = deferred.trigger.serialize()
+    trigger = import_string(classpath)(**json.loads(json.dumps(kwargs)))  # as stored in the DB
+    event = run_trigger(trigger)
+    return getattr(op, deferred.method_name)(context_for(ti), event)
+
+
+def run_task(op: AsyncKubernetesPodOperator, ti: FakeTI | None = None) -> Any:
+    ti = ti or FakeTI(task_id=op.task_id)
+    return resume(op, ti, submit(op, ti))
+
+
+def list_pods(sim, namespace: str = "default") -> list[dict[str, Any]]:
+    """Pods that exist and are not being deleted (a deleted pod lingers while it terminates)."""
+
+    async def go() -> list[dict[str, Any]]:
+        api = await config.new_client_from_config(config_file=sim.kubeconfig_path)
+        async with api:
+            pods = await client.CoreV1Api(api).list_namespaced_pod(namespace)
+            return [
+                api.sanitize_for_serialization(p) for p in pods.items if not p.metadata.deletion_timestamp
+            ]
+
+    return asyncio.run(go())
+
+
+def pod_lines(logs: list[dict[str, Any]]) -> list[str]:
+    return [e["event"].removeprefix("[base] ") for e in logs if str(e.get("event", "")).startswith("[base] ")]
+
+
+def test_success_streams_logs_and_pushes_xcom(sim_thread) -> None:
+    op = make_operator(
+        sim_thread,
+        cmds=["sh", "-c"],
+        do_xcom_push=True,
+        arguments=[
+            'for i in 1 2 3; do echo "line $i"; sleep 0.2; done; '
+            "echo '{\"rows\": 3}' > /airflow/xcom/return.json"
+        ],
+    )
+    with capture_logs() as logs:
+        result = run_task(op)
+    assert result == {"rows": 3}
+    assert pod_lines(logs) == ["line 1", "line 2", "line 3"]
+    assert list_pods(sim_thread) == []  # on_finish_action=delete_pod
+
+
+def test_failure_reports_exit_code_reason_and_log_tail(sim_thread) -> None:
+    op = make_operator(
+        sim_thread, cmds=["sh", "-c"], arguments=["echo about to fail; exit 3"], name="failing"
+    )
+    with pytest.raises(PodFailedError) as info:
+        run_task(op)
+    message = str(info.value)
+    assert "exited with code 3" in message
+    assert "Error" in message
+    assert "about to fail" in message
+    assert list_pods(sim_thread) == []
+
+
+def test_image_pull_failure_fails_fast_with_reason(sim_thread) -> None:
+    op = make_operator(
+        sim_thread, image="registry.invalid/nope:1", name="bad-image", startup_timeout_seconds=60
+    )
+    with pytest.raises(PodFailedError) as info:
+        run_task(op)
+    assert "ImagePullBackOff" in str(info.value) or "ErrImagePull" in str(info.value)
+    assert list_pods(sim_thread) == []
+
+
+def test_startup_timeout_names_the_cause_and_events(sim_thread) -> None:
+    op = make_operator(
+        sim_thread, name="unschedulable", node_selector={"disktype": "ssd"}, startup_timeout_seconds=2
+    )
+    with pytest.raises(PodFailedError) as info:
+        run_task(op)
+    message = str(info.value)
+    assert "startup_timeout_seconds" in message
+    assert "FailedScheduling" in message
+    assert list_pods(sim_thread) == []
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [("not json at all", "is not valid JSON"), ("", "is empty"), (None, "did not leave a readable")],
+)
+def test_bad_xcom_fails_clearly_and_cleans_up(sim_thread, written: str | None, expected: str) -> None:
+    script = (
+        "echo working" if written is None else f"echo working; printf '{written}' > /airflow/xcom/return.json"
+    )
+    name = f"bad-xcom-{len(written) if written is not None else 'none'}"
+    op = make_operator(sim_thread, cmds=["sh", "-c"], arguments=[script], do_xcom_push=True, name=name)
+    with pytest.raises(PodFailedError) as info:
+        run_task(op)
+    assert expected in str(info.value)
+    assert "Fix:" in str(info.value)
+    assert list_pods(sim_thread) == []
+
+
+@pytest.mark.parametrize(
+    ("action", "exit_code", "kept"),
+    [
+        ("delete_pod", 0, False),
+        ("delete_pod", 1, False),
+        ("keep_pod", 0, True),
+        ("keep_pod", 1, True),
+        ("delete_succeeded_pod", 0, False),
+        ("delete_succeeded_pod", 1, True),
+    ],
+)
+def test_on_finish_action(sim_thread, action: str, exit_code: int, kept: bool) -> None:
+    name = f"finish-{action.replace('_', '-')}-{exit_code}"
+    op = make_operator(
+        sim_thread, name=name, cmds=["sh", "-c"], arguments=[f"exit {exit_code}"], on_finish_action=action
+    )
+    if exit_code:
+        with pytest.raises(PodFailedError):
+            run_task(op)
+    else:
+        run_task(op)
+    pods = [p for p in list_pods(sim_thread) if p["metadata"]["name"].startswith(name)]
+    assert bool(pods) == kept
+    for pod in pods:
+        assert pod["metadata"]["labels"][FINALIZED_LABEL] == "true"
+        asyncio.run(_delete(sim_thread, pod["metadata"]["name"]))
+
+
+async def _delete(sim, name: str) -> None:
+    api = await config.new_client_from_config(config_file=sim.kubeconfig_path)
+    async with api:
+        await client.CoreV1Api(api).delete_namespaced_pod(name, "default", grace_period_seconds=0)
+
+
+def test_deprecated_is_delete_operator_pod_maps_to_on_finish_action(sim_thread) -> None:
+    with pytest.warns(DeprecationWarning):
+        op = make_operator(sim_thread, is_delete_operator_pod=False)
+    assert op.on_finish_action == "keep_pod"
+
+
+def test_reattach_adopts_the_pod_of_an_interrupted_try(sim_thread) -> None:
+    op = make_operator(sim_thread, name="reattach", cmds=["sh", "-c"], arguments=["sleep 1; echo done"])
+    first = submit(
+        op, FakeTI(task_id="reattach", try_number=1)
+    )  # the worker dies here, after the pod was created
+    second_ti = FakeTI(task_id="reattach", try_number=2)
+    second = submit(
+        make_operator(sim_thread, name="reattach", cmds=["sh", "-c"], arguments=["sleep 1; echo done"]),
+        second_ti,
+    )
+    assert second.trigger.pod_name == first.trigger.pod_name
+    assert len([p for p in list_pods(sim_thread) if p["metadata"]["name"].startswith("reattach")]) == 1
+    resume(op, second_ti, second)
+    assert list_pods(sim_thread) == []
+
+
+def test_without_reattach_an_interrupted_trys_pod_is_replaced_not_orphaned(sim_thread) -> None:
+    kwargs = {
+        "name": "no-reattach",
+        "cmds": ["sh", "-c"],
+        "arguments": ["sleep 30"],
+        "reattach_on_restart": False,
+    }
+    first = submit(make_operator(sim_thread, **kwargs), FakeTI(task_id="no-reattach", try_number=1))
+    op = make_operator(sim_thread, **{**kwargs, "arguments": ["echo quick"]})
+    ti = FakeTI(task_id="no-reattach", try_number=2)
+    second = submit(op, ti)
+    assert second.trigger.pod_name != first.trigger.pod_name
+    names = {p["metadata"]["name"] for p in list_pods(sim_thread)}
+    assert names == {second.trigger.pod_name}
+    resume(op, ti, second)
+
+
+def test_resubmitting_the_same_try_reuses_its_pod(sim_thread) -> None:
+    kwargs = {
+        "name": "same-try",
+        "cmds": ["sh", "-c"],
+        "arguments": ["echo hi"],
+        "reattach_on_restart": False,
+    }
+    ti = FakeTI(task_id="same-try", try_number=5)
+    first = submit(make_operator(sim_thread, **kwargs), ti)
+    op = make_operator(sim_thread, **kwargs)
+    again = submit(op, ti)
+    assert again.trigger.pod_name == first.trigger.pod_name
+    resume(op, ti, again)
+
+
+def test_invalid_pod_name_fails_before_anything_is_created(sim_thread) -> None:
+    op = make_operator(sim_thread, task_id="invalid-name", name="Not_A_Valid_Name!")
+    with pytest.raises(InvalidArgumentError) as info:
+        op.execute(context_for(FakeTI(task_id=op.task_id)))
+    assert info.value.argument == "name"
+    assert list_pods(sim_thread) == []
+
+
+def test_unknown_namespace_names_the_namespace(sim_thread) -> None:
+    op = make_operator(sim_thread, namespace="does-not-exist")
+    with pytest.raises(InvalidArgumentError) as info:
+        op.execute(context_for(FakeTI(task_id=op.task_id)))
+    assert info.value.argument == "namespace"
+    assert "does-not-exist" in str(info.value)
+
+
+def test_skip_on_exit_code(sim_thread) -> None:
+    from airflow.exceptions import AirflowSkipException
+
+    op = make_operator(
+        sim_thread, name="skipper", cmds=["sh", "-c"], arguments=["exit 42"], skip_on_exit_code=42
+    )
+    with pytest.raises(AirflowSkipException):
+        run_task(op)
+
+
+def test_non_deferrable_mode_runs_the_same_monitor_on_the_worker(sim_thread) -> None:
+    op = make_operator(
+        sim_thread,
+        name="inline",
+        deferrable=False,
+        do_xcom_push=True,
+        cmds=["sh", "-c"],
+        arguments=["echo '[1, 2]' > /airflow/xcom/return.json"],
+    )
+    assert op.execute(context_for(FakeTI(task_id=op.task_id))) == [1, 2]
+
+
+def test_behavior_annotation_pods_run_too(sim_thread) -> None:
+    op = make_operator(
+        sim_thread,
+        name="behaving",
+        annotations=behavior(duration_seconds=0.5, exit_code=0, xcom={"k": "v"}),
+        do_xcom_push=True,
+    )
+    assert run_task(op) == {"k": "v"}
