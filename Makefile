@@ -1,0 +1,35 @@
+# kpo-async developer commands. Everything runs from the project's own virtualenv (.venv),
+# which the first target that needs it creates and fills.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test test-fast lint e2e cluster-up cluster-down bench bench-sim soak docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e '.[dev,bench,docs]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The main job: the example DAGs under real Airflow against the embedded cluster.
+demo: $(STAMP)
+	$(BIN)/kpo-async demo
+
+## The test suite: lint, unit, simulator, Airflow (dag.test and real services) tests.
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m 'not airflow and not services and not e2e'
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check kpo_async triggers tests example_dags
+
+clean:
+	rm -rf $(VENV) site build dist *.egg-info
