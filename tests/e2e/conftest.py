@@ -289,8 +289,7 @@ async def wait_for_pod(
     async def follow() -> client.V1Pod | None:
         nonlocal rv, last
         while True:
-            w = watch.Watch()
-            try:
+            async with watch.Watch() as w:  # closes the Watch's own ApiClient and the response
                 async for ev in w.stream(
                     v1.list_namespaced_pod,
                     namespace,
@@ -305,8 +304,6 @@ async def wait_for_pod(
                     last = obj
                     if ev["type"] != "DELETED" and predicate(obj):
                         return obj
-            finally:
-                w.stop()
 
     try:
         return await asyncio.wait_for(follow(), timeout)
