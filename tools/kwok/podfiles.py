@@ -182,10 +182,7 @@ class PodFiles:
             },
         }
         for plural, obj in (("logs", logs), ("execs", execs)):
-            path = (
-                f"{KWOK_API}/namespaces/{ns}/{plural}/{name}"
-                f"?fieldManager={FIELD_MANAGER}&force=true"
-            )
+            path = f"{KWOK_API}/namespaces/{ns}/{plural}/{name}?fieldManager={FIELD_MANAGER}&force=true"
             code, body = self.api.request(
                 "PATCH", path, json.dumps(obj).encode(), "application/apply-patch+yaml"
             )
@@ -257,7 +254,9 @@ class PodFiles:
 
     def poll_done_markers(self) -> None:
         with self.lock:
-            candidates = [dict(v) for v in self.pods.values() if v.get("phase") == "Running" and not v["stopped"]]
+            candidates = [
+                dict(v) for v in self.pods.values() if v.get("phase") == "Running" and not v["stopped"]
+            ]
         for p in candidates:
             marker = os.path.join(self.pod_dir(p["ns"], p["name"]), "root", *DONE_MARKER)
             if not os.path.exists(marker):
