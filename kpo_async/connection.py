@@ -30,20 +30,9 @@ from kubernetes_asyncio.config.incluster_config import (
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from kpo_async.errors import InvalidArgumentError
+from kpo_async.identity import CONNECTION_EXTRAS
 
 DEFAULT_CONN_ID = "kubernetes_default"
-#: Connection extras the official `kubernetes` connection type defines; we read the same ones.
-CONNECTION_EXTRAS = (
-    "in_cluster",
-    "kube_config_path",
-    "kube_config",
-    "namespace",
-    "cluster_context",
-    "disable_verify_ssl",
-    "disable_tcp_keepalive",
-    "xcom_sidecar_container_image",
-    "xcom_sidecar_container_resources",
-)
 
 
 @dataclass(frozen=True)

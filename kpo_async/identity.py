@@ -16,3 +16,16 @@ XCOM_RETURN_FILE = "/airflow/xcom/return.json"
 #: `kill -2 1` so that the stop command is harmless wherever exec actually runs.
 XCOM_STOP_FILE = "/airflow/xcom/.kpo-async-done"
 XCOM_SIDECAR_SCRIPT = f'trap "exit 0" TERM INT; until [ -e {XCOM_STOP_FILE} ]; do sleep 0.5; done'
+
+#: Connection extras the official `kubernetes` connection type defines; we read the same ones.
+CONNECTION_EXTRAS = (
+    "in_cluster",
+    "kube_config_path",
+    "kube_config",
+    "namespace",
+    "cluster_context",
+    "disable_verify_ssl",
+    "disable_tcp_keepalive",
+    "xcom_sidecar_container_image",
+    "xcom_sidecar_container_resources",
+)

@@ -51,6 +51,8 @@ class MonitorSettings:
     log_checkpoint_seconds: float = 60.0
     log_tail_lines: int = 20
     log_tail_line_chars: int = 1000
+    #: Log the pod's events (Scheduled, Pulling, FailedScheduling...) as they happen while it starts.
+    log_events_on_startup: bool = True
 
 
 class PodMonitor:
@@ -78,12 +80,14 @@ class PodMonitor:
         self._polled: PodState | None = None
         self._seen_phase: str | None = None
         self._seen_events: set[str] = set()
+        self._events_read_at = 0.0
         self._subscription: Subscription | None = None
 
     # -- the run -------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
         log_task: asyncio.Task[None] | None = None
+        checkpoints: asyncio.Task[None] | None = None
         try:
             state = await self._wait_for_start()
             if isinstance(state, dict):
@@ -91,6 +95,9 @@ class PodMonitor:
             self._resume_cursor_from(state)
             if self.settings.get_logs:
                 log_task = asyncio.create_task(self._follow_logs(), name=f"logs-{self.pod_name}")
+                checkpoints = asyncio.create_task(
+                    self._checkpoint_periodically(), name=f"cursor-{self.pod_name}"
+                )
             state = await self._wait_for_base_container(state)
             if isinstance(state, dict):
                 return state
@@ -98,10 +105,11 @@ class PodMonitor:
                 await self._finish_logs(log_task)
             return await self._complete(state)
         finally:
-            if log_task is not None and not log_task.done():
-                log_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await log_task
+            for task in (log_task, checkpoints):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             self._subscription.close()
 
     async def _wait_for_start(self) -> PodState | dict[str, Any]:
@@ -117,6 +125,8 @@ class PodMonitor:
             self._report_progress(state)
             if state.started(self.settings.base_container):
                 return state
+            if self.settings.log_events_on_startup:
+                await self._report_new_events()
             failed_init = state.failed_init()
             if failed_init is not None:
                 return self._event(
@@ -252,7 +262,16 @@ class PodMonitor:
             self._seen_events.add(f"unsched:{state.unschedulable_message}")
             self.log.info(f"pod {self._pod_ref} cannot be scheduled yet: {state.unschedulable_message}")
 
-    async def _event_lines(self) -> list[str]:
+    async def _report_new_events(self) -> None:
+        """Log events not seen yet; at most one events request per second per starting pod."""
+        now = time.monotonic()
+        if now - self._events_read_at < 1.0:
+            return
+        self._events_read_at = now
+        for line in await self._event_lines(new_only=True):
+            self.log.info(f"pod {self._pod_ref} event: {line}")
+
+    async def _event_lines(self, *, new_only: bool = False) -> list[str]:
         try:
             response = await checked(
                 self.client.core.list_namespaced_event(
@@ -264,7 +283,14 @@ class PodMonitor:
             items = json.loads(await response.read()).get("items") or []
         except Exception as exc:
             return [f"(events unavailable: {describe(exc)})"]
-        return [f"{e.get('reason')}: {e.get('message')}" for e in items][-10:]
+        lines = []
+        for item in items:
+            key = f"{(item.get('metadata') or {}).get('uid')}/{item.get('count')}"
+            if new_only and key in self._seen_events:
+                continue
+            self._seen_events.add(key)
+            lines.append(f"{item.get('reason')}: {item.get('message')}")
+        return lines[-10:]
 
     # -- logs ----------------------------------------------------------------------------------
     def _on_log_line(self, line: str) -> None:
@@ -336,6 +362,14 @@ class PodMonitor:
             self.log.warning(f"gave up waiting for the rest of {self._pod_ref}'s log")
         except Exception as exc:
             self.log.warning(f"could not read the rest of {self._pod_ref}'s log: {describe(exc)}")
+
+    async def _checkpoint_periodically(self) -> None:
+        """While lines flow, record the cursor now and then, bounding what a crash can repeat."""
+        if not self.settings.log_checkpoint_seconds:
+            return
+        while True:
+            await asyncio.sleep(self.settings.log_checkpoint_seconds)
+            await self.checkpoint()
 
     async def _maybe_checkpoint(self) -> None:
         if (

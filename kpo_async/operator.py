@@ -23,7 +23,7 @@ from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
 from kpo_async.errors import InvalidArgumentError, KpoAsyncError, PodFailedError
 from kpo_async.links import POD_XCOM_KEY, PodLink
 from kpo_async.logs import LogCursor
-from kpo_async.monitor import SUCCESS, TIMEOUT, MonitorSettings, PodMonitor
+from kpo_async.monitor import SUCCESS, TIMEOUT, PodMonitor
 from kpo_async.pod_builder import PodArguments, TaskIdentity, build_pod, task_selector, validate_arguments
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
@@ -49,7 +49,6 @@ _ACCEPTED_WITHOUT_EFFECT = (
     "callbacks",
     "progress_callback",
     "trigger_kwargs",
-    "log_events_on_startup",
     "schedule_timeout_seconds",
     "init_container_logs",
     "durable",
@@ -130,6 +129,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         full_pod_spec: Any = None,
         init_containers: list | None = None,
         log_events_on_failure: bool = False,
+        log_events_on_startup: bool = True,
         do_xcom_push: bool = False,
         pod_template_file: str | None = None,
         pod_template_dict: dict | None = None,
@@ -218,6 +218,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self.full_pod_spec = full_pod_spec
         self.init_containers = init_containers
         self.log_events_on_failure = log_events_on_failure
+        self.log_events_on_startup = log_events_on_startup
         self.do_xcom_push = do_xcom_push
         self.pod_template_file = pod_template_file
         self.pod_template_dict = pod_template_dict
@@ -335,9 +336,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     # -- execute: submit and defer -------------------------------------------------------------
     def execute(self, context: Any) -> Any:
-        # Fail on bad input before touching the cluster: nothing is created for a bad spec.
-        self._template()
-        validate_arguments(self.pod_arguments(self.namespace or "default"))
+        # The pod is built and validated before the first API call: a bad spec creates nothing.
         identity = self.task_identity(context)
         state, namespace = asyncio.run(self._submit(context, identity))
         self._submitted = (namespace, state.name)
@@ -356,6 +355,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             ),
             on_kill_action=self.on_kill_action,
             fallback_poll_seconds=max(float(self.poll_interval), 30.0),
+            log_events_on_startup=self.log_events_on_startup,
         )
         if not self.deferrable:
             return self.execute_complete(context, asyncio.run(self._monitor_here(trigger)))
@@ -426,14 +426,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 client,
                 trigger.namespace,
                 trigger.pod_name,
-                MonitorSettings(
-                    base_container=trigger.base_container_name,
-                    get_logs=trigger.get_logs,
-                    do_xcom_push=trigger.do_xcom_push,
-                    startup_deadline=trigger.startup_deadline,
-                    execution_deadline=trigger.execution_deadline,
-                    fallback_poll_seconds=trigger.fallback_poll_seconds,
-                ),
+                trigger.monitor_settings(),
                 log_cursor=LogCursor(),
                 logger=self.log,
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kpo_async import __version__
-from kpo_async.connection import CONNECTION_EXTRAS
+from kpo_async.identity import CONNECTION_EXTRAS  # provider discovery must not import Airflow
 
 CONNECTION_TYPE = "kpo_async_kubernetes"
 

@@ -53,6 +53,7 @@ class PodTrigger(BaseTrigger):
         fallback_poll_seconds: float = 60.0,
         log_poll_seconds: float = 10.0,
         log_checkpoint_seconds: float = 60.0,
+        log_events_on_startup: bool = True,
     ) -> None:
         super().__init__()
         self.pod_name = pod_name
@@ -68,6 +69,7 @@ class PodTrigger(BaseTrigger):
         self.fallback_poll_seconds = fallback_poll_seconds
         self.log_poll_seconds = log_poll_seconds
         self.log_checkpoint_seconds = log_checkpoint_seconds
+        self.log_events_on_startup = log_events_on_startup
         self._monitor: PodMonitor | None = None
         self._fired = False
 
@@ -88,6 +90,7 @@ class PodTrigger(BaseTrigger):
                 "fallback_poll_seconds": self.fallback_poll_seconds,
                 "log_poll_seconds": self.log_poll_seconds,
                 "log_checkpoint_seconds": self.log_checkpoint_seconds,
+                "log_events_on_startup": self.log_events_on_startup,
             },
         )
 
@@ -98,7 +101,7 @@ class PodTrigger(BaseTrigger):
                 client,
                 self.namespace,
                 self.pod_name,
-                self._settings(),
+                self.monitor_settings(),
                 log_cursor=LogCursor.from_str(self.log_cursor),
                 logger=self.log,
             )
@@ -119,7 +122,7 @@ class PodTrigger(BaseTrigger):
         self._fired = True
         yield TriggerEvent(payload)
 
-    def _settings(self) -> MonitorSettings:
+    def monitor_settings(self) -> MonitorSettings:
         return MonitorSettings(
             base_container=self.base_container_name,
             get_logs=self.get_logs,
@@ -129,6 +132,7 @@ class PodTrigger(BaseTrigger):
             fallback_poll_seconds=self.fallback_poll_seconds,
             log_poll_seconds=self.log_poll_seconds,
             log_checkpoint_seconds=self.log_checkpoint_seconds,
+            log_events_on_startup=self.log_events_on_startup,
         )
 
     async def cleanup(self) -> None:
