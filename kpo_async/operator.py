@@ -9,6 +9,7 @@ calls from `pods`, the waiting from `triggers.pod.PodTrigger`.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import warnings
 from collections.abc import Container, Sequence
@@ -316,8 +317,14 @@ class AsyncKubernetesPodOperator(BaseOperator):
             return pod_template_from_dict(self.pod_template_dict, source="pod_template_dict")
         return None
 
-    def build_pod(self, context: Any, default_namespace: str | None) -> V1Pod:
-        """The pod this task runs; pure apart from reading the template file."""
+    def build_pod(
+        self, context: Any, default_namespace: str | None, connection_extras: dict[str, Any] | None = None
+    ) -> V1Pod:
+        """The pod this task runs; pure apart from reading the template file.
+
+        `default_namespace` and `connection_extras` (XCom sidecar image and resources) come from
+        the resolved connection, as with the official operator.
+        """
         template = self._template()
         namespace = (
             self.namespace
@@ -326,6 +333,14 @@ class AsyncKubernetesPodOperator(BaseOperator):
             or "default"
         )
         arguments = self.pod_arguments(namespace)
+        extras = connection_extras or {}
+        if extras.get("xcom_sidecar_container_image"):
+            arguments.xcom_sidecar_image = extras["xcom_sidecar_container_image"]
+        if extras.get("xcom_sidecar_container_resources"):
+            resources = extras["xcom_sidecar_container_resources"]
+            arguments.xcom_sidecar_resources = (
+                json.loads(resources) if isinstance(resources, str) else resources
+            )
         validate_arguments(arguments)
         return build_pod(
             arguments,
@@ -367,7 +382,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     async def _submit(self, context: Any, identity: TaskIdentity) -> tuple[PodState, str]:
         async with open_client(self.cluster_ref) as client:
-            pod = self.build_pod(context, client.default_namespace)
+            pod = self.build_pod(context, client.default_namespace, client.config.extras)
             namespace = pod.metadata.namespace
             adopted = await self._adopt(client, namespace, identity)
             if adopted is not None:

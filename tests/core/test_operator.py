@@ -275,3 +275,16 @@ def test_behavior_annotation_pods_run_too(sim_thread) -> None:
         do_xcom_push=True,
     )
     assert run_task(op) == {"k": "v"}
+
+
+def test_connection_extras_choose_the_xcom_sidecar_image(sim_thread) -> None:
+    op = make_operator(sim_thread, name="sidecar-image", do_xcom_push=True)
+    extras = {
+        "xcom_sidecar_container_image": "mirror.local/alpine:3.20",
+        "xcom_sidecar_container_resources": '{"requests": {"cpu": "2m", "memory": "12Mi"}}',
+    }
+    pod = op.build_pod(context_for(FakeTI(task_id=op.task_id)), "from-conn", extras)
+    sidecar = next(c for c in pod.spec.containers if c.name == "airflow-xcom-sidecar")
+    assert sidecar.image == "mirror.local/alpine:3.20"
+    assert sidecar.resources.requests == {"cpu": "2m", "memory": "12Mi"}
+    assert pod.metadata.namespace == "default"  # the task's namespace wins over the connection's
