@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ from kpo_async.errors import InvalidArgumentError
 from kpo_async.identity import CONNECTION_EXTRAS
 
 DEFAULT_CONN_ID = "kubernetes_default"
+#: Refresh an exec-plugin token this many seconds before it expires.
+EXEC_TOKEN_REFRESH_MARGIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -171,14 +174,23 @@ def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
 
 
 def _exec_token_refresher(loader: KubeConfigLoader):
-    """An async `refresh_api_key_hook`: re-run the exec plugin shortly before its token expires."""
+    """An async `refresh_api_key_hook`: re-run the exec plugin shortly before its token expires.
+
+    The plugin runs as an asyncio subprocess, so a slow ``aws eks get-token`` never blocks the
+    loop. A token without ``expirationTimestamp`` is kept for the life of the client (as kubectl
+    does); without this guard the loader would run the plugin before every request.
+    """
     lock = asyncio.Lock()
 
     async def refresh(configuration: Configuration) -> None:
+        expiry = getattr(loader, "exec_plugin_expiry", None)
+        if expiry is None or expiry.timestamp() - time.time() > EXEC_TOKEN_REFRESH_MARGIN:
+            return
         async with lock:
-            # load_from_exec_plugin is a no-op while the cached token is unexpired.
-            await loader.load_from_exec_plugin()
-            configuration.api_key["BearerToken"] = loader.token
+            if loader.exec_plugin_expiry.timestamp() - time.time() <= EXEC_TOKEN_REFRESH_MARGIN:
+                del loader.exec_plugin_expiry  # forces load_from_exec_plugin to run the plugin
+                await loader.load_from_exec_plugin()
+                configuration.api_key["BearerToken"] = loader.token
 
     return refresh
 

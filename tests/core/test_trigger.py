@@ -1,0 +1,114 @@
+"""PodTrigger on its own: serialization, and credentials from an exec plugin without blocking."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kpo_async.clients import close_shared_clients, shared_client
+from kpo_async.connection import ClusterRef
+from kpo_async.identity import MANAGED_LABEL
+from kpo_async.watch import stop_shared_watchers
+from tests.core.conftest import BEHAVIOR
+from triggers.pod import PodTrigger
+
+
+def test_serialize_round_trip_keeps_every_argument() -> None:
+    original = PodTrigger(
+        pod_name="p-1",
+        namespace="ns",
+        cluster=ClusterRef(conn_id="k8s", cluster_context="ctx").to_dict(),
+        base_container_name="main",
+        get_logs=False,
+        do_xcom_push=True,
+        startup_deadline=1795740000.5,
+        execution_deadline=1795743600.0,
+        log_cursor="2026-11-27T01:02:03.000000001Z/2",
+        on_kill_action="keep_pod",
+        fallback_poll_seconds=45.0,
+        log_poll_seconds=7.0,
+        log_checkpoint_seconds=30.0,
+        log_events_on_startup=False,
+    )
+    classpath, kwargs = original.serialize()
+    assert classpath == "triggers.pod.PodTrigger"
+    stored = json.loads(json.dumps(kwargs))  # what the metadata DB keeps
+    recreated = PodTrigger(**stored)
+    assert recreated.serialize() == (classpath, kwargs)
+    assert recreated.monitor_settings() == original.monitor_settings()
+
+
+PLUGIN = """
+import json, pathlib, sys, time, datetime
+calls = pathlib.Path(sys.argv[1])
+calls.write_text(str(int(calls.read_text()) + 1) if calls.exists() else "1")
+time.sleep(0.4)  # a slow credential helper, like `aws eks get-token`
+expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=float(sys.argv[3]))
+status = {"token": sys.argv[2], "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": status}))
+"""
+
+
+def exec_kubeconfig(sim, tmp_path: Path, lifetime: float) -> tuple[Path, Path]:
+    config = yaml.safe_load(Path(sim.kubeconfig_path).read_text())
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    calls = tmp_path / "calls"
+    config["users"][0]["user"] = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable,
+            "args": [str(plugin), str(calls), sim.token, str(lifetime)],
+            "interactiveMode": "Never",
+        }
+    }
+    path = tmp_path / "exec-kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path, calls
+
+
+async def test_exec_credential_plugin_runs_without_blocking_the_loop(sim, tmp_path: Path) -> None:
+    # The token lives 62 s and is refreshed 60 s before expiry, so it is refreshed during the run.
+    kubeconfig, calls = exec_kubeconfig(sim, tmp_path, lifetime=62)
+    lags: list[float] = []
+
+    async def probe() -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(0.02)
+            lags.append(time.monotonic() - started - 0.02)
+
+    prober = asyncio.create_task(probe())
+    ref = ClusterRef(config_file=str(kubeconfig))
+    try:
+        client = await shared_client(ref)
+        pod: dict[str, Any] = {
+            "metadata": {
+                "name": "exec-auth",
+                "labels": {MANAGED_LABEL: "true"},
+                "annotations": {BEHAVIOR: json.dumps({"duration_seconds": 3, "log_lines_per_second": 4})},
+            },
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
+        }
+        await client.core.create_namespaced_pod("default", pod)
+        trigger = PodTrigger(
+            pod_name="exec-auth",
+            namespace="default",
+            cluster=ref.to_dict(),
+            startup_deadline=time.time() + 30,
+        )
+        event = await anext(trigger.run())
+        assert event.payload["status"] == "success"
+    finally:
+        prober.cancel()
+        await stop_shared_watchers()
+        await close_shared_clients()
+    runs = int(calls.read_text())
+    assert 2 <= runs <= 4, runs  # refreshed before expiry, but not once per request
+    assert max(lags) < 0.2, f"event loop blocked for {max(lags):.3f}s"
