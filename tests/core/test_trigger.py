@@ -51,7 +51,8 @@ calls.write_text(str(int(calls.read_text()) + 1) if calls.exists() else "1")
 time.sleep(0.4)  # a slow credential helper, like `aws eks get-token`
 expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=float(sys.argv[3]))
 status = {"token": sys.argv[2], "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
-print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": status}))
+kind = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential"}
+print(json.dumps({**kind, "status": status}))
 """
 
 
