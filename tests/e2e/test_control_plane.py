@@ -565,9 +565,6 @@ async def test_operator_exec_code_reads_xcom_and_stops_the_sidecar_with_least_pr
 ):
     """kpo-async's own XCom/exec code (kpo_async.xcom) against the real API server and kwok node,
     with the operator's ServiceAccount; and its error when pods/exec is not granted."""
-    # Imported the way a DAG does (operator first): importing kpo_async.clients or kpo_async.errors
-    # first currently hits a circular import through Airflow's provider discovery (reported).
-    import kpo_async.operator  # noqa: F401
     from kpo_async.clients import open_client
     from kpo_async.connection import ClusterRef
     from kpo_async.errors import XComError
