@@ -10,10 +10,11 @@ import argparse
 import asyncio
 import json
 import sys
+from typing import Any
 
-from kpo_async.clients import open_client
+from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import ClusterRef
-from kpo_async.retry import describe
+from kpo_async.retry import checked, describe
 
 #: (verb, resource, subresource, why): exactly what the operator and trigger use. Keep in step
 #: with docs/rbac.md.
@@ -38,49 +39,50 @@ async def check(ref: ClusterRef, namespace: str | None) -> list[str]:
         print(f"cluster: {client.config.source} (context {client.config.context or 'in-cluster'})")
         print(f"server:  {client.host}")
         try:
-            response = await client.api_client.call_api(
-                "/version",
-                "GET",
-                response_type="object",
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-            )
-            print(f"version: {response.get('gitVersion')}")
+            version = await _request_json(client, "/version", "GET")
         except Exception as exc:
-            problems.append(f"cannot reach the API server: {describe(exc)}")
-            return problems
+            return [f"cannot reach the API server: {describe(exc)}"]
+        print(f"version: {version.get('gitVersion')}")
         print(f"namespace: {namespace}")
         for verb, resource, subresource, why in REQUIRED_PERMISSIONS:
+            name = f"{verb} {resource}{'/' + subresource if subresource else ''}"
+            attributes = {
+                "namespace": namespace,
+                "verb": verb,
+                "resource": resource,
+                "subresource": subresource,
+            }
             body = {
                 "apiVersion": "authorization.k8s.io/v1",
                 "kind": "SelfSubjectAccessReview",
-                "spec": {
-                    "resourceAttributes": {
-                        "namespace": namespace,
-                        "verb": verb,
-                        "resource": resource,
-                        "subresource": subresource,
-                    }
-                },
+                "spec": {"resourceAttributes": attributes},
             }
-            name = f"{verb} {resource}{'/' + subresource if subresource else ''}"
             try:
-                review = await client.api_client.call_api(
-                    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                    "POST",
-                    body=body,
-                    response_type="object",
-                    auth_settings=["BearerToken"],
-                    _return_http_data_only=True,
+                review = await _request_json(
+                    client, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", "POST", body
                 )
-                allowed = bool((review.get("status") or {}).get("allowed"))
             except Exception as exc:
                 problems.append(f"could not check {name}: {describe(exc)}")
                 continue
+            allowed = bool((review.get("status") or {}).get("allowed"))
             print(f"  [{'ok' if allowed else 'MISSING'}] {name:<20} {why}")
             if not allowed:
                 problems.append(f"missing permission: {name} in namespace {namespace} ({why})")
     return problems
+
+
+async def _request_json(client: ClusterClient, path: str, method: str, body: Any = None) -> dict[str, Any]:
+    response = await checked(
+        client.api_client.call_api(
+            path,
+            method,
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+        )
+    )
+    return json.loads(await response.read())
 
 
 def main(argv: list[str] | None = None) -> int:
