@@ -31,5 +31,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check kpo_async triggers tests example_dags
 
+## Real control plane (etcd + kube-apiserver + kube-scheduler + kwok on loopback): docs/real-control-plane.md
+cluster-up:
+	tools/cluster.sh up
+
+cluster-down:
+	tools/cluster.sh down
+
+## e2e suite against it: builds/reuses binaries, starts the control plane unless up, stops what it started
+e2e: $(STAMP)
+	tools/e2e.sh $(BIN)/python
+
 clean:
 	rm -rf $(VENV) site build dist *.egg-info
