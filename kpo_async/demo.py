@@ -37,23 +37,23 @@ def example_dags_folder() -> Path:
 
 
 def start_sim(workdir: Path) -> tuple[subprocess.Popen, Path]:
+    """Start the embedded cluster; its output goes to a file so a chatty run can never block it."""
     kubeconfig = workdir / "kubeconfig"
+    output = open(workdir / "sim.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "kpo_async.sim", "--kubeconfig", str(kubeconfig)],
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    output.close()
     deadline = time.monotonic() + 60
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        if line.startswith("kubeconfig:"):
+    while time.monotonic() < deadline and process.poll() is None:
+        if "kubeconfig:" in (workdir / "sim.log").read_text():
             return process, kubeconfig
+        time.sleep(0.1)
     process.kill()
-    raise SystemExit("the embedded cluster did not start; run `python -m kpo_async.sim` to see why")
+    raise SystemExit(f"the embedded cluster did not start:\n{(workdir / 'sim.log').read_text()[-2000:]}")
 
 
 def airflow_env(workdir: Path, kubeconfig: Path) -> dict[str, str]:

@@ -72,6 +72,8 @@ class SimConfig:
     #: Events of deleted pods are kept this long (the real default TTL is one hour).
     event_ttl: float = 3600.0
     seed: int | None = None
+    #: Permissions the simulator's user lacks, as "<verb> <resource>" (e.g. "create pods/exec").
+    denied: frozenset[str] = frozenset()
 
     def scaled(self, seconds: float) -> float:
         return max(0.0, seconds / self.speed) if self.speed > 0 else seconds

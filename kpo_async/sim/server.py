@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from kpo_async.sim.access import access_review_route, forbidden, request_target
 from kpo_async.sim.api import Api
 from kpo_async.sim.config import SimConfig
 from kpo_async.sim.control_api import ControlApi
@@ -93,6 +94,7 @@ class SimCluster:
         )
         app.add_routes(self._api.routes())
         app.add_routes(control.routes())
+        app.add_routes([access_review_route(self.config.denied)])
         ssl_ctx = None
         if cfg.tls:
             self._tls = generate(self.workdir)
@@ -326,7 +328,11 @@ class SimCluster:
     async def _stats_faults_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/sim/"):
             return await handler(request)
-        self.stats.count(classify(request.method, request.path, request.query))
+        verb_resource = classify(request.method, request.path, request.query)
+        self.stats.count(verb_resource)
+        if verb_resource in self.config.denied:
+            verb, _, resource = verb_resource.partition(" ")
+            return forbidden(verb, resource, *request_target(request.path))
         fault = self.faults.take(request.method, request.path, request.query_string)
         if fault is None:
             return await handler(request)
