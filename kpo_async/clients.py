@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,6 +30,15 @@ class ClientLimits:
     api_connections: int = API_POOL_SIZE
     #: Upper bound of concurrently followed log streams; past it triggers read logs periodically.
     log_streams: int = 500
+
+    @classmethod
+    def from_environment(cls) -> ClientLimits:
+        """Limits from ``AIRFLOW__KPO_ASYNC__API_CONNECTIONS`` / ``..._MAX_LOG_STREAMS`` (Airflow's
+        naming for a ``[kpo_async]`` config section), so a triggerer can be tuned per deployment."""
+        return cls(
+            api_connections=int(os.environ.get("AIRFLOW__KPO_ASYNC__API_CONNECTIONS", API_POOL_SIZE)),
+            log_streams=int(os.environ.get("AIRFLOW__KPO_ASYNC__MAX_LOG_STREAMS", 500)),
+        )
 
 
 class _RestClient(RESTClientObject):
@@ -103,7 +113,7 @@ class ClusterClient:
 async def create_client(ref: ClusterRef, limits: ClientLimits | None = None) -> ClusterClient:
     config = await resolve_cluster(ref)
     configuration, ssl_context = await load_configuration(config)
-    return ClusterClient(config, configuration, ssl_context, limits or ClientLimits())
+    return ClusterClient(config, configuration, ssl_context, limits or ClientLimits.from_environment())
 
 
 @contextlib.asynccontextmanager

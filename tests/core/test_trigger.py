@@ -113,3 +113,55 @@ async def test_exec_credential_plugin_runs_without_blocking_the_loop(sim, tmp_pa
     runs = int(calls.read_text())
     assert 2 <= runs <= 4, runs  # refreshed before expiry, but not once per request
     assert max(lags) < 0.2, f"event loop blocked for {max(lags):.3f}s"
+
+
+def test_client_limits_come_from_the_environment(monkeypatch) -> None:
+    from kpo_async.clients import ClientLimits
+
+    monkeypatch.setenv("AIRFLOW__KPO_ASYNC__MAX_LOG_STREAMS", "7")
+    monkeypatch.setenv("AIRFLOW__KPO_ASYNC__API_CONNECTIONS", "9")
+    assert ClientLimits.from_environment() == ClientLimits(api_connections=9, log_streams=7)
+
+
+async def test_past_the_stream_limit_logs_are_read_periodically_and_completely(sim, monkeypatch) -> None:
+    # One follow stream for three chatty pods: two of them must fall back to periodic reads,
+    # and every pod's every line still arrives exactly once.
+    monkeypatch.setenv("AIRFLOW__KPO_ASYNC__MAX_LOG_STREAMS", "1")
+    ref = ClusterRef(config_file=sim.kubeconfig_path)
+    try:
+        client = await shared_client(ref)
+        assert client.limits.log_streams == 1
+        for i in range(3):
+            pod = {
+                "metadata": {
+                    "name": f"chatty-{i}",
+                    "labels": {MANAGED_LABEL: "true"},
+                    "annotations": {
+                        BEHAVIOR: json.dumps({"duration_seconds": 2, "log_lines_per_second": 10})
+                    },
+                },
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
+            }
+            await client.core.create_namespaced_pod("default", pod)
+        from structlog.testing import capture_logs
+
+        with capture_logs() as logs:
+            triggers = [
+                PodTrigger(
+                    pod_name=f"chatty-{i}",
+                    namespace="default",
+                    cluster=ref.to_dict(),
+                    startup_deadline=time.time() + 30,
+                    log_poll_seconds=0.5,
+                )
+                for i in range(3)
+            ]
+            events = await asyncio.gather(*(anext(t.run()) for t in triggers))
+        assert all(e.payload["status"] == "success" for e in events)
+        lines = [e["event"] for e in logs if str(e.get("event", "")).startswith("[base] ")]
+        assert len(lines) == 3 * 20
+        assert len(set(lines)) == 20  # the same 20 texts from each pod
+        assert sorted(lines) == sorted([f"[base] line {n}" for n in range(1, 21)] * 3)
+    finally:
+        await stop_shared_watchers()
+        await close_shared_clients()
