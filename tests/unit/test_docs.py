@@ -94,11 +94,16 @@ def nav_files(node: Any) -> list[str]:
     return []
 
 
+#: Pages other owners are writing; once one lands it goes into the nav (and this set shrinks).
+PENDING_PAGES = {"scale.md", "reliability.md"}
+
+
 def test_every_page_is_in_the_nav_and_every_nav_entry_exists() -> None:
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     listed = nav_files(config["nav"])
-    pages = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
-    assert sorted(set(listed)) == pages, "mkdocs.yml nav and docs/*.md differ"
+    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    assert not set(listed) - pages, "mkdocs.yml nav lists pages that do not exist"
+    assert not pages - set(listed) - PENDING_PAGES, "docs/*.md pages missing from the mkdocs.yml nav"
     assert len(listed) == len(set(listed))
 
 
