@@ -11,8 +11,9 @@ from typing import Any
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.bases.xcom import BaseXCom
 
-#: XCom key under which the operator records which pod it runs.
-POD_XCOM_KEY = "pod"
+#: XCom keys under which the operator records which pod it runs (the official operator's names).
+POD_NAME_XCOM = "pod_name"
+POD_NAMESPACE_XCOM = "pod_namespace"
 
 
 class PodLink(BaseOperatorLink):
@@ -24,7 +25,8 @@ class PodLink(BaseOperatorLink):
         template = conf.get("kpo_async", "pod_url_template", fallback="")
         if not template:
             return ""
-        pod = BaseXCom.get_value(ti_key=ti_key, key=POD_XCOM_KEY)
-        if not pod:
+        name = BaseXCom.get_value(ti_key=ti_key, key=POD_NAME_XCOM)
+        namespace = BaseXCom.get_value(ti_key=ti_key, key=POD_NAMESPACE_XCOM)
+        if not name:
             return ""
-        return template.format(namespace=pod.get("namespace", ""), pod=pod.get("name", ""))
+        return template.format(namespace=namespace or "", pod=name)

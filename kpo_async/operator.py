@@ -22,7 +22,8 @@ from airflow.sdk.exceptions import AirflowSkipException, AirflowTaskTimeout
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
 from kpo_async.errors import InvalidArgumentError, KpoAsyncError, PodFailedError
-from kpo_async.links import POD_XCOM_KEY, PodLink
+from kpo_async.k8s_objects import to_api_dict
+from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.logs import LogCursor
 from kpo_async.monitor import SUCCESS, TIMEOUT, PodMonitor
 from kpo_async.pod_builder import PodArguments, TaskIdentity, build_pod, task_selector, validate_arguments
@@ -34,7 +35,7 @@ from triggers.pod import PodTrigger
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import V1Pod
 
-ON_FINISH_ACTIONS = ("delete_pod", "delete_succeeded_pod", "keep_pod")
+ON_FINISH_ACTIONS = ("delete_pod", "delete_succeeded_pod", "delete_active_pod", "keep_pod")
 ON_KILL_ACTIONS = ("delete_pod", "keep_pod")
 #: Extra time Airflow's own deferral timeout allows past our trigger's execution deadline, so that
 #: the trigger's timeout event (which cleans the pod up) normally wins.
@@ -63,23 +64,29 @@ class AsyncKubernetesPodOperator(BaseOperator):
     ``docs/arguments.md`` for each one and ``docs/migration.md`` for the few differences.
     """
 
+    # The official operator's template fields (trigger_kwargs aside, which has no effect here).
     template_fields: Sequence[str] = (
         "image",
+        "name",
+        "hostname",
         "cmds",
+        "annotations",
         "arguments",
         "env_vars",
         "labels",
-        "annotations",
         "config_file",
         "pod_template_file",
+        "pod_template_dict",
         "namespace",
-        "name",
-        "cluster_context",
         "container_resources",
         "volumes",
         "volume_mounts",
+        "cluster_context",
+        "env_from",
+        "configmaps",
         "node_selector",
         "kubernetes_conn_id",
+        "base_container_name",
     )
     template_fields_renderers = {"env_vars": "py"}
     template_ext: Sequence[str] = ()
@@ -201,7 +208,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self.image_pull_policy = image_pull_policy
         self.annotations = annotations or {}
         self.container_resources = container_resources
-        self.resources = resources
+        # BaseOperator owns `self.resources` (executor resources); the guide's pod resources dict
+        # is the pod's, so it lives under another name.
+        self.pod_resources = resources
         self.affinity = affinity
         self.config_file = config_file
         self.runtime_class_name = runtime_class_name
@@ -275,7 +284,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             labels=self.labels,
             annotations=self.annotations,
             ports=self.ports,
-            resources=self.resources,
+            resources=self.pod_resources,
             container_resources=self.container_resources,
             volumes=self.volumes,
             volume_mounts=self.volume_mounts,
@@ -326,8 +335,10 @@ class AsyncKubernetesPodOperator(BaseOperator):
         the resolved connection, as with the official operator.
         """
         template = self._template()
+        # The official precedence: the argument, full_pod_spec, the template, the connection.
         namespace = (
             self.namespace
+            or (to_api_dict(self.full_pod_spec) or {}).get("metadata", {}).get("namespace")
             or ((template or {}).get("metadata") or {}).get("namespace")
             or default_namespace
             or "default"
@@ -342,12 +353,20 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 json.loads(resources) if isinstance(resources, str) else resources
             )
         validate_arguments(arguments)
-        return build_pod(
+        pod = build_pod(
             arguments,
             identity=self.task_identity(context),
             template=template,
             full_pod_spec=self.full_pod_spec,
         )
+        # The deployment's cluster policy (airflow_local_settings.pod_mutation_hook), as for the
+        # official operator; looked up at call time so that settings loaded later apply.
+        import airflow.settings
+
+        mutate = getattr(airflow.settings, "pod_mutation_hook", None)
+        if mutate is not None:
+            mutate(pod)
+        return pod
 
     # -- execute: submit and defer -------------------------------------------------------------
     def execute(self, context: Any) -> Any:
@@ -355,7 +374,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
         identity = self.task_identity(context)
         state, namespace = asyncio.run(self._submit(context, identity))
         self._submitted = (namespace, state.name)
-        context["ti"].xcom_push(key=POD_XCOM_KEY, value={"namespace": namespace, "name": state.name})
+        # The official operator's XComs: downstream tasks and the PodLink read them.
+        context["ti"].xcom_push(key=POD_NAME_XCOM, value=state.name)
+        context["ti"].xcom_push(key=POD_NAMESPACE_XCOM, value=namespace)
         started = time.time()
         trigger = PodTrigger(
             pod_name=state.name,
@@ -452,7 +473,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
         status = event.get("status")
         namespace, pod_name = event["namespace"], event["pod_name"]
         succeeded = status == SUCCESS
-        asyncio.run(self._finalize(namespace, pod_name, succeeded, log_events=not succeeded))
+        # The base container ended (well or not) unless the pod never got that far.
+        pod_ended = event.get("exit_code") is not None
+        asyncio.run(self._finalize(namespace, pod_name, succeeded, pod_ended, log_events=not succeeded))
         if succeeded:
             self.log.info("pod %s/%s succeeded", namespace, pod_name)
             return event.get("xcom") if self.do_xcom_push else None
@@ -467,15 +490,19 @@ class AsyncKubernetesPodOperator(BaseOperator):
             raise AirflowTaskTimeout(message)
         raise PodFailedError(message)
 
-    async def _finalize(self, namespace: str, pod_name: str, succeeded: bool, *, log_events: bool) -> None:
+    async def _finalize(
+        self, namespace: str, pod_name: str, succeeded: bool, pod_ended: bool, *, log_events: bool
+    ) -> None:
         async with open_client(self.cluster_ref) as client:
             if log_events and self.log_events_on_failure:
                 for event in await pod_events(client, namespace, pod_name):
                     self.log.error(
                         "pod event: %s %s: %s", event.get("type"), event.get("reason"), event.get("message")
                     )
-            delete = self.on_finish_action == "delete_pod" or (
-                self.on_finish_action == "delete_succeeded_pod" and succeeded
+            delete = (
+                self.on_finish_action == "delete_pod"
+                or (self.on_finish_action == "delete_succeeded_pod" and succeeded)
+                or (self.on_finish_action == "delete_active_pod" and not pod_ended)
             )
             if delete:
                 if await delete_pod(client, namespace, pod_name):

@@ -643,11 +643,6 @@ def test_the_guides_templated_fields_are_templated() -> None:
 # --- known gaps: each fails today; when it is fixed the xfail turns into an error (strict) -------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="gap: operator.py assigns self.resources, which BaseOperator converts to airflow Resources",
-)
 def test_the_guides_resources_dict_gives_the_same_resources_as_container_resources() -> None:
     guide = {"request_memory": "512Mi", "request_cpu": "500m", "limit_memory": "1Gi", "limit_cpu": "1"}
     ours = AsyncKubernetesPodOperator(task_id="t", image="alpine:3.20", resources=guide)
@@ -667,19 +662,16 @@ def test_the_guides_resources_dict_gives_the_same_resources_as_container_resourc
     )
 
 
-@pytest.mark.xfail(strict=True, reason="gap: on_finish_action='delete_active_pod' is not supported yet")
 def test_every_official_on_finish_action_is_accepted() -> None:
     for action in official.OnFinishAction:
         AsyncKubernetesPodOperator(task_id="t", image="alpine:3.20", on_finish_action=action.value)
 
 
-@pytest.mark.xfail(strict=True, reason="gap: some official template fields are not templated here")
 def test_every_official_template_field_is_templated() -> None:
     missing = set(KubernetesPodOperator.template_fields) - set(AsyncKubernetesPodOperator.template_fields)
     assert missing <= {"trigger_kwargs"}  # accepted without effect, nothing to render
 
 
-@pytest.mark.xfail(strict=True, reason="gap: airflow_local_settings.pod_mutation_hook is not applied")
 def test_the_cluster_policy_pod_mutation_hook_is_applied(monkeypatch: pytest.MonkeyPatch) -> None:
     import airflow.settings
 
@@ -693,7 +685,6 @@ def test_the_cluster_policy_pod_mutation_hook_is_applied(monkeypatch: pytest.Mon
     assert ours["metadata"]["labels"].get("policy") == "applied"
 
 
-@pytest.mark.xfail(strict=True, reason="gap: operator.build_pod ignores full_pod_spec's metadata.namespace")
 def test_full_pod_spec_namespace_is_used_like_the_official() -> None:
     spec = k8s.V1Pod(
         metadata=k8s.V1ObjectMeta(namespace="from-spec"),
@@ -713,7 +704,6 @@ def cluster() -> Any:
         yield running
 
 
-@pytest.mark.xfail(strict=True, reason="gap: the official XComs pod_name / pod_namespace are not pushed")
 def test_the_official_pod_name_and_namespace_xcoms_are_pushed(cluster: Any) -> None:
     """Downstream tasks of official DAGs pull `pod_name` and `pod_namespace`."""
     from airflow.sdk.exceptions import TaskDeferred
@@ -728,6 +718,5 @@ def test_the_official_pod_name_and_namespace_xcoms_are_pushed(cluster: Any) -> N
     ti = FakeTI(task_id="t")
     with pytest.raises(TaskDeferred):
         ours.execute(context(ti))
-    assert ti.xcoms["pod"]["name"].startswith("t-")
-    assert ti.xcoms.get("pod_name") == ti.xcoms["pod"]["name"]
+    assert ti.xcoms["pod_name"].startswith("t-")
     assert ti.xcoms.get("pod_namespace") == "default"
