@@ -1,0 +1,562 @@
+"""The operator end to end against the real control plane, with the least-privilege ServiceAccount.
+
+Each test runs `AsyncKubernetesPodOperator` as Airflow would: `execute` really raises TaskDeferred, the
+trigger is re-created from its serialized form and run to its event in a fresh event loop (as on the
+triggerer), and `execute_complete` finalizes. The operator uses `operator.kubeconfig` (ServiceAccount
+kpo-async-e2e/kpo-async, the Role of docs/rbac.md) or `missing-perm.kubeconfig`; the tests check the
+cluster afterwards with the admin kubeconfig.
+
+Pods either run a shell script that tools/kwok/podfiles.py emulates (no kwok annotations: output, exit
+code, duration and files come from the script) or carry `kwok.kpo-async.io/*` annotations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.module_loading import import_string
+from kubernetes_asyncio import client
+from structlog.testing import capture_logs
+
+from kpo_async import AsyncKubernetesPodOperator
+from kpo_async.clients import close_shared_clients
+from kpo_async.errors import PodFailedError
+from kpo_async.logs import ContainerLog, LogCursor
+from kpo_async.pods import FINALIZED_LABEL
+from kpo_async.watch import stop_shared_watchers
+from tests.e2e.conftest import (
+    ANN,
+    LOG_ACCEPT_REFUSED,
+    REPO,
+    Cluster,
+    emulation_record,
+    live_pods,
+    operator_log_accept_header,
+    raw_request,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("log_accept_workaround")]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Harness: what Airflow does around the operator
+
+
+class FakeTI:
+    """The task-instance attributes the operator reads; a fresh run_id per test keeps pods apart."""
+
+    def __init__(self, task_id: str, try_number: int = 1, run_id: str | None = None) -> None:
+        self.dag_id = "kpo_async_e2e"
+        self.task_id = task_id
+        self.run_id = run_id or f"e2e-{uuid.uuid4().hex[:10]}"
+        self.map_index = -1
+        self.try_number = try_number
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def context_for(ti: FakeTI) -> dict[str, Any]:
+    return {"ti": ti, "task_instance": ti}
+
+
+def make_operator(kubeconfig, **kwargs: Any) -> AsyncKubernetesPodOperator:
+    defaults: dict[str, Any] = {
+        "task_id": kwargs.get("name", "pod-task"),
+        "image": "alpine:3.20",
+        "name": "pod-task",
+        "kubernetes_conn_id": None,
+        "config_file": str(kubeconfig),
+        "namespace": "kpo-async-e2e",
+        "startup_timeout_seconds": 60,
+    }
+    defaults.update(kwargs)
+    return AsyncKubernetesPodOperator(**defaults)
+
+
+def submit(op: AsyncKubernetesPodOperator, ti: FakeTI) -> TaskDeferred:
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context_for(ti))
+    return deferred.value
+
+
+async def _first_event(trigger: Any) -> dict[str, Any]:
+    try:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+    finally:
+        await trigger.cleanup()
+        await stop_shared_watchers()
+        await close_shared_clients()
+
+
+def run_trigger(deferred: TaskDeferred, timeout: float = 90) -> dict[str, Any]:
+    """Re-create the trigger from its serialized form (as stored in the DB) and run it to its event."""
+    classpath, kwargs = deferred.trigger.serialize()
+    trigger = import_string(classpath)(**json.loads(json.dumps(kwargs)))
+    return asyncio.run(asyncio.wait_for(_first_event(trigger), timeout))
+
+
+def resume(op: AsyncKubernetesPodOperator, ti: FakeTI, deferred: TaskDeferred) -> Any:
+    event = run_trigger(deferred)
+    return getattr(op, deferred.method_name)(context_for(ti), event)
+
+
+def run_task(op: AsyncKubernetesPodOperator, ti: FakeTI | None = None) -> Any:
+    ti = ti or FakeTI(op.task_id)
+    return resume(op, ti, submit(op, ti))
+
+
+def pod_lines(logs: list[dict[str, Any]]) -> list[str]:
+    return [e["event"].removeprefix("[base] ") for e in logs if str(e.get("event", "")).startswith("[base] ")]
+
+
+def task_selector(ti: FakeTI) -> str:
+    return f"run_id={ti.run_id}"
+
+
+def delete_now(cluster: Cluster, name: str) -> None:
+    cluster.run_kubectl("delete", "pod", "-n", cluster.namespace, name, "--grace-period=0", "--wait=false")
+
+
+def assert_no_pod_left(cluster: Cluster, ti: FakeTI) -> None:
+    assert live_pods(cluster, task_selector(ti)) == [], "the task left a pod behind"
+
+
+def wait_until(what: str, predicate, timeout: float = 30, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def base_state(pod: dict[str, Any]) -> dict[str, Any]:
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        if status["name"] == "base":
+            return status.get("state") or {}
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The pinned kpo_async bug (see LOG_ACCEPT_REFUSED in conftest.py)
+
+
+async def test_log_request_is_accepted_by_the_real_api_server(
+    cluster: Cluster, operator_api, pod_name, cleanup_pods, observed_facts
+) -> None:
+    """kpo_async's log reader, unpatched, reads a container log from kube-apiserver v1.36."""
+    ns, name = cluster.namespace, pod_name("accept")
+    cleanup_pods.append(name)
+    cluster.write_log(name, ["a line"])
+    await client.CoreV1Api(operator_api).create_namespaced_pod(
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "annotations": {ANN + "duration": "30s", ANN + "pending": "0s"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
+        },
+    )
+    path = f"/api/v1/namespaces/{ns}/pods/{name}/log?container=base"
+    deadline = time.monotonic() + 20
+    while True:  # until the container runs
+        code, text, _ = await raw_request(operator_api, "GET", path, headers={"Accept": "*/*"})
+        if code == 200 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert (code, text) == (200, "a line\n")
+    code, text, _ = await raw_request(operator_api, "GET", path, headers={"Accept": "text/plain"})
+    observed_facts["log_with_accept_text_plain"] = {
+        "code": code,
+        "body": json.loads(text) if code != 200 else text,
+    }
+    assert code == 406 and json.loads(text)["reason"] == "NotAcceptable", "the real server changed its mind"
+
+    accept = operator_log_accept_header()
+    if accept == LOG_ACCEPT_REFUSED:
+        pytest.xfail(
+            "kpo_async/logs.py ContainerLog.read sends 'Accept: text/plain'; kube-apiserver v1.36 answers "
+            "406 NotAcceptable, so no log line is ever delivered (fix: send 'Accept: */*'). The other e2e "
+            "tests work around it (tests/e2e/conftest.py LOG_ACCEPT_REFUSED)."
+        )
+    lines: list[str] = []
+    from kpo_async.clients import open_client
+    from kpo_async.connection import ClusterRef
+
+    async with open_client(ClusterRef(config_file=str(cluster.operator_kubeconfig))) as kpo:
+        await ContainerLog(kpo.log_api_client, ns, name, "base", LogCursor(), lines.append).read(follow=False)
+    assert lines == ["a line"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Success, failure, startup problems
+
+
+def test_success_streams_logs_and_pushes_xcom(cluster: Cluster) -> None:
+    """No kwok annotations: podfiles emulates the script (lines, sleeps, the XCom file)."""
+    op = make_operator(
+        cluster.operator_kubeconfig,
+        name="success",
+        cmds=["sh", "-c"],
+        do_xcom_push=True,
+        arguments=[
+            'for i in 1 2 3; do echo "line $i"; sleep 0.5; done; '
+            "echo '{\"rows\": 3}' > /airflow/xcom/return.json"
+        ],
+    )
+    ti = FakeTI(op.task_id)
+    deferred = submit(op, ti)
+    pod = deferred.trigger.pod_name
+    started = time.monotonic()
+    with capture_logs() as logs:
+        result = resume(op, ti, deferred)
+    assert result == {"rows": 3}
+    assert pod_lines(logs) == ["line 1", "line 2", "line 3"]
+    assert time.monotonic() - started < 30
+    assert pod in json.dumps(ti.xcoms)  # the pod is recorded for the task (its link / XCom)
+    assert_no_pod_left(cluster, ti)  # on_finish_action=delete_pod
+
+
+@pytest.mark.parametrize("how", ["annotations", "emulated"])
+def test_failure_reports_exit_code_reason_and_log_tail(cluster: Cluster, how: str) -> None:
+    if how == "annotations":
+        kwargs: dict[str, Any] = {
+            "annotations": {
+                ANN + "duration": "1s",
+                ANN + "exit-code": "3",
+                ANN + "reason": "Error",
+                ANN + "message": "boom: the task failed",
+                ANN + "logs": "starting\nabout to fail",
+            }
+        }
+    else:
+        kwargs = {
+            "cmds": ["sh", "-c"],
+            "arguments": ["echo starting; sleep 0.3; echo about to fail >&2; exit 3"],
+        }
+    op = make_operator(cluster.operator_kubeconfig, name=f"fail-{how}", **kwargs)
+    ti = FakeTI(op.task_id)
+    with pytest.raises(PodFailedError) as info:
+        run_task(op, ti)
+    message = str(info.value)
+    assert "exited with code 3" in message
+    assert "(Error)" in message
+    if how == "annotations":
+        assert "boom: the task failed" in message
+    assert message.endswith("Last log lines:\nstarting\nabout to fail")
+    assert_no_pod_left(cluster, ti)
+
+
+def test_image_pull_failure_fails_fast(cluster: Cluster) -> None:
+    op = make_operator(
+        cluster.operator_kubeconfig,
+        name="bad-image",
+        image="registry.invalid/kpo-async/nope:1",
+        startup_timeout_seconds=120,
+    )
+    ti = FakeTI(op.task_id)
+    started = time.monotonic()
+    with pytest.raises(PodFailedError) as info:
+        run_task(op, ti)
+    took = time.monotonic() - started
+    message = str(info.value)
+    assert "ImagePullBackOff" in message or "ErrImagePull" in message
+    assert "registry.invalid" in message
+    assert took < 30, (
+        f"took {took:.1f}s: an image that cannot be pulled must not wait for the startup timeout"
+    )
+    assert_no_pod_left(cluster, ti)
+
+
+def test_startup_timeout_names_failed_scheduling(cluster: Cluster) -> None:
+    op = make_operator(
+        cluster.operator_kubeconfig,
+        name="unschedulable",
+        node_selector={"disktype": "ssd"},
+        startup_timeout_seconds=4,
+    )
+    ti = FakeTI(op.task_id)
+    with pytest.raises(PodFailedError) as info:
+        run_task(op, ti)
+    message = str(info.value)
+    assert "startup_timeout_seconds" in message
+    assert "FailedScheduling" in message  # the real kube-scheduler's event
+    assert "node(s) didn't match Pod's node affinity/selector" in message
+    assert_no_pod_left(cluster, ti)
+
+
+# ---------------------------------------------------------------------------------------------------
+# on_finish_action
+
+
+@pytest.mark.parametrize(
+    ("action", "exit_code", "kept"),
+    [
+        ("delete_pod", 0, False),
+        ("delete_pod", 1, False),
+        ("keep_pod", 0, True),
+        ("keep_pod", 1, True),
+        ("delete_succeeded_pod", 0, False),
+        ("delete_succeeded_pod", 1, True),
+    ],
+)
+def test_on_finish_action(cluster: Cluster, action: str, exit_code: int, kept: bool) -> None:
+    op = make_operator(
+        cluster.operator_kubeconfig,
+        name=f"finish-{action.replace('_', '-')}-{exit_code}",
+        cmds=["sh", "-c"],
+        arguments=[f"echo finishing; exit {exit_code}"],
+        on_finish_action=action,
+    )
+    ti = FakeTI(op.task_id)
+    if exit_code:
+        with pytest.raises(PodFailedError):
+            run_task(op, ti)
+    else:
+        run_task(op, ti)
+    pods = live_pods(cluster, task_selector(ti))
+    try:
+        assert bool(pods) == kept
+        for pod in pods:
+            assert pod["metadata"]["labels"][FINALIZED_LABEL] == "true"
+            assert pod["status"]["phase"] == ("Succeeded" if exit_code == 0 else "Failed")
+    finally:
+        for pod in pods:
+            delete_now(cluster, pod["metadata"]["name"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Worker restarts
+
+
+def test_reattach_adopts_the_pod_of_an_interrupted_try(cluster: Cluster) -> None:
+    kwargs = {"name": "reattach", "cmds": ["sh", "-c"], "arguments": ["sleep 2; echo done"]}
+    run_id = f"e2e-{uuid.uuid4().hex[:10]}"
+    first = submit(make_operator(cluster.operator_kubeconfig, **kwargs), FakeTI("reattach", 1, run_id))
+    # The worker dies here, after the pod was created; Airflow retries the task as try 2.
+    ti = FakeTI("reattach", 2, run_id)
+    op = make_operator(cluster.operator_kubeconfig, **kwargs)
+    with capture_logs() as logs:
+        second = submit(op, ti)
+    assert second.trigger.pod_name == first.trigger.pod_name
+    assert any("reattaching to pod" in str(e.get("event")) for e in logs)
+    assert [p["metadata"]["name"] for p in live_pods(cluster, task_selector(ti))] == [first.trigger.pod_name]
+    with capture_logs() as logs:
+        resume(op, ti, second)
+    assert pod_lines(logs) == ["done"]
+    assert_no_pod_left(cluster, ti)
+
+
+def test_without_reattach_the_interrupted_trys_pod_is_deleted(cluster: Cluster) -> None:
+    kwargs = {"name": "no-reattach", "cmds": ["sh", "-c"], "reattach_on_restart": False}
+    run_id = f"e2e-{uuid.uuid4().hex[:10]}"
+    first = submit(
+        make_operator(cluster.operator_kubeconfig, arguments=["sleep 60"], **kwargs),
+        FakeTI("no-reattach", 1, run_id),
+    )
+    ti = FakeTI("no-reattach", 2, run_id)
+    op = make_operator(cluster.operator_kubeconfig, arguments=["echo quick"], **kwargs)
+    second = submit(op, ti)
+    assert second.trigger.pod_name != first.trigger.pod_name
+    assert {p["metadata"]["name"] for p in live_pods(cluster, task_selector(ti))} == {second.trigger.pod_name}
+    with capture_logs() as logs:
+        resume(op, ti, second)
+    assert pod_lines(logs) == ["quick"]
+    assert_no_pod_left(cluster, ti)
+
+
+def test_pod_deleted_from_outside_mid_run_is_a_clear_error(cluster: Cluster) -> None:
+    op = make_operator(
+        cluster.operator_kubeconfig,
+        name="deleted-outside",
+        cmds=["sh", "-c"],
+        arguments=["echo working; sleep 60"],
+    )
+    ti = FakeTI(op.task_id)
+    deferred = submit(op, ti)
+    pod = deferred.trigger.pod_name
+
+    def delete_when_running() -> None:
+        def running() -> bool:
+            found = [p for p in live_pods(cluster, task_selector(ti)) if p["metadata"]["name"] == pod]
+            return bool(found) and "running" in base_state(found[0])
+
+        wait_until("the pod to run", running)
+        time.sleep(0.5)
+        out = cluster.run_kubectl("delete", "pod", "-n", cluster.namespace, pod, "--wait=false")
+        assert out.returncode == 0, out.stderr
+
+    deleter = threading.Thread(target=delete_when_running, daemon=True)
+    deleter.start()
+    started = time.monotonic()
+    with capture_logs() as logs, pytest.raises(PodFailedError) as info:
+        resume(op, ti, deferred)
+    deleter.join(5)
+    message = str(info.value)
+    assert f"pod {cluster.namespace}/{pod} was deleted before its container finished" in message
+    assert "working" in message  # the log tail up to then
+    assert "working" in pod_lines(logs)
+    assert time.monotonic() - started < 30
+    assert_no_pod_left(cluster, ti)
+
+
+# ---------------------------------------------------------------------------------------------------
+# XCom
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("printf 'not json at all' > /airflow/xcom/return.json", "is not valid JSON"),
+        (": > /airflow/xcom/return.json", "is empty"),
+        ("echo no result written", "did not leave a readable /airflow/xcom/return.json"),
+    ],
+    ids=["not-json", "empty", "missing"],
+)
+def test_bad_xcom_fails_clearly_and_cleans_up(cluster: Cluster, script: str, expected: str) -> None:
+    op = make_operator(
+        cluster.operator_kubeconfig,
+        name="bad-xcom",
+        cmds=["sh", "-c"],
+        arguments=[f"echo working; {script}"],
+        do_xcom_push=True,
+    )
+    ti = FakeTI(op.task_id)
+    with pytest.raises(PodFailedError) as info:
+        run_task(op, ti)
+    message = str(info.value)
+    assert expected in message
+    assert "Fix:" in message
+    assert_no_pod_left(cluster, ti)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Least privilege (docs/rbac.md)
+
+
+def test_without_pods_exec_an_xcom_task_names_the_permission_and_leaves_no_pod(cluster: Cluster) -> None:
+    op = make_operator(
+        cluster.missing_perm_kubeconfig,
+        name="no-exec",
+        cmds=["sh", "-c"],
+        arguments=["echo '{\"a\": 1}' > /airflow/xcom/return.json"],
+        do_xcom_push=True,
+    )
+    ti = FakeTI(op.task_id)
+    deferred = submit(op, ti)
+    started = time.monotonic()
+    with pytest.raises(PodFailedError) as info:
+        resume(op, ti, deferred)
+    message = str(info.value)
+    assert "pods/exec" in message
+    assert "docs/rbac.md" in message
+    assert "403" in message
+    assert time.monotonic() - started < 30, "a 403 is not worth retrying"
+    assert_no_pod_left(cluster, ti)  # checked with the admin kubeconfig
+
+
+def _doctor(kubeconfig) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kpo_async.cli",
+            "doctor",
+            "--config-file",
+            str(kubeconfig),
+            "--namespace",
+            "kpo-async-e2e",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+
+
+def test_doctor_reports_all_ok_for_the_operator_role(cluster: Cluster) -> None:
+    out = _doctor(cluster.operator_kubeconfig)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "version: v1.36.3" in out.stdout
+    assert "MISSING" not in out.stdout
+    assert out.stdout.count("[ok]") == 10
+    assert "OK: everything the operator needs is in place" in out.stdout
+
+
+def test_doctor_reports_the_missing_pods_exec_permission(cluster: Cluster) -> None:
+    out = _doctor(cluster.missing_perm_kubeconfig)
+    assert out.returncode == 1, out.stdout + out.stderr
+    missing = [line for line in out.stdout.splitlines() if "[MISSING]" in line]
+    assert [line.split()[1:3] for line in missing] == [["create", "pods/exec"], ["get", "pods/exec"]]
+    assert "missing permission: create pods/exec in namespace kpo-async-e2e" in out.stderr
+    assert "docs/rbac.md" in out.stdout
+
+
+# ---------------------------------------------------------------------------------------------------
+# The shell emulation itself (tools/kwok/podfiles.py): what the tests above rely on
+
+
+async def test_emulated_pod_reports_the_scripts_exit_code_duration_and_output(
+    cluster: Cluster, operator_api, pod_name, cleanup_pods
+) -> None:
+    ns, name = cluster.namespace, pod_name("emu")
+    cleanup_pods.append(name)
+    v1 = client.CoreV1Api(operator_api)
+    await v1.create_namespaced_pod(
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "base",
+                        "image": "alpine:3.20",
+                        "command": ["sh", "-c", 'echo "hi $WHO"; sleep 1.5; echo oops >&2; exit 7'],
+                        "env": [{"name": "WHO", "value": "there"}],
+                    }
+                ],
+            },
+        },
+    )
+
+    async def finished() -> client.V1Pod:
+        while True:
+            pod = await v1.read_namespaced_pod(name, ns)
+            if pod.status.phase == "Failed":
+                return pod
+            await asyncio.sleep(0.2)
+
+    pod = await asyncio.wait_for(finished(), 30)
+    ann = pod.metadata.annotations
+    assert ann[ANN + "emulated"] == "true"
+    assert (ann[ANN + "exit-code"], ann[ANN + "duration"]) == ("7", "1.500s")
+    term = pod.status.container_statuses[0].state.terminated
+    assert (term.exit_code, term.reason) == (7, "Error")
+    code, text, _ = await raw_request(
+        operator_api,
+        "GET",
+        f"/api/v1/namespaces/{ns}/pods/{name}/log?container=base",
+        headers={"Accept": "*/*"},
+    )
+    assert (code, text.splitlines()) == (200, ["hi there", "oops"])
+    record = emulation_record(cluster, name)
+    assert record is not None and record["patch_status"] == 200
+    # The annotations landed before kwok's default 2 s deadline could end the container.
+    assert record["margin_seconds"] is None or record["margin_seconds"] > 0.1, record
