@@ -53,7 +53,6 @@ _ACCEPTED_WITHOUT_EFFECT = (
     "trigger_kwargs",
     "schedule_timeout_seconds",
     "init_container_logs",
-    "durable",
 )
 
 
@@ -111,7 +110,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         in_cluster: bool | None = None,
         cluster_context: str | None = None,
         labels: dict | None = None,
-        reattach_on_restart: bool = True,
+        reattach_on_restart: bool | None = None,
+        durable: bool | None = None,
         startup_timeout_seconds: int = 120,
         get_logs: bool = True,
         base_container_name: str | None = None,
@@ -200,7 +200,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self.in_cluster = in_cluster
         self.cluster_context = cluster_context
         self.labels = labels or {}
-        self.reattach_on_restart = reattach_on_restart
+        # `durable` supersedes `reattach_on_restart` in the official provider; unset means True.
+        self.reattach_on_restart = next((v for v in (durable, reattach_on_restart) if v is not None), True)
         self.startup_timeout_seconds = startup_timeout_seconds
         self.get_logs = get_logs
         self.base_container_name = base_container_name or "base"

@@ -722,14 +722,12 @@ def test_the_official_pod_name_and_namespace_xcoms_are_pushed(cluster: Any) -> N
     assert ti.xcoms.get("pod_namespace") == "default"
 
 
-@pytest.mark.xfail(strict=True, reason="gap: durable (which supersedes reattach_on_restart) is ignored")
 def test_durable_false_means_a_new_pod_for_each_try_like_the_official() -> None:
     theirs, ours = construct_both(image="alpine:3.20", durable=False)
     assert theirs.reattach_on_restart is False
     assert ours.reattach_on_restart is False
 
 
-@pytest.mark.xfail(strict=True, reason="gap: an explicit reattach_on_restart=None turns reattaching off")
 def test_reattach_on_restart_none_means_the_default_like_the_official() -> None:
     """None is the official signature's default (meaning True); a wrapper passing it on must not flip it."""
     theirs, ours = construct_both(image="alpine:3.20", reattach_on_restart=None)
