@@ -42,6 +42,8 @@ from tests.e2e.conftest import (
     live_pods,
     operator_log_accept_header,
     raw_request,
+    stream_lines,
+    wait_for_pod,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("log_accept_workaround")]
@@ -560,3 +562,131 @@ async def test_emulated_pod_reports_the_scripts_exit_code_duration_and_output(
     assert record is not None and record["patch_status"] == 200
     # The annotations landed before kwok's default 2 s deadline could end the container.
     assert record["margin_seconds"] is None or record["margin_seconds"] > 0.1, record
+
+
+# ---------------------------------------------------------------------------------------------------
+# More real-server facts for the simulator comparison (docs/real-control-plane.md, "Simulator vs real
+# API server"): recorded in build/e2e/observed-api-facts.json with the others; the parts the simulator
+# gets wrong today are asserted here so that the real side of each row stays pinned.
+
+
+async def test_more_observed_api_facts(
+    cluster: Cluster, operator_api, pod_name, cleanup_pods, observed_facts
+) -> None:
+    ns = cluster.namespace
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    facts = observed_facts
+    json_ct = {"Content-Type": "application/json"}
+
+    def body(name: str, **spec: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {"name": "base", "image": "alpine:3.20", "command": ["sh", "-c", "sleep 600"]}
+                ],
+                **spec,
+            },
+        }
+
+    # A JSON body without Content-Type is refused.
+    name = pod_name("noct")
+    cleanup_pods.append(name)
+    code, text, _ = await raw_request(operator_api, "POST", pods, body=body(name))
+    facts["create_without_content_type_415"] = {"http_status": code, "body": json.loads(text)}
+    assert (code, json.loads(text)["reason"]) == (415, "UnsupportedMediaType")
+
+    # resourceVersionMatch without resourceVersion is invalid.
+    code, text, _ = await raw_request(operator_api, "GET", f"{pods}?resourceVersionMatch=NotOlderThan")
+    facts["list_resource_version_match_without_resource_version_422"] = json.loads(text)
+    assert (code, json.loads(text)["details"]["kind"]) == (422, "ListOptions")
+
+    # A resourceVersion from the future: the server waits (~3 s), then 504.
+    code, text, _ = await raw_request(operator_api, "GET", f"{pods}?limit=1")
+    rv = int(json.loads(text)["metadata"]["resourceVersion"])
+    code, text, _ = await raw_request(
+        operator_api, "GET", f"{pods}?resourceVersion={rv + 10**6}&resourceVersionMatch=NotOlderThan"
+    )
+    facts["list_future_resource_version_504"] = {"http_status": code, "body": json.loads(text)}
+    assert code == 504 and json.loads(text)["message"].startswith("Timeout: Too large resource version: ")
+
+    # An unparsable resourceVersion on a watch is a 500 without a reason (sic).
+    code, text, _ = await raw_request(operator_api, "GET", f"{pods}?watch=1&resourceVersion=abc")
+    facts["watch_unparsable_resource_version"] = {"http_status": code, "body": json.loads(text)}
+    assert code == 500 and "reason" not in json.loads(text)
+
+    # Label selector parse errors.
+    for selector in ("app in (", "app=Bad_Value!"):
+        code, text, _ = await raw_request(operator_api, "GET", f"{pods}?labelSelector={selector}")
+        facts[f"label_selector_error {selector}"] = {
+            "http_status": code,
+            "message": json.loads(text)["message"],
+        }
+        assert code == 400
+
+    # The initial-events-end bookmark of a watch-list: a Pod with empty spec and status.
+    _, lines = await stream_lines(
+        operator_api,
+        f"{pods}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+        "&fieldSelector=metadata.name=kpo-async-none&timeoutSeconds=1",
+        max_lines=1,
+        timeout=15,
+    )
+    bookmark = json.loads(lines[0])
+    facts["watch_initial_events_end_bookmark"] = bookmark
+    assert bookmark["type"] == "BOOKMARK"
+    assert bookmark["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert (bookmark["object"]["spec"], bookmark["object"]["status"]) == ({"containers": None}, {})
+
+    # Deleting a running pod with gracePeriodSeconds=0: the API server keeps it (deletionTimestamp,
+    # grace 0) until the node confirms, so watchers see MODIFIED, then DELETED.
+    name = pod_name("grace0")
+    cleanup_pods.append(name)
+    code, text, _ = await raw_request(operator_api, "POST", pods, body=body(name), headers=json_ct)
+    assert code == 201, text
+    await wait_for_pod(operator_api, ns, name, lambda p: p.status.phase == "Running", what="Running")
+    code, text, _ = await raw_request(operator_api, "GET", f"{pods}/{name}")
+    rv = json.loads(text)["metadata"]["resourceVersion"]
+    watch = asyncio.create_task(
+        stream_lines(
+            operator_api,
+            f"{pods}?watch=1&fieldSelector=metadata.name={name}&resourceVersion={rv}&timeoutSeconds=10",
+            max_lines=2,
+            timeout=20,
+        )
+    )
+    await asyncio.sleep(0.3)
+    code, text, _ = await raw_request(operator_api, "DELETE", f"{pods}/{name}?gracePeriodSeconds=0")
+    meta = json.loads(text)["metadata"]
+    events = [json.loads(line) for line in (await watch)[1]]
+    facts["delete_running_pod_grace_0"] = {
+        "http_status": code,
+        "response_deletionGracePeriodSeconds": meta.get("deletionGracePeriodSeconds"),
+        "response_has_deletionTimestamp": "deletionTimestamp" in meta,
+        "watch_events": [
+            (e["type"], e["object"]["metadata"].get("deletionGracePeriodSeconds")) for e in events
+        ],
+    }
+    assert (code, meta.get("deletionGracePeriodSeconds"), "deletionTimestamp" in meta) == (200, 0, True)
+    assert [e["type"] for e in events] == ["MODIFIED", "DELETED"]
+
+    # The scheduler's events are events.k8s.io/v1 events seen through core/v1: no count, no
+    # first/lastTimestamp, an empty source, eventTime and reportingComponent set, action "Binding".
+    code, text, _ = await raw_request(
+        operator_api, "GET", f"/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name={name}"
+    )
+    scheduled = [e for e in json.loads(text)["items"] if e["reason"] == "Scheduled"]
+    assert scheduled, text
+    event = {k: v for k, v in scheduled[0].items() if k not in ("metadata", "involvedObject")}
+    facts["scheduled_event_core_v1"] = event
+    assert (event.get("count"), event["firstTimestamp"], event["lastTimestamp"], event["source"]) == (
+        None,
+        None,
+        None,
+        {},
+    )
+    assert (event["action"], event["reportingComponent"]) == ("Binding", "default-scheduler")
+    assert event["eventTime"]
