@@ -399,6 +399,8 @@ def test_worker_killed_after_submit_retry_adopts_or_replaces_the_pod(services: A
         run = services.wait_run(dag_id, run_id, timeout=240)
         recorder.poll()
 
+    seen_pods = {name: (v["task_id"], v["try_number"]) for name, v in recorder.seen.items()}
+    print(f"\npods seen (task, try): {seen_pods}")
     for task_id, marker in killed.items():
         log = services.task_log(dag_id, run_id, task_id, try_number=2)
         ti = services.task_instance(dag_id, run_id, task_id)
