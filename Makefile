@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e '.[dev,bench,docs]'
 	touch $(STAMP)

@@ -196,7 +196,8 @@ class ContainerLog:
                 "GET",
                 path_params={"namespace": self.namespace, "name": self.pod},
                 query_params=query,
-                header_params={"Accept": "text/plain"},
+                # The API server refuses text/plain here (406); "*/*" gets the plain-text log.
+                header_params={"Accept": "*/*"},
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _request_timeout=timeout,

@@ -339,8 +339,17 @@ class PodMonitor:
             raise
         except ApiException as exc:
             # 404: the pod is gone, there is nothing more to read. 400: the container has not
-            # started (or is restarting). Anything else is transient: retry with backoff.
-            return True if exc.status == 404 else None
+            # started (or is restarting). 5xx/429: transient, retry with backoff. Any other
+            # refusal (403 without pods/log, 406 ...) will not change: say so once and stop.
+            if exc.status == 404:
+                return True
+            if exc.status == 400 or is_retryable(exc):
+                return None
+            detail = f"cannot read the log of {self._pod_ref}: HTTP {exc.status} {exc.reason}"
+            if exc.status == 403:
+                detail += ". Fix: grant 'get' on pods/log (see docs/rbac.md)"
+            self.log.warning(detail)
+            return True
         except Exception as exc:
             if not is_retryable(exc):
                 raise
@@ -412,7 +421,14 @@ class PodMonitor:
             sidecar = state.container(XCOM_SIDECAR_NAME) if state is not None else None
             if sidecar is not None and sidecar.state == "running":
                 return
-            if state is None or (sidecar is not None and sidecar.terminated) or _passed(deadline):
+            # Statuses list every container of the spec once scheduled: none means no sidecar at all.
+            no_sidecar = state is not None and state.containers and sidecar is None
+            if (
+                state is None
+                or no_sidecar
+                or (sidecar is not None and sidecar.terminated)
+                or _passed(deadline)
+            ):
                 detail = (
                     "the pod is gone" if state is None else f"it is {sidecar.state if sidecar else 'missing'}"
                 )

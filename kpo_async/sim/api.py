@@ -17,7 +17,7 @@ from kpo_async.sim.config import SimConfig
 from kpo_async.sim.errors import ApiError, Cause, already_exists, bad_request, conflict, invalid, not_found
 from kpo_async.sim.events import EventRecorder
 from kpo_async.sim.exec import serve_exec
-from kpo_async.sim.httpio import json_response, stream_response
+from kpo_async.sim.httpio import error_response, json_response, stream_response
 from kpo_async.sim.kubelet import Kubelet
 from kpo_async.sim.logs import LogOptions
 from kpo_async.sim.patch import apply_patch
@@ -577,6 +577,16 @@ class Api:
 
     async def pod_log(self, request: web.Request) -> web.StreamResponse:
         ns, name = request.match_info["ns"], request.match_info["name"]
+        if not _log_accept_ok(request.headers.get("Accept", "")):
+            # As kube-apiserver 1.36 answers: the log's media type is negotiated like any object's.
+            return error_response(
+                ApiError(
+                    406,
+                    "only the following media types are accepted: application/json, application/yaml, "
+                    "application/vnd.kubernetes.protobuf",
+                    "NotAcceptable",
+                )
+            )
         obj = self._get_obj("pods", ns, name)
         pod = obj.body
         assert pod is not None
@@ -712,3 +722,12 @@ class Api:
 
     async def get_node(self, request: web.Request) -> web.StreamResponse:
         return self._render(request, self._get_obj("nodes", "", request.match_info["name"]))
+
+
+_LOG_ACCEPTED = ("*/*", "application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+
+
+def _log_accept_ok(accept: str) -> bool:
+    """An absent Accept, or one listing a media type the API server negotiates, gets the log."""
+    kinds = [part.split(";")[0].strip() for part in accept.split(",") if part.strip()]
+    return not kinds or any(kind in _LOG_ACCEPTED for kind in kinds)

@@ -379,6 +379,8 @@ class Shell:
 
     async def _loop_body(self, body: p.Seq, io: IO) -> tuple[int, str | None]:
         self.loop_depth += 1
+        # A loop that never awaits (`while true; do :; done`) must not freeze the whole simulator.
+        await asyncio.sleep(0)
         try:
             return await self.eval_seq(body, io), None
         except LoopControl as lc:
