@@ -455,89 +455,10 @@ def observed_facts(cluster: Cluster) -> Iterable[dict[str, Any]]:
 # Running the operator (and Airflow) against the real control plane
 
 
-def operator_log_accept_header() -> str | None:
-    """The Accept header kpo_async's log reader (`kpo_async.logs.ContainerLog.read`) sends.
-
-    Probed with a stub API client, so the answer follows the code as it is now.
-    """
-    from kpo_async.logs import ContainerLog, LogCursor
-
-    seen: dict[str, Any] = {}
-
-    class _Stop(Exception):
-        pass
-
-    class StubApiClient:
-        def call_api(self, *args: Any, **kwargs: Any) -> Any:
-            seen.update(kwargs.get("header_params") or {})
-            raise _Stop
-
-    # Driven by hand (no event loop needed): the request is made before the first real await.
-    coro = ContainerLog(StubApiClient(), "ns", "pod", "base", LogCursor(), lambda _: None).read(follow=False)
-    try:
-        coro.send(None)
-    except (_Stop, StopIteration):
-        pass
-    finally:
-        coro.close()
-    return seen.get("Accept")
-
-
-#: kpo_async/logs.py asks for the log with ``Accept: text/plain``, which kube-apiserver v1.36 refuses
-#: with 406 NotAcceptable (it accepts application/json, */*, ... for pods/log and answers text/plain):
-#: the operator then never delivers a log line and waits 60 s for the rest of the log. The simulator
-#: accepts it, which is how it went unnoticed. While that is so, the e2e tests other than the one
-#: pinning it (test_operator_e2e.py::test_log_request_is_accepted_by_the_real_api_server) send
-#: ``*/*`` instead, so that they can check everything else; the workaround switches itself off as soon
-#: as kpo_async sends something else.
-LOG_ACCEPT_REFUSED = "text/plain"
-
-LOG_ACCEPT_WORKAROUND_CODE = """
-import kpo_async.clients as _kpo_clients
-_kpo_orig_call_api = _kpo_clients._ApiClient.call_api
-def _kpo_call_api(self, *args, **kwargs):
-    headers = kwargs.get("header_params")
-    if headers and headers.get("Accept") == "text/plain":  # e2e workaround, see tests/e2e/conftest.py
-        kwargs["header_params"] = {**headers, "Accept": "*/*"}
-    return _kpo_orig_call_api(self, *args, **kwargs)
-if not getattr(_kpo_clients._ApiClient.call_api, "_kpo_e2e_workaround", False):
-    _kpo_call_api._kpo_e2e_workaround = True
-    _kpo_clients._ApiClient.call_api = _kpo_call_api
-"""
-
-#: `python -c AIRFLOW_LAUNCHER dags test ...`: the airflow CLI, with the workaround above when
-#: KPO_ASYNC_E2E_LOG_ACCEPT_WORKAROUND=1 (`airflow dags test` runs the task and its trigger in-process).
+#: `python -c AIRFLOW_LAUNCHER dags test ...`: the airflow CLI of this interpreter.
 AIRFLOW_LAUNCHER = (
-    "import os, sys\n"
-    "if os.environ.get('KPO_ASYNC_E2E_LOG_ACCEPT_WORKAROUND') == '1':\n"
-    + "".join(f"    {line}\n" for line in LOG_ACCEPT_WORKAROUND_CODE.strip().splitlines())
-    + "from airflow.__main__ import main\n"
-    "sys.argv = ['airflow', *sys.argv[1:]]\n"
-    "sys.exit(main())\n"
+    "import sys\nfrom airflow.__main__ import main\nsys.argv = ['airflow', *sys.argv[1:]]\nsys.exit(main())\n"
 )
-
-
-def log_accept_workaround_needed() -> bool:
-    return operator_log_accept_header() == LOG_ACCEPT_REFUSED
-
-
-@pytest.fixture
-def log_accept_workaround(monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Apply the Accept workaround (documented at LOG_ACCEPT_REFUSED) to this process if still needed."""
-    if not log_accept_workaround_needed():
-        return False
-    import kpo_async.clients as kpo_clients
-
-    original = kpo_clients._ApiClient.call_api
-
-    def call_api(self: Any, *args: Any, **kwargs: Any) -> Any:
-        headers = kwargs.get("header_params")
-        if headers and headers.get("Accept") == LOG_ACCEPT_REFUSED:
-            kwargs["header_params"] = {**headers, "Accept": "*/*"}
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(kpo_clients._ApiClient, "call_api", call_api)
-    return True
 
 
 def kubectl_json(cluster: Cluster, *args: str, kubeconfig: Path | None = None) -> Any:

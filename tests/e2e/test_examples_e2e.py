@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import AIRFLOW_LAUNCHER, REPO, Cluster, live_pods, log_accept_workaround_needed
+from tests.e2e.conftest import AIRFLOW_LAUNCHER, REPO, Cluster, live_pods
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,6 @@ def airflow_env(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> d
             "AIRFLOW_VAR_REMOTE_KUBECONFIG": kubeconfig,
             "AIRFLOW_VAR_REMOTE_CONTEXT": CONTEXT,
             "PYTHONPATH": str(REPO),
-            "KPO_ASYNC_E2E_LOG_ACCEPT_WORKAROUND": "1" if log_accept_workaround_needed() else "0",
         }
     )
     migrated = airflow(env, "db", "migrate")

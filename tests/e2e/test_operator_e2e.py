@@ -35,18 +35,16 @@ from kpo_async.pods import FINALIZED_LABEL
 from kpo_async.watch import stop_shared_watchers
 from tests.e2e.conftest import (
     ANN,
-    LOG_ACCEPT_REFUSED,
     REPO,
     Cluster,
     emulation_record,
     live_pods,
-    operator_log_accept_header,
     raw_request,
     stream_lines,
     wait_for_pod,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("log_accept_workaround")]
+pytestmark = pytest.mark.e2e
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -154,7 +152,7 @@ def base_state(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The pinned kpo_async bug (see LOG_ACCEPT_REFUSED in conftest.py)
+# Found here: the log request's media type (kpo_async sent text/plain, which v1.36 refuses with 406)
 
 
 async def test_log_request_is_accepted_by_the_real_api_server(
@@ -188,13 +186,6 @@ async def test_log_request_is_accepted_by_the_real_api_server(
     }
     assert code == 406 and json.loads(text)["reason"] == "NotAcceptable", "the real server changed its mind"
 
-    accept = operator_log_accept_header()
-    if accept == LOG_ACCEPT_REFUSED:
-        pytest.xfail(
-            "kpo_async/logs.py ContainerLog.read sends 'Accept: text/plain'; kube-apiserver v1.36 answers "
-            "406 NotAcceptable, so no log line is ever delivered (fix: send 'Accept: */*'). The other e2e "
-            "tests work around it (tests/e2e/conftest.py LOG_ACCEPT_REFUSED)."
-        )
     lines: list[str] = []
     from kpo_async.clients import open_client
     from kpo_async.connection import ClusterRef
