@@ -1,0 +1,334 @@
+"""Fixtures for the reliability suite: the operator and the trigger end to end against the embedded
+cluster over loopback (real HTTP and WebSocket), with faults injected into the cluster.
+
+`RequestLog` is the simulator's request counter with a timestamp per request, so tests can measure
+how far apart retried requests were and how many requests a persistent failure caused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.module_loading import import_string
+from kubernetes_asyncio import client, config
+
+from kpo_async.clients import close_shared_clients
+from kpo_async.sim import SimCluster, SimConfig
+from kpo_async.sim.stats import Stats
+from kpo_async.watch import stop_shared_watchers
+
+BEHAVIOR = "sim.kpo-async.io/behavior"
+#: Kubelet delays short enough for a fast suite (script sleeps and behaviour durations are not scaled).
+FAST = {"sandbox_delay": (0.01, 0.03), "pull_delay": 0.02, "bookmark_interval": 0.5}
+
+
+class RequestLog(Stats):
+    """The simulator's request counter, also remembering when each request arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[tuple[float, str]] = []
+        self._entries_lock = threading.Lock()
+
+    def count(self, key: str) -> None:
+        super().count(key)
+        with self._entries_lock:
+            self.entries.append((time.monotonic(), key))
+
+    def times(self, key: str, since: float = 0.0) -> list[float]:
+        with self._entries_lock:
+            return [t for t, k in self.entries if k == key and t >= since]
+
+    def count_since(self, key: str, since: float, until: float | None = None) -> int:
+        with self._entries_lock:
+            return sum(
+                1 for t, k in self.entries if k == key and t >= since and (until is None or t <= until)
+            )
+
+
+def new_cluster(**config: Any) -> SimCluster:
+    cluster = SimCluster(SimConfig(**{**FAST, **config}))
+    cluster.stats = RequestLog()  # before start: the API handlers are given this object
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimCluster]:
+    """One embedded cluster per module, on its own thread; faults are cleared after every test."""
+    with new_cluster().in_thread() as cluster:
+        yield cluster
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "sim" in request.fixturenames:
+        request.getfixturevalue("sim").faults.clear()
+
+
+# -- the operator's life cycle, as Airflow drives it ------------------------------------------------
+
+
+class FakeTI:
+    """The few task-instance attributes the operator reads from its context."""
+
+    def __init__(self, task_id: str, try_number: int = 1) -> None:
+        self.dag_id = "reliability"
+        self.task_id = task_id
+        self.run_id = "manual__2026-11-27T00:00:00+00:00"
+        self.map_index = -1
+        self.try_number = try_number
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def context_for(ti: FakeTI) -> dict[str, Any]:
+    return {"ti": ti, "task_instance": ti}
+
+
+def behavior(**spec: Any) -> dict[str, str]:
+    return {BEHAVIOR: json.dumps(spec)}
+
+
+def make_operator(sim: SimCluster, name: str | None = None, **kwargs: Any):
+    """The operator on the embedded cluster; `name` is the task id and the pod's name (before its suffix)."""
+    from kpo_async import AsyncKubernetesPodOperator
+
+    defaults: dict[str, Any] = {
+        "task_id": name,
+        "name": name,
+        "image": "alpine:3.20",
+        "kubernetes_conn_id": None,
+        "config_file": sim.kubeconfig_path,
+        "namespace": "default",
+        "startup_timeout_seconds": 30,
+    }
+    defaults.update(kwargs)
+    return AsyncKubernetesPodOperator(**defaults)
+
+
+def submit(op, ti: FakeTI) -> TaskDeferred:
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context_for(ti))
+    return deferred.value
+
+
+def stored_kwargs(deferred: TaskDeferred) -> tuple[str, dict[str, Any]]:
+    """The trigger as the metadata DB holds it: classpath and JSON kwargs."""
+    classpath, kwargs = deferred.trigger.serialize()
+    return classpath, json.loads(json.dumps(kwargs))
+
+
+def trigger_from(classpath: str, kwargs: dict[str, Any]):
+    """A trigger re-created from its stored form, as the triggerer does."""
+    return import_string(classpath)(**json.loads(json.dumps(kwargs)))
+
+
+async def first_event(trigger) -> dict[str, Any]:
+    """Iterate `run()` to its first event, then `cleanup()` (the triggerer's finally), in this loop."""
+    try:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+    finally:
+        await trigger.cleanup()
+
+
+async def _event_in_fresh_process_state(trigger) -> dict[str, Any]:
+    try:
+        return await first_event(trigger)
+    finally:
+        await stop_shared_watchers()
+        await close_shared_clients()
+
+
+def run_trigger(trigger, timeout: float = 60) -> dict[str, Any]:
+    """Run a trigger to its first event in a fresh event loop (a triggerer with only this trigger)."""
+    return asyncio.run(asyncio.wait_for(_event_in_fresh_process_state(trigger), timeout))
+
+
+def resume(op, ti: FakeTI, deferred: TaskDeferred, timeout: float = 60) -> tuple[dict[str, Any], Any]:
+    """Triggerer then worker: the event, and what `execute_complete` returned."""
+    event = run_trigger(trigger_from(*stored_kwargs(deferred)), timeout)
+    return event, getattr(op, deferred.method_name)(context_for(ti), event)
+
+
+def run_task(op, ti: FakeTI | None = None, timeout: float = 60) -> tuple[dict[str, Any], Any]:
+    ti = ti or FakeTI(op.task_id)
+    return resume(op, ti, submit(op, ti), timeout)
+
+
+# -- looking at the cluster from outside ------------------------------------------------------------
+
+
+async def _api(sim: SimCluster):
+    return await config.new_client_from_config(config_file=sim.kubeconfig_path)
+
+
+def live_pods(sim: SimCluster, prefix: str = "", namespace: str = "default") -> list[dict[str, Any]]:
+    """Pods that exist and are not being deleted, whose name starts with `prefix`."""
+
+    async def go() -> list[dict[str, Any]]:
+        api = await _api(sim)
+        async with api:
+            pods = await client.CoreV1Api(api).list_namespaced_pod(namespace)
+            return [
+                api.sanitize_for_serialization(p)
+                for p in pods.items
+                if not p.metadata.deletion_timestamp and p.metadata.name.startswith(prefix)
+            ]
+
+    return asyncio.run(go())
+
+
+def all_pods(sim: SimCluster, prefix: str = "", namespace: str = "default") -> list[str]:
+    """Names of every pod, including those still terminating."""
+
+    async def go() -> list[str]:
+        api = await _api(sim)
+        async with api:
+            pods = await client.CoreV1Api(api).list_namespaced_pod(namespace)
+            return [p.metadata.name for p in pods.items if p.metadata.name.startswith(prefix)]
+
+    return asyncio.run(go())
+
+
+def delete_now(sim: SimCluster, name: str, namespace: str = "default") -> None:
+    async def go() -> None:
+        api = await _api(sim)
+        async with api:
+            await client.CoreV1Api(api).delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+
+    asyncio.run(go())
+
+
+def read_pod(sim: SimCluster, name: str, namespace: str = "default") -> dict[str, Any] | None:
+    async def go() -> dict[str, Any] | None:
+        api = await _api(sim)
+        async with api:
+            try:
+                pod = await client.CoreV1Api(api).read_namespaced_pod(name, namespace)
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return api.sanitize_for_serialization(pod)
+
+    return asyncio.run(go())
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pod_lines(logs: list[dict[str, Any]], container: str = "base") -> list[str]:
+    """The pod log lines the trigger delivered, from structlog's captured events."""
+    prefix = f"[{container}] "
+    return [str(e["event"])[len(prefix) :] for e in logs if str(e.get("event", "")).startswith(prefix)]
+
+
+def numbered(count: int, template: str = "line {i}") -> list[str]:
+    return [template.replace("{i}", str(i)) for i in range(1, count + 1)]
+
+
+@pytest.fixture
+def cleanup_pods(sim: SimCluster) -> Iterator[list[str]]:
+    """Name prefixes whose pods are force-deleted after the test (for tests that expect a leak)."""
+    prefixes: list[str] = []
+    yield prefixes
+    for prefix in prefixes:
+        for name in all_pods(sim, prefix):
+            try:
+                delete_now(sim, name)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+
+class SimProcess:
+    """The embedded cluster in its own process (so that this process measures only itself)."""
+
+    def __init__(self, workdir: str) -> None:
+        import subprocess
+        import sys
+
+        self.kubeconfig_path = os.path.join(workdir, "kubeconfig")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kpo_async.sim", "--kubeconfig", self.kubeconfig_path],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("kubeconfig:"):
+                break
+        else:
+            raise RuntimeError(f"the simulator exited with {self.process.wait()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except Exception:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def sim_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+    process = SimProcess(str(tmp_path_factory.mktemp("sim")))
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _short_jitter_seed() -> int:
+    """A seed for `random` under which `Backoff`'s 7 jittered sleeps are short (about 2 s in all)."""
+    from kpo_async.retry import DEFAULT_BACKOFF
+
+    best, best_total = 0, float("inf")
+    for seed in range(2000):
+        rng = random.Random(seed)
+        total = sum(
+            rng.uniform(0, min(DEFAULT_BACKOFF.cap, DEFAULT_BACKOFF.base * 2**attempt))
+            for attempt in range(1, DEFAULT_BACKOFF.attempts)
+        )
+        if 2.0 <= total < best_total:
+            best, best_total = seed, total
+    return best
+
+
+_SHORT_JITTER_SEED = _short_jitter_seed()
+
+
+@contextlib.contextmanager
+def short_jitter() -> Iterator[None]:
+    """Seed the jitter of `kpo_async.retry` so that exhausting its attempts takes ~2 s, not ~16 s.
+
+    The attempts, backoff and error are the real ones; only the random draws are made reproducible.
+    """
+    random.seed(_SHORT_JITTER_SEED)
+    try:
+        yield
+    finally:
+        random.seed()
