@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -251,11 +250,15 @@ class AirflowServices:
             start_new_session=True,
             cwd=REPO,
         )
-        wait_until(
-            lambda: self.sim.proc.poll() is not None or "kubeconfig:" in log_path.read_text(),
-            timeout=60,
-            what="the embedded cluster",
-        )
+        try:
+            wait_until(
+                lambda: self.sim.proc.poll() is not None or "kubeconfig:" in log_path.read_text(),
+                timeout=60,
+                what="the embedded cluster",
+            )
+        except BaseException:
+            stop_process_group(self.sim.proc, grace=5)
+            raise
         if self.sim.proc.poll() is not None:
             raise ServiceError(f"the embedded cluster exited: {log_path.read_text()[-2000:]}")
 
@@ -370,7 +373,6 @@ class AirflowServices:
 
     def wait_healthy(self, timeout: float = 180.0, components: Iterable[str] | None = None) -> None:
         wanted = tuple(components or ("metadatabase", "scheduler", "triggerer", "dag_processor"))
-        started = {n: s.generation for n, s in self.services.items()}
 
         def healthy() -> bool:
             for service in self.services.values():
@@ -391,7 +393,6 @@ class AirflowServices:
             return True
 
         wait_until(healthy, timeout=timeout, what=f"healthy {', '.join(wanted)}", first=0.5)
-        del started
 
     def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120.0) -> None:
         for dag_id in dag_ids:
@@ -604,6 +605,3 @@ def _epoch(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-POD_LINE = re.compile(r"^line (\d+)$")

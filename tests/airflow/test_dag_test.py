@@ -38,6 +38,13 @@ class DagTester:
         for dag_file in self.harness.dag_files:
             shutil.copy(dag_file, self.harness.dags_folder / dag_file.name)
         self.harness._start_sim()
+        try:
+            self._setup()
+        except BaseException:
+            self.harness.stop()  # the cluster process must not outlive a failed setup
+            raise
+
+    def _setup(self) -> None:
         kubeconfig = str(self.harness.kubeconfig)
         self.harness.connections = {
             "remote_k8s": {
