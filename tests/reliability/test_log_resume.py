@@ -176,7 +176,7 @@ def test_the_cursor_is_checkpointed_while_lines_flow_bounding_what_a_hard_kill_r
     repeated = len(first) + len(second) - 40
     assert sorted(set(first + second), key=lambda line: int(line.split()[1])) == numbered(40)
     assert second == numbered(40)[40 - len(second) :]
-    assert 0 <= repeated <= 12, f"{repeated} lines repeated after a hard kill"  # 0.5 s + a little
+    assert 0 <= repeated <= 16, f"{repeated} lines repeated after a hard kill"  # 0.5 s + slack for load
     op.execute_complete(context_for(ti), event)
 
 
@@ -185,7 +185,7 @@ def test_the_cursor_is_checkpointed_while_lines_flow_bounding_what_a_hard_kill_r
 
 def test_a_recreated_trigger_whose_startup_deadline_passed_times_out_at_once(sim) -> None:
     name = "late-start"
-    op = make_operator(sim, name, node_selector={"disktype": "ssd"}, startup_timeout_seconds=1)
+    op = make_operator(sim, name, node_selector={"disktype": "ssd"}, startup_timeout_seconds=3)
     ti = FakeTI(name)
     deferred = submit(op, ti)
     classpath, kwargs = stored_kwargs(deferred)
@@ -194,7 +194,8 @@ def test_a_recreated_trigger_whose_startup_deadline_passed_times_out_at_once(sim
     time.sleep(max(0.0, kwargs["startup_deadline"] - time.time()))
     started = time.monotonic()
     event = run_trigger(trigger_from(classpath, kwargs))
-    assert time.monotonic() - started < 1.5, "the new trigger did not use the original deadline"
+    # a deadline counted again from the re-creation would take 3 s more
+    assert time.monotonic() - started < 2, "the new trigger did not use the original deadline"
     assert event["status"] == "timeout" and event["reason"] == "StartupTimeout"
     assert "startup_timeout_seconds" in event["message"] and "FailedScheduling" in event["message"]
     with pytest.raises(PodFailedError):
@@ -205,7 +206,7 @@ def test_a_recreated_trigger_whose_startup_deadline_passed_times_out_at_once(sim
 def test_a_recreated_trigger_whose_execution_deadline_passed_times_out_at_once(sim) -> None:
     name = "late-end"
     op = make_operator(
-        sim, name, annotations=behavior(duration_seconds=60), execution_timeout=timedelta(seconds=1)
+        sim, name, annotations=behavior(duration_seconds=60), execution_timeout=timedelta(seconds=3)
     )
     ti = FakeTI(name)
     deferred = submit(op, ti)
@@ -215,7 +216,8 @@ def test_a_recreated_trigger_whose_execution_deadline_passed_times_out_at_once(s
     time.sleep(max(0.0, kwargs["execution_deadline"] - time.time()))
     started = time.monotonic()
     event = run_trigger(trigger_from(classpath, kwargs))
-    assert time.monotonic() - started < 1.5, "the new trigger did not use the original deadline"
+    # a deadline counted again from the re-creation would take 3 s more
+    assert time.monotonic() - started < 2, "the new trigger did not use the original deadline"
     assert event["status"] == "timeout" and event["reason"] == "ExecutionTimeout"
     with pytest.raises(AirflowTaskTimeout):
         op.execute_complete(context_for(ti), event)
