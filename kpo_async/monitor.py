@@ -53,6 +53,8 @@ class MonitorSettings:
     log_tail_line_chars: int = 1000
     #: Log the pod's events (Scheduled, Pulling, FailedScheduling...) as they happen while it starts.
     log_events_on_startup: bool = True
+    #: Env vars whose values are secrets: masked wherever this process logs (names only, no values).
+    secret_env_names: tuple[str, ...] = ()
 
 
 class PodMonitor:
@@ -81,6 +83,7 @@ class PodMonitor:
         self._seen_phase: str | None = None
         self._seen_events: set[str] = set()
         self._events_read_at = 0.0
+        self._masking = False
         self._subscription: Subscription | None = None
 
     # -- the run -------------------------------------------------------------------------------
@@ -93,6 +96,7 @@ class PodMonitor:
             if isinstance(state, dict):
                 return state
             self._resume_cursor_from(state)
+            await self._mask_secret_env()
             if self.settings.get_logs:
                 log_task = asyncio.create_task(self._follow_logs(), name=f"logs-{self.pod_name}")
                 checkpoints = asyncio.create_task(
@@ -294,8 +298,32 @@ class PodMonitor:
 
     # -- logs ----------------------------------------------------------------------------------
     def _on_log_line(self, line: str) -> None:
+        if self._masking:  # only tasks with secret env vars pay for redaction
+            from airflow.sdk.log import redact
+
+            line = redact(line)  # the tail also lands in the event, stored in the metadata DB
         self.log.info(f"[{self.settings.base_container}] {line}")
         self.tail.append(line[: self.settings.log_tail_line_chars])
+
+    async def _mask_secret_env(self) -> None:
+        """Register the secret env values with this process's secrets masker before any log line."""
+        if not self.settings.secret_env_names:
+            return
+        from airflow.sdk.log import amask_secret
+
+        wanted = set(self.settings.secret_env_names)
+        response = await with_retries(
+            lambda: checked(
+                self.client.core.read_namespaced_pod(self.pod_name, self.namespace, _preload_content=False)
+            ),
+            what=f"reading pod {self._pod_ref}",
+        )
+        spec = json.loads(await response.read()).get("spec") or {}
+        for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            for env in container.get("env") or []:
+                if env.get("name") in wanted and env.get("value"):
+                    await amask_secret(env["value"])
+        self._masking = True
 
     def _resume_cursor_from(self, state: PodState) -> None:
         """Resume after the furthest point recorded: our kwargs or the pod's checkpoint annotation."""
@@ -456,6 +484,7 @@ class PodMonitor:
         )
 
     # -- the event -----------------------------------------------------------------------------
+
     @property
     def _pod_ref(self) -> str:
         return f"{self.namespace}/{self.pod_name}"

@@ -250,6 +250,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self.dns_config = dns_config
         self.xcom_sidecar_container_security_context = xcom_sidecar_container_security_context
         self._submitted: tuple[str, str] | None = None
+        self._secret_env_names: list[str] = []
 
     # -- identity and spec ---------------------------------------------------------------------
     @property
@@ -393,6 +394,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             on_kill_action=self.on_kill_action,
             fallback_poll_seconds=max(float(self.poll_interval), 30.0),
             log_events_on_startup=self.log_events_on_startup,
+            secret_env_names=self._secret_env_names,
         )
         if not self.deferrable:
             return self.execute_complete(context, asyncio.run(self._monitor_here(trigger)))
@@ -405,6 +407,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
     async def _submit(self, context: Any, identity: TaskIdentity) -> tuple[PodState, str]:
         async with open_client(self.cluster_ref) as client:
             pod = self.build_pod(context, client.default_namespace, client.config.extras)
+            self._secret_env_names = secret_env_names(pod)
             namespace = pod.metadata.namespace
             adopted = await self._adopt(client, namespace, identity)
             if adopted is not None:
@@ -538,6 +541,23 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 await delete_pod(client, namespace, name)
 
         asyncio.run(delete())
+
+
+def secret_env_names(pod: V1Pod) -> list[str]:
+    """Names (never values) of env vars the worker's secrets masker hides.
+
+    The masker knows this task's secrets (sensitive names, Variables and connections it read);
+    the triggerer's does not. The trigger gets these names and registers the values it reads
+    from the pod with its own masker, so a pod echoing a secret is masked in the trigger log too.
+    """
+    from airflow.sdk.log import redact
+
+    names = set()
+    for container in [*(pod.spec.init_containers or []), *pod.spec.containers]:
+        for env in container.env or []:
+            if env.value and redact(env.value, env.name) != env.value:
+                names.add(env.name)
+    return sorted(names)
 
 
 def _labels_match(labels: dict[str, str], selector: str) -> bool:

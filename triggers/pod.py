@@ -35,6 +35,8 @@ class PodTrigger(BaseTrigger):
     :param execution_deadline: epoch seconds by which it must have finished (task's execution_timeout).
     :param log_cursor: where the log was delivered up to when this trigger was created.
     :param on_kill_action: ``delete_pod`` or ``keep_pod`` when a user kills the deferred task.
+    :param secret_env_names: env vars whose values (read from the pod, never stored here) must be
+        masked in the trigger log.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class PodTrigger(BaseTrigger):
         log_poll_seconds: float = 10.0,
         log_checkpoint_seconds: float = 60.0,
         log_events_on_startup: bool = True,
+        secret_env_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.pod_name = pod_name
@@ -70,6 +73,7 @@ class PodTrigger(BaseTrigger):
         self.log_poll_seconds = log_poll_seconds
         self.log_checkpoint_seconds = log_checkpoint_seconds
         self.log_events_on_startup = log_events_on_startup
+        self.secret_env_names = list(secret_env_names or [])
         self._monitor: PodMonitor | None = None
         self._fired = False
 
@@ -91,6 +95,7 @@ class PodTrigger(BaseTrigger):
                 "log_poll_seconds": self.log_poll_seconds,
                 "log_checkpoint_seconds": self.log_checkpoint_seconds,
                 "log_events_on_startup": self.log_events_on_startup,
+                "secret_env_names": self.secret_env_names,
             },
         )
 
@@ -133,6 +138,7 @@ class PodTrigger(BaseTrigger):
             log_poll_seconds=self.log_poll_seconds,
             log_checkpoint_seconds=self.log_checkpoint_seconds,
             log_events_on_startup=self.log_events_on_startup,
+            secret_env_names=tuple(self.secret_env_names),
         )
 
     async def cleanup(self) -> None:

@@ -427,12 +427,6 @@ def test_worker_killed_after_submit_retry_adopts_or_replaces_the_pod(services: A
 
 
 # -- f. secrets ---------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="kpo_async bug: pod log lines are logged by the trigger on the triggerer, whose secrets "
-    "masker never learns the task's secrets (a worker would mask them), so a pod printing a secret "
-    "env value writes it in clear to the trigger log (see the report for the fix)",
-)
 def test_a_pod_printing_its_secret_is_masked_in_the_task_log(services: AirflowServices) -> None:
     """The pod prints a value that Airflow knows is secret (a Variable with a sensitive name).
 
