@@ -21,8 +21,9 @@ from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError, XComError
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_RESULT_ANNOTATION, XCOM_SIDECAR_NAME
 from kpo_async.logs import ContainerLog, LogCursor
-from kpo_async.pod_state import PodState
-from kpo_async.retry import checked, describe, is_retryable, with_retries
+from kpo_async.pod_state import ContainerState, PodState
+from kpo_async.pods import pod_events, read_pod
+from kpo_async.retry import backoff_delay, describe, is_retryable, json_body, with_retries
 from kpo_async.watch import Subscription, shared_watcher
 from kpo_async.xcom import read_xcom, stop_sidecar
 
@@ -84,6 +85,7 @@ class PodMonitor:
         self._seen_events: set[str] = set()
         self._events_read_at = 0.0
         self._masking = False
+        self._log_error: BaseException | None = None
         self._subscription: Subscription | None = None
 
     # -- the run -------------------------------------------------------------------------------
@@ -233,21 +235,12 @@ class PodMonitor:
             return await self._read_pod()
 
     async def _read_pod(self) -> PodState | None:
-        async def read() -> Any:
-            return await checked(
-                self.client.core.read_namespaced_pod(self.pod_name, self.namespace, _preload_content=False)
-            )
-
+        """Ask the API server directly; None when the pod does not exist."""
         try:
-            response = await with_retries(read, what=f"reading pod {self._pod_ref}")
-            self._polled = PodState.from_api(json.loads(await response.read()))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+            self._polled = await read_pod(self.client, self.namespace, self.pod_name)
         except ClusterUnreachableError:
             if self._polled is None:
-                raise
+                raise  # nothing known at all: let the event say the cluster is unreachable
         return self._polled
 
     def _report_progress(self, state: PodState) -> None:
@@ -277,14 +270,7 @@ class PodMonitor:
 
     async def _event_lines(self, *, new_only: bool = False) -> list[str]:
         try:
-            response = await checked(
-                self.client.core.list_namespaced_event(
-                    self.namespace,
-                    field_selector=f"involvedObject.name={self.pod_name}",
-                    _preload_content=False,
-                )
-            )
-            items = json.loads(await response.read()).get("items") or []
+            items = await pod_events(self.client, self.namespace, self.pod_name)
         except Exception as exc:
             return [f"(events unavailable: {describe(exc)})"]
         lines = []
@@ -312,13 +298,13 @@ class PodMonitor:
         from airflow.sdk.log import amask_secret
 
         wanted = set(self.settings.secret_env_names)
-        response = await with_retries(
-            lambda: checked(
+        pod = await with_retries(
+            lambda: json_body(
                 self.client.core.read_namespaced_pod(self.pod_name, self.namespace, _preload_content=False)
             ),
             what=f"reading pod {self._pod_ref}",
         )
-        spec = json.loads(await response.read()).get("spec") or {}
+        spec = pod.get("spec") or {}
         for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
             for env in container.get("env") or []:
                 if env.get("name") in wanted and env.get("value"):
@@ -341,6 +327,7 @@ class PodMonitor:
         """Stream the base container's log until it has ended, resuming after every drop."""
         failures = 0
         while True:
+            delivered = self.container_log.lines_delivered
             slots = self.client.log_stream_slots
             if not slots.locked():
                 async with slots:
@@ -350,8 +337,9 @@ class PodMonitor:
                 if not ended:
                     await asyncio.sleep(self.settings.log_poll_seconds)
             if ended is None:
-                failures += 1
-                await asyncio.sleep(min(10.0, 0.2 * 2**failures))
+                # A stream that delivered lines before it dropped was progress, not a failure.
+                failures = 1 if self.container_log.lines_delivered > delivered else failures + 1
+                await asyncio.sleep(backoff_delay(self._log_error, min(failures, 6)))
                 continue
             failures = 0
             await self._maybe_checkpoint()
@@ -372,6 +360,7 @@ class PodMonitor:
             if exc.status == 404:
                 return True
             if exc.status == 400 or is_retryable(exc):
+                self._log_error = exc
                 return None
             detail = f"cannot read the log of {self._pod_ref}: HTTP {exc.status} {exc.reason}"
             if exc.status == 403:
@@ -381,6 +370,7 @@ class PodMonitor:
         except Exception as exc:
             if not is_retryable(exc):
                 raise
+            self._log_error = exc
             return None
         # A read that began after termination saw everything; otherwise read once more to be sure.
         return terminated_before
@@ -457,14 +447,22 @@ class PodMonitor:
                 or (sidecar is not None and sidecar.terminated)
                 or _passed(deadline)
             ):
-                detail = (
-                    "the pod is gone" if state is None else f"it is {sidecar.state if sidecar else 'missing'}"
-                )
-                raise XComError(
-                    f"cannot read the XCom result of {self._pod_ref}: the {XCOM_SIDECAR_NAME} container "
-                    f"is not running ({detail}). Fix: do not override or remove the XCom sidecar"
-                )
+                raise XComError(self._sidecar_problem(state, sidecar))
             state = await self._next_state(deadline)
+
+    def _sidecar_problem(self, state: PodState | None, sidecar: ContainerState | None) -> str:
+        """Why the XCom cannot be read, blaming the user only when the pod spec is at fault."""
+        what = f"cannot read the XCom result of {self._pod_ref}: the {XCOM_SIDECAR_NAME} container"
+        if state is None:
+            return f"{what} is gone with its pod (deleted before the result was read)"
+        if state.reason or state.message:  # e.g. Evicted: the node took the pod away
+            return f"{what} stopped because the pod was {state.reason}: {state.message or ''}".rstrip(": ")
+        if sidecar is None:
+            return (
+                f"{what} is missing from the pod. Fix: keep the sidecar do_xcom_push adds "
+                "(a pod_template_file or full_pod_spec must not replace the containers list)"
+            )
+        return f"{what} is {sidecar.state} ({sidecar.reason or 'no reason given'}) and cannot be read"
 
     async def _stop_sidecar_quietly(self, state: PodState) -> None:
         if not self.settings.do_xcom_push or state.finished:

@@ -9,6 +9,7 @@ calls from `pods`, the waiting from `triggers.pod.PodTrigger`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import warnings
@@ -21,7 +22,7 @@ from airflow.sdk.exceptions import AirflowSkipException, AirflowTaskTimeout
 
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
-from kpo_async.errors import InvalidArgumentError, KpoAsyncError, PodFailedError
+from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
 from kpo_async.k8s_objects import to_api_dict
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.logs import LogCursor
@@ -412,7 +413,14 @@ class AsyncKubernetesPodOperator(BaseOperator):
             adopted = await self._adopt(client, namespace, identity)
             if adopted is not None:
                 return adopted, namespace
-            created = await create_pod(client, pod)
+            try:
+                created = await create_pod(client, pod)
+            except ClusterUnreachableError:
+                # The create may have succeeded with its answer lost: remove the pod it may have
+                # made (the name is this try's own), so that failing leaves nothing behind.
+                with contextlib.suppress(Exception):
+                    await delete_pod(client, namespace, pod.metadata.name)
+                raise
             if created is None:  # same deterministic name: this very try created it before
                 created = await self._adopt_by_name(client, namespace, pod.metadata.name, identity)
             self.log.info("created pod %s/%s", namespace, created.name)

@@ -534,8 +534,25 @@ def _resources(argument: str, value: Any) -> dict | None:
     data = checked_api_dict(value, "V1ResourceRequirements", argument=argument)
     for section in ("limits", "requests"):
         for resource, quantity in (data.get(section) or {}).items():
+            _check_resource_name(argument, resource)
             data[section][resource] = _quantity(argument, resource, quantity)
     return data or None
+
+
+#: Resource names the API server knows without a domain prefix.
+_STANDARD_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage", "storage"})
+
+
+def _check_resource_name(argument: str, resource: str) -> None:
+    """A misspelt name (``memroy``) would be rejected by the API server: say so before creating."""
+    if resource in _STANDARD_RESOURCES or resource.startswith("hugepages-") or "/" in resource:
+        return
+    raise InvalidArgumentError(
+        argument,
+        f"{resource!r} is not a resource name the API server accepts",
+        "use cpu, memory, ephemeral-storage, hugepages-<size>, or a domain-prefixed name such as "
+        "nvidia.com/gpu",
+    )
 
 
 def _quantity(argument: str, resource: str, quantity: Any) -> str:

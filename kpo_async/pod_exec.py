@@ -23,9 +23,10 @@ DEFAULT_MAX_OUTPUT = 32 * 1024 * 1024
 class ExecError(KpoAsyncError):
     """The command could not be run in the container (not a non-zero exit: see `ExecResult`)."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, headers: Any = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers  # keeps Retry-After for the retry loop
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ async def exec_in_container(
                 f"{what} was forbidden (403): the operator's identity needs the 'create' and 'get' "
                 "verbs on pods/exec in this namespace (see docs/rbac.md)"
             ) from None
-        raise ExecError(f"{what} was refused: HTTP {exc.status} {exc.message}", status=exc.status) from None
+        raise ExecError(
+            f"{what} was refused: HTTP {exc.status} {exc.message}", status=exc.status, headers=exc.headers
+        ) from None
     stdout, stderr = bytearray(), bytearray()
     status: dict[str, Any] | None = None
     async with socket:

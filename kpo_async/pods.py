@@ -17,7 +17,7 @@ from kpo_async.clients import ClusterClient
 from kpo_async.errors import InvalidArgumentError, KpoAsyncError, PermissionDeniedError
 from kpo_async.identity import MANAGED_LABEL
 from kpo_async.pod_state import PodState
-from kpo_async.retry import checked, with_retries
+from kpo_async.retry import json_body, with_retries
 
 T = TypeVar("T")
 
@@ -38,21 +38,17 @@ async def call(fn: Callable[[], Awaitable[T]], *, what: str, verb: str, resource
         raise
 
 
-async def read_json(response: Any) -> dict[str, Any]:
-    return json.loads(await response.read())
-
-
 async def find_task_pods(client: ClusterClient, namespace: str, selector: str) -> list[PodState]:
     """Unfinalized pods matching `selector`, newest first."""
 
     async def list_pods() -> Any:
-        return await checked(
+        return await json_body(
             client.core.list_namespaced_pod(
                 namespace, label_selector=f"{selector},!{FINALIZED_LABEL}", _preload_content=False
             )
         )
 
-    body = await read_json(await call(list_pods, what=f"listing pods in {namespace}", verb="list"))
+    body = await call(list_pods, what=f"listing pods in {namespace}", verb="list")
     items = sorted(
         body.get("items") or [], key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
     )
@@ -65,12 +61,10 @@ async def create_pod(client: ClusterClient, pod: V1Pod) -> PodState | None:
     namespace = pod.metadata.namespace
 
     async def create() -> Any:
-        return await checked(client.core.create_namespaced_pod(namespace, pod, _preload_content=False))
+        return await json_body(client.core.create_namespaced_pod(namespace, pod, _preload_content=False))
 
     try:
-        body = await read_json(
-            await call(create, what=f"creating pod {namespace}/{pod.metadata.name}", verb="create")
-        )
+        body = await call(create, what=f"creating pod {namespace}/{pod.metadata.name}", verb="create")
     except ApiException as exc:
         if exc.status == 409:
             return None
@@ -80,12 +74,10 @@ async def create_pod(client: ClusterClient, pod: V1Pod) -> PodState | None:
 
 async def read_pod(client: ClusterClient, namespace: str, name: str) -> PodState | None:
     async def read() -> Any:
-        return await checked(client.core.read_namespaced_pod(name, namespace, _preload_content=False))
+        return await json_body(client.core.read_namespaced_pod(name, namespace, _preload_content=False))
 
     try:
-        return PodState.from_api(
-            await read_json(await call(read, what=f"reading pod {namespace}/{name}", verb="get"))
-        )
+        return PodState.from_api(await call(read, what=f"reading pod {namespace}/{name}", verb="get"))
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -98,7 +90,7 @@ async def delete_pod(
     """Delete the pod; False if it was already gone."""
 
     async def delete() -> Any:
-        return await checked(
+        return await json_body(
             client.core.delete_namespaced_pod(
                 name, namespace, grace_period_seconds=grace_period_seconds, _preload_content=False
             )
@@ -118,7 +110,7 @@ async def mark_finalized(client: ClusterClient, namespace: str, name: str) -> No
     body = {"metadata": {"labels": {FINALIZED_LABEL: "true"}}}
 
     async def patch() -> Any:
-        return await checked(
+        return await json_body(
             client.core.patch_namespaced_pod(
                 name, namespace, body, _content_type="application/merge-patch+json", _preload_content=False
             )
@@ -133,14 +125,14 @@ async def mark_finalized(client: ClusterClient, namespace: str, name: str) -> No
 
 async def pod_events(client: ClusterClient, namespace: str, name: str) -> list[dict[str, Any]]:
     async def list_events() -> Any:
-        return await checked(
+        return await json_body(
             client.core.list_namespaced_event(
                 namespace, field_selector=f"involvedObject.name={name}", _preload_content=False
             )
         )
 
-    body = await read_json(
-        await call(list_events, what=f"listing events of {namespace}/{name}", verb="list", resource="events")
+    body = await call(
+        list_events, what=f"listing events of {namespace}/{name}", verb="list", resource="events"
     )
     return body.get("items") or []
 

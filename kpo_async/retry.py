@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,13 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
+def backoff_delay(exc: BaseException | None, attempt: int, backoff: Backoff = DEFAULT_BACKOFF) -> float:
+    """The jittered delay before retry `attempt`, never shorter than the server's Retry-After."""
+    delay = backoff.delay(attempt)
+    hinted = retry_after_seconds(exc) if exc is not None else None
+    return max(delay, min(hinted, backoff.cap)) if hinted is not None else delay
+
+
 def retry_after_seconds(exc: BaseException) -> float | None:
     """The server's Retry-After (seconds form) on a 429/503, if any."""
     headers = getattr(exc, "headers", None) or {}
@@ -77,11 +85,7 @@ async def with_retries(
                     f"{what} failed after {attempt} attempts over {elapsed:.1f}s: {describe(exc)}. "
                     "Check that the API server is reachable from this host and not overloaded."
                 ) from exc
-            delay = backoff.delay(attempt)
-            hinted = retry_after_seconds(exc)
-            if hinted is not None:
-                delay = max(delay, min(hinted, backoff.cap))
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff_delay(exc, attempt, backoff))
 
 
 def describe(exc: BaseException) -> str:
@@ -112,3 +116,13 @@ async def checked(request: Awaitable[Any]) -> Any:
 
 def _raise(error: ApiException) -> Any:
     raise error
+
+
+async def json_body(request: Awaitable[Any]) -> Any:
+    """`checked(request)` and its JSON body. Use it inside the retried call: a connection that
+    drops while the body is read is then retried like one that drops before the answer."""
+    response = await checked(request)
+    try:
+        return json.loads(await response.read())
+    finally:
+        response.release()

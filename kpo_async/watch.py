@@ -23,7 +23,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kpo_async.clients import ClusterClient
 from kpo_async.identity import MANAGED_LABEL
 from kpo_async.pod_state import PodState
-from kpo_async.retry import DEFAULT_BACKOFF, checked, describe, is_retryable
+from kpo_async.retry import backoff_delay, checked, describe, is_retryable
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class PodWatcher:
                     log.warning("watch of %s failed: %s", self.namespace, describe(exc))
                 failures += 1
                 self.synced.clear()
-                delay = DEFAULT_BACKOFF.delay(min(failures, 6))
+                delay = backoff_delay(exc, min(failures, 6))
                 log.info(
                     "watch of %s interrupted (%s); retrying in %.1fs", self.namespace, describe(exc), delay
                 )

@@ -168,17 +168,7 @@ def cases() -> list[Case]:
 
 
 #: Cases that fail because of a bug (kept strict: they start passing once it is fixed).
-KNOWN_BUGS = {
-    "create-reset": "kpo_async/pods.py create_pod (and read_pod, find_task_pods, pod_events; "
-    "kpo_async/monitor.py _read_pod): the response body is read after with_retries() returned, so a "
-    "connection reset mid-body escapes as aiohttp.ClientPayloadError instead of being retried",
-}
-CASES = [
-    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[c.id])])
-    if c.id in KNOWN_BUGS
-    else pytest.param(c, id=c.id)
-    for c in cases()
-]
+CASES = [pytest.param(c, id=c.id) for c in cases()]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -258,29 +248,14 @@ class StreamCase:
 STREAM_CASES = [
     pytest.param(
         StreamCase("watch", lambda n: Fault(method="GET", path=rf"{NS}$", query="watch=true"), "watch pods"),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="kpo_async/watch.py PodWatcher._run retries a 429 after DEFAULT_BACKOFF.delay() only, "
-            "ignoring Retry-After",
-        ),
         id="watch",
     ),
     pytest.param(
         StreamCase("log", lambda n: Fault(method="GET", path=pod_path(n, "log")), "get pods/log"),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="kpo_async/monitor.py PodMonitor._follow_logs sleeps min(10, 0.2 * 2**failures) after any "
-            "error: no Retry-After, no jitter",
-        ),
         id="log",
     ),
     pytest.param(
         StreamCase("exec", lambda n: Fault(path=pod_path(n, "exec")), "create pods/exec"),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="kpo_async/pod_exec.py turns a refused WebSocket handshake into ExecError without the "
-            "response headers, so retry_after_seconds() finds no Retry-After",
-        ),
         id="exec",
     ),
 ]
@@ -373,21 +348,25 @@ def test_persistent_503_on_create_fails_naming_the_operation_and_leaves_no_pod(s
     assert all_pods(sim, name) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kpo_async/operator.py _submit: when every answer to the create is lost after the pod was "
-    "created server-side, execute raises once retries run out and the running pod is left behind "
-    "(today it raises at once: the body read is not retried, see create-reset)",
-)
-def test_create_whose_answers_are_all_lost_leaves_no_pod_behind(sim, cleanup_pods) -> None:
+def test_create_whose_answers_are_all_lost_leaves_no_stray_pod(sim, cleanup_pods) -> None:
+    """Every answer to the create is lost, but the pod exists server-side: the operator either
+    finds and adopts that very pod (its name is the try's own) or fails and deletes it; never a
+    second pod, never one left behind by a failed task."""
+    from airflow.sdk.exceptions import TaskDeferred
+
     name = "lost-answers"
     cleanup_pods.append(name)
     fault = Fault(method="POST", path=rf"{NS}$", drop_after_bytes=10, times=None)
     sim.faults.add(fault)
     op = make_operator(sim, name, annotations=behavior(duration_seconds=30))
     try:
-        with short_jitter(), pytest.raises(Exception):  # noqa: B017 - whatever it is, no pod may be left
+        with short_jitter():
             op.execute(context_for(FakeTI(name)))
+    except TaskDeferred as deferred:
+        assert [p["metadata"]["name"] for p in live_pods(sim, name)] == [deferred.trigger.pod_name]
+    except Exception:
+        assert live_pods(sim, name) == []
+    else:
+        raise AssertionError("execute neither deferred nor failed")
     finally:
         sim.faults.remove(fault.id)
-    assert live_pods(sim, name) == []

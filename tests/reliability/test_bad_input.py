@@ -81,11 +81,6 @@ def test_invalid_arguments_fail_before_any_request(sim, kwargs: dict[str, Any], 
     assert_cause_and_fix(error, f"Invalid {argument}", *cause)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kpo_async/pod_builder.py _resources passes unknown resource names inside limits/requests "
-    "(a typo such as 'memroy') through, and the pod runs without the intended limit",
-)
 def test_a_misspelled_resource_name_inside_limits_is_rejected(sim, cleanup_pods) -> None:
     cleanup_pods.append("typo-limits")
     op = make_operator(sim, "typo-limits", container_resources={"limits": {"memroy": "1Gi"}})
@@ -296,12 +291,6 @@ def test_a_pod_evicted_after_its_container_finished_is_never_a_success_without_x
     assert live_pods(sim, name) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kpo_async/monitor.py PodMonitor._wait_for_sidecar blames the user ('do not override or remove "
-    "the XCom sidecar') when the pod was evicted: the pod's reason/message (Evicted: The node was low on "
-    "resource) is not in the error",
-)
 def test_an_eviction_that_lost_the_xcom_says_the_pod_was_evicted(sim) -> None:
     name = "evicted-says-so"
     op = make_operator(sim, name, do_xcom_push=True, annotations=behavior(duration_seconds=0.2, xcom=[1]))
