@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kpo_async.clients import ClusterClient
-from kpo_async.errors import ClusterUnreachableError, KpoAsyncError, XComError
+from kpo_async.errors import ClusterUnreachableError, KpoAsyncError, PermissionDeniedError, XComError
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_RESULT_ANNOTATION, XCOM_SIDECAR_NAME
 from kpo_async.logs import ContainerLog, LogCursor
 from kpo_async.pod_state import ContainerState, PodState
@@ -226,6 +226,9 @@ class PodMonitor:
             if deadline is not None:
                 wait = max(0.0, min(wait, deadline - time.time()))
             changed = await subscription.wait(wait)
+            refusal = subscription.watcher.refusal
+            if refusal is not None:
+                raise watch_refused(refusal, self.namespace)
             state = subscription.state
             if state is not None and (changed or subscription.watcher.healthy):
                 self._polled = None
@@ -510,6 +513,21 @@ class PodMonitor:
             "log_tail": list(self.tail) if status != SUCCESS else [],
             "log_cursor": self.container_log.cursor.to_str(),
         }
+
+
+def watch_refused(exc: ApiException, namespace: str) -> KpoAsyncError:
+    """The error for a list/watch the API server refuses, naming what to fix."""
+    if exc.status == 403:
+        return PermissionDeniedError(
+            f"watching pods in namespace {namespace} was forbidden (403) for the triggerer's identity. "
+            "Fix: grant 'list' and 'watch' on pods in the Role (see docs/rbac.md)"
+        )
+    if exc.status == 401:
+        return KpoAsyncError(
+            f"the API server refused the triggerer's credentials (401) for namespace {namespace}. "
+            "Fix: check the connection's kubeconfig / token on the triggerer host"
+        )
+    return KpoAsyncError(f"namespace {namespace} was not found (404) while watching its pods")
 
 
 def _passed(deadline: float | None) -> bool:

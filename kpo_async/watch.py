@@ -86,6 +86,8 @@ class PodWatcher:
         self.synced = asyncio.Event()
         self.last_contact = 0.0
         self.lists = 0
+        #: The API server's refusal (401/403/404) of the last list, until a list succeeds again.
+        self.refusal: ApiException | None = None
         self._subscribers: dict[str, set[Subscription]] = {}
         self._watch_timeout = watch_timeout
         self._stall_timeout = stall_timeout
@@ -131,6 +133,7 @@ class PodWatcher:
         while not self._should_stop():
             try:
                 resource_version = await self._list()
+                self.refusal = None
                 failures = 0
                 while not self._should_stop():
                     resource_version = await self._watch(resource_version)
@@ -139,6 +142,13 @@ class PodWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if isinstance(exc, ApiException) and exc.status in (401, 403, 404):
+                    # Refused credentials or a missing namespace will not fix themselves soon:
+                    # tell the subscribers now instead of at their fallback read. Keep trying,
+                    # so that a fixed Role or a re-created namespace resumes the watch.
+                    self.refusal = exc
+                    for name in list(self._subscribers):
+                        self._notify(name)
                 if not is_retryable(exc) and not isinstance(exc, (ValueError, KeyError)):
                     log.warning("watch of %s failed: %s", self.namespace, describe(exc))
                 failures += 1

@@ -172,13 +172,6 @@ def test_a_kubeconfig_missing_on_the_triggerer_ends_in_an_error_and_the_worker_c
     assert live_pods(sim, name) == []  # deleted by the worker
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kpo_async/watch.py PodWatcher._run treats every error as transient: a 401/403 (or a "
-    "namespace deleted: 404) on the shared list/watch is retried forever and subscribers are never told, "
-    "so the trigger reports it only at its fallback read of the pod, fallback_poll_seconds (30 s from "
-    "the operator) later",
-)
 def test_credentials_refused_on_the_triggerer_are_reported_promptly(sim, tmp_path: Path) -> None:
     import yaml
 
