@@ -43,5 +43,17 @@ cluster-down:
 e2e: $(STAMP)
 	tools/e2e.sh $(BIN)/python
 
+## Fault-and-soak run: 500 pods through random API faults and triggerer restarts (docs/reliability.md)
+soak: $(STAMP)
+	$(BIN)/python -m kpo_async.soak --pods 500 --restarts 20 --seed 1
+
+## Triggerer load benchmark, ours vs the official trigger (docs/scale.md)
+bench: $(STAMP)
+	$(BIN)/kpo-async bench
+
+## The documentation site, strict: any broken link or warning fails
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 clean:
 	rm -rf $(VENV) site build dist *.egg-info
