@@ -43,6 +43,10 @@ cluster-down:
 e2e: $(STAMP)
 	tools/e2e.sh $(BIN)/python
 
+## A new user's install: build the wheel, install it in a fresh virtualenv, run the demo from it
+packaging-test: $(STAMP)
+	$(BIN)/python -m pytest -q -m packaging tests/packaging
+
 ## Fault-and-soak run: 500 pods through random API faults and triggerer restarts (docs/reliability.md)
 soak: $(STAMP)
 	$(BIN)/python -m kpo_async.soak --pods 500 --restarts 20 --seed 1
