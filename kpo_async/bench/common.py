@@ -1,0 +1,73 @@
+"""Small helpers shared by the benchmark's parent and its mini-triggerer child."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: Requests whose key contains this are log reads/streams, reported apart from the rest.
+LOG_RESOURCE = "pods/log"
+
+
+def percentile(values: Iterable[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); NaN for no values."""
+    data = sorted(values)
+    if not data:
+        return math.nan
+    rank = max(1, math.ceil(p / 100 * len(data)))
+    return data[min(rank, len(data)) - 1]
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all its threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_status_kib(field: str) -> int:
+    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM ...); 0 where /proc is missing."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def counter_delta(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
+    keys = set(after) | set(before)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in keys}
+    return {k: v for k, v in sorted(delta.items()) if v}
+
+
+def split_log_requests(requests: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """(API requests without log reads, log reads/streams)."""
+    api = {k: v for k, v in requests.items() if LOG_RESOURCE not in k}
+    logs = {k: v for k, v in requests.items() if LOG_RESOURCE in k}
+    return api, logs
+
+
+def fmt_num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if value == 0:
+            return "0"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
+    return str(value)
