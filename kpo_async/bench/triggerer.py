@@ -169,17 +169,25 @@ async def _sample_sim_cpu(sim: SimProcess | None, marks: dict[str, float], out: 
 
 
 async def run_design(design: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    workdir = tempfile.mkdtemp(prefix=f"kpo-async-bench-{design}-{n}-")
+    sim: SimProcess | None = None if args.cluster_kubeconfig else SimProcess(workdir)
+    try:
+        return await _run_design(design, n, args, workdir, sim)
+    finally:
+        if sim is not None:
+            await sim.stop()
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _run_design(
+    design: str, n: int, args: argparse.Namespace, workdir: str, sim: SimProcess | None
+) -> dict[str, Any]:
     from kpo_async.clients import create_client
     from kpo_async.connection import ClusterRef
 
-    workdir = tempfile.mkdtemp(prefix=f"kpo-async-bench-{design}-{n}-")
     load_before = loadavg()
-    sim: SimProcess | None = None
-    if args.cluster_kubeconfig:
-        kubeconfig = args.cluster_kubeconfig
-    else:
-        sim = SimProcess(workdir)
-        kubeconfig = await sim.start()
+    kubeconfig = args.cluster_kubeconfig if sim is None else await sim.start()
     client = await create_client(ClusterRef(config_file=kubeconfig))
     run_id = f"bench-{design}-{n}-{int(time.time())}"
     observer = Observer(client, args.namespace, run_selector(run_id))
@@ -302,10 +310,6 @@ async def run_design(design: str, n: int, args: argparse.Namespace) -> dict[str,
         if args.cluster_kubeconfig and pods:
             await delete_pods(client, args.namespace, run_id)
         await client.close()
-        if sim is not None:
-            await sim.stop()
-        if not args.keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _requests(sample_a: dict, sample_b: dict, observer: Observer, source: str) -> tuple[dict[str, int], int]:
@@ -721,6 +725,11 @@ def _plan(args: argparse.Namespace) -> tuple[list[int], list[tuple[str, int]]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.cluster_kubeconfig and not os.path.isfile(args.cluster_kubeconfig):
+        print(
+            f"kpo-async bench: --cluster-kubeconfig {args.cluster_kubeconfig} is not a file", file=sys.stderr
+        )
+        return 2
     if args.namespace is None:
         args.namespace = _context_namespace(args.cluster_kubeconfig) if args.cluster_kubeconfig else "default"
     if args.replot:
