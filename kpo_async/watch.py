@@ -55,12 +55,19 @@ class Subscription:
     def _notify(self) -> None:
         self._changed.set()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for a change to this pod; False when `timeout` passed without one."""
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait for a change to this pod; False when `timeout` passed without one.
+
+        Without a timeout nothing but the event is scheduled: thousands of idle triggers cost no
+        timers, tasks or exceptions.
+        """
+        if timeout is None:
+            await self._changed.wait()
+        else:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                return False
         self._changed.clear()
         return True
 
@@ -153,6 +160,10 @@ class PodWatcher:
                     log.warning("watch of %s failed: %s", self.namespace, describe(exc))
                 failures += 1
                 self.synced.clear()
+                # Subscribers wait without a timer while the watch is healthy: wake them so they
+                # fall back to reading their pods until it recovers.
+                for name in list(self._subscribers):
+                    self._notify(name)
                 delay = backoff_delay(exc, min(failures, 6))
                 log.info(
                     "watch of %s interrupted (%s); retrying in %.1fs", self.namespace, describe(exc), delay

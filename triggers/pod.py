@@ -54,7 +54,7 @@ class PodTrigger(BaseTrigger):
         on_kill_action: str = "delete_pod",
         fallback_poll_seconds: float = 60.0,
         log_poll_seconds: float = 10.0,
-        log_checkpoint_seconds: float = 60.0,
+        log_checkpoint_seconds: float = 300.0,
         log_events_on_startup: bool = True,
         secret_env_names: list[str] | None = None,
     ) -> None:
