@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from kpo_async.clients import ClusterClient, open_client
-from kpo_async.connection import ClusterRef
+from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
 from kpo_async.retry import checked, describe
 
 #: (verb, resource, subresource, why): exactly what the operator and trigger use. Keep in step
@@ -87,7 +87,12 @@ async def _request_json(client: ClusterClient, path: str, method: str, body: Any
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kpo-async doctor", description=__doc__)
-    parser.add_argument("--conn-id", default=None, help="Airflow connection id (type kubernetes)")
+    parser.add_argument(
+        "--conn-id",
+        default=DEFAULT_CONN_ID,
+        help="Airflow connection id, as the operator's kubernetes_conn_id (default "
+        f"{DEFAULT_CONN_ID}; absent means this host's default kubeconfig)",
+    )
     parser.add_argument("--config-file", default=None, help="kubeconfig path")
     parser.add_argument("--context", default=None, help="kubeconfig context")
     parser.add_argument("--in-cluster", action="store_true", default=None)

@@ -533,7 +533,13 @@ class AsyncKubernetesPodOperator(BaseOperator):
     async def _cleanup_current_pods(self, context: Any) -> None:
         identity = self.task_identity(context)
         async with open_client(self.cluster_ref) as client:
-            namespace = self.namespace or client.default_namespace or "default"
+            # Where execute put the pod (its namespace may come from a template or full_pod_spec).
+            namespace = (
+                context["ti"].xcom_pull(task_ids=self.task_id, key=POD_NAMESPACE_XCOM)
+                or self.namespace
+                or client.default_namespace
+                or "default"
+            )
             for state in await find_task_pods(client, namespace, task_selector(identity, include_try=True)):
                 if self.on_kill_action == "delete_pod":
                     await delete_pod(client, namespace, state.name)

@@ -31,11 +31,22 @@ async def call(fn: Callable[[], Awaitable[T]], *, what: str, verb: str, resource
         return await with_retries(fn, what=what)
     except ApiException as exc:
         if exc.status == 403:
+            reason = _status_message(exc)
+            if "cannot " not in reason:  # a ResourceQuota or PodSecurity refusal, not RBAC
+                raise KpoAsyncError(f"{what} was refused (403): {reason}") from None
             raise PermissionDeniedError(
                 f"{what} was forbidden (403): the operator's identity needs the {verb!r} verb on "
                 f"{resource} in this namespace. Fix: grant it in the Role (see docs/rbac.md)."
             ) from None
         raise
+
+
+def _status_message(exc: ApiException) -> str:
+    """The `message` of the Status the API server answered with (it explains a refusal)."""
+    try:
+        return str(json.loads(exc.body).get("message") or exc.reason or "")
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason or "")
 
 
 async def find_task_pods(client: ClusterClient, namespace: str, selector: str) -> list[PodState]:
@@ -139,11 +150,7 @@ async def pod_events(client: ClusterClient, namespace: str, name: str) -> list[d
 
 def api_error(exc: ApiException, what: str) -> KpoAsyncError:
     """Turn an API rejection into an error carrying the server's own explanation."""
-    message = exc.reason or ""
-    try:
-        message = json.loads(exc.body).get("message", message)
-    except (TypeError, ValueError, AttributeError):
-        pass
+    message = _status_message(exc)
     if exc.status == 404 and "namespaces" in message:
         return InvalidArgumentError(
             "namespace", f"{what}: {message}", "create the namespace first, or pass an existing one"
