@@ -10,7 +10,6 @@ credential plugins) or the Airflow connection store is awaited without blocking 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import socket
@@ -334,26 +333,3 @@ def _as_bool(value: Any) -> bool | None:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
-
-
-def fingerprint(config: ClusterConfig) -> str:
-    """A short digest of the resolved server address and context, for logs (no credentials)."""
-    server = ""
-    if config.kubeconfig:
-        cluster_name = next(
-            (
-                c["context"].get("cluster")
-                for c in config.kubeconfig["contexts"]
-                if c.get("name") == config.context
-            ),
-            None,
-        )
-        server = next(
-            (
-                c["cluster"].get("server", "")
-                for c in config.kubeconfig.get("clusters", [])
-                if c.get("name") == cluster_name
-            ),
-            "",
-        )
-    return hashlib.sha256(f"{server}|{config.context}".encode()).hexdigest()[:12]
