@@ -49,7 +49,7 @@ packaging-test: $(STAMP)
 
 ## Fault-and-soak run: 500 pods through random API faults and triggerer restarts (docs/reliability.md)
 soak: $(STAMP)
-	$(BIN)/python -m kpo_async.soak --pods 500 --restarts 20 --seed 1
+	$(BIN)/python -m kpo_async.testing.soak --pods 500 --restarts 20 --seed 1
 
 ## Triggerer load benchmark, ours vs the official trigger (docs/scale.md)
 bench: $(STAMP)

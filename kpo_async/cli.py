@@ -21,11 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args, rest = parser.parse_known_args(argv)
     if args.command == "sim":
-        from kpo_async.sim import main as run
+        from kpo_async.testing.sim import main as run
     elif args.command == "demo":
-        from kpo_async.demo import main as run
+        from kpo_async.testing.demo import main as run
     elif args.command == "bench":
-        from kpo_async.bench.triggerer import main as run
+        from kpo_async.testing.bench.triggerer import main as run
     else:
         from kpo_async.doctor import main as run
     return run(rest) or 0

@@ -17,7 +17,7 @@ os.environ["KUBECONFIG"] = str(_AIRFLOW_HOME / "no-default-kubeconfig")
 
 import pytest  # noqa: E402
 
-from kpo_async.sim import SimCluster, SimConfig  # noqa: E402
+from kpo_async.testing.sim import SimCluster, SimConfig  # noqa: E402
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Real Airflow 3 services against the embedded cluster, for cross-process tests.
 
 `AirflowServices` gives a throw-away AIRFLOW_HOME (SQLite, LocalExecutor), starts the embedded
-cluster (`python -m kpo_async.sim`) and `airflow api-server`, `scheduler`, `dag-processor` and
+cluster (`python -m kpo_async.testing.sim`) and `airflow api-server`, `scheduler`, `dag-processor` and
 `triggerer` as subprocesses (each its own process group, so stopping one leaves nothing behind),
 and drives them over the public REST API: trigger runs, wait for states, read task logs (every
 try, trigger logs interleaved by Airflow), read XComs, mark task instances failed/success. It
@@ -238,7 +238,7 @@ class AirflowServices:
 
     def _start_sim(self) -> None:
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "kpo_async.sim", "--kubeconfig", str(self.kubeconfig)]
+        args = [sys.executable, "-m", "kpo_async.testing.sim", "--kubeconfig", str(self.kubeconfig)]
         if self.sim_token:
             args += ["--token", self.sim_token]
         log_path = self.service_logs / "sim.log"
@@ -577,7 +577,7 @@ class AirflowServices:
         return asyncio.run(go())
 
     def sim_stats(self) -> dict[str, Any]:
-        from kpo_async.sim.control import SimControl
+        from kpo_async.testing.sim.control import SimControl
 
         async def go() -> dict[str, Any]:
             async with SimControl(str(self.kubeconfig)) as ctl:

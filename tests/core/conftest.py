@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kpo_async.clients import close_shared_clients
-from kpo_async.sim import SimCluster, SimConfig
+from kpo_async.testing.sim import SimCluster, SimConfig
 from kpo_async.watch import stop_shared_watchers
 
 BEHAVIOR = "sim.kpo-async.io/behavior"

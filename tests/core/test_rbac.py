@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from kpo_async.errors import PodFailedError
-from kpo_async.sim import SimCluster, SimConfig
+from kpo_async.testing.sim import SimCluster, SimConfig
 from tests.core.test_operator import list_pods, make_operator, run_task
 
 
@@ -61,7 +61,7 @@ def test_doctor_is_happy_with_full_permissions(sim_thread) -> None:
 
 def test_a_quota_refusal_is_not_reported_as_a_missing_role_rule(sim_thread) -> None:
     from kpo_async.errors import KpoAsyncError, PermissionDeniedError
-    from kpo_async.sim import Fault
+    from kpo_async.testing.sim import Fault
     from tests.core.conftest import FakeTI, context_for
 
     quota = (

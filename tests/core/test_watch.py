@@ -11,7 +11,7 @@ from kubernetes_asyncio import client as k8s
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import MANAGED_LABEL
-from kpo_async.sim import Fault
+from kpo_async.testing.sim import Fault
 from kpo_async.watch import shared_watcher, stop_shared_watchers
 from tests.core.conftest import BEHAVIOR
 from triggers.pod import PodTrigger

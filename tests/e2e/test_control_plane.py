@@ -2,7 +2,7 @@
 
 These tests talk to the real API server through kubernetes_asyncio / aiohttp over TLS, with the
 operator's least-privilege ServiceAccount wherever the operator would act. They also record the exact
-responses of the real server that the simulator (kpo_async.sim) must reproduce, in
+responses of the real server that the simulator (kpo_async.testing.sim) must reproduce, in
 <cluster dir>/observed-api-facts.json; docs/real-control-plane.md lists them.
 """
 

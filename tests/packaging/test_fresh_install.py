@@ -111,7 +111,7 @@ def test_the_wheel_carries_the_example_dags_and_the_trigger(wheel: Path) -> None
     for example in EXAMPLES:
         assert f"kpo_async/example_dags/{example}" in names
     assert "triggers/pod.py" in names
-    assert "kpo_async/sim/__main__.py" in names
+    assert "kpo_async/testing/sim/__main__.py" in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "kpo-async = kpo_async.cli:main" in text
@@ -120,7 +120,7 @@ def test_the_wheel_carries_the_example_dags_and_the_trigger(wheel: Path) -> None
 
 def test_the_package_is_imported_from_the_venv_not_the_checkout(work: Path, venv: Path) -> None:
     code = (
-        "import kpo_async, triggers.pod, kpo_async.demo as d; "
+        "import kpo_async, triggers.pod, kpo_async.testing.demo as d; "
         "print(kpo_async.__file__); print(d.example_dags_folder())"
     )
     out = run([str(venv / "bin" / "python"), "-c", code], env=clean_env(work, venv), cwd=work, timeout=120)

@@ -23,8 +23,8 @@ from airflow.sdk.module_loading import import_string
 from kubernetes_asyncio import client, config
 
 from kpo_async.clients import close_shared_clients
-from kpo_async.sim import SimCluster, SimConfig
-from kpo_async.sim.stats import Stats
+from kpo_async.testing.sim import SimCluster, SimConfig
+from kpo_async.testing.sim.stats import Stats
 from kpo_async.watch import stop_shared_watchers
 
 BEHAVIOR = "sim.kpo-async.io/behavior"
@@ -273,7 +273,7 @@ class SimProcess:
 
         self.kubeconfig_path = os.path.join(workdir, "kubeconfig")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kpo_async.sim", "--kubeconfig", self.kubeconfig_path],
+            [sys.executable, "-m", "kpo_async.testing.sim", "--kubeconfig", self.kubeconfig_path],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -21,7 +21,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from kpo_async.errors import ClusterUnreachableError
-from kpo_async.sim import Fault
+from kpo_async.testing.sim import Fault
 from tests.reliability.conftest import (
     FakeTI,
     all_pods,

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from kpo_async.clients import close_shared_clients
 from kpo_async.errors import PodFailedError
 from kpo_async.identity import LOG_CURSOR_ANNOTATION
-from kpo_async.sim import Fault
+from kpo_async.testing.sim import Fault
 from kpo_async.watch import stop_shared_watchers
 from tests.reliability.conftest import (
     FakeTI,

@@ -23,7 +23,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from kubernetes_asyncio.client import V1EnvVar
 from structlog.testing import capture_logs
 
-from kpo_async.sim import Fault, SimCluster
+from kpo_async.testing.sim import Fault, SimCluster
 from tests.reliability.conftest import (
     FakeTI,
     behavior,

@@ -10,7 +10,7 @@ import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.stream import WsApiClient
 
-from kpo_async.sim import SimCluster, SimConfig
+from kpo_async.testing.sim import SimCluster, SimConfig
 
 FAST = dict(
     sandbox_delay=(0.01, 0.03), pull_delay=0.02, backoff_initial=0.2, backoff_max=0.5, bookmark_interval=0.3

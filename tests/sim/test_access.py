@@ -8,7 +8,7 @@ import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kpo_async.sim import SimCluster, SimConfig
+from kpo_async.testing.sim import SimCluster, SimConfig
 
 
 async def test_denied_verb_gets_forbidden_status_and_access_review_agrees() -> None:

@@ -13,7 +13,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kpo_async.sim import SimCluster, SimConfig
+from kpo_async.testing.sim import SimCluster, SimConfig
 
 from .conftest import FAST, _client_config, base_done_sidecar_running, pod_manifest, wait_for, wait_phase
 

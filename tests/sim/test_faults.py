@@ -11,8 +11,8 @@ import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kpo_async.sim import Fault, SimCluster
-from kpo_async.sim.control import SimControl
+from kpo_async.testing.sim import Fault, SimCluster
+from kpo_async.testing.sim.control import SimControl
 
 from .conftest import pod_manifest, wait_phase
 

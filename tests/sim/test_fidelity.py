@@ -7,7 +7,7 @@ import time
 
 import aiohttp
 
-from kpo_async.sim import SimCluster, SimConfig
+from kpo_async.testing.sim import SimCluster, SimConfig
 
 
 async def _get(sim, path: str, accept: str | None) -> tuple[int, str]:

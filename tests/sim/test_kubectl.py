@@ -10,7 +10,7 @@ import shutil
 import pytest
 import yaml
 
-from kpo_async.sim import SimCluster
+from kpo_async.testing.sim import SimCluster
 
 from .conftest import pod_manifest
 

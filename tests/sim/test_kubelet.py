@@ -10,8 +10,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kpo_async.identity import XCOM_SIDECAR_NAME
-from kpo_async.sim import SimCluster
-from kpo_async.sim.control import SimControl
+from kpo_async.testing.sim import SimCluster
+from kpo_async.testing.sim.control import SimControl
 
 from .conftest import base_done_sidecar_running, cstatus, pod_manifest, wait_for, wait_phase
 

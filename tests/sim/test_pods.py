@@ -8,7 +8,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kpo_async.sim import SimCluster
+from kpo_async.testing.sim import SimCluster
 
 from .conftest import pod_manifest, wait_for, wait_phase
 

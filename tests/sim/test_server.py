@@ -15,8 +15,8 @@ import pytest
 import yaml
 from kubernetes_asyncio import client, watch
 
-from kpo_async.sim import SimCluster, SimConfig
-from kpo_async.sim.control import SimControl
+from kpo_async.testing.sim import SimCluster, SimConfig
+from kpo_async.testing.sim.control import SimControl
 
 from .conftest import FAST, pod_manifest, raw_request, wait_phase
 
@@ -148,7 +148,7 @@ async def test_cli_process(tmp_path: object) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "kpo_async.sim",
+        "kpo_async.testing.sim",
         "--kubeconfig",
         path,
         stdout=asyncio.subprocess.PIPE,

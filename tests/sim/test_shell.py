@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
-from kpo_async.sim import SimCluster
+from kpo_async.testing.sim import SimCluster
 
 from .conftest import pod_manifest, wait_phase
 

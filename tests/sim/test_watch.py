@@ -10,7 +10,7 @@ import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kpo_async.sim import SimCluster, SimConfig
+from kpo_async.testing.sim import SimCluster, SimConfig
 
 from .conftest import FAST, pod_manifest
 

@@ -698,7 +698,7 @@ def test_full_pod_spec_namespace_is_used_like_the_official() -> None:
 @pytest.fixture(scope="module")
 def cluster() -> Any:
     """The embedded cluster on its own thread (for the sync `execute`)."""
-    from kpo_async.sim import SimCluster, SimConfig
+    from kpo_async.testing.sim import SimCluster, SimConfig
 
     with SimCluster(SimConfig()).in_thread() as running:
         yield running

@@ -33,7 +33,7 @@ message, logs, xcom; nor the simulator's `sim.kpo-async.io/behavior`), without
 `kwok.kpo-async.io/emulate: "false"` and without a log file a test wrote, seen before its base container
 (the first one) started, whose command kpo-async's simulator can interpret (`sh -c SCRIPT`,
 `bash -cx SCRIPT`, or a simulator builtin such as `echo`), this helper runs the container's command
-through the embedded simulator's shell interpreter (kpo_async/sim/shell, the same code the embedded
+through the embedded simulator's shell interpreter (kpo_async/testing/sim/shell, the same code the embedded
 cluster runs) in an emulator worker process with a *virtual clock* (`sleep 1` takes no real time), as
 soon as it sees the pod created. The result gives:
 
@@ -579,8 +579,8 @@ class PodFiles:
 
 # --- shell emulation: the emulator worker (a child process) -------------------------------------
 #
-# The worker imports the embedded simulator's shell interpreter (kpo_async/sim/shell, runtime, fs,
-# containers) without running kpo_async/sim/__init__.py, which would pull in the simulator's HTTP server
+# The worker imports the embedded simulator's shell interpreter (kpo_async/testing/sim/shell, runtime,
+# fs, containers) without running kpo_async/testing/sim/__init__.py, which would pull in its HTTP server
 # (aiohttp, PyYAML): this helper must stay standard-library only. It runs each request on a fresh event
 # loop whose clock is virtual: when nothing is ready, the loop jumps to the next timer instead of
 # sleeping. A wall-clock alarm bounds scripts that never yield (`while true; do :; done`); the parent
@@ -637,12 +637,17 @@ class _VirtualLoop(asyncio.SelectorEventLoop):
 def _import_sim(repo: str):
     if repo not in sys.path:
         sys.path.insert(0, repo)
-    for name, sub in (("kpo_async", "kpo_async"), ("kpo_async.sim", os.path.join("kpo_async", "sim"))):
+    packages = (
+        ("kpo_async", "kpo_async"),
+        ("kpo_async.testing", os.path.join("kpo_async", "testing")),
+        ("kpo_async.testing.sim", os.path.join("kpo_async", "testing", "sim")),
+    )
+    for name, sub in packages:
         if name not in sys.modules:
             mod = types.ModuleType(name)
             mod.__path__ = [os.path.join(repo, sub)]
             sys.modules[name] = mod
-    from kpo_async.sim import containers, fs, runtime, shell
+    from kpo_async.testing.sim import containers, fs, runtime, shell
 
     return containers, fs, runtime, shell
 
@@ -1015,7 +1020,7 @@ def main() -> int:
             emulator.stop()
             emulator = None
         else:
-            log("shell emulation enabled (kpo_async/sim/shell in an emulator worker)")
+            log("shell emulation enabled (kpo_async/testing/sim/shell in an emulator worker)")
     pf = PodFiles(
         Api(args.server, args.ca, args.cert, args.key),
         args.pods_dir,
