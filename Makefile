@@ -28,9 +28,12 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not airflow and not services and not e2e'
 
+## Style, the layout rules (runtime apart from the workshop, acyclic, small) and strict types on the runtime
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check kpo_async triggers tests example_dags
+	$(BIN)/python tools/check_layout.py
+	$(BIN)/mypy
 
 ## Real control plane (etcd + kube-apiserver + kube-scheduler + kwok on loopback): docs/real-control-plane.md
 cluster-up:

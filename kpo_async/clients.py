@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -47,11 +48,12 @@ class _RestClient(RESTClientObject):
     The stock constructor loads CA and client certificates synchronously on the loop.
     """
 
-    def __init__(self, configuration: Configuration, ssl_context, limit: int) -> None:
-        # Deliberately not calling super().__init__: it would build its own SSL context.
-        self.server_hostname = configuration.tls_server_name
-        self.proxy = configuration.proxy
-        self.proxy_headers = configuration.proxy_headers
+    def __init__(self, configuration: Configuration, ssl_context: ssl.SSLContext, limit: int) -> None:
+        # Deliberately not calling super().__init__: it would build its own SSL context. The
+        # attributes it would set are the ones its request() reads (pinned by test_k8s_internals).
+        self.server_hostname = configuration.tls_server_name  # type: ignore[assignment]
+        self.proxy = configuration.proxy  # type: ignore[assignment]
+        self.proxy_headers = configuration.proxy_headers  # type: ignore[assignment]
         connector = aiohttp.TCPConnector(limit=limit, ssl=ssl_context, keepalive_timeout=60)
         self.pool_manager = aiohttp.ClientSession(connector=connector, trust_env=False, read_bufsize=2**21)
 
@@ -63,7 +65,7 @@ class _ApiClient(ApiClient):
         self.pool_threads = 1
         self.rest_client = rest_client
         self.default_headers = {}
-        self.cookie = None
+        self.cookie = None  # type: ignore[assignment]
         self.user_agent = "kpo-async"
         self.client_side_validation = configuration.client_side_validation
 
@@ -72,7 +74,11 @@ class ClusterClient:
     """Everything needed to talk to one cluster: resolved config, API pool, log-stream pool."""
 
     def __init__(
-        self, config: ClusterConfig, configuration: Configuration, ssl_context, limits: ClientLimits
+        self,
+        config: ClusterConfig,
+        configuration: Configuration,
+        ssl_context: ssl.SSLContext,
+        limits: ClientLimits,
     ) -> None:
         self.config = config
         self.configuration = configuration
@@ -94,7 +100,7 @@ class ClusterClient:
 
     @property
     def host(self) -> str:
-        return self.configuration.host
+        return str(self.configuration.host)
 
     async def auth_headers(self) -> dict[str, str]:
         """Authorization header for requests made outside the generated API (exec)."""

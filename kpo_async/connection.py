@@ -15,7 +15,7 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -119,7 +119,8 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
         source = str(config_path)
     else:
         default_path = _default_kubeconfig_path()
-        if default_path and await asyncio.to_thread(os.path.exists, default_path):
+        default_exists = bool(default_path) and await asyncio.to_thread(os.path.exists, str(default_path))
+        if default_path and default_exists:
             kubeconfig = await _read_kubeconfig(default_path, argument="config_file")
             source = default_path
         elif os.environ.get(SERVICE_HOST_ENV_NAME):
@@ -172,7 +173,7 @@ def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
     return context
 
 
-def _exec_token_refresher(loader: KubeConfigLoader):
+def _exec_token_refresher(loader: KubeConfigLoader) -> Callable[[Configuration], Awaitable[None]]:
     """An async `refresh_api_key_hook`: re-run the exec plugin shortly before its token expires.
 
     The plugin runs as an asyncio subprocess, so a slow ``aws eks get-token`` never blocks the

@@ -12,9 +12,10 @@ import json
 import sys
 from typing import Any
 
+from kpo_async.api import raw_call
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
-from kpo_async.retry import checked, describe
+from kpo_async.retry import Backoff, describe
 
 #: (verb, resource, subresource, why): exactly what the operator and trigger use. Keep in step
 #: with docs/rbac.md.
@@ -72,17 +73,17 @@ async def check(ref: ClusterRef, namespace: str | None) -> list[str]:
 
 
 async def _request_json(client: ClusterClient, path: str, method: str, body: Any = None) -> dict[str, Any]:
-    response = await checked(
-        client.api_client.call_api(
-            path,
-            method,
-            body=body,
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
-        )
+    return await raw_call(
+        client.api_client,
+        path,
+        method,
+        what=f"{method} {path}",
+        verb="create" if method == "POST" else "get",
+        resource=path.rsplit("/", 1)[-1],
+        backoff=Backoff(attempts=1),  # a check reports what it sees, once
+        body=body,
+        header_params={"Accept": "application/json", "Content-Type": "application/json"},
     )
-    return json.loads(await response.read())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,8 @@ them at once. Keep one class per distinct failure a user or the operator must re
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk.exceptions import AirflowException
 
 
@@ -41,3 +43,59 @@ class XComError(KpoAsyncError):
 
 class PodFailedError(KpoAsyncError):
     """The pod did not complete successfully; the message says why."""
+
+
+class ApiError(KpoAsyncError):
+    """The API server answered a request with an error status; `kpo_async.api` picks the subclass."""
+
+    def __init__(self, what: str, status: int, message: str, headers: Any = None) -> None:
+        self.what = what
+        self.status = status
+        self.message = message
+        self.headers = headers  # keeps Retry-After for the retry loop
+        super().__init__(f"{what} failed: HTTP {status}: {message}")
+
+
+class NotFound(ApiError):
+    """404: the object (or its namespace) does not exist."""
+
+
+class Conflict(ApiError):
+    """409: the object already exists or changed meanwhile."""
+
+
+class Gone(ApiError):
+    """410: a watch's resourceVersion is too old; re-list."""
+
+
+class Unprocessable(ApiError):
+    """422: the API server rejected the object; `message` names the field."""
+
+
+class Unauthorized(ApiError):
+    """401: the API server refused the credentials."""
+
+
+class Refused(ApiError):
+    """403 from an admission check (ResourceQuota, PodSecurity), not from a missing Role rule."""
+
+    def __init__(self, what: str, status: int, message: str, headers: Any = None) -> None:
+        super().__init__(what, status, message, headers)
+        self.args = (f"{what} was refused ({status}): {message}",)
+
+
+class Forbidden(ApiError, PermissionDeniedError):
+    """403 from RBAC: the message names the verb and resource the Role must grant."""
+
+    def __init__(self, what: str, verb: str, resource: str, message: str = "") -> None:
+        super().__init__(what, 403, message)
+        self.verb = verb
+        self.resource = resource
+        self.args = (
+            f"{what} was forbidden (403): the operator's identity needs the {verb!r} verb on "
+            f"{resource} in this namespace. Fix: grant it in the Role (see docs/rbac.md).",
+        )
+
+
+class Retryable(ApiError):
+    """429 or 5xx: throttling or server-side trouble, worth retrying with backoff."""

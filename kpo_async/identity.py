@@ -1,6 +1,13 @@
-"""Names shared by the operator, the trigger and the embedded cluster (labels, annotations, paths)."""
+"""Whose a pod is and what marks it: the task identity, its labels, annotations and pod name, and
+the names shared by the operator, the trigger and the embedded cluster (annotations, XCom paths)."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
 
 #: Label on every pod this project creates; the shared watch selects on it.
 MANAGED_LABEL = "kpo-async.io/managed"
@@ -25,7 +32,104 @@ CONNECTION_EXTRAS = (
     "namespace",
     "cluster_context",
     "disable_verify_ssl",
-    "disable_tcp_keepalive",
     "xcom_sidecar_container_image",
     "xcom_sidecar_container_resources",
 )
+
+#: Annotations holding the task identity verbatim (labels may have had to be shortened).
+DAG_ID_ANNOTATION = "kpo-async.io/dag-id"
+TASK_ID_ANNOTATION = "kpo-async.io/task-id"
+RUN_ID_ANNOTATION = "kpo-async.io/run-id"
+MAP_INDEX_ANNOTATION = "kpo-async.io/map-index"
+TRY_NUMBER_ANNOTATION = "kpo-async.io/try-number"
+
+NAME_MAX_LENGTH = 63
+SUFFIX_LENGTH = 8
+_LABEL_MAX_LENGTH = 63
+QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+POD_NAME_UNSAFE = re.compile(r"[^a-z0-9-]+")
+
+
+@dataclass(frozen=True)
+class TaskIdentity:
+    """The task instance try a pod belongs to."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int = -1
+    try_number: int = 1
+
+
+def label_safe(value: str) -> str:
+    """Return ``value`` if it is a valid label value, else a shortened form ending in a hash of it.
+
+    Distinct inputs give distinct outputs: a value that had to change carries 8 hex chars of its sha256.
+    """
+    if len(value) <= _LABEL_MAX_LENGTH and (value == "" or QUALIFIED_NAME.match(value)):
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:SUFFIX_LENGTH]
+    stem = _LABEL_UNSAFE.sub("_", value).strip("._-")[: _LABEL_MAX_LENGTH - SUFFIX_LENGTH - 1]
+    stem = stem.rstrip("._-")
+    return f"{stem}-{digest}" if stem else digest
+
+
+def identity_labels(identity: TaskIdentity) -> dict[str, str]:
+    """Labels that find the pods of a task instance (values label-safe; see ``identity_annotations``).
+
+    Like the official provider, ``map_index`` is only set for mapped tasks (``map_index >= 0``).
+    """
+    labels = {
+        MANAGED_LABEL: "true",
+        "dag_id": label_safe(identity.dag_id),
+        "task_id": label_safe(identity.task_id),
+        "run_id": label_safe(identity.run_id),
+    }
+    if identity.map_index >= 0:
+        labels["map_index"] = str(identity.map_index)
+    labels["try_number"] = str(identity.try_number)
+    return labels
+
+
+def identity_annotations(identity: TaskIdentity) -> dict[str, str]:
+    """The task identity verbatim, for humans and for checking a label match was not a hash collision."""
+    return {
+        DAG_ID_ANNOTATION: identity.dag_id,
+        TASK_ID_ANNOTATION: identity.task_id,
+        RUN_ID_ANNOTATION: identity.run_id,
+        MAP_INDEX_ANNOTATION: str(identity.map_index),
+        TRY_NUMBER_ANNOTATION: str(identity.try_number),
+    }
+
+
+def task_selector(identity: TaskIdentity, *, include_try: bool) -> str:
+    """Label selector matching the pods of a task instance (of one try when ``include_try``)."""
+    labels = identity_labels(identity)
+    parts = [f"{key}={labels[key]}" for key in (MANAGED_LABEL, "dag_id", "task_id", "run_id")]
+    parts.append(f"map_index={labels['map_index']}" if "map_index" in labels else "!map_index")
+    if include_try:
+        parts.append(f"try_number={labels['try_number']}")
+    return ",".join(parts)
+
+
+def pod_name(
+    base: str | None, *, task_id: str, identity: TaskIdentity | None, random_name_suffix: bool
+) -> str:
+    """Pod name: ``base`` (or ``task_id``) made a DNS-1123 label of at most 63 chars, plus a suffix.
+
+    The suffix is 8 hex chars of a hash of the task identity, so building the pod of the same try twice
+    gives the same name (and the API answers 409 instead of starting a second pod). Without an identity
+    the suffix is random.
+    """
+    stem = POD_NAME_UNSAFE.sub("-", (base or task_id).lower()).strip("-") or "pod"
+    if not random_name_suffix:
+        return stem[:NAME_MAX_LENGTH].rstrip("-")
+    return f"{stem[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1].rstrip('-')}-{_name_suffix(identity)}"
+
+
+def _name_suffix(identity: TaskIdentity | None) -> str:
+    if identity is None:
+        return secrets.token_hex(SUFFIX_LENGTH // 2)
+    key = [identity.dag_id, identity.task_id, identity.run_id, identity.map_index, identity.try_number]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:SUFFIX_LENGTH]

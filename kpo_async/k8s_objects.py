@@ -101,7 +101,7 @@ def to_api_dict(obj: Any, model: str | type | None = None) -> Any:
     )
 
 
-def _dict_to_api(data: dict, type_name: str | None) -> dict:
+def _dict_to_api(data: dict[str, Any], type_name: str | None) -> dict[str, Any]:
     match = _DICT_TYPE.match(type_name or "")
     if match:
         return {key: to_api_dict(value, match[2]) for key, value in data.items() if value is not None}
@@ -135,14 +135,16 @@ def from_api_dict(data: Any, model: str | type, *, unknown: list[str] | None = N
     return _deserialize(to_api_dict(data, type_name), type_name, "", unknown)
 
 
-def to_v1pod(data: dict | Any) -> V1Pod:
+def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
     """Deserialize a pod (API JSON dict, or a pod object of either client) into an asyncio ``V1Pod``."""
-    return from_api_dict(data, "V1Pod")
+    pod: V1Pod = from_api_dict(data, "V1Pod")
+    return pod
 
 
-def pod_to_dict(pod: Any) -> dict:
+def pod_to_dict(pod: Any) -> dict[str, Any]:
     """Return a pod (object of either client, or dict) as API JSON."""
-    return to_api_dict(pod, "V1Pod")
+    body: dict[str, Any] = to_api_dict(pod, "V1Pod")
+    return body
 
 
 def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") -> Any:

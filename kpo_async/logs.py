@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from kpo_async.retry import checked
+from kpo_async.api import open_response
 
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)")
 TRUNCATION_MARKER = " [kpo-async: line truncated, {dropped} bytes dropped]"
@@ -177,11 +177,11 @@ class ContainerLog:
         self.max_line_bytes = max_line_bytes
         self.lines_delivered = 0
 
-    async def read(self, *, follow: bool, read_timeout: float | None = None) -> None:
+    async def read(self, *, follow: bool) -> None:
         """Deliver the lines after the cursor; with `follow`, until the stream ends.
 
         A followed stream ends when the container terminates or when the connection drops; the
-        caller tells them apart by the pod's state. HTTP errors are raised.
+        caller tells them apart by the pod's state. HTTP errors raise `kpo_async.errors.ApiError`s.
         """
         query: list[tuple[str, str]] = [("container", self.container), ("timestamps", "true")]
         if follow:
@@ -189,8 +189,9 @@ class ContainerLog:
         if self.cursor.timestamp is not None:
             # The generated client has no sinceTime parameter, hence the raw call.
             query.append(("sinceTime", self.cursor.timestamp.since_time()))
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
-        response = await checked(
+        # No read timeout: a quiet container may print nothing for hours.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+        response = await open_response(
             self.api_client.call_api(
                 "/api/v1/namespaces/{namespace}/pods/{name}/log",
                 "GET",
@@ -201,7 +202,10 @@ class ContainerLog:
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _request_timeout=timeout,
-            )
+            ),
+            what=f"reading the log of {self.namespace}/{self.pod}",
+            verb="get",
+            resource="pods/log",
         )
         splitter = LineSplitter(self.max_line_bytes)
         resume = ResumeFilter(self.cursor)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 import warnings
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import fields
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +25,13 @@ from airflow.sdk.exceptions import AirflowSkipException, AirflowTaskTimeout
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
+from kpo_async.identity import TaskIdentity, task_selector
 from kpo_async.k8s_objects import to_api_dict
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.logs import LogCursor
-from kpo_async.monitor import SUCCESS, TIMEOUT, PodMonitor
-from kpo_async.pod_builder import PodArguments, TaskIdentity, build_pod, task_selector, validate_arguments
+from kpo_async.monitor import PodMonitor
+from kpo_async.outcome import PodOutcome
+from kpo_async.pod_builder import PodArguments, build_pod, check_choice, validate_arguments
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
 from kpo_async.pods import create_pod, delete_pod, find_task_pods, mark_finalized, pod_events, read_pod
@@ -92,6 +96,24 @@ class AsyncKubernetesPodOperator(BaseOperator):
     template_ext: Sequence[str] = ()
     ui_color = "#8fc9fb"
     operator_extra_links = (PodLink(),)
+    # The arguments the operator reads itself; __init__ sets them (and every other argument) from
+    # the arguments of the same name.
+    kubernetes_conn_id: str | None
+    config_file: str | None
+    cluster_context: str | None
+    in_cluster: bool | None
+    namespace: str | None
+    full_pod_spec: Any
+    pod_template_file: str | None
+    pod_template_dict: dict[str, Any] | None
+    get_logs: bool
+    startup_timeout_seconds: int
+    poll_interval: float
+    deferrable: bool
+    on_finish_action: str
+    on_kill_action: str
+    log_events_on_startup: bool
+    log_events_on_failure: bool
 
     def __init__(
         self,
@@ -103,14 +125,14 @@ class AsyncKubernetesPodOperator(BaseOperator):
         random_name_suffix: bool = True,
         cmds: list[str] | None = None,
         arguments: list[str] | None = None,
-        ports: list | None = None,
-        volume_mounts: list | None = None,
-        volumes: list | None = None,
-        env_vars: list | dict[str, str] | None = None,
-        env_from: list | None = None,
+        ports: list[Any] | None = None,
+        volume_mounts: list[Any] | None = None,
+        volumes: list[Any] | None = None,
+        env_vars: list[Any] | dict[str, str] | None = None,
+        env_from: list[Any] | None = None,
         in_cluster: bool | None = None,
         cluster_context: str | None = None,
-        labels: dict | None = None,
+        labels: dict[str, Any] | None = None,
         reattach_on_restart: bool | None = None,
         durable: bool | None = None,
         startup_timeout_seconds: int = 120,
@@ -118,30 +140,30 @@ class AsyncKubernetesPodOperator(BaseOperator):
         base_container_name: str | None = None,
         container_logs: Any = None,
         image_pull_policy: str | None = None,
-        annotations: dict | None = None,
+        annotations: dict[str, Any] | None = None,
         container_resources: Any = None,
         resources: Any = None,
         affinity: Any = None,
         config_file: str | None = None,
         runtime_class_name: str | None = None,
-        node_selector: dict | None = None,
-        image_pull_secrets: list | str | None = None,
+        node_selector: dict[str, Any] | None = None,
+        image_pull_secrets: list[Any] | str | None = None,
         service_account_name: str | None = None,
         automount_service_account_token: bool | None = None,
         hostnetwork: bool = False,
-        host_aliases: list | None = None,
-        tolerations: list | None = None,
+        host_aliases: list[Any] | None = None,
+        tolerations: list[Any] | None = None,
         security_context: Any = None,
         container_security_context: Any = None,
         dnspolicy: str | None = None,
         schedulername: str | None = None,
         full_pod_spec: Any = None,
-        init_containers: list | None = None,
+        init_containers: list[Any] | None = None,
         log_events_on_failure: bool = False,
         log_events_on_startup: bool = True,
         do_xcom_push: bool = False,
         pod_template_file: str | None = None,
-        pod_template_dict: dict | None = None,
+        pod_template_dict: dict[str, Any] | None = None,
         priority_class_name: str | None = None,
         termination_grace_period: int | None = None,
         skip_on_exit_code: int | Container[int] | None = None,
@@ -152,9 +174,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
         is_delete_operator_pod: bool | None = None,
         termination_message_policy: str = "File",
         active_deadline_seconds: int | None = None,
-        secrets: list | None = None,
+        secrets: list[Any] | None = None,
         configmaps: list[str] | None = None,
-        pod_runtime_info_envs: list | None = None,
+        pod_runtime_info_envs: list[Any] | None = None,
         hostname: str | None = None,
         subdomain: str | None = None,
         dns_config: Any = None,
@@ -174,82 +196,22 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 stacklevel=2,
             )
             on_finish_action = "delete_pod" if is_delete_operator_pod else "keep_pod"
-        if on_finish_action not in ON_FINISH_ACTIONS:
-            raise InvalidArgumentError(
-                "on_finish_action",
-                f"{on_finish_action!r} is not supported",
-                f"use one of {', '.join(ON_FINISH_ACTIONS)}",
-            )
-        if on_kill_action not in ON_KILL_ACTIONS:
-            raise InvalidArgumentError(
-                "on_kill_action",
-                f"{on_kill_action!r} is not supported",
-                f"use one of {', '.join(ON_KILL_ACTIONS)}",
-            )
-        self.kubernetes_conn_id = kubernetes_conn_id
-        self.namespace = namespace
-        self.image = image
-        self.name = name
-        self.random_name_suffix = random_name_suffix
+        check_choice("on_finish_action", on_finish_action, ON_FINISH_ACTIONS)
+        check_choice("on_kill_action", on_kill_action, ON_KILL_ACTIONS)
+        arguments_given = locals()
+        for argument in _STORED_AS_GIVEN:  # every other argument is kept under its own name
+            setattr(self, argument, arguments_given[argument])
         self.cmds = cmds or []
         self.arguments = arguments or []
-        self.ports = ports
-        self.volume_mounts = volume_mounts
-        self.volumes = volumes
-        self.env_vars = env_vars
-        self.env_from = env_from
-        self.in_cluster = in_cluster
-        self.cluster_context = cluster_context
         self.labels = labels or {}
+        self.annotations = annotations or {}
         # `durable` supersedes `reattach_on_restart` in the official provider; unset means True.
         self.reattach_on_restart = next((v for v in (durable, reattach_on_restart) if v is not None), True)
-        self.startup_timeout_seconds = startup_timeout_seconds
-        self.get_logs = get_logs
         self.base_container_name = base_container_name or "base"
-        self.container_logs = container_logs
-        self.image_pull_policy = image_pull_policy
-        self.annotations = annotations or {}
-        self.container_resources = container_resources
         # BaseOperator owns `self.resources` (executor resources); the guide's pod resources dict
         # is the pod's, so it lives under another name.
         self.pod_resources = resources
-        self.affinity = affinity
-        self.config_file = config_file
-        self.runtime_class_name = runtime_class_name
-        self.node_selector = node_selector
-        self.image_pull_secrets = image_pull_secrets
-        self.service_account_name = service_account_name
-        self.automount_service_account_token = automount_service_account_token
-        self.hostnetwork = hostnetwork
-        self.host_aliases = host_aliases
-        self.tolerations = tolerations
-        self.security_context = security_context
-        self.container_security_context = container_security_context
-        self.dnspolicy = dnspolicy
-        self.schedulername = schedulername
-        self.full_pod_spec = full_pod_spec
-        self.init_containers = init_containers
-        self.log_events_on_failure = log_events_on_failure
-        self.log_events_on_startup = log_events_on_startup
-        self.do_xcom_push = do_xcom_push
-        self.pod_template_file = pod_template_file
-        self.pod_template_dict = pod_template_dict
-        self.priority_class_name = priority_class_name
-        self.termination_grace_period = termination_grace_period
         self.skip_on_exit_code = _exit_codes(skip_on_exit_code)
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.on_finish_action = on_finish_action
-        self.on_kill_action = on_kill_action
-        self.termination_message_policy = termination_message_policy
-        self.active_deadline_seconds = active_deadline_seconds
-        self.secrets = secrets
-        self.configmaps = configmaps
-        self.pod_runtime_info_envs = pod_runtime_info_envs
-        self.hostname = hostname
-        self.subdomain = subdomain
-        self.dns_config = dns_config
-        self.xcom_sidecar_container_security_context = xcom_sidecar_container_security_context
         self._submitted: tuple[str, str] | None = None
         self._secret_env_names: list[str] = []
 
@@ -276,51 +238,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
         )
 
     def pod_arguments(self, namespace: str) -> PodArguments:
-        return PodArguments(
-            namespace=namespace,
-            name=self.name,
-            image=self.image,
-            cmds=self.cmds,
-            arguments=self.arguments,
-            env_vars=self.env_vars,
-            env_from=self.env_from,
-            labels=self.labels,
-            annotations=self.annotations,
-            ports=self.ports,
-            resources=self.pod_resources,
-            container_resources=self.container_resources,
-            volumes=self.volumes,
-            volume_mounts=self.volume_mounts,
-            affinity=self.affinity,
-            tolerations=self.tolerations,
-            node_selector=self.node_selector,
-            service_account_name=self.service_account_name,
-            automount_service_account_token=self.automount_service_account_token,
-            security_context=self.security_context,
-            container_security_context=self.container_security_context,
-            image_pull_policy=self.image_pull_policy,
-            image_pull_secrets=self.image_pull_secrets,
-            init_containers=self.init_containers,
-            host_aliases=self.host_aliases,
-            hostnetwork=self.hostnetwork,
-            dnspolicy=self.dnspolicy,
-            schedulername=self.schedulername,
-            priority_class_name=self.priority_class_name,
-            termination_grace_period=self.termination_grace_period,
-            active_deadline_seconds=self.active_deadline_seconds,
-            runtime_class_name=self.runtime_class_name,
-            termination_message_policy=self.termination_message_policy,
-            random_name_suffix=self.random_name_suffix,
-            do_xcom_push=self.do_xcom_push,
-            base_container_name=self.base_container_name,
-            secrets=self.secrets,
-            configmaps=self.configmaps,
-            pod_runtime_info_envs=self.pod_runtime_info_envs,
-            hostname=self.hostname,
-            subdomain=self.subdomain,
-            dns_config=self.dns_config,
-            xcom_sidecar_container_security_context=self.xcom_sidecar_container_security_context,
-        )
+        """The pod-shaping arguments: the operator's attributes named as `PodArguments`' fields."""
+        given = {f.name: getattr(self, f.name) for f in fields(PodArguments) if hasattr(self, f.name)}
+        return PodArguments(**{**given, "namespace": namespace, "resources": self.pod_resources})
 
     def _template(self) -> dict[str, Any] | None:
         if self.pod_template_file:
@@ -478,35 +398,30 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 log_cursor=LogCursor(),
                 logger=self.log,
             )
-            return await monitor.run()
+            return (await monitor.run()).to_payload()
 
     # -- resume: finalize ----------------------------------------------------------------------
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        status = event.get("status")
-        namespace, pod_name = event["namespace"], event["pod_name"]
-        succeeded = status == SUCCESS
-        # The base container ended (well or not) unless the pod never got that far.
-        pod_ended = event.get("exit_code") is not None
-        asyncio.run(self._finalize(namespace, pod_name, succeeded, pod_ended, log_events=not succeeded))
-        if succeeded:
+        outcome = PodOutcome.from_payload(event)
+        namespace, pod_name = outcome.namespace, outcome.pod_name
+        asyncio.run(self._finalize(outcome))
+        if outcome.succeeded:
             self.log.info("pod %s/%s succeeded", namespace, pod_name)
-            return event.get("xcom") if self.do_xcom_push else None
-        exit_code = event.get("exit_code")
+            return outcome.xcom if self.do_xcom_push else None
+        exit_code = outcome.exit_code
         if exit_code is not None and exit_code in self.skip_on_exit_code:
             raise AirflowSkipException(f"pod {namespace}/{pod_name} exited with code {exit_code}: skipping")
-        message = event.get("message") or f"pod {namespace}/{pod_name} did not succeed"
-        tail = event.get("log_tail") or []
-        if tail:
-            message += "\nLast log lines:\n" + "\n".join(tail)
-        if status == TIMEOUT and event.get("reason") == "ExecutionTimeout":
+        message = outcome.message or f"pod {namespace}/{pod_name} did not succeed"
+        if outcome.log_tail:
+            message += "\nLast log lines:\n" + "\n".join(outcome.log_tail)
+        if outcome.execution_timed_out:
             raise AirflowTaskTimeout(message)
         raise PodFailedError(message)
 
-    async def _finalize(
-        self, namespace: str, pod_name: str, succeeded: bool, pod_ended: bool, *, log_events: bool
-    ) -> None:
+    async def _finalize(self, outcome: PodOutcome) -> None:
+        namespace, pod_name, succeeded = outcome.namespace, outcome.pod_name, outcome.succeeded
         async with open_client(self.cluster_ref) as client:
-            if log_events and self.log_events_on_failure:
+            if not succeeded and self.log_events_on_failure:
                 for event in await pod_events(client, namespace, pod_name):
                     self.log.error(
                         "pod event: %s %s: %s", event.get("type"), event.get("reason"), event.get("message")
@@ -514,7 +429,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             delete = (
                 self.on_finish_action == "delete_pod"
                 or (self.on_finish_action == "delete_succeeded_pod" and succeeded)
-                or (self.on_finish_action == "delete_active_pod" and not pod_ended)
+                or (self.on_finish_action == "delete_active_pod" and not outcome.base_container_ended)
             )
             if delete:
                 if await delete_pod(client, namespace, pod_name):
@@ -557,6 +472,28 @@ class AsyncKubernetesPodOperator(BaseOperator):
         asyncio.run(delete())
 
 
+#: Arguments stored as given, under their own names; the others are normalized in __init__.
+_STORED_AS_GIVEN = tuple(
+    name
+    for name in inspect.signature(AsyncKubernetesPodOperator.__init__).parameters
+    if name
+    not in {
+        "self",
+        "kwargs",
+        "cmds",
+        "arguments",
+        "labels",
+        "annotations",
+        "durable",
+        "reattach_on_restart",
+        "base_container_name",
+        "resources",
+        "skip_on_exit_code",
+        "is_delete_operator_pod",
+    }
+)
+
+
 def secret_env_names(pod: V1Pod) -> list[str]:
     """Names (never values) of env vars the worker's secrets masker hides.
 
@@ -564,7 +501,7 @@ def secret_env_names(pod: V1Pod) -> list[str]:
     the triggerer's does not. The trigger gets these names and registers the values it reads
     from the pod with its own masker, so a pod echoing a secret is masked in the trigger log too.
     """
-    from airflow.sdk.log import redact
+    from airflow.sdk.log import redact  # type: ignore[attr-defined]
 
     names = set()
     for container in [*(pod.spec.init_containers or []), *pod.spec.containers]:
@@ -574,7 +511,7 @@ def secret_env_names(pod: V1Pod) -> list[str]:
     return sorted(names)
 
 
-def _labels_match(labels: dict[str, str], selector: str) -> bool:
+def _labels_match(labels: Mapping[str, str], selector: str) -> bool:
     """Whether `labels` satisfy an equality-based selector such as ``a=1,b=2,!c``."""
     for term in selector.split(","):
         if term.startswith("!"):

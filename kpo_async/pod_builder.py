@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import re
-import secrets
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,15 +15,20 @@ from typing import Any
 from kubernetes_asyncio.client import V1Pod
 
 from kpo_async.errors import InvalidArgumentError
-from kpo_async.identity import MANAGED_LABEL, XCOM_MOUNT_PATH, XCOM_SIDECAR_NAME, XCOM_SIDECAR_SCRIPT
+from kpo_async.identity import (
+    MANAGED_LABEL,
+    POD_NAME_UNSAFE,
+    QUALIFIED_NAME,
+    SUFFIX_LENGTH,
+    XCOM_MOUNT_PATH,
+    XCOM_SIDECAR_NAME,
+    XCOM_SIDECAR_SCRIPT,
+    TaskIdentity,
+    identity_annotations,
+    identity_labels,
+    pod_name,
+)
 from kpo_async.k8s_objects import checked_api_dict, to_v1pod
-
-#: Annotations holding the task identity verbatim (labels may have had to be shortened).
-DAG_ID_ANNOTATION = "kpo-async.io/dag-id"
-TASK_ID_ANNOTATION = "kpo-async.io/task-id"
-RUN_ID_ANNOTATION = "kpo-async.io/run-id"
-MAP_INDEX_ANNOTATION = "kpo-async.io/map-index"
-TRY_NUMBER_ANNOTATION = "kpo-async.io/try-number"
 
 XCOM_VOLUME_NAME = "xcom"
 DEFAULT_XCOM_SIDECAR_RESOURCES: dict[str, Any] = {"requests": {"cpu": "1m", "memory": "10Mi"}}
@@ -42,109 +45,16 @@ RESOURCE_KEYS: dict[str, tuple[str, str]] = {
 }
 _API_RESOURCE_KEYS = frozenset({"limits", "requests", "claims"})
 
-NAME_MAX_LENGTH = 63
-_SUFFIX_LENGTH = 8
-_LABEL_MAX_LENGTH = 63
 _ANNOTATIONS_MAX_BYTES = 256 * 1024
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _POD_NAME_ARGUMENT = re.compile(r"^[A-Za-z0-9_.-]+$")  # what the official operator accepts for `name`
-_POD_NAME_UNSAFE = re.compile(r"[^a-z0-9-]+")
 _QUANTITY = re.compile(r"^\+?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
 
 _IMAGE_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
 _DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
-
-
-# --- task identity -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskIdentity:
-    """The task instance try a pod belongs to."""
-
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int = -1
-    try_number: int = 1
-
-
-def label_safe(value: str) -> str:
-    """Return ``value`` if it is a valid label value, else a shortened form ending in a hash of it.
-
-    Distinct inputs give distinct outputs: a value that had to change carries 8 hex chars of its sha256.
-    """
-    if len(value) <= _LABEL_MAX_LENGTH and (value == "" or _QUALIFIED_NAME.match(value)):
-        return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:_SUFFIX_LENGTH]
-    stem = _LABEL_UNSAFE.sub("_", value).strip("._-")[: _LABEL_MAX_LENGTH - _SUFFIX_LENGTH - 1]
-    stem = stem.rstrip("._-")
-    return f"{stem}-{digest}" if stem else digest
-
-
-def identity_labels(identity: TaskIdentity) -> dict[str, str]:
-    """Labels that find the pods of a task instance (values label-safe; see ``identity_annotations``).
-
-    Like the official provider, ``map_index`` is only set for mapped tasks (``map_index >= 0``).
-    """
-    labels = {
-        MANAGED_LABEL: "true",
-        "dag_id": label_safe(identity.dag_id),
-        "task_id": label_safe(identity.task_id),
-        "run_id": label_safe(identity.run_id),
-    }
-    if identity.map_index >= 0:
-        labels["map_index"] = str(identity.map_index)
-    labels["try_number"] = str(identity.try_number)
-    return labels
-
-
-def identity_annotations(identity: TaskIdentity) -> dict[str, str]:
-    """The task identity verbatim, for humans and for checking a label match was not a hash collision."""
-    return {
-        DAG_ID_ANNOTATION: identity.dag_id,
-        TASK_ID_ANNOTATION: identity.task_id,
-        RUN_ID_ANNOTATION: identity.run_id,
-        MAP_INDEX_ANNOTATION: str(identity.map_index),
-        TRY_NUMBER_ANNOTATION: str(identity.try_number),
-    }
-
-
-def task_selector(identity: TaskIdentity, *, include_try: bool) -> str:
-    """Label selector matching the pods of a task instance (of one try when ``include_try``)."""
-    labels = identity_labels(identity)
-    parts = [f"{key}={labels[key]}" for key in (MANAGED_LABEL, "dag_id", "task_id", "run_id")]
-    parts.append(f"map_index={labels['map_index']}" if "map_index" in labels else "!map_index")
-    if include_try:
-        parts.append(f"try_number={labels['try_number']}")
-    return ",".join(parts)
-
-
-def pod_name(
-    base: str | None, *, task_id: str, identity: TaskIdentity | None, random_name_suffix: bool
-) -> str:
-    """Pod name: ``base`` (or ``task_id``) made a DNS-1123 label of at most 63 chars, plus a suffix.
-
-    The suffix is 8 hex chars of a hash of the task identity, so building the pod of the same try twice
-    gives the same name (and the API answers 409 instead of starting a second pod). Without an identity
-    the suffix is random.
-    """
-    stem = _POD_NAME_UNSAFE.sub("-", (base or task_id).lower()).strip("-") or "pod"
-    if not random_name_suffix:
-        return stem[:NAME_MAX_LENGTH].rstrip("-")
-    return f"{stem[: NAME_MAX_LENGTH - _SUFFIX_LENGTH - 1].rstrip('-')}-{_name_suffix(identity)}"
-
-
-def _name_suffix(identity: TaskIdentity | None) -> str:
-    if identity is None:
-        return secrets.token_hex(_SUFFIX_LENGTH // 2)
-    key = [identity.dag_id, identity.task_id, identity.run_id, identity.map_index, identity.try_number]
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:_SUFFIX_LENGTH]
 
 
 # --- arguments -----------------------------------------------------------------------------------------
@@ -162,26 +72,26 @@ class PodArguments:
     image: str | None = None
     cmds: list[str] | None = None
     arguments: list[str] | None = None
-    env_vars: dict[str, str] | list | None = None
-    env_from: list | None = None
-    labels: dict | None = None
-    annotations: dict | None = None
-    ports: list | None = None
-    resources: dict | Any | None = None
+    env_vars: dict[str, str] | list[Any] | None = None
+    env_from: list[Any] | None = None
+    labels: dict[str, Any] | None = None
+    annotations: dict[str, Any] | None = None
+    ports: list[Any] | None = None
+    resources: dict[str, Any] | Any | None = None
     container_resources: Any | None = None
-    volumes: list | None = None
-    volume_mounts: list | None = None
+    volumes: list[Any] | None = None
+    volume_mounts: list[Any] | None = None
     affinity: Any | None = None
-    tolerations: list | None = None
-    node_selector: dict | None = None
+    tolerations: list[Any] | None = None
+    node_selector: dict[str, Any] | None = None
     service_account_name: str | None = None
     automount_service_account_token: bool | None = None
     security_context: Any | None = None
     container_security_context: Any | None = None
     image_pull_policy: str | None = None
-    image_pull_secrets: list | str | None = None
-    init_containers: list | None = None
-    host_aliases: list | None = None
+    image_pull_secrets: list[Any] | str | None = None
+    init_containers: list[Any] | None = None
+    host_aliases: list[Any] | None = None
     hostnetwork: bool = False
     dnspolicy: str | None = None
     schedulername: str | None = None
@@ -194,11 +104,11 @@ class PodArguments:
     do_xcom_push: bool = False
     base_container_name: str = "base"
     xcom_sidecar_image: str = "alpine:3.20"
-    xcom_sidecar_resources: dict | Any | None = None
+    xcom_sidecar_resources: dict[str, Any] | Any | None = None
     # Further official arguments that shape the pod.
-    secrets: list | None = None  # airflow.providers.cncf.kubernetes.secret.Secret objects
+    secrets: list[Any] | None = None  # airflow.providers.cncf.kubernetes.secret.Secret objects
     configmaps: list[str] | None = None
-    pod_runtime_info_envs: list | None = None
+    pod_runtime_info_envs: list[Any] | None = None
     hostname: str | None = None
     subdomain: str | None = None
     dns_config: Any | None = None
@@ -228,11 +138,9 @@ def _validate_scalars(args: PodArguments) -> None:
     _check_string_list("cmds", args.cmds)
     _check_string_list("arguments", args.arguments)
     _check_string_list("configmaps", args.configmaps)
-    _check_choice("image_pull_policy", args.image_pull_policy, _IMAGE_PULL_POLICIES)
-    _check_choice(
-        "termination_message_policy", args.termination_message_policy, _TERMINATION_MESSAGE_POLICIES
-    )
-    _check_choice("dnspolicy", args.dnspolicy, _DNS_POLICIES)
+    check_choice("image_pull_policy", args.image_pull_policy, _IMAGE_PULL_POLICIES)
+    check_choice("termination_message_policy", args.termination_message_policy, _TERMINATION_MESSAGE_POLICIES)
+    check_choice("dnspolicy", args.dnspolicy, _DNS_POLICIES)
     _check_int("termination_grace_period", args.termination_grace_period, minimum=0)
     _check_int("active_deadline_seconds", args.active_deadline_seconds, minimum=1)
     _check_string_map("labels", args.labels, values_are_labels=True)
@@ -254,11 +162,13 @@ def _check_pod_name(name: str | None) -> None:
             "use letters, digits, '-', '.' and '_' only (at most 253 characters); it is lower-cased, "
             "other characters become '-' and it is cut to 63 characters with its suffix",
         )
-    if not _POD_NAME_UNSAFE.sub("-", name.lower()).strip("-"):
+    if not POD_NAME_UNSAFE.sub("-", name.lower()).strip("-"):
         raise InvalidArgumentError("name", f"{name!r} has no letter or digit", "use a name like 'my-task'")
 
 
-def _check_pattern(argument: str, value: Any, pattern: re.Pattern, max_length: int, example: str) -> None:
+def _check_pattern(
+    argument: str, value: Any, pattern: re.Pattern[str], max_length: int, example: str
+) -> None:
     if value is None:
         return
     if not isinstance(value, str) or len(value) > max_length or not pattern.match(value):
@@ -290,7 +200,7 @@ def _check_string_list(argument: str, value: Any) -> None:
         raise InvalidArgumentError(argument, f"{value!r} is not a list of strings", "pass a list of strings")
 
 
-def _check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> None:
+def check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> None:
     if value is not None and value not in choices:
         raise InvalidArgumentError(argument, f"{value!r} is not allowed", f"use one of {', '.join(choices)}")
 
@@ -332,7 +242,7 @@ def _check_qualified_key(argument: str, key: Any) -> None:
     ok = (
         bool(name)
         and len(name) <= 63
-        and _QUALIFIED_NAME.match(name) is not None
+        and QUALIFIED_NAME.match(name) is not None
         and (not prefix or (len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix) is not None))
     )
     if not ok:
@@ -353,7 +263,7 @@ def _check_label_value(argument: str, key: str, value: Any) -> None:
             f"the value of {key!r} is a {type(value).__name__}",
             f"pass it as a string: str({value!r})",
         )
-    if value and (len(value) > 63 or not _QUALIFIED_NAME.match(value)):
+    if value and (len(value) > 63 or not QUALIFIED_NAME.match(value)):
         raise InvalidArgumentError(
             argument,
             f"the value {value!r} of {key!r} is not a valid label value",
@@ -364,7 +274,7 @@ def _check_label_value(argument: str, key: str, value: Any) -> None:
 # --- arguments -> API JSON -----------------------------------------------------------------------------
 
 
-def _arguments_layer(args: PodArguments) -> dict:
+def _arguments_layer(args: PodArguments) -> dict[str, Any]:
     """The pod the explicit arguments describe, as API JSON (only what they set)."""
     container = _set_only(
         {
@@ -422,12 +332,12 @@ def _arguments_layer(args: PodArguments) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
-def _label_map(value: Mapping | None) -> dict[str, str]:
+def _label_map(value: Mapping[str, Any] | None) -> dict[str, str]:
     # The official operator sends a None label value as an empty one.
     return {key: "" if item is None else item for key, item in (value or {}).items()}
 
 
-def _set_only(fields: dict) -> dict:
+def _set_only(fields: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if not _is_unset(value)}
 
 
@@ -440,7 +350,7 @@ def _object(argument: str, value: Any, model: str) -> Any:
     return None if value is None else checked_api_dict(value, model, argument=argument)
 
 
-def _objects(argument: str, values: Any, model: str) -> list:
+def _objects(argument: str, values: Any, model: str) -> list[Any]:
     if values is None:
         return []
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, (list, tuple)):
@@ -454,7 +364,7 @@ def _objects(argument: str, values: Any, model: str) -> list:
     ]
 
 
-def _env(args: PodArguments) -> list:
+def _env(args: PodArguments) -> list[Any]:
     env_vars = args.env_vars
     if isinstance(env_vars, Mapping):
         env = [_env_var(name, value) for name, value in env_vars.items()]
@@ -471,7 +381,7 @@ def _env(args: PodArguments) -> list:
     return env + _objects("pod_runtime_info_envs", args.pod_runtime_info_envs, "V1EnvVar")
 
 
-def _env_var(name: Any, value: Any) -> dict:
+def _env_var(name: Any, value: Any) -> dict[str, Any]:
     if value is not None and not isinstance(value, str):
         raise InvalidArgumentError(
             "env_vars",
@@ -489,12 +399,12 @@ def _check_env_name(name: Any) -> None:
         )
 
 
-def _env_from(args: PodArguments) -> list:
+def _env_from(args: PodArguments) -> list[Any]:
     config_maps = [{"configMapRef": {"name": name}} for name in args.configmaps or []]
     return _objects("env_from", args.env_from, "V1EnvFromSource") + config_maps
 
 
-def _ports(ports: Any) -> list:
+def _ports(ports: Any) -> list[Any]:
     result = _objects("ports", ports, "V1ContainerPort")
     for port in result:
         number = port.get("containerPort")
@@ -505,7 +415,7 @@ def _ports(ports: Any) -> list:
     return result
 
 
-def _image_pull_secrets(value: Any) -> list:
+def _image_pull_secrets(value: Any) -> list[Any]:
     if isinstance(value, str):  # "a,b" like the official operator
         value = [name.strip() for name in value.split(",") if name.strip()]
     if isinstance(value, (list, tuple)):
@@ -513,7 +423,7 @@ def _image_pull_secrets(value: Any) -> list:
     return _objects("image_pull_secrets", value, "V1LocalObjectReference")
 
 
-def _resources(argument: str, value: Any) -> dict | None:
+def _resources(argument: str, value: Any) -> dict[str, Any] | None:
     """``resources``/``container_resources``/``xcom_sidecar_resources`` as a ResourceRequirements dict."""
     if value is None or (isinstance(value, Mapping) and not value):
         return None
@@ -567,7 +477,7 @@ def _quantity(argument: str, resource: str, quantity: Any) -> str:
     return quantity
 
 
-def _attach_secrets(values: Any, container: dict, spec: dict) -> None:
+def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]) -> None:
     """Expose official ``Secret`` objects: env var, envFrom or a read-only volume, as the provider does."""
     for secret in values or []:
         deploy_type = getattr(secret, "deploy_type", None)
@@ -586,7 +496,7 @@ def _attach_secrets(values: Any, container: dict, spec: dict) -> None:
             container.setdefault("envFrom", []).append({"secretRef": {"name": name}})
         else:
             # A stable volume name (the provider uses a random one) keeps the built pod deterministic.
-            volume = "secretvol-" + hashlib.sha256(f"{name}\0{target}".encode()).hexdigest()[:_SUFFIX_LENGTH]
+            volume = "secretvol-" + hashlib.sha256(f"{name}\0{target}".encode()).hexdigest()[:SUFFIX_LENGTH]
             source = _set_only(
                 {
                     "secretName": name,
@@ -603,7 +513,9 @@ def _attach_secrets(values: Any, container: dict, spec: dict) -> None:
 _Rule = Callable[[Any, Any], Any]
 
 
-def _merge(base: dict | None, client: dict | None, rules: Mapping[str, _Rule]) -> dict:
+def _merge(
+    base: dict[str, Any] | None, client: dict[str, Any] | None, rules: Mapping[str, _Rule]
+) -> dict[str, Any]:
     """Fields set in ``client`` win; ``rules`` say how to combine a field both sides set."""
     result = copy.deepcopy(base) if base else {}
     for key, value in (client or {}).items():
@@ -611,22 +523,22 @@ def _merge(base: dict | None, client: dict | None, rules: Mapping[str, _Rule]) -
             continue
         rule = rules.get(key)
         combine = rule is not None and not _is_unset(result.get(key))
-        result[key] = rule(result[key], value) if combine else copy.deepcopy(value)
+        result[key] = rule(result[key], value) if rule is not None and combine else copy.deepcopy(value)
     return result
 
 
-def _merge_maps(base: dict, client: dict) -> dict:
+def _merge_maps(base: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
     return {**base, **client}
 
 
-def _union(base: list, client: list) -> list:
+def _union(base: list[Any], client: list[Any]) -> list[Any]:
     return copy.deepcopy(base) + [copy.deepcopy(item) for item in client if item not in base]
 
 
-def _keyed(key: Callable[[dict], Hashable | None], combine: _Rule | None = None) -> _Rule:
+def _keyed(key: Callable[[dict[str, Any]], Hashable | None], combine: _Rule | None = None) -> _Rule:
     """List merge: a client item replaces (or is combined with) the base item of the same key."""
 
-    def merge(base: list, client: list) -> list:
+    def merge(base: list[Any], client: list[Any]) -> list[Any]:
         result = copy.deepcopy(base)
         positions = {key(item): n for n, item in enumerate(result) if key(item) is not None}
         for item in client:
@@ -640,11 +552,11 @@ def _keyed(key: Callable[[dict], Hashable | None], combine: _Rule | None = None)
     return merge
 
 
-def _field(name: str) -> Callable[[dict], Hashable | None]:
+def _field(name: str) -> Callable[[dict[str, Any]], Hashable | None]:
     return lambda item: item.get(name) if isinstance(item, dict) else None
 
 
-def _port_key(port: dict) -> Hashable:
+def _port_key(port: dict[str, Any]) -> Hashable:
     if port.get("name"):
         return ("name", port["name"])
     return ("port", port.get("containerPort"), port.get("protocol") or "TCP")
@@ -661,7 +573,7 @@ _CONTAINER_RULES: dict[str, _Rule] = {
 }
 
 
-def _merge_container(base: dict, client: dict) -> dict:
+def _merge_container(base: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
     return _merge(base, client, _CONTAINER_RULES)
 
 
@@ -680,29 +592,29 @@ _SPEC_RULES: dict[str, _Rule] = {
 }
 
 
-def _reconcile(base: dict, client: dict, base_container_name: str) -> dict:
+def _reconcile(base: dict[str, Any], client: dict[str, Any], base_container_name: str) -> dict[str, Any]:
     """Lay ``client`` (a pod as API JSON) over ``base``."""
 
-    def containers(base_items: list, client_items: list) -> list:
+    def containers(base_items: list[Any], client_items: list[Any]) -> list[Any]:
         return _reconcile_containers(base_items, client_items, base_container_name)
 
-    def spec(base_spec: dict, client_spec: dict) -> dict:
+    def spec(base_spec: dict[str, Any], client_spec: dict[str, Any]) -> dict[str, Any]:
         return _merge(base_spec, client_spec, {**_SPEC_RULES, "containers": containers})
 
-    def metadata(base_meta: dict, client_meta: dict) -> dict:
+    def metadata(base_meta: dict[str, Any], client_meta: dict[str, Any]) -> dict[str, Any]:
         return _merge(base_meta, client_meta, _METADATA_RULES)
 
     return _merge(base, client, {"metadata": metadata, "spec": spec})
 
 
-def _base_index(containers: list, base_container_name: str) -> int | None:
+def _base_index(containers: list[Any], base_container_name: str) -> int | None:
     for n, container in enumerate(containers):
         if container.get("name") == base_container_name:
             return n
     return 0 if containers else None
 
 
-def _reconcile_containers(base: list, client: list, base_container_name: str) -> list:
+def _reconcile_containers(base: list[Any], client: list[Any], base_container_name: str) -> list[Any]:
     """The base containers of both sides merge; other containers merge by name or are appended.
 
     A side's base container is the one named ``base_container_name``, else its first container (which
@@ -733,7 +645,7 @@ def build_pod(
     args: PodArguments,
     *,
     identity: TaskIdentity | None = None,
-    template: dict | None = None,
+    template: dict[str, Any] | None = None,
     full_pod_spec: Any | None = None,
 ) -> V1Pod:
     """Build the pod: ``template`` < ``full_pod_spec`` < explicit arguments, then name, labels, sidecar.
@@ -748,7 +660,7 @@ def build_pod(
     if full_pod_spec is not None:
         layers.append(checked_api_dict(full_pod_spec, "V1Pod", argument="full_pod_spec"))
     layers.append(_arguments_layer(args))
-    pod: dict = {}
+    pod: dict[str, Any] = {}
     for layer in layers:
         pod = _reconcile(pod, layer, args.base_container_name)
 
@@ -777,8 +689,8 @@ def _final_name(args: PodArguments, merged_name: str | None, identity: TaskIdent
     )
 
 
-def _base_container(spec: dict, args: PodArguments) -> dict:
-    base = next(item for item in spec["containers"] if item.get("name") == args.base_container_name)
+def _base_container(spec: dict[str, Any], args: PodArguments) -> dict[str, Any]:
+    base: dict[str, Any] = next(c for c in spec["containers"] if c.get("name") == args.base_container_name)
     if not base.get("image"):
         raise InvalidArgumentError(
             "image",
@@ -789,7 +701,7 @@ def _base_container(spec: dict, args: PodArguments) -> dict:
     return base
 
 
-def _add_xcom_sidecar(spec: dict, base: dict, args: PodArguments) -> None:
+def _add_xcom_sidecar(spec: dict[str, Any], base: dict[str, Any], args: PodArguments) -> None:
     mounts = base.setdefault("volumeMounts", [])
     mount = next((item for item in mounts if item.get("mountPath") == XCOM_MOUNT_PATH), None)
     if mount is None:

@@ -12,8 +12,9 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
+from kpo_async.api import error_for
 from kpo_async.clients import ClusterClient
-from kpo_async.errors import KpoAsyncError, PermissionDeniedError
+from kpo_async.errors import KpoAsyncError
 
 STDOUT, STDERR, ERROR = 1, 2, 3
 #: Output kept from one exec; more is an error rather than unbounded memory.
@@ -22,11 +23,6 @@ DEFAULT_MAX_OUTPUT = 32 * 1024 * 1024
 
 class ExecError(KpoAsyncError):
     """The command could not be run in the container (not a non-zero exit: see `ExecResult`)."""
-
-    def __init__(self, message: str, *, status: int | None = None, headers: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers  # keeps Retry-After for the retry loop
 
 
 @dataclass(frozen=True)
@@ -63,13 +59,9 @@ async def exec_in_container(
             max_msg_size=0,
         )
     except aiohttp.WSServerHandshakeError as exc:
-        if exc.status == 403:
-            raise PermissionDeniedError(
-                f"{what} was forbidden (403): the operator's identity needs the 'create' and 'get' "
-                "verbs on pods/exec in this namespace (see docs/rbac.md)"
-            ) from None
-        raise ExecError(
-            f"{what} was refused: HTTP {exc.status} {exc.message}", status=exc.status, headers=exc.headers
+        # The API server authorizes a WebSocket exec as 'create' (some versions as 'get').
+        raise error_for(
+            exc.status, exc.message, what=what, verb="create", resource="pods/exec", headers=exc.headers
         ) from None
     stdout, stderr = bytearray(), bytearray()
     status: dict[str, Any] | None = None

@@ -15,7 +15,7 @@ _FILE = "pod_template_file"
 _DICT = "pod_template_dict"
 
 
-def read_pod_template(path: str) -> dict:
+def read_pod_template(path: str) -> dict[str, Any]:
     """Read and parse a pod template file (blocking: call it on the worker, not in the triggerer)."""
     try:
         with open(path, encoding="utf-8") as stream:
@@ -37,12 +37,12 @@ def read_pod_template(path: str) -> dict:
     )
 
 
-def parse_pod_template(text: str, *, source: str) -> dict:
+def parse_pod_template(text: str, *, source: str) -> dict[str, Any]:
     """Parse a YAML or JSON Pod manifest; ``source`` (its path) is quoted in error messages."""
     return _checked(_load(text, source), argument=_FILE, source=source)
 
 
-def pod_template_from_dict(d: Mapping[str, Any], source: str = _DICT) -> dict:
+def pod_template_from_dict(d: Mapping[str, Any], source: str = _DICT) -> dict[str, Any]:
     """Check a pod template given as a dict (``pod_template_dict``); returns it as API JSON."""
     return _checked(d, argument=_DICT, source=source)
 
@@ -73,7 +73,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}{getattr(exc, 'problem', None) or exc}"
 
 
-def _checked(data: Any, *, argument: str, source: str) -> dict:
+def _checked(data: Any, *, argument: str, source: str) -> dict[str, Any]:
     fix = "use a Pod manifest: apiVersion: v1, kind: Pod, spec.containers with at least one named container"
     if data is None:
         raise InvalidArgumentError(argument, f"{source} is empty", fix)
@@ -96,4 +96,5 @@ def _checked(data: Any, *, argument: str, source: str) -> dict:
                 f"{source}: spec.containers[{n}] has no name",
                 "name it (the base container: 'base')",
             )
-    return checked_api_dict(dict(data), "V1Pod", argument=argument, where=source)
+    pod: dict[str, Any] = checked_api_dict(dict(data), "V1Pod", argument=argument, where=source)
+    return pod

@@ -16,7 +16,6 @@ _FIELD_LABELS = {
     "namespace": ("Namespace", "string"),
     "cluster_context": ("Cluster context", "string"),
     "disable_verify_ssl": ("Disable SSL verification", "boolean"),
-    "disable_tcp_keepalive": ("Disable TCP keepalive", "boolean"),
     "xcom_sidecar_container_image": ("XCom sidecar image", "string"),
     "xcom_sidecar_container_resources": ("XCom sidecar resources (JSON)", "string"),
 }

@@ -1,19 +1,17 @@
-"""Bounded retries with exponential backoff and full jitter for Kubernetes API calls."""
+"""The retry policy of every Kubernetes API call: bounded attempts, exponential backoff, full jitter."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException
 
-from kpo_async.errors import ClusterUnreachableError
+from kpo_async.errors import ApiError, ClusterUnreachableError, Retryable
 
 T = TypeVar("T")
 
@@ -39,9 +37,9 @@ DEFAULT_BACKOFF = Backoff()
 
 
 def is_retryable(exc: BaseException) -> bool:
-    status = getattr(exc, "status", None)  # ApiException, ExecError
-    if isinstance(status, int):
-        return status in RETRYABLE_STATUS or (status == 0 and isinstance(exc, ApiException))
+    """Throttling, server-side trouble and dropped connections; every other failure is final."""
+    if isinstance(exc, ApiError):
+        return isinstance(exc, Retryable)
     return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
@@ -90,39 +88,6 @@ async def with_retries(
 
 def describe(exc: BaseException) -> str:
     """A one-line description of an API failure, without response bodies that could hold secrets."""
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    if isinstance(exc, ApiError):
+        return f"HTTP {exc.status}{': ' + exc.message[:200] if exc.message else ''}"
     return f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
-
-
-async def checked(request: Awaitable[Any]) -> Any:
-    """Await a `_preload_content=False` request and raise `ApiException` for a non-2xx answer.
-
-    kubernetes-asyncio only checks the status when it preloads (and parses) the body; we skip
-    the model parsing for speed, so the check happens here.
-    """
-    response = await request
-    if 200 <= response.status <= 299:
-        return response
-    try:
-        body = await response.read()
-    finally:
-        response.release()
-    error = ApiException(status=response.status, reason=response.reason)
-    error.body = body.decode("utf-8", "replace")
-    error.headers = response.headers
-    return _raise(error)
-
-
-def _raise(error: ApiException) -> Any:
-    raise error
-
-
-async def json_body(request: Awaitable[Any]) -> Any:
-    """`checked(request)` and its JSON body. Use it inside the retried call: a connection that
-    drops while the body is read is then retried like one that drops before the answer."""
-    response = await checked(request)
-    try:
-        return json.loads(await response.read())
-    finally:
-        response.release()

@@ -18,20 +18,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from kpo_async.api import error_for, open_response
 from kpo_async.clients import ClusterClient
+from kpo_async.errors import ApiError, Forbidden, Gone, KpoAsyncError, PermissionDeniedError, Unauthorized
 from kpo_async.identity import MANAGED_LABEL
 from kpo_async.pod_state import PodState
-from kpo_async.retry import backoff_delay, checked, describe, is_retryable
+from kpo_async.retry import backoff_delay, describe, is_retryable
 
 log = logging.getLogger(__name__)
 
 MANAGED_SELECTOR = f"{MANAGED_LABEL}=true"
-
-
-class _Gone(Exception):
-    """The watch's resourceVersion is too old (410): re-list."""
 
 
 class Subscription:
@@ -92,9 +89,8 @@ class PodWatcher:
         self.states: dict[str, PodState] = {}
         self.synced = asyncio.Event()
         self.last_contact = 0.0
-        self.lists = 0
         #: The API server's refusal (401/403/404) of the last list, until a list succeeds again.
-        self.refusal: ApiException | None = None
+        self.refusal: ApiError | None = None
         self._subscribers: dict[str, set[Subscription]] = {}
         self._watch_timeout = watch_timeout
         self._stall_timeout = stall_timeout
@@ -144,12 +140,12 @@ class PodWatcher:
                 failures = 0
                 while not self._should_stop():
                     resource_version = await self._watch(resource_version)
-            except _Gone:
+            except Gone:
                 log.info("watch of %s expired (410 Gone): re-listing", self.namespace)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if isinstance(exc, ApiException) and exc.status in (401, 403, 404):
+                if isinstance(exc, ApiError) and exc.status in (401, 403, 404):
                     # Refused credentials or a missing namespace will not fix themselves soon:
                     # tell the subscribers now instead of at their fallback read. Keep trying,
                     # so that a fixed Role or a re-created namespace resumes the watch.
@@ -180,8 +176,10 @@ class PodWatcher:
             kwargs: dict[str, Any] = {"label_selector": MANAGED_SELECTOR, "limit": 500}
             if continue_token:
                 kwargs["_continue"] = continue_token
-            response = await checked(
-                self.client.core.list_namespaced_pod(self.namespace, _preload_content=False, **kwargs)
+            response = await open_response(
+                self.client.core.list_namespaced_pod(self.namespace, _preload_content=False, **kwargs),
+                what=f"listing pods in namespace {self.namespace}",
+                verb="list",
             )
             body = json.loads(await response.read())
             for item in body.get("items") or []:
@@ -190,7 +188,6 @@ class PodWatcher:
             continue_token = (body.get("metadata") or {}).get("continue")
             if not continue_token:
                 break
-        self.lists += 1
         gone = set(self.states) - set(seen)
         changed = {n for n, s in seen.items() if self.states.get(n) != s}
         self.states = seen
@@ -201,11 +198,11 @@ class PodWatcher:
         # Subscribers waiting for a pod the list does not have learn that it is absent.
         for name in set(self._subscribers) - set(seen):
             self._notify(name)
-        return body.get("metadata", {}).get("resourceVersion", "")
+        return str(body.get("metadata", {}).get("resourceVersion", ""))
 
     async def _watch(self, resource_version: str) -> str:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self._stall_timeout)
-        response = await checked(
+        response = await open_response(
             self.client.core.list_namespaced_pod(
                 self.namespace,
                 label_selector=MANAGED_SELECTOR,
@@ -215,7 +212,9 @@ class PodWatcher:
                 timeout_seconds=self._watch_timeout,
                 _preload_content=False,
                 _request_timeout=timeout,
-            )
+            ),
+            what=f"watching pods in namespace {self.namespace}",
+            verb="watch",
         )
         try:
             async for event in _events(response):
@@ -230,10 +229,14 @@ class PodWatcher:
         kind = event.get("type")
         obj = event.get("object") or {}
         self.last_contact = time.monotonic()
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise _Gone()
-            raise ApiException(status=obj.get("code") or 500, reason=obj.get("reason"))
+        if kind == "ERROR":  # a Status object: 410 when the resourceVersion is too old
+            raise error_for(
+                obj.get("code") or 500,
+                json.dumps(obj),
+                what=f"watching pods in {self.namespace}",
+                verb="watch",
+                resource="pods",
+            )
         resource_version = (obj.get("metadata") or {}).get("resourceVersion")
         if kind == "BOOKMARK":
             return resource_version
@@ -281,3 +284,20 @@ async def stop_shared_watchers() -> None:
     loop = asyncio.get_running_loop()
     for watcher in list(_watchers.pop(loop, {}).values()):
         await watcher.stop()
+
+
+def watch_refused(exc: ApiError, namespace: str) -> KpoAsyncError:
+    """The error for a list/watch the API server refuses, naming what to fix."""
+    if isinstance(exc, Forbidden):
+        return PermissionDeniedError(
+            f"watching pods in namespace {namespace} was forbidden (403) for the triggerer's identity. "
+            "Fix: grant 'list' and 'watch' on pods in the Role (see docs/rbac.md)"
+        )
+    if isinstance(exc, Unauthorized):
+        return KpoAsyncError(
+            f"the API server refused the triggerer's credentials (401) for namespace {namespace}. "
+            "Fix: check the connection's kubeconfig / token on the triggerer host"
+        )
+    if exc.status == 403:
+        return exc
+    return KpoAsyncError(f"namespace {namespace} was not found (404) while watching its pods")

@@ -1,17 +1,25 @@
-"""The XCom sidecar: read ``/airflow/xcom/return.json`` and tell the sidecar to exit."""
+"""The XCom sidecar: read ``/airflow/xcom/return.json``, record it, and tell the sidecar to exit."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import XComError
-from kpo_async.identity import XCOM_RETURN_FILE, XCOM_SIDECAR_NAME, XCOM_STOP_FILE
+from kpo_async.identity import XCOM_RESULT_ANNOTATION, XCOM_RETURN_FILE, XCOM_SIDECAR_NAME, XCOM_STOP_FILE
 from kpo_async.pod_exec import exec_in_container
+from kpo_async.pod_state import ContainerState, PodState
+from kpo_async.pods import patch_metadata
 from kpo_async.retry import with_retries
 
 _SNIPPET = 120
+#: XCom values up to this size are recorded on the pod before the sidecar is stopped.
+ANNOTATION_LIMIT = 64 * 1024
+#: How long the XCom sidecar may take to start after the base container finished.
+SIDECAR_START_SECONDS = 120.0
 
 
 async def read_xcom(client: ClusterClient, namespace: str, pod: str) -> Any:
@@ -52,3 +60,74 @@ async def stop_sidecar(client: ClusterClient, namespace: str, pod: str) -> None:
         lambda: exec_in_container(client, namespace, pod, XCOM_SIDECAR_NAME, ["touch", XCOM_STOP_FILE]),
         what=f"stopping the XCom sidecar of {namespace}/{pod}",
     )
+
+
+class XComCollector:
+    """Collect the XCom result of a pod whose base container succeeded, exactly once.
+
+    The value is recorded on the pod (if small) before the sidecar is stopped, so that a trigger
+    re-created after that moment still has it.
+    """
+
+    def __init__(
+        self,
+        client: ClusterClient,
+        namespace: str,
+        pod_name: str,
+        next_state: Callable[[float | None], Awaitable[PodState | None]],
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.pod_name = pod_name
+        #: The pod's state after its next change or at the deadline; None once it is gone.
+        self._next_state = next_state
+
+    async def collect(self, state: PodState) -> Any:
+        recorded = state.annotations.get(XCOM_RESULT_ANNOTATION)
+        if recorded is not None:
+            return json.loads(recorded)  # read by an earlier incarnation of this trigger
+        await self._wait_for_sidecar(state)
+        value = await read_xcom(self.client, self.namespace, self.pod_name)
+        encoded = json.dumps(value)
+        if len(encoded) <= ANNOTATION_LIMIT:
+            await patch_metadata(
+                self.client,
+                self.namespace,
+                self.pod_name,
+                what="recording the XCom result on",
+                annotations={XCOM_RESULT_ANNOTATION: encoded},
+            )
+        await stop_sidecar(self.client, self.namespace, self.pod_name)
+        return value
+
+    async def _wait_for_sidecar(self, state: PodState | None) -> None:
+        """A base container can finish before the sidecar has even started: wait for it to run."""
+        deadline = time.time() + SIDECAR_START_SECONDS
+        while True:
+            sidecar = state.container(XCOM_SIDECAR_NAME) if state is not None else None
+            if sidecar is not None and sidecar.state == "running":
+                return
+            # Statuses list every container of the spec once scheduled: none means no sidecar at all.
+            no_sidecar = state is not None and state.containers and sidecar is None
+            if state is None or no_sidecar or (sidecar is not None and sidecar.terminated):
+                raise XComError(self._problem(state, sidecar))
+            if time.time() >= deadline:
+                raise XComError(self._problem(state, sidecar))
+            state = await self._next_state(deadline)
+
+    def _problem(self, state: PodState | None, sidecar: ContainerState | None) -> str:
+        """Why the XCom cannot be read, blaming the user only when the pod spec is at fault."""
+        what = (
+            f"cannot read the XCom result of {self.namespace}/{self.pod_name}: "
+            f"the {XCOM_SIDECAR_NAME} container"
+        )
+        if state is None:
+            return f"{what} is gone with its pod (deleted before the result was read)"
+        if state.reason or state.message:  # e.g. Evicted: the node took the pod away
+            return f"{what} stopped because the pod was {state.reason}: {state.message or ''}".rstrip(": ")
+        if sidecar is None:
+            return (
+                f"{what} is missing from the pod. Fix: keep the sidecar do_xcom_push adds "
+                "(a pod_template_file or full_pod_spec must not replace the containers list)"
+            )
+        return f"{what} is {sidecar.state} ({sidecar.reason or 'no reason given'}) and cannot be read"

@@ -15,9 +15,57 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 # Tests must never pick up a developer's own cluster by accident.
 os.environ["KUBECONFIG"] = str(_AIRFLOW_HOME / "no-default-kubeconfig")
 
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import signal  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+
 import pytest  # noqa: E402
 
 from kpo_async.testing.sim import SimCluster, SimConfig  # noqa: E402
+
+#: How a simulator process shows up in /proc/<pid>/cmdline.
+_SIM_COMMAND = b"kpo_async.testing.sim"
+
+
+def _sim_processes() -> set[int]:
+    """Simulator processes that are children of this test process."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and _SIM_COMMAND in cmdline and b"<defunct>" not in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+async def _nothing_left_behind() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks or simulator processes behind.
+
+    Autouse fixtures are set up before, and torn down after, the test's own fixtures, so what a
+    wider-scoped fixture (a module's simulator) started is there before and after alike.
+    """
+    processes = _sim_processes()
+    tasks = asyncio.all_tasks()
+    yield
+    for _ in range(3):  # let cancelled tasks finish
+        await asyncio.sleep(0)
+    left = {t for t in asyncio.all_tasks() - tasks if t is not asyncio.current_task() and not t.done()}
+    left_processes = _sim_processes() - processes
+    for task in left:
+        task.cancel()
+    for pid in left_processes:  # stop what the test left, then fail it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    assert not left, f"the test left asyncio tasks running: {sorted(t.get_name() for t in left)}"
+    assert not left_processes, f"the test left simulator processes running: {sorted(left_processes)}"
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from dataclasses import fields
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -17,7 +19,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from kpo_async.clients import shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.logs import LogCursor
-from kpo_async.monitor import ERROR, MonitorSettings, PodMonitor
+from kpo_async.monitor import MonitorSettings, PodMonitor
+from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pods import delete_pod
 from kpo_async.retry import describe
 
@@ -31,12 +34,11 @@ class PodTrigger(BaseTrigger):
     :param pod_name: the pod to follow.
     :param namespace: its namespace.
     :param cluster: `ClusterRef.to_dict()`: connection id / kubeconfig path / context, no secrets.
-    :param startup_deadline: epoch seconds by which the base container must have started.
-    :param execution_deadline: epoch seconds by which it must have finished (task's execution_timeout).
     :param log_cursor: where the log was delivered up to when this trigger was created.
     :param on_kill_action: ``delete_pod`` or ``keep_pod`` when a user kills the deferred task.
-    :param secret_env_names: env vars whose values (read from the pod, never stored here) must be
-        masked in the trigger log.
+    :param settings: the fields of `kpo_async.monitor.MonitorSettings` (base_container_name,
+        get_logs, do_xcom_push, startup/execution deadlines, poll and checkpoint intervals,
+        secret_env_names ...), written once there and stored as kwargs of the same names.
     """
 
     def __init__(
@@ -45,59 +47,37 @@ class PodTrigger(BaseTrigger):
         pod_name: str,
         namespace: str,
         cluster: dict[str, Any],
-        base_container_name: str = "base",
-        get_logs: bool = True,
-        do_xcom_push: bool = False,
-        startup_deadline: float | None = None,
-        execution_deadline: float | None = None,
         log_cursor: str | None = None,
         on_kill_action: str = "delete_pod",
-        fallback_poll_seconds: float = 60.0,
-        log_poll_seconds: float = 10.0,
-        log_checkpoint_seconds: float = 300.0,
-        log_events_on_startup: bool = True,
-        secret_env_names: list[str] | None = None,
+        **settings: Any,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.pod_name = pod_name
         self.namespace = namespace
         self.cluster = cluster
-        self.base_container_name = base_container_name
-        self.get_logs = get_logs
-        self.do_xcom_push = do_xcom_push
-        self.startup_deadline = startup_deadline
-        self.execution_deadline = execution_deadline
         self.log_cursor = log_cursor
         self.on_kill_action = on_kill_action
-        self.fallback_poll_seconds = fallback_poll_seconds
-        self.log_poll_seconds = log_poll_seconds
-        self.log_checkpoint_seconds = log_checkpoint_seconds
-        self.log_events_on_startup = log_events_on_startup
-        self.secret_env_names = list(secret_env_names or [])
+        self.settings = _settings(settings)
         self._monitor: PodMonitor | None = None
         self._fired = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        settings = {f.name: getattr(self.settings, f.name) for f in fields(MonitorSettings)}
+        settings["secret_env_names"] = list(self.settings.secret_env_names)
         return (
             "triggers.pod.PodTrigger",
             {
                 "pod_name": self.pod_name,
                 "namespace": self.namespace,
                 "cluster": self.cluster,
-                "base_container_name": self.base_container_name,
-                "get_logs": self.get_logs,
-                "do_xcom_push": self.do_xcom_push,
-                "startup_deadline": self.startup_deadline,
-                "execution_deadline": self.execution_deadline,
                 "log_cursor": self.log_cursor,
                 "on_kill_action": self.on_kill_action,
-                "fallback_poll_seconds": self.fallback_poll_seconds,
-                "log_poll_seconds": self.log_poll_seconds,
-                "log_checkpoint_seconds": self.log_checkpoint_seconds,
-                "log_events_on_startup": self.log_events_on_startup,
-                "secret_env_names": self.secret_env_names,
+                **settings,
             },
         )
+
+    def monitor_settings(self) -> MonitorSettings:
+        return self.settings
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
@@ -106,40 +86,26 @@ class PodTrigger(BaseTrigger):
                 client,
                 self.namespace,
                 self.pod_name,
-                self.monitor_settings(),
+                self.settings,
                 log_cursor=LogCursor.from_str(self.log_cursor),
                 logger=self.log,
             )
-            payload = await self._monitor.run()
+            outcome = await self._monitor.run()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # Whatever went wrong, the task must resume on a worker so the pod is cleaned up.
-            payload = {
-                "status": ERROR,
-                "namespace": self.namespace,
-                "pod_name": self.pod_name,
-                "reason": exc.__class__.__name__,
-                "message": f"the trigger following pod {self.namespace}/{self.pod_name} failed on the "
+            outcome = PodOutcome(
+                Status.ERROR,
+                self.namespace,
+                self.pod_name,
+                reason=exc.__class__.__name__,
+                message=f"the trigger following pod {self.namespace}/{self.pod_name} failed on the "
                 f"triggerer: {exc if str(exc) else describe(exc)}",
-                "log_cursor": self._monitor.log_cursor.to_str() if self._monitor else self.log_cursor,
-            }
+                log_cursor=self._monitor.log_cursor.to_str() if self._monitor else self.log_cursor,
+            )
         self._fired = True
-        yield TriggerEvent(payload)
-
-    def monitor_settings(self) -> MonitorSettings:
-        return MonitorSettings(
-            base_container=self.base_container_name,
-            get_logs=self.get_logs,
-            do_xcom_push=self.do_xcom_push,
-            startup_deadline=self.startup_deadline,
-            execution_deadline=self.execution_deadline,
-            fallback_poll_seconds=self.fallback_poll_seconds,
-            log_poll_seconds=self.log_poll_seconds,
-            log_checkpoint_seconds=self.log_checkpoint_seconds,
-            log_events_on_startup=self.log_events_on_startup,
-            secret_env_names=tuple(self.secret_env_names),
-        )
+        yield TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
 
     async def cleanup(self) -> None:
         """Runs on every exit. Unless the event fired, record the log cursor for our successor."""
@@ -154,3 +120,15 @@ class PodTrigger(BaseTrigger):
         client = await shared_client(ClusterRef.from_dict(self.cluster))
         await delete_pod(client, self.namespace, self.pod_name)
         self.log.info(f"deleted pod {self.namespace}/{self.pod_name} because the task was killed")
+
+
+def _settings(kwargs: dict[str, Any]) -> MonitorSettings:
+    """The monitor settings among stored kwargs; a kwarg this version does not know is dropped, so
+    that a trigger stored by another version is still re-created."""
+    known = {f.name for f in fields(MonitorSettings)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        logging.getLogger(__name__).warning("PodTrigger: ignoring unknown kwargs %s", unknown)
+    values = {key: value for key, value in kwargs.items() if key in known}
+    values["secret_env_names"] = tuple(values.get("secret_env_names") or ())
+    return MonitorSettings(**values)

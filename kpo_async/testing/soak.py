@@ -226,6 +226,7 @@ async def _child(generation: int, events_fd: int, import_string: Any) -> None:
     from structlog.contextvars import bind_contextvars
 
     from kpo_async.clients import close_shared_clients
+    from kpo_async.testing.harness import drive
     from kpo_async.watch import stop_shared_watchers
 
     loop = asyncio.get_running_loop()
@@ -236,16 +237,14 @@ async def _child(generation: int, events_fd: int, import_string: Any) -> None:
     classes: dict[str, Any] = {}
 
     async def run_trigger(trigger_id: int, trigger: Any) -> None:
-        # As Airflow's TriggerRunner.run_trigger: bind the id into the log context, iterate run(),
-        # record each event, and always give the trigger its cleanup().
+        # As Airflow's TriggerRunner.run_trigger (harness.drive), with the id in the log context.
         bind_contextvars(trigger_id=trigger_id, generation=generation)
-        try:
-            async for event in trigger.run():
-                record = {"trigger_id": trigger_id, "generation": generation, "time": time.time()}
-                os.write(events_fd, (json.dumps({**record, "payload": event.payload}) + "\n").encode())
-        finally:
-            with contextlib.suppress(Exception):
-                await trigger.cleanup()
+
+        def record(payload: dict[str, Any]) -> None:
+            event = {"trigger_id": trigger_id, "generation": generation, "time": time.time()}
+            os.write(events_fd, (json.dumps({**event, "payload": payload}) + "\n").encode())
+
+        await drive(trigger, record)
 
     async def read_commands() -> None:
         reader = asyncio.StreamReader(limit=2**24)
@@ -400,7 +399,8 @@ class Soak:
 
     # -- pods -----------------------------------------------------------------------------------
     async def creator(self, client: Any) -> None:
-        from kpo_async.pod_builder import PodArguments, TaskIdentity, build_pod
+        from kpo_async.identity import TaskIdentity
+        from kpo_async.pod_builder import PodArguments, build_pod
         from kpo_async.pods import create_pod, read_pod
         from triggers.pod import PodTrigger
 
@@ -538,6 +538,7 @@ class Soak:
 async def _parent(args: argparse.Namespace) -> dict[str, Any]:
     from kpo_async.clients import create_client
     from kpo_async.connection import ClusterRef
+    from kpo_async.testing.harness import SimProcess
     from kpo_async.testing.sim.control import SimControl
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="kpo-async-soak-")
@@ -545,24 +546,9 @@ async def _parent(args: argparse.Namespace) -> dict[str, Any]:
     for stale in ("events.jsonl", "logs.jsonl"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(workdir, stale))
-    kubeconfig = os.path.join(workdir, "kubeconfig")
     sim_out = open(os.path.join(workdir, "sim.out"), "w")  # noqa: ASYNC230
-    sim = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kpo_async.testing.sim",
-        "--kubeconfig",
-        kubeconfig,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=sim_out,
-    )
-    assert sim.stdout is not None
-    while True:
-        line = (await sim.stdout.readline()).decode()
-        if not line:
-            raise RuntimeError("the simulator did not start; see sim.out")
-        if line.startswith("kubeconfig:"):
-            break
+    sim = await asyncio.to_thread(SimProcess, workdir, stderr=sim_out)
+    kubeconfig = sim.kubeconfig_path
     rng = random.Random(args.seed)
     plans = make_plans(args.pods, rng, args.min_seconds, args.max_seconds)
     soak = Soak(args, workdir, kubeconfig, plans, rng)
@@ -618,9 +604,7 @@ async def _parent(args: argparse.Namespace) -> dict[str, Any]:
             await soak.child.proc.wait()
         await ctl.close()
         await client.close()
-        if sim.returncode is None:
-            sim.terminate()
-            await sim.wait()
+        await asyncio.to_thread(sim.stop)
         sim_out.close()
     with open(os.path.join(workdir, "result.json"), "w") as handle:  # noqa: ASYNC230
         json.dump(result, handle, indent=2, default=str)

@@ -7,51 +7,22 @@ triggerer does) and run to its event in a fresh event loop; `execute_complete` t
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
-from airflow.sdk.module_loading import import_string
 from kubernetes_asyncio import client, config
 from structlog.testing import capture_logs
 
 from kpo_async import AsyncKubernetesPodOperator
 from kpo_async.errors import InvalidArgumentError, PodFailedError
 from kpo_async.pods import FINALIZED_LABEL
-from tests.core.conftest import FakeTI, behavior, context_for, run_trigger
-
-
-def make_operator(sim, **kwargs: Any) -> AsyncKubernetesPodOperator:
-    defaults: dict[str, Any] = {
-        "task_id": kwargs.get("name", "pod-task"),
-        "image": "alpine:3.20",
-        "name": "pod-task",
-        "kubernetes_conn_id": None,
-        "config_file": sim.kubeconfig_path,
-        "namespace": "default",
-        "startup_timeout_seconds": 20,
-    }
-    defaults.update(kwargs)
-    return AsyncKubernetesPodOperator(**defaults)
-
-
-def submit(op: AsyncKubernetesPodOperator, ti: FakeTI) -> TaskDeferred:
-    with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context_for(ti))
-    return deferred.value
-
-
-def resume(op: AsyncKubernetesPodOperator, ti: FakeTI, deferred: TaskDeferred) -> Any:
-    classpath, kwargs = deferred.trigger.serialize()
-    trigger = import_string(classpath)(**json.loads(json.dumps(kwargs)))  # as stored in the DB
-    event = run_trigger(trigger)
-    return getattr(op, deferred.method_name)(context_for(ti), event)
+from kpo_async.testing import harness
+from kpo_async.testing.harness import FakeTI, behavior, context_for, make_operator, resume, submit
 
 
 def run_task(op: AsyncKubernetesPodOperator, ti: FakeTI | None = None) -> Any:
-    ti = ti or FakeTI(task_id=op.task_id)
-    return resume(op, ti, submit(op, ti))
+    """The task end to end; what `execute_complete` returned."""
+    return harness.run_task(op, ti)[1]
 
 
 def list_pods(sim, namespace: str = "default") -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from kpo_async.errors import PodFailedError
+from kpo_async.testing.harness import make_operator
 from kpo_async.testing.sim import SimCluster, SimConfig
-from tests.core.test_operator import list_pods, make_operator, run_task
+from tests.core.test_operator import list_pods, run_task
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,8 @@ def test_doctor_is_happy_with_full_permissions(sim_thread) -> None:
 
 def test_a_quota_refusal_is_not_reported_as_a_missing_role_rule(sim_thread) -> None:
     from kpo_async.errors import KpoAsyncError, PermissionDeniedError
+    from kpo_async.testing.harness import FakeTI, context_for
     from kpo_async.testing.sim import Fault
-    from tests.core.conftest import FakeTI, context_for
 
     quota = (
         'pods "quota-bound" is forbidden: exceeded quota: compute, requested: limits.cpu=2, '

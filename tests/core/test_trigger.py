@@ -14,8 +14,8 @@ import yaml
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import MANAGED_LABEL
+from kpo_async.testing.harness import BEHAVIOR
 from kpo_async.watch import stop_shared_watchers
-from tests.core.conftest import BEHAVIOR
 from triggers.pod import PodTrigger
 
 

@@ -11,9 +11,9 @@ from kubernetes_asyncio import client as k8s
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import MANAGED_LABEL
+from kpo_async.testing.harness import BEHAVIOR, first_event
 from kpo_async.testing.sim import Fault
 from kpo_async.watch import shared_watcher, stop_shared_watchers
-from tests.core.conftest import BEHAVIOR
 from triggers.pod import PodTrigger
 
 
@@ -43,12 +43,6 @@ def trigger_for(sim, name: str, **kwargs: Any) -> PodTrigger:
         get_logs=False,
         **kwargs,
     )
-
-
-async def first_event(trigger: PodTrigger) -> dict[str, Any]:
-    async for event in trigger.run():
-        return event.payload
-    raise AssertionError("no event")
 
 
 async def run_many(sim, count: int) -> list[dict[str, Any]]:

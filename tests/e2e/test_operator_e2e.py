@@ -23,16 +23,15 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
-from airflow.sdk.module_loading import import_string
 from kubernetes_asyncio import client
 from structlog.testing import capture_logs
 
 from kpo_async import AsyncKubernetesPodOperator
-from kpo_async.clients import close_shared_clients
 from kpo_async.errors import PodFailedError
 from kpo_async.logs import ContainerLog, LogCursor
 from kpo_async.pods import FINALIZED_LABEL
-from kpo_async.watch import stop_shared_watchers
+from kpo_async.testing import harness
+from kpo_async.testing.harness import submit
 from tests.e2e.conftest import (
     ANN,
     REPO,
@@ -51,71 +50,28 @@ pytestmark = pytest.mark.e2e
 # Harness: what Airflow does around the operator
 
 
-class FakeTI:
-    """The task-instance attributes the operator reads; a fresh run_id per test keeps pods apart."""
-
-    def __init__(self, task_id: str, try_number: int = 1, run_id: str | None = None) -> None:
-        self.dag_id = "kpo_async_e2e"
-        self.task_id = task_id
-        self.run_id = run_id or f"e2e-{uuid.uuid4().hex[:10]}"
-        self.map_index = -1
-        self.try_number = try_number
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
+def FakeTI(task_id: str, try_number: int = 1, run_id: str | None = None) -> harness.FakeTI:
+    """The task instance; a fresh run_id per test keeps pods apart."""
+    run_id = run_id or f"e2e-{uuid.uuid4().hex[:10]}"
+    return harness.FakeTI(task_id, try_number, dag_id="kpo_async_e2e", run_id=run_id)
 
 
-def context_for(ti: FakeTI) -> dict[str, Any]:
-    return {"ti": ti, "task_instance": ti}
-
-
-def make_operator(kubeconfig, **kwargs: Any) -> AsyncKubernetesPodOperator:
-    defaults: dict[str, Any] = {
-        "task_id": kwargs.get("name", "pod-task"),
-        "image": "alpine:3.20",
-        "name": "pod-task",
-        "kubernetes_conn_id": None,
-        "config_file": str(kubeconfig),
-        "namespace": "kpo-async-e2e",
-        "startup_timeout_seconds": 60,
-    }
-    defaults.update(kwargs)
-    return AsyncKubernetesPodOperator(**defaults)
-
-
-def submit(op: AsyncKubernetesPodOperator, ti: FakeTI) -> TaskDeferred:
-    with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context_for(ti))
-    return deferred.value
-
-
-async def _first_event(trigger: Any) -> dict[str, Any]:
-    try:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("trigger ended without an event")
-    finally:
-        await trigger.cleanup()
-        await stop_shared_watchers()
-        await close_shared_clients()
+def make_operator(kubeconfig: Any, **kwargs: Any) -> AsyncKubernetesPodOperator:
+    defaults = {"namespace": "kpo-async-e2e", "startup_timeout_seconds": 60}
+    return harness.make_operator(str(kubeconfig), **{**defaults, **kwargs})
 
 
 def run_trigger(deferred: TaskDeferred, timeout: float = 90) -> dict[str, Any]:
     """Re-create the trigger from its serialized form (as stored in the DB) and run it to its event."""
-    classpath, kwargs = deferred.trigger.serialize()
-    trigger = import_string(classpath)(**json.loads(json.dumps(kwargs)))
-    return asyncio.run(asyncio.wait_for(_first_event(trigger), timeout))
+    return harness.run_trigger(harness.trigger_from(*harness.stored_kwargs(deferred)), timeout)
 
 
-def resume(op: AsyncKubernetesPodOperator, ti: FakeTI, deferred: TaskDeferred) -> Any:
-    event = run_trigger(deferred)
-    return getattr(op, deferred.method_name)(context_for(ti), event)
+def resume(op: AsyncKubernetesPodOperator, ti: harness.FakeTI, deferred: TaskDeferred) -> Any:
+    return harness.resume(op, ti, deferred, timeout=90)[1]
 
 
-def run_task(op: AsyncKubernetesPodOperator, ti: FakeTI | None = None) -> Any:
-    ti = ti or FakeTI(op.task_id)
-    return resume(op, ti, submit(op, ti))
+def run_task(op: AsyncKubernetesPodOperator, ti: harness.FakeTI | None = None) -> Any:
+    return harness.run_task(op, ti or FakeTI(op.task_id), timeout=90)[1]
 
 
 def pod_lines(logs: list[dict[str, Any]]) -> list[str]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import random
 import threading
 import time
@@ -18,16 +16,39 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
-from airflow.sdk.module_loading import import_string
 from kubernetes_asyncio import client, config
 
-from kpo_async.clients import close_shared_clients
+from kpo_async.testing.harness import (
+    FakeTI,
+    SimProcess,
+    behavior,
+    context_for,
+    first_event,
+    make_operator,
+    resume,
+    run_task,
+    run_trigger,
+    stored_kwargs,
+    submit,
+    trigger_from,
+)
 from kpo_async.testing.sim import SimCluster, SimConfig
 from kpo_async.testing.sim.stats import Stats
-from kpo_async.watch import stop_shared_watchers
 
-BEHAVIOR = "sim.kpo-async.io/behavior"
+# The Airflow-like drive of a task comes from the one harness; re-exported for the suite's tests.
+__all__ = [
+    "FakeTI",
+    "behavior",
+    "context_for",
+    "first_event",
+    "make_operator",
+    "resume",
+    "run_task",
+    "run_trigger",
+    "stored_kwargs",
+    "submit",
+    "trigger_from",
+]
 #: Kubelet delays short enough for a fast suite (script sleeps and behaviour durations are not scaled).
 FAST = {"sandbox_delay": (0.01, 0.03), "pull_delay": 0.02, "bookmark_interval": 0.5}
 
@@ -74,100 +95,6 @@ def _clear_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "sim" in request.fixturenames:
         request.getfixturevalue("sim").faults.clear()
-
-
-# -- the operator's life cycle, as Airflow drives it ------------------------------------------------
-
-
-class FakeTI:
-    """The few task-instance attributes the operator reads from its context."""
-
-    def __init__(self, task_id: str, try_number: int = 1) -> None:
-        self.dag_id = "reliability"
-        self.task_id = task_id
-        self.run_id = "manual__2026-11-27T00:00:00+00:00"
-        self.map_index = -1
-        self.try_number = try_number
-        self.xcoms: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcoms[key] = value
-
-
-def context_for(ti: FakeTI) -> dict[str, Any]:
-    return {"ti": ti, "task_instance": ti}
-
-
-def behavior(**spec: Any) -> dict[str, str]:
-    return {BEHAVIOR: json.dumps(spec)}
-
-
-def make_operator(sim: SimCluster, name: str | None = None, **kwargs: Any):
-    """The operator on the embedded cluster; `name` is the task id and the pod's name (before its suffix)."""
-    from kpo_async import AsyncKubernetesPodOperator
-
-    defaults: dict[str, Any] = {
-        "task_id": name,
-        "name": name,
-        "image": "alpine:3.20",
-        "kubernetes_conn_id": None,
-        "config_file": sim.kubeconfig_path,
-        "namespace": "default",
-        "startup_timeout_seconds": 30,
-    }
-    defaults.update(kwargs)
-    return AsyncKubernetesPodOperator(**defaults)
-
-
-def submit(op, ti: FakeTI) -> TaskDeferred:
-    with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context_for(ti))
-    return deferred.value
-
-
-def stored_kwargs(deferred: TaskDeferred) -> tuple[str, dict[str, Any]]:
-    """The trigger as the metadata DB holds it: classpath and JSON kwargs."""
-    classpath, kwargs = deferred.trigger.serialize()
-    return classpath, json.loads(json.dumps(kwargs))
-
-
-def trigger_from(classpath: str, kwargs: dict[str, Any]):
-    """A trigger re-created from its stored form, as the triggerer does."""
-    return import_string(classpath)(**json.loads(json.dumps(kwargs)))
-
-
-async def first_event(trigger) -> dict[str, Any]:
-    """Iterate `run()` to its first event, then `cleanup()` (the triggerer's finally), in this loop."""
-    try:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("trigger ended without an event")
-    finally:
-        await trigger.cleanup()
-
-
-async def _event_in_fresh_process_state(trigger) -> dict[str, Any]:
-    try:
-        return await first_event(trigger)
-    finally:
-        await stop_shared_watchers()
-        await close_shared_clients()
-
-
-def run_trigger(trigger, timeout: float = 60) -> dict[str, Any]:
-    """Run a trigger to its first event in a fresh event loop (a triggerer with only this trigger)."""
-    return asyncio.run(asyncio.wait_for(_event_in_fresh_process_state(trigger), timeout))
-
-
-def resume(op, ti: FakeTI, deferred: TaskDeferred, timeout: float = 60) -> tuple[dict[str, Any], Any]:
-    """Triggerer then worker: the event, and what `execute_complete` returned."""
-    event = run_trigger(trigger_from(*stored_kwargs(deferred)), timeout)
-    return event, getattr(op, deferred.method_name)(context_for(ti), event)
-
-
-def run_task(op, ti: FakeTI | None = None, timeout: float = 60) -> tuple[dict[str, Any], Any]:
-    ti = ti or FakeTI(op.task_id)
-    return resume(op, ti, submit(op, ti), timeout)
 
 
 # -- looking at the cluster from outside ------------------------------------------------------------
@@ -262,35 +189,6 @@ def cleanup_pods(sim: SimCluster) -> Iterator[list[str]]:
             except client.ApiException as exc:
                 if exc.status != 404:
                     raise
-
-
-class SimProcess:
-    """The embedded cluster in its own process (so that this process measures only itself)."""
-
-    def __init__(self, workdir: str) -> None:
-        import subprocess
-        import sys
-
-        self.kubeconfig_path = os.path.join(workdir, "kubeconfig")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kpo_async.testing.sim", "--kubeconfig", self.kubeconfig_path],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith("kubeconfig:"):
-                break
-        else:
-            raise RuntimeError(f"the simulator exited with {self.process.wait()}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except Exception:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from kubernetes.client import models as k8s  # noqa: E402
 
 from kpo_async import AsyncKubernetesPodOperator  # noqa: E402
 from kpo_async.operator import _ACCEPTED_WITHOUT_EFFECT  # noqa: E402
-from tests.core.conftest import FakeTI  # noqa: E402
+from kpo_async.testing.harness import FakeTI  # noqa: E402
 
 KubernetesPodOperator = official.KubernetesPodOperator
 

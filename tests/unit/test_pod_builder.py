@@ -11,18 +11,19 @@ from kubernetes.client import models as k8s
 from kubernetes_asyncio.client import models as ak8s
 
 from kpo_async.errors import InvalidArgumentError, KpoAsyncError
-from kpo_async.identity import MANAGED_LABEL, XCOM_MOUNT_PATH, XCOM_SIDECAR_NAME, XCOM_SIDECAR_SCRIPT
-from kpo_async.k8s_objects import from_api_dict, pod_to_dict, to_api_dict, to_v1pod
-from kpo_async.pod_builder import (
-    PodArguments,
+from kpo_async.identity import (
+    MANAGED_LABEL,
+    XCOM_MOUNT_PATH,
+    XCOM_SIDECAR_NAME,
+    XCOM_SIDECAR_SCRIPT,
     TaskIdentity,
-    build_pod,
     identity_annotations,
     identity_labels,
     pod_name,
     task_selector,
-    validate_arguments,
 )
+from kpo_async.k8s_objects import from_api_dict, pod_to_dict, to_api_dict, to_v1pod
+from kpo_async.pod_builder import PodArguments, build_pod, validate_arguments
 
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

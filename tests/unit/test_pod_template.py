@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from kpo_async.errors import InvalidArgumentError
+from kpo_async.identity import TaskIdentity
 from kpo_async.k8s_objects import pod_to_dict
-from kpo_async.pod_builder import PodArguments, TaskIdentity, build_pod
+from kpo_async.pod_builder import PodArguments, build_pod
 from kpo_async.pod_template import parse_pod_template, pod_template_from_dict, read_pod_template
 
 YAML_TEMPLATE = """\

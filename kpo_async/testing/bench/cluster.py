@@ -22,10 +22,10 @@ import aiohttp
 import psutil
 from kubernetes_asyncio.client import V1Pod
 
+from kpo_async.api import open_response
 from kpo_async.clients import ClusterClient
-from kpo_async.identity import MANAGED_LABEL
-from kpo_async.pod_builder import PodArguments, TaskIdentity, build_pod, label_safe
-from kpo_async.retry import checked
+from kpo_async.identity import MANAGED_LABEL, TaskIdentity, label_safe
+from kpo_async.pod_builder import PodArguments, build_pod
 from kpo_async.testing.sim import BEHAVIOR_ANNOTATION
 
 BENCH_DAG_ID = "kpo_async_bench"
@@ -178,8 +178,10 @@ async def create_pods(
             )
             for attempt in range(5):
                 try:
-                    response = await checked(
-                        client.core.create_namespaced_pod(namespace, body, _preload_content=False)
+                    response = await open_response(
+                        client.core.create_namespaced_pod(namespace, body, _preload_content=False),
+                        what="creating a benchmark pod",
+                        verb="create",
                     )
                     data = json.loads(await response.read())
                     break
@@ -237,10 +239,12 @@ class Observer:
         while True:
             try:
                 self.requests.append((time.time(), "list pods"))
-                response = await checked(
+                response = await open_response(
                     self.client.core.list_namespaced_pod(
                         self.namespace, label_selector=self.selector, _preload_content=False
-                    )
+                    ),
+                    what="listing benchmark pods",
+                    verb="list",
                 )
                 body = json.loads(await response.read())
                 for item in body.get("items") or []:
@@ -256,7 +260,7 @@ class Observer:
 
     async def _watch(self, rv: str) -> str:
         self.requests.append((time.time(), "watch pods"))
-        response = await checked(
+        response = await open_response(
             self.client.core.list_namespaced_pod(
                 self.namespace,
                 label_selector=self.selector,
@@ -266,7 +270,9 @@ class Observer:
                 timeout_seconds=3600,
                 _preload_content=False,
                 _request_timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
-            )
+            ),
+            what="watching benchmark pods",
+            verb="watch",
         )
         try:
             while True:

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from kpo_async.testing.bench.common import cpu_seconds, proc_status_kib
+from kpo_async.testing.harness import drive
 
 LAG_INTERVAL = 0.05
 
@@ -219,16 +220,13 @@ class MiniTriggerer:
 
             await greenback.ensure_portal()
         try:
-            async for event in trigger.run():
-                if index not in self.events:
-                    self.events[index] = (time.time(), _summary(event.payload))
+            await drive(
+                trigger, lambda payload: self.events.setdefault(index, (time.time(), _summary(payload)))
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.errors[index] = f"{exc.__class__.__name__}: {exc}"[:500]
-        finally:
-            with contextlib.suppress(Exception):
-                await trigger.cleanup()
 
     async def run(self) -> dict[str, Any]:
         config = self.config

@@ -1,0 +1,120 @@
+"""The one way runtime code talks to the Kubernetes API: typed errors, retries, JSON bodies.
+
+Requests are made with ``_preload_content=False`` (we skip the generated models' parsing for
+speed), so kubernetes-asyncio does not check the status: `open_response` does, and turns an error
+answer into the `kpo_async.errors.ApiError` subclass callers react to (`NotFound`, `Conflict`,
+`Forbidden` naming the missing verb, `Gone`, `Unprocessable`, `Unauthorized`, `Refused`,
+`Retryable`). `call` adds the retry policy of `kpo_async.retry` and reads the JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kpo_async.errors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    Refused,
+    Retryable,
+    Unauthorized,
+    Unprocessable,
+)
+from kpo_async.retry import DEFAULT_BACKOFF, RETRYABLE_STATUS, Backoff, with_retries
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    401: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Unprocessable,
+}
+
+
+def error_for(
+    status: int, body: bytes | str | None, *, what: str, verb: str, resource: str, headers: Any = None
+) -> ApiError:
+    """The typed error for an error answer, carrying the API server's own explanation."""
+    message = status_message(body)
+    if status == 403:
+        if "cannot " in message or not message:  # RBAC says "User x cannot <verb> resource ..."
+            return Forbidden(what, verb, resource, message)
+        return Refused(what, status, message, headers)  # a ResourceQuota or PodSecurity refusal
+    if status in RETRYABLE_STATUS:
+        return Retryable(what, status, message, headers)
+    return _BY_STATUS.get(status, ApiError)(what, status, message, headers)
+
+
+def status_message(body: bytes | str | None) -> str:
+    """The `message` of the Status object the API server answered with (it explains a refusal)."""
+    try:
+        return str(json.loads(body or b"").get("message") or "")
+    except (TypeError, ValueError, AttributeError):
+        return ""
+
+
+async def open_response(request: Awaitable[Any], *, what: str, verb: str, resource: str = "pods") -> Any:
+    """Await a ``_preload_content=False`` request; its response if 2xx, else the typed error.
+
+    The caller reads (or streams) the body and releases the response.
+    """
+    response = await request
+    if 200 <= response.status <= 299:
+        return response
+    try:
+        body = await response.read()
+    finally:
+        response.release()
+    raise error_for(response.status, body, what=what, verb=verb, resource=resource, headers=response.headers)
+
+
+async def call(
+    request: Callable[[], Awaitable[Any]],
+    *,
+    what: str,
+    verb: str,
+    resource: str = "pods",
+    backoff: Backoff = DEFAULT_BACKOFF,
+) -> dict[str, Any]:
+    """Make the request (again on transient failures, per `kpo_async.retry`); its JSON body.
+
+    The body is read inside the retried call: a connection that drops while the body is read is
+    retried like one that drops before the answer.
+    """
+
+    async def once() -> dict[str, Any]:
+        response = await open_response(request(), what=what, verb=verb, resource=resource)
+        try:
+            body: dict[str, Any] = json.loads(await response.read())
+            return body
+        finally:
+            response.release()
+
+    return await with_retries(once, what=what, backoff=backoff)
+
+
+async def raw_call(
+    client_api: Any,
+    path: str,
+    method: str,
+    *,
+    what: str,
+    verb: str,
+    resource: str = "pods",
+    backoff: Backoff = DEFAULT_BACKOFF,
+    **params: Any,
+) -> dict[str, Any]:
+    """`call` for a path the generated API lacks (access reviews, /version)."""
+    return await call(
+        lambda: client_api.call_api(
+            path, method, auth_settings=["BearerToken"], _preload_content=False, **params
+        ),
+        what=what,
+        verb=verb,
+        resource=resource,
+        backoff=backoff,
+    )

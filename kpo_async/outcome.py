@@ -1,0 +1,69 @@
+"""What a pod's run came to: the trigger's one event, written and read here only.
+
+The payload is the JSON dict the triggerer stores and hands to ``execute_complete``. Its shape is
+the one every earlier version wrote, so an event stored before an upgrade still resumes: keys an
+older writer left out (its error branch wrote no ``exit_code``, ``xcom`` or ``log_tail``) take
+their defaults, keys a newer writer adds are ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    SUCCESS = "success"
+    #: The pod ran and did not succeed (non-zero exit, failed init container, unpullable image).
+    FAILED = "failed"
+    #: The pod could not be followed to its end (deleted, XCom unreadable, trigger crashed).
+    ERROR = "error"
+    #: A startup or execution deadline passed.
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class PodOutcome:
+    status: Status
+    namespace: str
+    pod_name: str
+    pod_uid: str | None = None
+    phase: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str = ""
+    #: The XCom value (success only).
+    xcom: Any = None
+    #: The last log lines, for the failure message (failures only).
+    log_tail: tuple[str, ...] = ()
+    log_cursor: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is Status.SUCCESS
+
+    @property
+    def base_container_ended(self) -> bool:
+        """The base container ran to an exit (well or not), rather than never getting that far."""
+        return self.exit_code is not None
+
+    @property
+    def execution_timed_out(self) -> bool:
+        return self.status is Status.TIMEOUT and self.reason == "ExecutionTimeout"
+
+    def to_payload(self) -> dict[str, Any]:
+        payload = {f.name: getattr(self, f.name) for f in fields(self)}
+        payload["status"] = self.status.value
+        payload["log_tail"] = list(self.log_tail)
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> PodOutcome:
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in payload.items() if key in known}
+        values["status"] = Status(payload.get("status", Status.ERROR.value))
+        values["log_tail"] = tuple(payload.get("log_tail") or ())
+        values["message"] = payload.get("message") or ""
+        return cls(**values)

@@ -1,0 +1,192 @@
+"""Drive an `AsyncKubernetesPodOperator` task the way Airflow does, for tests, the soak and the bench.
+
+The worker side: `make_operator`, `FakeTI` + `context_for` (the few task-instance attributes the
+operator reads), `submit` (``execute`` up to its ``TaskDeferred``), `stored_kwargs` (the trigger as
+the metadata DB keeps it). The triggerer side: `trigger_from` (re-created from its stored form),
+`drive` and `first_event` (``TriggerRunner.run_trigger``: iterate ``run()``, always ``cleanup()``),
+`run_trigger` (a fresh event loop, as a triggerer process with only this trigger). Then `resume`
+(``execute_complete`` with the event) and `run_task` for all of it. `SimProcess` starts the embedded
+cluster in its own process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The simulator's annotation describing a container by numbers (see `kpo_async.testing.sim.behavior`).
+BEHAVIOR = "sim.kpo-async.io/behavior"
+
+
+def behavior(**spec: Any) -> dict[str, str]:
+    return {BEHAVIOR: json.dumps(spec)}
+
+
+@dataclass
+class FakeTI:
+    """The few task-instance attributes the operator reads from its context."""
+
+    task_id: str = "pod_task"
+    try_number: int = 1
+    dag_id: str = "test_dag"
+    run_id: str = "manual__2026-11-27T00:00:00+00:00"
+    map_index: int = -1
+    xcoms: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+    def xcom_pull(self, task_ids: str | None = None, key: str = "return_value") -> Any:
+        return self.xcoms.get(key)
+
+
+def context_for(ti: FakeTI) -> dict[str, Any]:
+    return {"ti": ti, "task_instance": ti}
+
+
+def make_operator(cluster: Any, name: str | None = None, **kwargs: Any) -> Any:
+    """The operator on a cluster (anything with a `kubeconfig_path`, or a kubeconfig path); `name` is
+    the task id and the pod's name (before its suffix)."""
+    from kpo_async import AsyncKubernetesPodOperator
+
+    name = name or kwargs.pop("name", None) or "pod-task"
+    defaults: dict[str, Any] = {
+        "task_id": name,
+        "name": name,
+        "image": "alpine:3.20",
+        "kubernetes_conn_id": None,
+        "config_file": str(getattr(cluster, "kubeconfig_path", cluster)),
+        "namespace": "default",
+        "startup_timeout_seconds": 30,
+    }
+    return AsyncKubernetesPodOperator(**{**defaults, **kwargs})
+
+
+def submit(op: Any, ti: FakeTI) -> Any:
+    """`execute` up to its deferral; the `TaskDeferred` (it fails if the task did not defer)."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    try:
+        op.execute(context_for(ti))
+    except TaskDeferred as deferred:
+        return deferred
+    raise AssertionError(f"{op.task_id} did not defer")
+
+
+def stored_kwargs(deferred: Any) -> tuple[str, dict[str, Any]]:
+    """The trigger as the metadata DB holds it: classpath and JSON kwargs."""
+    classpath, kwargs = deferred.trigger.serialize()
+    return classpath, json.loads(json.dumps(kwargs))
+
+
+def trigger_from(classpath: str, kwargs: dict[str, Any]) -> Any:
+    """A trigger re-created from its stored form, as the triggerer does."""
+    from airflow.sdk.module_loading import import_string
+
+    return import_string(classpath)(**json.loads(json.dumps(kwargs)))
+
+
+async def drive(trigger: Any, on_event: Callable[[dict[str, Any]], Any]) -> None:
+    """As Airflow's ``TriggerRunner.run_trigger``: iterate ``run()``, hand over each event's
+    payload, and always give the trigger its ``cleanup()``."""
+    try:
+        async for event in trigger.run():
+            on_event(event.payload)
+    finally:
+        with contextlib.suppress(Exception):
+            await trigger.cleanup()
+
+
+async def first_event(trigger: Any) -> dict[str, Any]:
+    """Iterate `run()` to its first event, then `cleanup()` (the triggerer's finally), in this loop."""
+    try:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("trigger ended without an event")
+    finally:
+        await trigger.cleanup()
+
+
+async def close_process_state() -> None:
+    """Stop the shared watches and close the shared clients of the running loop."""
+    from kpo_async.clients import close_shared_clients
+    from kpo_async.watch import stop_shared_watchers
+
+    await stop_shared_watchers()
+    await close_shared_clients()
+
+
+async def _alone(trigger: Any, timeout: float) -> dict[str, Any]:
+    try:
+        return await asyncio.wait_for(first_event(trigger), timeout)
+    finally:
+        await close_process_state()
+        left = [t.get_name() for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if left:  # asyncio.run would cancel them quietly: a leak must fail the test instead
+            raise AssertionError(f"the trigger left asyncio tasks running: {sorted(left)}")
+
+
+def run_trigger(trigger: Any, timeout: float = 60) -> dict[str, Any]:
+    """Run a trigger to its first event in a fresh event loop (a triggerer with only this trigger),
+    then stop the shared watches and clients; fails if any task is left running."""
+    return asyncio.run(_alone(trigger, timeout))
+
+
+def resume(op: Any, ti: FakeTI, deferred: Any, timeout: float = 60) -> tuple[dict[str, Any], Any]:
+    """Triggerer then worker: the event, and what `execute_complete` returned."""
+    event = run_trigger(trigger_from(*stored_kwargs(deferred)), timeout)
+    return event, getattr(op, deferred.method_name)(context_for(ti), event)
+
+
+def run_task(op: Any, ti: FakeTI | None = None, timeout: float = 60) -> tuple[dict[str, Any], Any]:
+    """Submit, defer, run the trigger as the triggerer would, finalize: the event and the result."""
+    ti = ti or FakeTI(op.task_id)
+    return resume(op, ti, submit(op, ti), timeout)
+
+
+class SimProcess:
+    """The embedded cluster in its own process (`python -m kpo_async.testing.sim`), started once it
+    has written its kubeconfig. The one launcher of the simulator process."""
+
+    def __init__(self, workdir: str, *extra_args: str, stderr: Any = None) -> None:
+        self.kubeconfig_path = os.path.join(workdir, "kubeconfig")
+        command = [sys.executable, "-m", "kpo_async.testing.sim", "--kubeconfig", self.kubeconfig_path]
+        self.process = subprocess.Popen(
+            [*command, *extra_args], stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("kubeconfig:"):
+                break
+        else:
+            raise RuntimeError(f"the simulator exited with {self.process.wait()}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@contextlib.contextmanager
+def sim_process(workdir: str, *extra_args: str) -> Iterator[SimProcess]:
+    process = SimProcess(workdir, *extra_args)
+    try:
+        yield process
+    finally:
+        process.stop()

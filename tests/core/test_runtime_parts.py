@@ -1,0 +1,351 @@
+"""The runtime's parts on their own, against the embedded cluster over loopback: the API access
+layer's typed errors, the trigger outcome and its stored forms, `LogFollower`, `XComCollector` and
+`PodMonitor`'s stages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowTaskTimeout
+
+from kpo_async import api
+from kpo_async.clients import ClusterClient, create_client
+from kpo_async.connection import ClusterRef
+from kpo_async.errors import (
+    ClusterUnreachableError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PermissionDeniedError,
+    PodFailedError,
+    Refused,
+    Retryable,
+    Unprocessable,
+)
+from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_RESULT_ANNOTATION, XCOM_SIDECAR_NAME
+from kpo_async.log_follower import LogFollower
+from kpo_async.logs import LogCursor
+from kpo_async.monitor import MonitorSettings, PodMonitor, Stage
+from kpo_async.outcome import PodOutcome, Status
+from kpo_async.pod_builder import PodArguments, build_pod
+from kpo_async.pod_state import PodState
+from kpo_async.pods import create_pod, patch_metadata, read_pod
+from kpo_async.retry import Backoff
+from kpo_async.testing.harness import behavior, close_process_state, make_operator, run_task
+from kpo_async.testing.sim import Fault, SimCluster, SimConfig
+from kpo_async.watch import shared_watcher
+from kpo_async.xcom import XComCollector
+from tests.core.test_watch import pod_body
+from triggers.pod import PodTrigger
+
+
+class Lines:
+    """A logger that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.infos: list[str] = []
+        self.warnings: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.infos.append(message)
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+@pytest.fixture
+async def client(sim: SimCluster) -> AsyncIterator[ClusterClient]:
+    cluster_client = await create_client(ClusterRef(config_file=sim.kubeconfig_path))
+    try:
+        yield cluster_client
+    finally:
+        await close_process_state()
+        await cluster_client.close()
+
+
+async def wait_until(client: ClusterClient, name: str, done: Any, timeout: float = 20) -> PodState:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await read_pod(client, "default", name)
+        if state is not None and done(state):
+            return state
+        assert time.monotonic() < deadline, f"pod {name} never got there: {state}"
+        await asyncio.sleep(0.1)
+
+
+# -- the API access layer ----------------------------------------------------------------------------
+
+
+async def test_api_errors_are_typed(sim: SimCluster, client: ClusterClient) -> None:
+    def read(name: str) -> Any:
+        return lambda: client.core.read_namespaced_pod(name, "default", _preload_content=False)
+
+    with pytest.raises(NotFound):
+        await api.call(read("absent"), what="reading absent", verb="get")
+    assert await read_pod(client, "default", "absent") is None
+
+    body = pod_body("typed", duration_seconds=0.1)
+    create = lambda: client.core.create_namespaced_pod("default", body, _preload_content=False)  # noqa: E731
+    await api.call(create, what="creating", verb="create")
+    with pytest.raises(Conflict):
+        await api.call(create, what="creating again", verb="create")
+
+    bad = pod_body("Not_A_Valid_Name")
+    with pytest.raises(Unprocessable) as unprocessable:
+        await api.call(
+            lambda: client.core.create_namespaced_pod("default", bad, _preload_content=False),
+            what="creating a bad pod",
+            verb="create",
+        )
+    assert "Not_A_Valid_Name" in unprocessable.value.message
+
+    quota = 'pods "q" is forbidden: exceeded quota: compute'
+    sim.faults.add(Fault(method="GET", path=r"/pods/typed$", status=403, message=quota, times=1))
+    with pytest.raises(Refused) as refused:
+        await api.call(read("typed"), what="reading typed", verb="get")
+    assert not isinstance(refused.value, PermissionDeniedError)
+    assert "exceeded quota" in str(refused.value)
+
+    # Transient answers are retried; once attempts run out the cause stays typed.
+    sim.faults.add(Fault(method="GET", path=r"/pods/typed$", status=503, times=1))
+    assert (await api.call(read("typed"), what="reading typed", verb="get"))["metadata"]["name"] == "typed"
+    sim.faults.add(Fault(method="GET", path=r"/pods/typed$", status=503, times=1))
+    with pytest.raises(ClusterUnreachableError) as unreachable:
+        await api.call(read("typed"), what="reading typed", verb="get", backoff=Backoff(attempts=1))
+    assert isinstance(unreachable.value.__cause__, Retryable)
+
+
+async def test_forbidden_names_the_missing_verb_and_resource() -> None:
+    async with SimCluster(SimConfig(denied=frozenset({"patch pods"}))) as sim:
+        cluster_client = await create_client(ClusterRef(config_file=sim.kubeconfig_path))
+        try:
+            await cluster_client.core.create_namespaced_pod("default", pod_body("locked"))
+            with pytest.raises(Forbidden) as info:
+                await patch_metadata(
+                    cluster_client, "default", "locked", what="annotating", annotations={"a": "b"}
+                )
+        finally:
+            await cluster_client.close()
+    assert isinstance(info.value, PermissionDeniedError)
+    assert (info.value.verb, info.value.resource) == ("patch", "pods")
+    assert "'patch' verb on pods" in str(info.value) and "docs/rbac.md" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def sim_without_patch():
+    with SimCluster(SimConfig(denied=frozenset({"patch pods"}))).in_thread() as cluster:
+        yield cluster
+
+
+def test_an_annotation_patch_refused_by_rbac_is_reported_as_a_permission_problem(sim_without_patch) -> None:
+    op = make_operator(
+        sim_without_patch,
+        "no-patch",
+        do_xcom_push=True,
+        annotations=behavior(duration_seconds=0.2, xcom={"k": 1}),
+    )
+    with pytest.raises(PodFailedError) as info:
+        run_task(op)
+    assert "'patch' verb on pods" in str(info.value)
+    assert "docs/rbac.md" in str(info.value)
+
+
+# -- the trigger's outcome and its stored forms ------------------------------------------------------
+
+
+def test_outcome_payload_round_trip() -> None:
+    outcome = PodOutcome(
+        Status.FAILED, "ns", "p", exit_code=3, reason="Error", message="m", log_tail=("a", "b")
+    )
+    payload = outcome.to_payload()
+    assert payload["status"] == "failed" and payload["log_tail"] == ["a", "b"]
+    assert PodOutcome.from_payload(payload) == outcome
+
+
+def test_events_stored_by_an_older_version_still_resume(sim_thread) -> None:
+    """Literal payloads as versions before the typed outcome wrote them."""
+    op = make_operator(sim_thread, "old-events", do_xcom_push=True)
+    success = {
+        "status": "success",
+        "namespace": "default",
+        "pod_name": "old-events-0000",
+        "pod_uid": "u-1",
+        "phase": "Running",
+        "exit_code": 0,
+        "reason": "Completed",
+        "message": "",
+        "xcom": {"rows": 3},
+        "log_tail": [],
+        "log_cursor": "2026-11-27T01:02:03.000000001Z/2",
+    }
+    assert op.execute_complete({}, success) == {"rows": 3}
+    # The old trigger's error branch wrote no pod_uid, phase, exit_code, xcom or log_tail.
+    crashed = {
+        "status": "error",
+        "namespace": "default",
+        "pod_name": "old-events-0000",
+        "reason": "RuntimeError",
+        "message": "the trigger following pod default/old-events-0000 failed on the triggerer: boom",
+        "log_cursor": None,
+    }
+    with pytest.raises(PodFailedError, match="failed on the triggerer: boom"):
+        op.execute_complete({}, crashed)
+    timeout = {**success, "status": "timeout", "reason": "ExecutionTimeout", "exit_code": None,
+               "xcom": None, "message": "still running", "log_tail": ["last words"]}  # fmt: skip
+    with pytest.raises(AirflowTaskTimeout, match="last words"):
+        op.execute_complete({}, timeout)
+
+
+def test_trigger_kwargs_stored_by_an_older_version_still_construct() -> None:
+    stored = {  # PodTrigger.serialize() before the settings were written once
+        "pod_name": "p-1",
+        "namespace": "ns",
+        "cluster": {"conn_id": "k8s", "config_file": None, "cluster_context": "ctx", "in_cluster": None},
+        "base_container_name": "main",
+        "get_logs": False,
+        "do_xcom_push": True,
+        "startup_deadline": 1795740000.5,
+        "execution_deadline": None,
+        "log_cursor": "2026-11-27T01:02:03.000000001Z/2",
+        "on_kill_action": "keep_pod",
+        "fallback_poll_seconds": 45.0,
+        "log_poll_seconds": 7.0,
+        "log_checkpoint_seconds": 30.0,
+        "log_events_on_startup": False,
+        "secret_env_names": ["API_KEY"],
+    }
+    trigger = PodTrigger(**stored)
+    assert trigger.serialize() == ("triggers.pod.PodTrigger", stored)
+    assert trigger.monitor_settings().secret_env_names == ("API_KEY",)
+    assert trigger.monitor_settings().base_container_name == "main"
+    # A kwarg from another version is dropped rather than failing the re-creation.
+    assert PodTrigger(**stored, retired_setting=1).serialize() == trigger.serialize()
+
+
+# -- LogFollower ---------------------------------------------------------------------------------------
+
+
+async def test_log_follower_reads_everything_once_and_checkpoints(client: ClusterClient) -> None:
+    await client.core.create_namespaced_pod(
+        "default", pod_body("chatty", duration_seconds=1, log_lines_per_second=10)
+    )
+    state = await wait_until(client, "chatty", lambda s: s.finished)
+    logger = Lines()
+    follower = LogFollower(
+        client, "default", "chatty", "base", LogCursor(), logger=logger, terminated=lambda: True
+    )
+    await follower.follow()
+    assert logger.infos == [f"[base] line {i}" for i in range(1, 11)]
+    assert list(follower.tail) == [f"line {i}" for i in range(1, 11)]
+
+    await follower.checkpoint()
+    state = await wait_until(client, "chatty", lambda s: LOG_CURSOR_ANNOTATION in s.annotations)
+    assert state.annotations[LOG_CURSOR_ANNOTATION] == follower.cursor.to_str()
+
+    # A successor resumes from the pod's checkpoint: nothing is delivered twice.
+    again = Lines()
+    successor = LogFollower(
+        client, "default", "chatty", "base", LogCursor(), logger=again, terminated=lambda: True
+    )
+    successor.resume_from(state)
+    await successor.follow()
+    assert again.infos == [] and successor.cursor == follower.cursor
+
+
+async def test_log_follower_follows_a_running_container(client: ClusterClient) -> None:
+    await client.core.create_namespaced_pod(
+        "default", pod_body("streaming", duration_seconds=1.5, log_lines_per_second=10)
+    )
+    await wait_until(client, "streaming", lambda s: s.started("base"))
+    subscription = shared_watcher(client, "default").subscribe("streaming")
+
+    def terminated() -> bool:
+        return subscription.state is not None and subscription.state.finished
+
+    logger = Lines()
+    follower = LogFollower(
+        client, "default", "streaming", "base", LogCursor(), logger=logger, terminated=terminated
+    )
+    try:
+        follower.start()
+        await wait_until(client, "streaming", lambda s: s.finished)
+        await follower.finish()
+    finally:
+        await follower.stop()
+        subscription.close()
+    assert logger.infos == [f"[base] line {i}" for i in range(1, 16)]
+
+
+# -- XComCollector --------------------------------------------------------------------------------------
+
+
+async def test_xcom_collector_reads_records_and_stops_the_sidecar(client: ClusterClient) -> None:
+    pod = build_pod(
+        PodArguments(
+            namespace="default",
+            name="xcom-pod",
+            image="alpine:3.20",
+            do_xcom_push=True,
+            random_name_suffix=False,
+            annotations=behavior(duration_seconds=0.2, xcom={"rows": 3}),
+        )
+    )
+    await create_pod(client, pod)
+
+    def ready(state: PodState) -> bool:
+        base, sidecar = state.container("base"), state.container(XCOM_SIDECAR_NAME)
+        return base is not None and base.terminated and sidecar is not None and sidecar.state == "running"
+
+    state = await wait_until(client, "xcom-pod", ready)
+
+    async def next_state(deadline: float | None) -> PodState | None:
+        await asyncio.sleep(0.1)
+        return await read_pod(client, "default", "xcom-pod")
+
+    collector = XComCollector(client, "default", "xcom-pod", next_state)
+    assert await collector.collect(state) == {"rows": 3}
+    stopped = await wait_until(client, "xcom-pod", lambda s: s.finished)
+    assert stopped.annotations[XCOM_RESULT_ANNOTATION] == '{"rows": 3}'
+    # A re-created trigger takes the recorded value: the sidecar is gone, nothing is exec'd.
+    assert await collector.collect(stopped) == {"rows": 3}
+
+
+# -- PodMonitor's stages ------------------------------------------------------------------------------
+
+
+async def test_monitor_moves_through_its_stages(client: ClusterClient) -> None:
+    await client.core.create_namespaced_pod(
+        "default", pod_body("staged", duration_seconds=0.5, log_lines_per_second=4, exit_code=2)
+    )
+    monitor = PodMonitor(
+        client,
+        "default",
+        "staged",
+        MonitorSettings(startup_deadline=time.time() + 20),
+        log_cursor=LogCursor(),
+        logger=Lines(),
+    )
+    assert monitor.stage is Stage.STARTING
+    outcome = await monitor.run()
+    assert monitor.stage is Stage.ENDED
+    assert (outcome.status, outcome.exit_code) == (Status.FAILED, 2)
+    assert outcome.log_tail == ("line 1", "line 2")
+
+    body = pod_body("unschedulable")
+    body["spec"]["nodeSelector"] = {"disktype": "ssd"}
+    await client.core.create_namespaced_pod("default", body)
+    stuck = PodMonitor(
+        client,
+        "default",
+        "unschedulable",
+        MonitorSettings(startup_deadline=time.time() + 1),
+        log_cursor=LogCursor(),
+        logger=Lines(),
+    )
+    outcome = await stuck.run()
+    assert stuck.stage is Stage.STARTING
+    assert (outcome.status, outcome.reason) == (Status.TIMEOUT, "StartupTimeout")

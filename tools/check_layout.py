@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Guard the layout: the runtime stays small, acyclic and apart from the workshop.
+
+The runtime code is ``kpo_async/*.py`` (but the ``cli`` entry point, which lazily loads the
+workshop for ``kpo-async sim|demo|bench``) and ``triggers/``. Rules:
+
+1. no runtime module imports ``kpo_async.testing`` (the simulator, harness, bench, soak, demo),
+   not even lazily inside a function;
+2. no import cycle between runtime modules (module-level imports; ``TYPE_CHECKING`` ones aside);
+3. what a worker or a triggerer imports (the modules reachable from ``LOADED_BY_AIRFLOW``, lazy
+   imports included) holds at most ``MAX_LINES`` lines of code, not counting docstrings,
+   comments and blank lines;
+4. no function longer than ``MAX_FUNCTION_LINES`` such lines; the operator's constructor, whose
+   signature declares the official operator's arguments, is measured without its signature.
+
+Usage: ``python tools/check_layout.py [--report]`` (exit status 1 on a violation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import sys
+import tokenize
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKSHOP = "kpo_async.testing"
+ENTRY_POINTS = {"kpo_async.cli"}
+#: What Airflow loads on a worker or triggerer: DAG files import the operator, the triggerer
+#: imports the trigger's classpath, the providers manager the provider info, hook and links.
+LOADED_BY_AIRFLOW = (
+    "kpo_async",
+    "kpo_async.operator",
+    "triggers.pod",
+    "kpo_async.provider",
+    "kpo_async.hook",
+)
+MAX_LINES = 3000
+MAX_FUNCTION_LINES = 60
+SIGNATURE_EXEMPT = {("kpo_async.operator", "AsyncKubernetesPodOperator.__init__")}
+
+
+def runtime_modules() -> dict[str, Path]:
+    paths = [*sorted((ROOT / "kpo_async").glob("*.py")), *sorted((ROOT / "triggers").glob("*.py"))]
+    modules = {}
+    for path in paths:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if name not in ENTRY_POINTS:
+            modules[name] = path
+    return modules
+
+
+def code_lines(source: str, tree: ast.AST) -> set[int]:
+    """Line numbers holding code: no docstring, comment or blank line."""
+    docstrings: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                if isinstance(first.value.value, str):
+                    docstrings.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
+    lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type in skip or token.type == tokenize.ENDMARKER:
+            continue
+        lines.update(n for n in range(token.start[0], token.end[0] + 1) if n not in docstrings)
+    return lines
+
+
+def imported_modules(tree: ast.Module, module: str, *, top_level_only: bool) -> set[str]:
+    """Names of the modules `module` imports (``from kpo_async import api`` counts as kpo_async.api)."""
+    nodes: list[ast.AST] = []
+    if top_level_only:
+        pending: list[ast.stmt] = list(tree.body)
+        while pending:
+            stmt = pending.pop()
+            if isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test):
+                pending.extend(stmt.orelse)
+            elif isinstance(stmt, (ast.If, ast.Try)):
+                pending.extend([*stmt.body, *stmt.orelse, *getattr(stmt, "finalbody", [])])
+            else:
+                nodes.append(stmt)
+    else:
+        nodes = list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                package = module.split(".")[: -node.level] if module.count(".") else [module]
+                base = ".".join([*package, base] if base else package)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def reachable(roots: tuple[str, ...], imports: dict[str, set[str]], modules: dict[str, Path]) -> set[str]:
+    seen: set[str] = set()
+    pending = [root for root in roots if root in modules]
+    while pending:
+        module = pending.pop()
+        if module not in seen:
+            seen.add(module)
+            pending.extend(m for m in imports[module] if m in modules and m not in seen)
+    return seen
+
+
+def long_functions(module: str, tree: ast.Module, lines: set[int]) -> list[str]:
+    problems = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = f"{prefix}{child.name}"
+                start = child.body[0].lineno if (module, name) in SIGNATURE_EXEMPT else child.lineno
+                length = sum(1 for n in range(start, (child.end_lineno or start) + 1) if n in lines)
+                if length > MAX_FUNCTION_LINES:
+                    problems.append(f"{module}.{name} has {length} lines of code (> {MAX_FUNCTION_LINES})")
+                visit(child, f"{name}.")
+
+    visit(tree, "")
+    return problems
+
+
+def check(report: bool) -> list[str]:
+    modules = runtime_modules()
+    problems: list[str] = []
+    graph: dict[str, set[str]] = {}
+    every_import: dict[str, set[str]] = {}
+    sizes: dict[str, int] = {}
+    for module, path in modules.items():
+        source = path.read_text()
+        tree = ast.parse(source)
+        every_import[module] = imported_modules(tree, module, top_level_only=False)
+        for name in sorted(every_import[module]):
+            if name == WORKSHOP or name.startswith(WORKSHOP + "."):
+                problems.append(f"{path.relative_to(ROOT)} imports the workshop ({name})")
+        graph[module] = {m for m in imported_modules(tree, module, top_level_only=True) if m in modules}
+        graph[module].discard(module)
+        lines = code_lines(source, tree)
+        sizes[module] = len(lines)
+        problems.extend(long_functions(module, tree, lines))
+    loaded = reachable(LOADED_BY_AIRFLOW, every_import, modules)
+    total = sum(sizes[m] for m in loaded)
+    if report:
+        for module, path in modules.items():
+            note = "" if module in loaded else "  (not loaded by a worker or triggerer)"
+            print(f"{sizes[module]:6d}  {path.relative_to(ROOT)}{note}")
+        print(f"{total:6d}  loaded by a worker or triggerer (limit {MAX_LINES})")
+    cycle = find_cycle(graph)
+    if cycle:
+        problems.append(f"import cycle in the runtime: {' -> '.join(cycle)}")
+    if total > MAX_LINES:
+        problems.append(f"what a worker or triggerer imports has {total} lines of code (> {MAX_LINES})")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", action="store_true", help="print the lines of code per module")
+    problems = check(parser.parse_args(argv).report)
+    for problem in problems:
+        print(f"layout: {problem}", file=sys.stderr)
+    if not problems:
+        print("layout: ok (runtime apart from the workshop, acyclic, within its size limits)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
