@@ -6,7 +6,7 @@ them at once. Keep one class per distinct failure a user or the operator must re
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from kpo_async.airflow_compat import AirflowException
 
 
 class KpoAsyncError(AirflowException):

@@ -294,7 +294,7 @@ class PodMonitor:
     # -- logs ----------------------------------------------------------------------------------
     def _on_log_line(self, line: str) -> None:
         if self._masking:  # only tasks with secret env vars pay for redaction
-            from airflow.sdk.log import redact
+            from kpo_async.airflow_compat import redact
 
             line = redact(line)  # the tail also lands in the event, stored in the metadata DB
         self.log.info(f"[{self.settings.base_container}] {line}")
@@ -304,7 +304,7 @@ class PodMonitor:
         """Register the secret env values with this process's secrets masker before any log line."""
         if not self.settings.secret_env_names:
             return
-        from airflow.sdk.log import amask_secret
+        from kpo_async.airflow_compat import amask_secret
 
         wanted = set(self.settings.secret_env_names)
         pod = await with_retries(

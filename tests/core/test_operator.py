@@ -11,12 +11,12 @@ import json
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from airflow.sdk.module_loading import import_string
 from kubernetes_asyncio import client, config
 from structlog.testing import capture_logs
 
 from kpo_async import AsyncKubernetesPodOperator
+from kpo_async.airflow_compat import TaskDeferred
 from kpo_async.errors import InvalidArgumentError, PodFailedError
 from kpo_async.pods import FINALIZED_LABEL
 from tests.core.conftest import FakeTI, behavior, context_for, run_trigger
@@ -246,7 +246,7 @@ def test_unknown_namespace_names_the_namespace(sim_thread) -> None:
 
 
 def test_skip_on_exit_code(sim_thread) -> None:
-    from airflow.exceptions import AirflowSkipException
+    from kpo_async.airflow_compat import AirflowSkipException
 
     op = make_operator(
         sim_thread, name="skipper", cmds=["sh", "-c"], arguments=["exit 42"], skip_on_exit_code=42

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from airflow.sdk.module_loading import import_string
 from kubernetes_asyncio import client, config
 
+from kpo_async.airflow_compat import TaskDeferred
 from kpo_async.clients import close_shared_clients
 from kpo_async.testing.sim import SimCluster, SimConfig
 from kpo_async.testing.sim.stats import Stats
