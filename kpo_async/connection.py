@@ -214,11 +214,10 @@ def _load_in_cluster(configuration: Configuration) -> None:
 async def _connection_extras(conn_id: str | None) -> dict[str, Any]:
     if not conn_id:
         return {}
-    from airflow.sdk.bases.hook import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from kpo_async.airflow_compat import AirflowNotFoundException, aget_connection
 
     try:
-        conn = await BaseHook.aget_connection(conn_id)
+        conn = await aget_connection(conn_id)
     except AirflowNotFoundException:
         if conn_id == DEFAULT_CONN_ID:  # the official operator's default id; absent means "use defaults"
             return {}

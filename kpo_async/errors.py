@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from kpo_async.airflow_compat import AirflowException
 
 
 class KpoAsyncError(AirflowException):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.bases.hook import BaseHook
+from kpo_async.airflow_compat import BaseHook
 
 
 class KubernetesConnectionHook(BaseHook):

@@ -79,7 +79,7 @@ class LogFollower:
         """Register the values of the env vars `names` with this process's secrets masker."""
         if not names:
             return
-        from airflow.sdk.log import amask_secret, redact  # type: ignore[attr-defined]
+        from kpo_async.airflow_compat import amask_secret, redact
 
         namespace, _, name = self.pod_ref.partition("/")
         pod = await read_pod_json(self.client, namespace, name) or {}

@@ -20,8 +20,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException, AirflowTaskTimeout
 
+from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
@@ -501,7 +501,7 @@ def secret_env_names(pod: V1Pod) -> list[str]:
     the triggerer's does not. The trigger gets these names and registers the values it reads
     from the pod with its own masker, so a pod echoing a secret is masked in the trigger log too.
     """
-    from airflow.sdk.log import redact  # type: ignore[attr-defined]
+    from kpo_async.airflow_compat import redact
 
     names = set()
     for container in [*(pod.spec.init_containers or []), *pod.spec.containers]:

@@ -71,7 +71,7 @@ def make_operator(cluster: Any, name: str | None = None, **kwargs: Any) -> Any:
 
 def submit(op: Any, ti: FakeTI) -> Any:
     """`execute` up to its deferral; the `TaskDeferred` (it fails if the task did not defer)."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from kpo_async.airflow_compat import TaskDeferred
 
     try:
         op.execute(context_for(ti))
@@ -88,9 +88,10 @@ def stored_kwargs(deferred: Any) -> tuple[str, dict[str, Any]]:
 
 def trigger_from(classpath: str, kwargs: dict[str, Any]) -> Any:
     """A trigger re-created from its stored form, as the triggerer does."""
-    from airflow.sdk.module_loading import import_string
+    import importlib
 
-    return import_string(classpath)(**json.loads(json.dumps(kwargs)))
+    module, _, name = classpath.rpartition(".")
+    return getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
 
 
 async def drive(trigger: Any, on_event: Callable[[dict[str, Any]], Any]) -> None:

@@ -217,7 +217,7 @@ def test_unknown_namespace_names_the_namespace(sim_thread) -> None:
 
 
 def test_skip_on_exit_code(sim_thread) -> None:
-    from airflow.exceptions import AirflowSkipException
+    from kpo_async.airflow_compat import AirflowSkipException
 
     op = make_operator(
         sim_thread, name="skipper", cmds=["sh", "-c"], arguments=["exit 42"], skip_on_exit_code=42

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowTaskTimeout
 
 from kpo_async import api
+from kpo_async.airflow_compat import AirflowTaskTimeout
 from kpo_async.clients import ClusterClient, create_client
 from kpo_async.connection import ClusterRef
 from kpo_async.errors import (

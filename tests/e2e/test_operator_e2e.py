@@ -22,11 +22,11 @@ import uuid
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 from kubernetes_asyncio import client
 from structlog.testing import capture_logs
 
 from kpo_async import AsyncKubernetesPodOperator
+from kpo_async.airflow_compat import TaskDeferred
 from kpo_async.errors import PodFailedError
 from kpo_async.logs import ContainerLog, LogCursor
 from kpo_async.pods import FINALIZED_LABEL

@@ -352,7 +352,7 @@ def test_create_whose_answers_are_all_lost_leaves_no_stray_pod(sim, cleanup_pods
     """Every answer to the create is lost, but the pod exists server-side: the operator either
     finds and adopts that very pod (its name is the try's own) or fails and deletes it; never a
     second pod, never one left behind by a failed task."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from kpo_async.airflow_compat import TaskDeferred
 
     name = "lost-answers"
     cleanup_pods.append(name)

@@ -14,9 +14,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowTaskTimeout
 from structlog.testing import capture_logs
 
+from kpo_async.airflow_compat import AirflowTaskTimeout
 from kpo_async.clients import close_shared_clients
 from kpo_async.errors import PodFailedError
 from kpo_async.identity import LOG_CURSOR_ANNOTATION

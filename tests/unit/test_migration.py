@@ -706,7 +706,7 @@ def cluster() -> Any:
 
 def test_the_official_pod_name_and_namespace_xcoms_are_pushed(cluster: Any) -> None:
     """Downstream tasks of official DAGs pull `pod_name` and `pod_namespace`."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from kpo_async.airflow_compat import TaskDeferred
 
     ours = AsyncKubernetesPodOperator(
         task_id="t",

@@ -6,10 +6,10 @@ import re
 from typing import Any
 
 import pytest
-from airflow.exceptions import AirflowException
 from kubernetes.client import models as k8s
 from kubernetes_asyncio.client import models as ak8s
 
+from kpo_async.airflow_compat import AirflowException
 from kpo_async.errors import InvalidArgumentError, KpoAsyncError
 from kpo_async.identity import (
     MANAGED_LABEL,

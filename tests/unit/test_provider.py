@@ -85,8 +85,21 @@ def airflow_cli(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for name, process in processes.items():
         stdout, stderr = process.communicate(timeout=180)
         assert process.returncode == 0, f"airflow providers {name} failed:\n{stderr[-4000:]}"
-        results[name] = json.loads(stdout[stdout.index("[") :])
+        results[name] = json_table(stdout)
     return results
+
+
+def json_table(stdout: str) -> list[dict[str, Any]]:
+    """The JSON rows in a CLI's output, past any log lines (Airflow 3.0 logs to stdout first)."""
+    decoder = json.JSONDecoder()
+    for start in (i for i, char in enumerate(stdout) if char == "["):
+        try:
+            rows, _ = decoder.raw_decode(stdout, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rows, list) and all(isinstance(row, dict) for row in rows):
+            return rows
+    raise AssertionError(f"no JSON table in the output:\n{stdout[-2000:]}")
 
 
 def test_airflow_providers_list_shows_kpo_async(airflow_cli: dict[str, Any]) -> None:
