@@ -410,6 +410,17 @@ class AirflowApi:
             str(item.get("event", "")) if isinstance(item, dict) else str(item) for item in body["content"]
         ]
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        body = self.api(
+            "GET", f"{ti_path(dag_id, run_id, task_id)}/xcomEntries/{key}", params={"deserialize": "true"}
+        )
+        value = body["value"]
+        # Depending on how it was stored, a JSON value may come back as its text.
+        if isinstance(value, str) and value[:1] in ('"', "{", "["):
+            with contextlib.suppress(ValueError):
+                return json.loads(value)
+        return value
+
     def task_url(self, dag_id: str, run_id: str, task_id: str) -> str:
         """The task instance's page in the UI (its log is the page's first tab)."""
         return f"{self.base_url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{task_id}"

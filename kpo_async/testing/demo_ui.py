@@ -124,6 +124,7 @@ def _announce(
         f"\nAirflow is up in {took:.0f}s. Open the UI on this machine:",
         f"  UI:     {stack.base_url}",
         f"  login:  {USER} / {password}",
+        f"  cluster: {stack.cluster_url}  (kubectl --kubeconfig {stack.kubeconfig} get pods)",
     ]
     long_runs = [key for key in watched if key[0] == LONG_DAG]
     if long_runs:
