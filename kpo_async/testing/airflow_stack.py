@@ -348,7 +348,7 @@ class AirflowApi:
     @property
     def http(self) -> httpx.Client:
         if self._http is None:
-            client = httpx.Client(base_url=self.base_url, timeout=30)
+            client = httpx.Client(base_url=self.base_url, timeout=60)
             if self.login:
                 name, password = self.login
                 response = client.post("/auth/token", json={"username": name, "password": password})
@@ -362,7 +362,16 @@ class AirflowApi:
         return self._http
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
+        """One call; a GET is retried on a transport error (a busy api-server can time out)."""
+        attempts = 3 if method.upper() == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self.http.request(method, path, **kwargs)
+                break
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+                time.sleep(2 * attempt)
         if response.status_code >= 400:
             raise StackError(f"{method} {path}: {response.status_code} {response.text[:2000]}")
         return response.json() if response.content else None
@@ -370,11 +379,17 @@ class AirflowApi:
     def wait_for_dags(self, dag_ids: Iterable[str], timeout: float = 120.0) -> None:
         for dag_id in dag_ids:
             wait_until(
-                lambda dag_id=dag_id: self.http.get(f"/api/v2/dags/{dag_id}").status_code == 200,
+                lambda dag_id=dag_id: self._status(f"/api/v2/dags/{dag_id}") == 200,
                 timeout=timeout,
                 what=f"DAG {dag_id} to be parsed",
                 first=0.5,
             )
+
+    def _status(self, path: str) -> int | None:
+        try:
+            return self.http.get(path).status_code
+        except httpx.TransportError:
+            return None
 
     def trigger_dag(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         body = {"logical_date": None, "conf": conf or {}}

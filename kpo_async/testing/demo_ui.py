@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from kpo_async.testing.airflow_stack import AirflowStack, StackError
 
 LONG_DAG = "example_kpo_async_long_running"
@@ -81,8 +83,8 @@ def run(args: argparse.Namespace, dags_folder: Path) -> int:
         _watch(stack, watched)
     except Stop as stop:
         print(f"\n{stop}: stopping ...", flush=True)
-    except StackError as exc:
-        print(f"\nthe demo failed: {exc}\n{stack.tails()}", flush=True)
+    except (StackError, httpx.HTTPError) as exc:
+        print(f"\nthe demo failed: {exc!r}\n{stack.tails()}", flush=True)
         status = 1
     finally:
         # A second Ctrl-C must not interrupt the stopping: it would leave processes behind.
@@ -148,7 +150,10 @@ def _watch(stack: AirflowStack, watched: dict[tuple[str, str, str], str]) -> Non
     last: dict[tuple[str, str, str], str] = {}
     while True:
         for key, label in watched.items():
-            state = stack.rest.task_instance(*key)["state"] or "none"
+            try:
+                state = stack.rest.task_instance(*key)["state"] or "none"
+            except (httpx.HTTPError, StackError) as exc:  # a busy api-server: ask again next round
+                state = f"unknown for now ({type(exc).__name__})"
             if last.get(key) != state:
                 last[key] = state
                 print(f"{time.strftime('%H:%M:%S')}  {label}: {state}", flush=True)
