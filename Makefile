@@ -5,13 +5,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint e2e cluster-up cluster-down bench bench-sim soak docs clean
+.PHONY: venv demo demo-ui test test-fast lint e2e cluster-up cluster-down bench bench-sim soak docs clean ui-deps ui-test ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e '.[dev,bench,docs]'
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e '.[dev,bench,docs,ui]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -19,6 +19,10 @@ venv: $(STAMP)
 ## The main job: the example DAGs under real Airflow against the embedded cluster.
 demo: $(STAMP)
 	$(BIN)/kpo-async demo
+
+## The same under the real Airflow services, to watch in the UI (a long pod's log arrives live); Ctrl-C stops it.
+demo-ui: $(STAMP)
+	$(BIN)/kpo-async demo --ui
 
 ## The test suite: lint, unit, simulator, Airflow (dag.test and real services) tests.
 test: $(STAMP)
@@ -49,6 +53,17 @@ e2e: $(STAMP)
 ## A new user's install: build the wheel, install it in a fresh virtualenv, run the demo from it
 packaging-test: $(STAMP)
 	$(BIN)/python -m pytest -q -m packaging tests/packaging
+
+## Browser test of the Airflow UI (tests/ui): headless Chromium from Debian's packages, driven by Selenium
+ui-deps:
+	tools/ui-deps.sh
+
+ui-test: $(STAMP) ui-deps
+	$(BIN)/python -m pytest -q -s -m ui tests/ui
+
+## The same, writing its screenshots into docs/img (the getting-started page shows them)
+ui-screenshots: $(STAMP) ui-deps
+	KPO_ASYNC_SCREENSHOTS=docs/img $(BIN)/python -m pytest -q -s -m ui tests/ui
 
 ## Fault-and-soak run: 500 pods through random API faults and triggerer restarts (docs/reliability.md)
 soak: $(STAMP)

@@ -4,6 +4,7 @@ Starts the embedded cluster as a process, gives Airflow a throw-away home (SQLit
 ``kubernetes_default`` and ``remote_k8s`` connections and the ``remote_kubeconfig`` /
 ``remote_context`` variables at the cluster, then runs each example with ``airflow dags test``
 (the deferred task's trigger really runs) and shows the pod's log lines and the XCom values.
+With ``--ui`` it runs the real Airflow services instead, to watch the runs in the UI (demo_ui.py).
 """
 
 from __future__ import annotations
@@ -95,7 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dag", action="append", help="run only this example (repeatable)")
     parser.add_argument("--verbose", action="store_true", help="print Airflow's whole output")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    parser.add_argument(
+        "--ui",
+        action="store_true",
+        help="run the real Airflow services instead and open the UI: a long pod's log arrives live",
+    )
+    parser.add_argument(
+        "--port", type=int, help="with --ui: the UI's port on 127.0.0.1 (default: a free one)"
+    )
+    parser.add_argument(
+        "--seconds", type=int, default=180, help="with --ui: how long the long pod runs (default: 180)"
+    )
     args = parser.parse_args(argv)
+    if args.ui:
+        from kpo_async.testing.demo_ui import run
+
+        return run(args, example_dags_folder())
     workdir = Path(tempfile.mkdtemp(prefix="kpo-async-demo-"))
     sim, kubeconfig = start_sim(workdir)
     failures = 0

@@ -173,3 +173,19 @@ def test_templated_fields_are_rendered(tester: DagTester) -> None:
     # config_file came from a Variable too: kubernetes_conn_id=None and $KUBECONFIG points nowhere,
     # so the pod could only be created through the rendered path.
     assert tester.env["KUBECONFIG"] != str(tester.harness.kubeconfig)
+
+
+def test_long_running_example_with_short_params(tester: DagTester) -> None:
+    """The demo's long pod (3 minutes by default), shortened through its DAG params."""
+    output = tester.dags_test("example_kpo_async_long_running", "-c", '{"seconds": 3}')
+    lines = pod_lines(output)
+    assert [line for line in lines if line.startswith("line ")] == [
+        "line 1 of 3",
+        "line 2 of 3",
+        "line 3 of 3",
+    ]
+    rows = tester.harness.query(
+        "SELECT value FROM xcom WHERE dag_id=? AND task_id='count_lines' AND key='return_value'",
+        ("example_kpo_async_long_running",),
+    )
+    assert [json.loads(row[0]) for row in rows] == [{"lines": 3}], rows
