@@ -120,3 +120,14 @@ async def test_official_sidecar_kill_ends_the_sidecar_and_the_session(
         lambda p: cstatus(p, SIDECAR).state.terminated is not None,
     )
     assert cstatus(pod, SIDECAR).state.terminated.exit_code == 0  # its INT trap ran `exit 0`
+
+
+async def test_stdin_sent_as_text_frames_is_read(cluster: Any, v1: client.CoreV1Api) -> None:
+    """The sync `kubernetes` client writes a str to stdin as a text frame; kube-apiserver reads it."""
+    await v1.create_namespaced_pod("default", _pod("i3"))
+    await _running(v1, "i3")
+    async with aiohttp.ClientSession() as http:
+        s = await _open(cluster, http, "i3")
+        await s.ws.send_str("\x00echo from-text\n")
+        await s.read_until(lambda s: s.out == b"from-text\n")
+        await s.ws.close()

@@ -360,8 +360,39 @@ def qos_class(spec: dict[str, Any]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+#: Map-typed fields (Go maps with omitempty: an empty one is not stored); other `{}` are structs.
+_MAP_FIELDS = frozenset(
+    {"labels", "annotations", "nodeSelector", "overhead", "limits", "requests", "matchLabels"}
+)
+#: Plain Go bools with omitempty: `false` is not stored.
+_OMITTED_FALSE = frozenset({"hostNetwork", "hostPID", "hostIPC", "stdin", "stdinOnce", "tty", "readOnly"})
+
+
+def drop_omitted(value: Any) -> Any:
+    """What a decode/encode round trip in kube-apiserver drops: empty lists, empty maps, false
+    omitempty bools and nulls (an empty struct such as `affinity: {}` or `emptyDir: {}` stays)."""
+    if isinstance(value, list):
+        return [drop_omitted(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        item = drop_omitted(item)
+        if item is None or (isinstance(item, list) and not item):
+            continue
+        if key in _MAP_FIELDS and isinstance(item, dict) and not item:
+            continue
+        if key in _OMITTED_FALSE and item is False:
+            continue
+        out[key] = item
+    return out
+
+
 def default_pod(pod: dict[str, Any], namespace: str) -> dict[str, Any]:
     """Fill the fields the apiserver fills on create. Mutates and returns `pod`."""
+    for key in ("metadata", "spec"):
+        if isinstance(pod.get(key), dict):
+            pod[key] = drop_omitted(pod[key])
     pod["kind"] = "Pod"
     pod["apiVersion"] = "v1"
     meta = pod.setdefault("metadata", {})
