@@ -252,3 +252,15 @@ async def test_bearer_scheme_is_case_insensitive(cluster: Any) -> None:
             token=None,
         )
         assert status == expected, scheme
+
+
+async def test_pod_stored_without_what_the_apiserver_omits(v1: client.CoreV1Api, cluster: Any) -> None:
+    pod = pod_manifest("p8", "true", nodeSelector={}, hostNetwork=False, affinity={}, imagePullSecrets=[])
+    pod["spec"]["containers"][0].update(args=[], env=[], stdin=False)
+    status, _, body = await raw_request(cluster, "POST", "/api/v1/namespaces/default/pods", json_body=pod)
+    assert status == 201
+    spec = json.loads(body)["spec"]
+    for key in ("nodeSelector", "hostNetwork", "imagePullSecrets"):
+        assert key not in spec, key
+    assert spec["affinity"] == {}  # an empty struct is kept
+    assert not {"args", "env", "stdin"} & set(spec["containers"][0])
