@@ -28,6 +28,7 @@ from kpo_async.testing.sim.exec import serve_exec
 from kpo_async.testing.sim.httpio import error_response, json_response, stream_response
 from kpo_async.testing.sim.kubelet import Kubelet
 from kpo_async.testing.sim.logs import LogOptions
+from kpo_async.testing.sim.objects import ObjectsApi, admit_pod, default_service_account
 from kpo_async.testing.sim.patch import apply_patch
 from kpo_async.testing.sim.selectors import parse_field_selector, parse_label_selector
 from kpo_async.testing.sim.stats import Stats
@@ -65,14 +66,22 @@ async def read_body(request: web.Request) -> Any:
         raise bad_request(f"error decoding request body: {e}") from e
 
 
-def _list_bytes(kind: str, rv: int, items: list[bytes], extra_meta: dict[str, Any] | None = None) -> bytes:
+def _list_bytes(
+    kind: str,
+    rv: int,
+    items: list[bytes],
+    extra_meta: dict[str, Any] | None = None,
+    api_version: str = "v1",
+) -> bytes:
     meta: dict[str, Any] = {"resourceVersion": str(rv)}
     if extra_meta:
         meta.update(extra_meta)
     return (
         b'{"kind":"'
         + kind.encode()
-        + b'List","apiVersion":"v1","metadata":'
+        + b'List","apiVersion":"'
+        + api_version.encode()
+        + b'","metadata":'
         + dumps(meta)
         + b',"items":['
         + b",".join(items)
@@ -155,6 +164,9 @@ class Api:
             web.get("/api/v1/nodes", self.list_nodes),
             web.get("/api/v1/watch/nodes", self.list_nodes),
             web.get("/api/v1/nodes/{name}", self.get_node),
+            web.get("/apis/scheduling.k8s.io/v1", self.api_scheduling_v1),
+            web.get("/apis/scheduling.k8s.io/v1/", self.api_scheduling_v1),
+            *ObjectsApi(self.store, self._list_or_watch, self._render, self._require_namespace).routes(),
         ]
 
     # --- discovery ---
@@ -169,6 +181,9 @@ class Api:
 
     async def api_v1(self, request: web.Request) -> web.Response:
         return json_response(discovery.api_resource_list())
+
+    async def api_scheduling_v1(self, request: web.Request) -> web.Response:
+        return json_response(discovery.scheduling_resource_list())
 
     async def apis(self, request: web.Request) -> web.Response:
         return json_response(discovery.api_group_list())
@@ -227,7 +242,7 @@ class Api:
             t = table(resource, [_body_of(o) for o in items], str(rv), q.get("includeObject", "Metadata"))
             t["metadata"].update(extra)
             return json_response(t)
-        return json_response(_list_bytes(res.kind, rv, [o.item() for o in items], extra))
+        return json_response(_list_bytes(res.kind, rv, [o.item() for o in items], extra, res.api_version))
 
     def _get_obj(self, resource: str, ns: str, name: str) -> Obj:
         obj = self.store.get(resource, ns, name)
@@ -298,6 +313,7 @@ class Api:
         apply_generate_name(body["metadata"])
         validate_pod(body)
         name = body["metadata"]["name"]
+        admit_pod(self.store, body, ns)
         if self.store.get("pods", ns, name) is not None:
             raise already_exists("pods", name)
         default_pod(body, ns)
@@ -673,7 +689,10 @@ class Api:
         name = body["metadata"]["name"]
         if self.store.get("namespaces", "", name) is not None:
             raise already_exists("namespaces", name)
-        return json_response(self.store.create("namespaces", default_namespace(body)).full(), 201)
+        created = self.store.create("namespaces", default_namespace(body))
+        # the service-account controller's job: every namespace gets its `default` account
+        self.store.create("serviceaccounts", default_service_account(name))
+        return json_response(created.full(), 201)
 
     async def patch_namespace(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -720,8 +739,9 @@ class Api:
                 pass
         while self.store.list("pods", name):  # noqa: ASYNC110 - pods go away on their own
             await asyncio.sleep(0.05)
-        for o in self.store.list("events", name):
-            self.store.delete("events", name, o.name)
+        for resource in ("events", "secrets", "configmaps", "persistentvolumeclaims", "serviceaccounts"):
+            for o in self.store.list(resource, name):
+                self.store.delete(resource, name, o.name)
         self.store.delete("namespaces", "", name)
 
     # --- nodes ---

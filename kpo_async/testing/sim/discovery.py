@@ -73,6 +73,19 @@ def api_resource_list() -> dict[str, Any]:
                 categories=["all"],
                 storageVersionHash="xPOwRZ+Yhw8=",
             ),
+            _res("configmaps", "ConfigMap", True, _RW, singular="configmap", shortNames=["cm"]),
+            _res(
+                "persistentvolumeclaims",
+                "PersistentVolumeClaim",
+                True,
+                _RW,
+                singular="persistentvolumeclaim",
+                shortNames=["pvc"],
+            ),
+            _res("secrets", "Secret", True, _RW, singular="secret"),
+            _res(
+                "serviceaccounts", "ServiceAccount", True, _RW, singular="serviceaccount", shortNames=["sa"]
+            ),
             _res("pods/eviction", "Eviction", True, ["create"], group="policy", version="v1"),
             _res("pods/exec", "PodExecOptions", True, ["create", "get"]),
             _res("pods/log", "Pod", True, ["get"]),
@@ -89,8 +102,32 @@ def api_versions(server_address: str) -> dict[str, Any]:
     }
 
 
+_SCHEDULING_VERSION = {"groupVersion": "scheduling.k8s.io/v1", "version": "v1"}
+
+
 def api_group_list() -> dict[str, Any]:
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+    return {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [
+            {
+                "name": "scheduling.k8s.io",
+                "versions": [_SCHEDULING_VERSION],
+                "preferredVersion": _SCHEDULING_VERSION,
+            }
+        ],
+    }
+
+
+def scheduling_resource_list() -> dict[str, Any]:
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": "scheduling.k8s.io/v1",
+        "resources": [
+            _res("priorityclasses", "PriorityClass", False, _RW, singular="priorityclass", shortNames=["pc"])
+        ],
+    }
 
 
 def openapi_v3_root() -> dict[str, Any]:

@@ -132,9 +132,16 @@ async def serve_exec(
 
     async def reader() -> None:
         async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            # kube-apiserver reads text frames like binary ones; the sync client sends str as text
+            if msg.type == WSMsgType.TEXT:
+                data = msg.data.encode()
+            elif msg.type == WSMsgType.BINARY:
+                data = msg.data
+            else:
                 continue
-            ch, payload = msg.data[0], msg.data[1:]
+            if not data:
+                continue
+            ch, payload = data[0], data[1:]
             if ch == STDIN and isinstance(stdin, QueueSource):
                 if payload:
                     stdin.queue.put_nowait(bytes(payload))

@@ -30,6 +30,7 @@ from kpo_async.testing.sim.errors import ApiError, bad_request
 from kpo_async.testing.sim.events import EventRecorder
 from kpo_async.testing.sim.fs import PodFS
 from kpo_async.testing.sim.logs import ContainerLog
+from kpo_async.testing.sim.refs import env_from_refs, env_value_ref, missing_claim, volume_files
 from kpo_async.testing.sim.runtime import ContainerRuntime
 from kpo_async.testing.sim.scheduler import Resources, fit, pod_requests
 from kpo_async.testing.sim.store import Store
@@ -310,8 +311,10 @@ class PodWorker:
             return False
         if not await self.wait(self._scaled(self.k.config.schedule_delay)):
             return False
+        backoff = self.k.config.backoff_initial
         while True:
-            msg = fit(spec, node, self.k.config.node_labels, self.k.allocatable, self.k.used)
+            claim_msg = missing_claim(self.k.store, self.ns, spec)
+            msg = claim_msg or fit(spec, node, self.k.config.node_labels, self.k.allocatable, self.k.used)
             if msg is None:
                 break
             self.set_condition("PodScheduled", False, "Unschedulable", msg)
@@ -320,6 +323,11 @@ class PodWorker:
             if "affinity/selector" in msg:
                 await self.wait(None)
                 return False
+            if claim_msg:  # retried with backoff, as the scheduler does until the claim appears
+                if not await self.wait(self._scaled(backoff)):
+                    return False
+                backoff = min(backoff * 2, self.k.config.backoff_max)
+                continue
             if not await self.wait(None, also=self.k.capacity_waiters):
                 return False
         self.requests = pod_requests(spec)
@@ -344,12 +352,39 @@ class PodWorker:
                 float(deadline), self._deadline_exceeded
             )
         self.mark()
+        if not await self._mount_volumes():
+            return
         lo, hi = self.k.config.sandbox_delay
         if not await self.wait(self._scaled(self.k.rng.uniform(lo, hi))):
             return
         self.sandbox_ready = True
         self.pod_ip = self.k.allocate_ip()
         self.mark()
+
+    async def _mount_volumes(self) -> bool:
+        """Fill Secret/ConfigMap volumes; while one cannot be mounted, FailedMount and retry."""
+        assert self.fs is not None
+        backoff = self.k.config.backoff_initial
+        while True:
+            failed = None
+            for vol in self.pod["spec"].get("volumes") or []:
+                files = volume_files(self.k.store, self.ns, vol)
+                if isinstance(files, str):
+                    failed = files
+                    break
+                target = self.fs.volumes[vol["name"]]
+                for path, data in files.items():
+                    parts = path.split("/")
+                    for k in range(1, len(parts)):
+                        target.dirs.add("/".join(parts[:k]))
+                    target.files[path] = bytearray(data)
+            if failed is None:
+                return True
+            self.event("FailedMount", failed, "Warning")
+            self.mark()
+            if not await self.wait(self._scaled(backoff)):
+                return False
+            backoff = min(backoff * 2, self.k.config.backoff_max)
 
     async def _run_inits(self) -> bool:
         for cs in self.init_cs:
@@ -434,11 +469,10 @@ class PodWorker:
         env = dict(BASE_ENV)
         env["HOSTNAME"] = self.name
         meta, spec = self.pod["metadata"], self.pod["spec"]
-        for src in cs.spec.get("envFrom") or []:
-            ref = src.get("configMapRef") or src.get("secretRef")
-            if ref is not None and not ref.get("optional"):
-                kind = "configmap" if "configMapRef" in src else "secret"
-                return f'{kind} "{ref.get("name", "")}" not found'
+        from_refs = env_from_refs(self.k.store, self.ns, cs.spec)
+        if isinstance(from_refs, str):
+            return from_refs
+        env.update(from_refs)
         for item in cs.spec.get("env") or []:
             name = item["name"]
             if "valueFrom" in item:
@@ -447,11 +481,12 @@ class PodWorker:
                     env[name] = self._field_ref(vf["fieldRef"].get("fieldPath", ""))
                 elif "resourceFieldRef" in vf:
                     env[name] = self._resource_ref(cs, vf["resourceFieldRef"])
-                else:
-                    ref = vf.get("configMapKeyRef") or vf.get("secretKeyRef") or {}
-                    if not ref.get("optional"):
-                        kind = "configmap" if "configMapKeyRef" in vf else "secret"
-                        return f'{kind} "{ref.get("name", "")}" not found'
+                elif "configMapKeyRef" in vf or "secretKeyRef" in vf:
+                    value = env_value_ref(self.k.store, self.ns, vf)
+                    if isinstance(value, Exception):
+                        return str(value)
+                    if value is not None:
+                        env[name] = value
             else:
                 env[name] = expand_k8s_vars(str(item.get("value", "")), env)
         del meta, spec
@@ -526,6 +561,11 @@ class PodWorker:
                 self._scaled(self.k.config.noop_container_seconds),
                 self.k.config.max_log_bytes,
             )
+            security = {
+                **(self.pod["spec"].get("securityContext") or {}),
+                **(cs.spec.get("securityContext") or {}),
+            }
+            rt.uid = int(security.get("runAsUser") or 0)
             cs.runtime = rt
             cs.state, cs.reason, cs.message = "running", None, None
             cs.started_at = time.time()

@@ -53,8 +53,14 @@ class ContainerRuntime:
         self.done: asyncio.Future[int] = None  # type: ignore[assignment]  # set by start()
         self._timer: asyncio.TimerHandle | None = None
         self.killed = False
+        #: the user every process runs as (the container's runAsUser)
+        self.uid = 0
 
     # --- ShellHost ---
+    def processes(self) -> list[tuple[int, list[str]]]:
+        """(pid, argv) of every running process, for pgrep."""
+        return [(1, self.argv), *((pid, proc.argv) for pid, proc in self.exec_procs.items())]
+
     def main_sink(self, fd: int) -> Sink:
         log = self.log
         if isinstance(log, StoredLog):
@@ -184,7 +190,12 @@ class ExecHost:
         self.hostname = container.hostname
         self.signals = SignalBox()
         self.pid = container.new_pid()
+        self.uid = container.uid
+        self.argv: list[str] = []
         self.task: asyncio.Task[Any] | None = None
+
+    def processes(self) -> list[tuple[int, list[str]]]:
+        return self.container.processes()
 
     def main_sink(self, fd: int) -> Sink:
         return self.container.main_sink(fd)
@@ -200,6 +211,7 @@ class ExecHost:
             self.task.cancel()
 
     async def run(self, argv: list[str], stdin: Source, stdout: Sink, stderr: Sink) -> int:
+        self.argv = argv
         self.container.exec_procs[self.pid] = self
         self.task = asyncio.current_task()
         try:

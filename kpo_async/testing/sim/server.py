@@ -26,6 +26,7 @@ from kpo_async.testing.sim.events import EventRecorder
 from kpo_async.testing.sim.faults import FAULT_KEY, Fault, FaultRegistry
 from kpo_async.testing.sim.httpio import drop_connection, error_response, json_response
 from kpo_async.testing.sim.kubelet import Kubelet
+from kpo_async.testing.sim.objects import system_objects
 from kpo_async.testing.sim.stats import Stats, classify
 from kpo_async.testing.sim.store import Store
 from kpo_async.testing.sim.tls import TlsFiles, generate, server_context
@@ -84,6 +85,8 @@ class SimCluster:
         self.kubelet = Kubelet(cfg, self.store, self.events)
         for ns in cfg.namespaces:
             self.store.create("namespaces", default_namespace({"metadata": {"name": ns}}))
+        for resource, body in system_objects(list(cfg.namespaces)):
+            self.store.create(resource, body)
         self.store.create("nodes", self._node())
         self._api = Api(cfg, self.store, self.kubelet, self.events, self.stats)
         control = ControlApi(self)
@@ -319,8 +322,11 @@ class SimCluster:
     @web.middleware
     async def _auth_mw(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if self.config.auth and request.path not in ANONYMOUS_PATHS:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+            # kube-apiserver matches the scheme case-insensitively (the in-cluster loader sends "bearer")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), self.token.encode()
+            ):
                 return json_response(status_body(401, "Unauthorized", "Unauthorized"), 401)
         return await handler(request)
 

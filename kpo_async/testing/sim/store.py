@@ -84,9 +84,25 @@ class Resource:
 
 
 def _resource(
-    name: str, kind: str, namespaced: bool, fields: Callable[..., dict[str, str]], keep: bool
+    name: str,
+    kind: str,
+    namespaced: bool,
+    fields: Callable[..., dict[str, str]],
+    keep: bool,
+    api_version: str = "v1",
 ) -> Resource:
-    return Resource(name, kind, namespaced, fields, {k: i for i, k in enumerate(fields({}))}, keep)
+    return Resource(
+        name, kind, namespaced, fields, {k: i for i, k in enumerate(fields({}))}, keep, api_version
+    )
+
+
+def _meta_fields(body: dict[str, Any]) -> dict[str, str]:
+    meta = body.get("metadata", {})
+    return {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
+
+
+def _secret_fields(body: dict[str, Any]) -> dict[str, str]:
+    return {**_meta_fields(body), "type": body.get("type", "")}
 
 
 RESOURCES: dict[str, Resource] = {
@@ -94,6 +110,15 @@ RESOURCES: dict[str, Resource] = {
     "events": _resource("events", "Event", True, _event_fields, False),
     "namespaces": _resource("namespaces", "Namespace", False, _ns_fields, True),
     "nodes": _resource("nodes", "Node", False, _node_fields, True),
+    "secrets": _resource("secrets", "Secret", True, _secret_fields, True),
+    "configmaps": _resource("configmaps", "ConfigMap", True, _meta_fields, True),
+    "persistentvolumeclaims": _resource(
+        "persistentvolumeclaims", "PersistentVolumeClaim", True, _meta_fields, True
+    ),
+    "serviceaccounts": _resource("serviceaccounts", "ServiceAccount", True, _meta_fields, True),
+    "priorityclasses": _resource(
+        "priorityclasses", "PriorityClass", False, _meta_fields, True, "scheduling.k8s.io/v1"
+    ),
 }
 
 

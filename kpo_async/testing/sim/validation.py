@@ -198,6 +198,31 @@ def _validate_resources(res: Any, path: str, causes: list[Cause]) -> None:
             )
 
 
+def _validate_affinity_term(term: dict[str, Any], path: str, causes: list[Cause]) -> None:
+    key = term.get("topologyKey") or ""
+    field = f"{path}.topologyKey"
+    if not key:
+        causes.append(_required(field, "can not be empty"))
+        causes.append(_invalid_value(field, key, "name part must be non-empty"))
+        causes.append(_invalid_value(field, key, _QUALIFIED_MSG))
+    else:
+        causes.extend(validate_qualified_key(field, key))
+
+
+def _validate_pod_affinity(affinity: dict[str, Any], causes: list[Cause]) -> None:
+    """Pod (anti-)affinity terms need a topologyKey, as kube-apiserver's validation demands."""
+    for kind in ("podAffinity", "podAntiAffinity"):
+        rules = affinity.get(kind) or {}
+        base = f"spec.affinity.{kind}"
+        for i, term in enumerate(rules.get("requiredDuringSchedulingIgnoredDuringExecution") or []):
+            _validate_affinity_term(
+                term, f"{base}.requiredDuringSchedulingIgnoredDuringExecution[{i}]", causes
+            )
+        for i, weighted in enumerate(rules.get("preferredDuringSchedulingIgnoredDuringExecution") or []):
+            path = f"{base}.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
+            _validate_affinity_term(weighted.get("podAffinityTerm") or {}, f"{path}.podAffinityTerm", causes)
+
+
 def validate_pod(pod: dict[str, Any]) -> None:
     """Raise a 422 Invalid ApiError listing every problem, like the apiserver."""
     meta = pod.get("metadata") or {}
@@ -278,6 +303,7 @@ def validate_pod(pod: dict[str, Any]) -> None:
                     not isinstance(value, list) or not all(isinstance(v, str) for v in value)
                 ):
                     causes.append(_invalid_value(f"{base}.{field}", value, "must be a list of strings"))
+    _validate_pod_affinity(spec.get("affinity") or {}, causes)
     policy = spec.get("restartPolicy", "Always")
     if policy not in ("Always", "OnFailure", "Never"):
         causes.append(_unsupported("spec.restartPolicy", policy, ["Always", "OnFailure", "Never"]))
@@ -334,8 +360,39 @@ def qos_class(spec: dict[str, Any]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+#: Map-typed fields (Go maps with omitempty: an empty one is not stored); other `{}` are structs.
+_MAP_FIELDS = frozenset(
+    {"labels", "annotations", "nodeSelector", "overhead", "limits", "requests", "matchLabels"}
+)
+#: Plain Go bools with omitempty: `false` is not stored.
+_OMITTED_FALSE = frozenset({"hostNetwork", "hostPID", "hostIPC", "stdin", "stdinOnce", "tty", "readOnly"})
+
+
+def drop_omitted(value: Any) -> Any:
+    """What a decode/encode round trip in kube-apiserver drops: empty lists, empty maps, false
+    omitempty bools and nulls (an empty struct such as `affinity: {}` or `emptyDir: {}` stays)."""
+    if isinstance(value, list):
+        return [drop_omitted(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        item = drop_omitted(item)
+        if item is None or (isinstance(item, list) and not item):
+            continue
+        if key in _MAP_FIELDS and isinstance(item, dict) and not item:
+            continue
+        if key in _OMITTED_FALSE and item is False:
+            continue
+        out[key] = item
+    return out
+
+
 def default_pod(pod: dict[str, Any], namespace: str) -> dict[str, Any]:
     """Fill the fields the apiserver fills on create. Mutates and returns `pod`."""
+    for key in ("metadata", "spec"):
+        if isinstance(pod.get(key), dict):
+            pod[key] = drop_omitted(pod[key])
     pod["kind"] = "Pod"
     pod["apiVersion"] = "v1"
     meta = pod.setdefault("metadata", {})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import posixpath
 
+from kpo_async.testing.sim.shell import procs as _procs  # noqa: F401 - registers pgrep, id
 from kpo_async.testing.sim.shell.builtins import lookup, parse_sh_argv, run_argv
 from kpo_async.testing.sim.shell.interp import Shell, ShellExit, ShellHost
 from kpo_async.testing.sim.shell.io import (
@@ -48,9 +49,9 @@ async def run_process(host: ShellHost, env: dict[str, str], argv: list[str], io:
                     )
                     return 2
                 rest = rest[1:]
-            else:
-                script = (await io.stdin.read_all()).decode(errors="replace")
         sh = Shell(host, env, rest[0] if rest else argv[0], rest[1:], "x" in flags, "e" in flags)
+        if script is None:  # the script comes on stdin, command by command
+            return await sh.run_stream(io)
         return await sh.run_script(script, io)
     if lookup(argv[0]) is None:
         io.stderr.write(

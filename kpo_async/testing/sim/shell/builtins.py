@@ -225,8 +225,11 @@ async def b_sh(sh: Shell, argv: list[str], io: IO) -> int:
     opts, script, rest = parse_sh_argv(argv)
     if script is None:
         if not rest:
-            data = await io.stdin.read_all()
-            return await sh.run_in_subshell(data.decode(errors="replace"), io)
+            sub = sh.subshell()
+            try:
+                return await sub.run_stream(io)
+            except ShellExit as e:
+                return e.status
         try:
             script = sh.host.fs.read(sh.resolve(rest[0])).decode(errors="replace")
         except FsError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import posixpath
 import re
 from typing import Protocol
@@ -10,7 +11,16 @@ from typing import Protocol
 from kpo_async.testing.sim.fs import ENOENT, ContainerFS, FsError
 from kpo_async.testing.sim.shell import parser as p
 from kpo_async.testing.sim.shell.expand import ExpansionError, expand_str, expand_words
-from kpo_async.testing.sim.shell.io import IO, BufferSink, BytesSource, FileSink, NullSink, SignalBox, Sink
+from kpo_async.testing.sim.shell.io import (
+    IO,
+    BufferSink,
+    BytesSource,
+    FileSink,
+    NullSink,
+    SignalBox,
+    Sink,
+    Source,
+)
 
 
 class ShellExit(Exception):
@@ -160,6 +170,64 @@ class Shell:
         finally:
             for task in self.jobs.values():
                 task.cancel()
+
+    async def run_stream(self, io: IO) -> int:
+        """`sh` reading its script from stdin: each complete command runs as soon as it arrives
+        (an exec session writing commands to an interactive shell sees their effect at once)."""
+        self.cur_io = io
+        pending = ""
+        try:
+            try:
+                while True:
+                    chunk = await self._read_or_signal(io.stdin)
+                    if chunk is None:
+                        break
+                    pending += chunk.decode(errors="replace")
+                    head, newline, tail = pending.rpartition("\n")
+                    if not newline:
+                        continue
+                    try:
+                        tree = p.parse(head + "\n")
+                    except p.ShellSyntaxError:
+                        continue  # an unfinished compound command: wait for more lines
+                    except p.Unsupported as e:
+                        io.stderr.write(f"sh: {e} are not supported by the kpo-async simulator\n".encode())
+                        pending, self.status = tail, 127
+                        continue
+                    pending = tail
+                    self.status = await self.eval_seq(tree, io)
+                if pending.strip():
+                    self.status = await self.run_string(pending, io)
+            except ShellExit as e:
+                self.status = e.status
+            except ExpansionError as e:
+                io.stderr.write(f"sh: {e}\n".encode())
+                self.status = e.status
+            except LoopControl:
+                pass
+            await self._run_exit_trap(io)
+            return self.status
+        finally:
+            for task in self.jobs.values():
+                task.cancel()
+
+    async def _read_or_signal(self, stdin: Source) -> bytes | None:
+        """The next stdin chunk; a signal arriving meanwhile is handled (an untrapped one exits)."""
+        while True:
+            await self.check_signals()
+            read = asyncio.ensure_future(stdin.read())
+            if not self.owns_signals:
+                return await read
+            signal = asyncio.ensure_future(self.host.signals.event.wait())
+            try:
+                await asyncio.wait({read, signal}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                signal.cancel()
+            if read.done():
+                return read.result()
+            read.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await read
 
     async def _run_exit_trap(self, io: IO) -> None:
         action = self.traps.pop(0, None)
