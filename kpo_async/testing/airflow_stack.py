@@ -263,6 +263,9 @@ class AirflowStack:
                 # A busy small machine can take over 30 s to import a DAG file in a new task process:
                 # the task would then be rescheduled ("Dag not found during start up").
                 "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "150",
+                # The same busy machine answers a task's calls to the execution API slowly: the
+                # default 5 s timeout (and its retries) would fail tasks that never started.
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
                 "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
                 # Never pick up the user's own cluster by accident.
                 "KUBECONFIG": str(self.workdir / "no-default-kubeconfig"),
