@@ -83,6 +83,19 @@ def ti_path(dag_id: str, run_id: str, task_id: str) -> str:
     return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
 
 
+def stop_process_groups(procs: list[subprocess.Popen], *, grace: float = 20.0) -> None:
+    """`stop_process_group` for several groups at once: SIGTERM to all, one shared grace period."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.1, deadline - time.monotonic()))
+    for proc in procs:
+        stop_process_group(proc, grace=0, first=signal.SIGKILL)
+
+
 @dataclass
 class Service:
     name: str
@@ -169,11 +182,9 @@ class AirflowStack:
         Returns the processes of the stack still alive afterwards (none, unless one cannot be killed)."""
         self.rest.close()
         started = self.processes()
-        # Triggerer and scheduler first: they must not act on a cluster that is going away.
-        for name in ("triggerer", "scheduler", "dag-processor", "api-server"):
-            service = self.services.get(name)
-            if service is not None and service.proc is not None:
-                stop_process_group(service.proc)
+        # All of Airflow at once (each needs seconds to shut down), before the cluster: nothing
+        # may act on a cluster that is going away.
+        stop_process_groups([s.proc for s in self.services.values() if s.proc is not None])
         if self.sim is not None and self.sim.proc is not None:
             stop_process_group(self.sim.proc, grace=10)
         # Task processes forked by the LocalExecutor may have left the scheduler's group.
@@ -252,6 +263,9 @@ class AirflowStack:
                 # A busy small machine can take over 30 s to import a DAG file in a new task process:
                 # the task would then be rescheduled ("Dag not found during start up").
                 "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "150",
+                # The same busy machine answers a task's calls to the execution API slowly: the
+                # default 5 s timeout (and its retries) would fail tasks that never started.
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
                 "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "180",
                 # Never pick up the user's own cluster by accident.
                 "KUBECONFIG": str(self.workdir / "no-default-kubeconfig"),

@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.packaging
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ("hello_name.py", "xcom_etl.py", "remote_cluster.py")
+EXAMPLES = ("hello_name.py", "xcom_etl.py", "remote_cluster.py", "long_running.py")
 #: Variables that would let the fresh venv see the checkout or this test session's Airflow.
 _SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "KUBECONFIG", "UV_PROJECT_ENVIRONMENT")
 

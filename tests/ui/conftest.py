@@ -94,13 +94,22 @@ def screenshots() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[Demo]:
+def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
     """`kpo-async demo --ui` with only the long-running example (its live run and its failing run)."""
     workdir = Path(tempfile.mkdtemp(prefix="kpo-async-ui-test-"))
     output_path = workdir / "demo.out"
     with open(output_path, "w") as output:
         proc = subprocess.Popen(
-            [KPO_ASYNC, "demo", "--ui", "--seconds", str(SECONDS), "--dag", "example_kpo_async_long_running"],
+            [
+                KPO_ASYNC,
+                "demo",
+                "--ui",
+                "--keep",
+                "--seconds",
+                str(SECONDS),
+                "--dag",
+                "example_kpo_async_long_running",
+            ],
             stdout=output,
             stderr=subprocess.STDOUT,
             cwd=workdir,
@@ -128,7 +137,22 @@ def demo() -> Iterator[Demo]:
                 with contextlib.suppress(psutil.Error):
                     child.kill()
         print(f"----- kpo-async demo --ui output -----\n{demo.output[-3000:]}")
+        kept = re.search(r"^kept (\S+)$", demo.output, re.MULTILINE)
+        if kept:
+            if request.session.testsfailed:
+                print(_diagnostics(Path(kept.group(1))))
+            shutil.rmtree(kept.group(1), ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _diagnostics(home: Path, lines: int = 60) -> str:
+    """The ends of the services' logs and of the task logs, for a failing run's report."""
+    out = []
+    for path in sorted([*home.glob("logs/services/*.log"), *home.glob("airflow/logs/dag_id=*/**/*.log")]):
+        with contextlib.suppress(OSError):
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"----- {path.relative_to(home)} (last {len(text)} lines) -----\n" + "\n".join(text))
+    return "\n".join(out)
 
 
 def _children(proc: subprocess.Popen) -> list[psutil.Process]:

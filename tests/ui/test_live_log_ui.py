@@ -61,6 +61,8 @@ def _get_pod(demo: Demo, url: str) -> dict:
 def test_live_log_of_a_deferred_task(demo: Demo, browser: WebDriver, screenshots: Path) -> None:
     """While the task is deferred, its log page shows the pod's lines and new ones arrive without a
     reload; the task's Kubernetes Pod extra link opens that very pod."""
+    # Logged in first: the pod's clock runs from its deferral on.
+    login(browser, demo.base_url, demo.user, demo.password)
     run_id = demo.run_id(demo.live_url)
     ti = demo.api.wait_task(
         DAG_ID, run_id, TASK_ID, states=("deferred", "success", "failed"), timeout=300, first=0.5, most=1
@@ -74,8 +76,6 @@ def test_live_log_of_a_deferred_task(demo: Demo, browser: WebDriver, screenshots
         most=2,
     )
     _still_deferred(demo, run_id, "its first lines were in the log")
-
-    login(browser, demo.base_url, demo.user, demo.password)
     browser.get(demo.live_url)
     # A marker that a reload (a new page) would wipe: the lines below must arrive without one.
     browser.execute_script("window.kpoNoReload = true")
