@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint e2e cluster-up cluster-down bench bench-sim soak docs clean
+.PHONY: venv demo test test-fast lint compat e2e cluster-up cluster-down bench bench-sim soak docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check kpo_async triggers tests example_dags
+
+## Compatibility suite: tests/compat DAGs under the official operator and kpo-async (docs/compat.md)
+compat: $(STAMP)
+	$(BIN)/python -m pytest -q -m compat tests/compat
 
 ## Real control plane (etcd + kube-apiserver + kube-scheduler + kwok on loopback): docs/real-control-plane.md
 cluster-up:
