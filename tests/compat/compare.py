@@ -28,7 +28,8 @@ _LOG_LINE = re.compile(
 
 def normalized_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """The pod as created, minus what differs by design (name suffix, identity labels and
-    annotations, the XCom sidecar's command and image, generated secret volume names)."""
+    annotations, the XCom sidecar's command and image, generated secret volume names, an empty
+    `affinity: {}`)."""
     pod = copy.deepcopy(pod)
     pod.pop("status", None)
     meta = pod["metadata"]
@@ -44,6 +45,8 @@ def normalized_pod(pod: dict[str, Any]) -> dict[str, Any]:
     else:
         meta.pop("annotations", None)
     spec = pod["spec"]
+    if spec.get("affinity") == {}:  # the official sends an empty affinity, kpo-async none
+        del spec["affinity"]
     renamed: dict[str, str] = {}
     for i, vol in enumerate(spec.get("volumes") or []):
         if "secret" in vol:
