@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-ui test test-fast lint e2e cluster-up cluster-down bench bench-sim soak docs clean ui-deps ui-test ui-screenshots
+.PHONY: venv demo demo-ui test test-fast lint compat e2e cluster-up cluster-down bench bench-sim soak docs clean ui-deps ui-test ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check kpo_async triggers tests example_dags
 	$(BIN)/python tools/check_layout.py
 	$(BIN)/mypy
+
+## Compatibility suite: tests/compat DAGs under the official operator and kpo-async (docs/compat.md)
+compat: $(STAMP)
+	$(BIN)/python -m pytest -q -m compat tests/compat
 
 ## Real control plane (etcd + kube-apiserver + kube-scheduler + kwok on loopback): docs/real-control-plane.md
 cluster-up:

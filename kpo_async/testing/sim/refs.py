@@ -95,8 +95,7 @@ def missing_claim(store: Store, ns: str, spec: dict[str, Any]) -> str | None:
     for vol in spec.get("volumes") or []:
         claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
         if claim and store.get("persistentvolumeclaims", ns, claim) is None:
-            return (
-                f'0/1 nodes are available: persistentvolumeclaim "{claim}" not found. '
-                "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
-            )
+            # kube-scheduler 1.36's text, verbatim (the PreFilter status is repeated as "not found")
+            return f'0/1 nodes are available: persistentvolumeclaim "{claim}" not found. not found'
+
     return None

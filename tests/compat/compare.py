@@ -1,0 +1,98 @@
+"""What is compared between the two runs of a task, after removing the by-design differences
+that docs/migration.md lists ("What differs, and why")."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+SIDECAR = "airflow-xcom-sidecar"
+#: Identity labels each operator adds, and the run_id label (cleaned differently, by design).
+DESIGN_LABELS = {
+    "kubernetes_pod_operator",
+    "airflow_version",
+    "airflow_kpo_in_cluster",
+    "kpo-async.io/managed",
+    "kpo-async.io/finalized",
+    "already_checked",
+    "run_id",
+}
+#: Set by the API server or the kubelet, never by the operator.
+SERVER_METADATA = {"uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"}
+_SUFFIX = re.compile(r"-[a-z0-9]{8}$")
+_LOG_LINE = re.compile(
+    r"^\S+ \[\w+\s*\] \[(?P<container>[a-z0-9][a-z0-9-]*)\] (?P<msg>.*?)(?:\s+\[[\w.]+\] loc=\S+.*)?$"
+)
+
+
+def normalized_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod as created, minus what differs by design (name suffix, identity labels and
+    annotations, the XCom sidecar's command and image, generated secret volume names, an empty
+    `affinity: {}`)."""
+    pod = copy.deepcopy(pod)
+    pod.pop("status", None)
+    meta = pod["metadata"]
+    for key in SERVER_METADATA:
+        meta.pop(key, None)
+    meta["name"] = _SUFFIX.sub("", meta.get("name", ""))
+    meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k not in DESIGN_LABELS}
+    annotations = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith("kpo-async.io/")
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    spec = pod["spec"]
+    if spec.get("affinity") == {}:  # the official sends an empty affinity, kpo-async none
+        del spec["affinity"]
+    renamed: dict[str, str] = {}
+    for i, vol in enumerate(spec.get("volumes") or []):
+        if "secret" in vol:
+            new = f"secret-{vol['secret'].get('secretName')}-{i}"
+            renamed[vol["name"]] = new
+            vol["name"] = new
+    for group in ("initContainers", "containers"):
+        for c in spec.get(group) or []:
+            for mount in c.get("volumeMounts") or []:
+                mount["name"] = renamed.get(mount["name"], mount["name"])
+            if c.get("name") == SIDECAR:
+                for key in ("command", "args", "image"):
+                    c.pop(key, None)
+    return pod
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """Paths where `a` (official) and `b` (kpo-async) differ, with both values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b), key=str):
+            out += differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            out += differences(x, y, f"{path}[{i}]")
+        return out
+    return [] if a == b else [f"{path}: official={a!r} kpo_async={b!r}"]
+
+
+def container_lines(task_output: str) -> list[tuple[str, str]]:
+    """(container, line) for every container log line the operator logged for the task."""
+    out = []
+    for line in task_output.splitlines():
+        m = _LOG_LINE.match(line)
+        if m:
+            out.append((m.group("container"), m.group("msg").rstrip()))
+    return out
+
+
+def xcom_view(xcoms: dict[str, Any]) -> dict[str, Any]:
+    """A task's XComs with the pod name's suffix removed (random vs derived, by design) and
+    without extra-link XComs (`_link_PodLink`: kpo-async registers a pod link, the official
+    operator none)."""
+    view = {k: v for k, v in xcoms.items() if not k.startswith("_link_")}
+    if isinstance(view.get("pod_name"), str):
+        view["pod_name"] = _SUFFIX.sub("", view["pod_name"])
+    return view

@@ -1,0 +1,268 @@
+"""Runs each compat DAG under real Airflow twice: official operator, then the import switched.
+
+One embedded cluster (its own process) serves both runs; one migrated Airflow DB is copied into
+one Airflow home per operator, so both runs have the same dag ids and logical date. Several
+`airflow dags test` processes run side by side; pods are told apart by their `dag_id` label and
+the operator's own identity label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.airflow.services import AIRFLOW_BIN, AirflowServices, stop_process_group
+
+COMPAT_DAGS = Path(__file__).with_name("dags")
+NAMESPACE = "compat"
+LOGICAL_DATE = "2026-03-04"
+OFFICIAL_IMPORT = "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator"
+SWITCHED_IMPORT = "from kpo_async import AsyncKubernetesPodOperator as KubernetesPodOperator"
+VARIANTS = ("official", "kpo_async")
+#: How each operator labels its pods (docs/migration.md, "Identity labels").
+IDENTITY_LABEL = {"official": "kubernetes_pod_operator", "kpo_async": "kpo-async.io/managed"}
+
+
+@dataclass
+class DagRun:
+    """What one `airflow dags test` left behind."""
+
+    variant: str
+    dag_id: str
+    returncode: int
+    seconds: float
+    output: str
+    states: dict[str, str | None] = field(default_factory=dict)
+    xcoms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    callbacks: list[str] = field(default_factory=list)
+
+    def task_output(self, task_id: str) -> str:
+        """The part of the output that belongs to one task (`dags test` runs them one by one)."""
+        blocks = self.output.split("[DAG TEST] starting task_id=")[1:]
+        return "\n".join(b for b in blocks if re.match(rf"{re.escape(task_id)}\b", b))
+
+
+def switched_source(source: str) -> str:
+    """The DAG file with only the operator import changed."""
+    assert source.count(OFFICIAL_IMPORT) == 1, "a compat DAG imports the official operator once"
+    return source.replace(OFFICIAL_IMPORT, SWITCHED_IMPORT)
+
+
+class CompatHarness:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.services = AirflowServices(workdir)
+        self.services.service_logs.mkdir(parents=True, exist_ok=True)
+        self.services._start_sim()
+        self.homes = {v: workdir / f"home-{v}" for v in VARIANTS}
+        self.callback_logs = {v: workdir / f"callbacks-{v}.log" for v in VARIANTS}
+        try:
+            self._setup()
+        except BaseException:
+            self.services.stop()
+            raise
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        base_env = self.services._airflow_env()
+        template = self.workdir / "home-template"
+        template.mkdir()
+        env = {**base_env, "AIRFLOW_HOME": str(template)}
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{template / 'airflow.db'}"
+        migrated = subprocess.run(
+            [AIRFLOW_BIN, "db", "migrate"], env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
+        self.template_db = template / "airflow.db"
+        self.envs: dict[str, dict[str, str]] = {}
+        for variant, home in self.homes.items():
+            dags = home / "dags"
+            dags.mkdir(parents=True)
+            for path in COMPAT_DAGS.iterdir():
+                if path.suffix == ".py":
+                    text = path.read_text()
+                    (dags / path.name).write_text(text if variant == "official" else switched_source(text))
+                elif path.is_file():
+                    shutil.copy(path, dags / path.name)
+            self.envs[variant] = {
+                **base_env,
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+                "COMPAT_CALLBACK_LOG": str(self.callback_logs[variant]),
+                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+            }
+            # The official deferrable path reads $KUBECONFIG when set; the connection names the cluster.
+            self.envs[variant].pop("KUBECONFIG", None)
+        asyncio.run(self._create_cluster_objects())
+
+    async def _create_cluster_objects(self) -> None:
+        from kubernetes_asyncio import client, config
+
+        api = await config.new_client_from_config(config_file=str(self.services.kubeconfig))
+        async with api:
+            v1 = client.CoreV1Api(api)
+            await v1.create_namespace({"metadata": {"name": NAMESPACE}})
+            for name, data in (
+                ("compat-db", {"url": "postgresql://compat@db/compat"}),
+                ("compat-all", {"ALPHA": "alpha-value", "BETA": "beta-value"}),
+            ):
+                await v1.create_namespaced_secret(NAMESPACE, {"metadata": {"name": name}, "stringData": data})
+            await v1.create_namespaced_secret(
+                NAMESPACE,
+                {
+                    "metadata": {"name": "compat-pull"},
+                    "type": "kubernetes.io/dockerconfigjson",
+                    "stringData": {".dockerconfigjson": '{"auths": {}}'},
+                },
+            )
+            for name, data in (
+                ("compat-cm-1", {"CM_ONE": "one"}),
+                ("compat-cm-2", {"CM_TWO": "two"}),
+                ("compat-files", {"app.ini": "mode=compat"}),
+            ):
+                await v1.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": name}, "data": data})
+            await v1.create_namespaced_persistent_volume_claim(
+                NAMESPACE,
+                {
+                    "metadata": {"name": "compat-claim"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                },
+            )
+            await v1.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": "compat-sa"}})
+            await client.SchedulingV1Api(api).create_priority_class(
+                {"metadata": {"name": "compat-medium"}, "value": 1000}
+            )
+
+    # -- runs ----------------------------------------------------------------------------------
+    def run_all(self, dag_ids: list[str], parallel: int = 4) -> dict[str, dict[str, DagRun]]:
+        """Every DAG under both operators, `parallel` `airflow dags test` processes at a time;
+        returns {dag_id: {variant: DagRun}}."""
+        rv = asyncio.run(self._pods_rv())
+        pending = [(dag_id, variant) for dag_id in dag_ids for variant in VARIANTS]
+        running: dict[tuple[str, str], tuple[subprocess.Popen, float, Path]] = {}
+        runs: dict[str, dict[str, DagRun]] = {dag_id: {} for dag_id in dag_ids}
+        try:
+            self._drive(pending, running, runs, parallel)
+        finally:
+            for proc, _, _ in running.values():
+                stop_process_group(proc, grace=5)
+        pods = asyncio.run(self._created_pods(rv))
+        for by_variant in runs.values():
+            for run in by_variant.values():
+                self._collect(run, pods)
+        return runs
+
+    def _start(self, dag_id: str, variant: str) -> tuple[subprocess.Popen, float, Path]:
+        out = self.services.service_logs / f"dags-test-{dag_id}-{variant}.log"
+        # One DB per run: concurrent `dags test` processes on one SQLite file collide.
+        db = self.db_path(variant, dag_id)
+        shutil.copy(self.template_db, db)
+        env = {**self.envs[variant], "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{db}"}
+        cmd = [AIRFLOW_BIN, "dags", "test", dag_id, LOGICAL_DATE, "-f", str(self.dag_file(variant, dag_id))]
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=open(out, "w"),
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+        return proc, time.monotonic(), out
+
+    def _drive(
+        self,
+        pending: list[tuple[str, str]],
+        running: dict[tuple[str, str], tuple[subprocess.Popen, float, Path]],
+        runs: dict[str, dict[str, DagRun]],
+        parallel: int,
+    ) -> None:
+        deadline = time.monotonic() + 1800
+        while pending or running:
+            while pending and len(running) < parallel:
+                key = pending.pop(0)
+                running[key] = self._start(*key)
+            for key, (proc, started, out) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[key]
+                dag_id, variant = key
+                runs[dag_id][variant] = DagRun(
+                    variant, dag_id, proc.returncode, time.monotonic() - started, out.read_text()
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"airflow dags test still running after 30 min: {sorted(running)}")
+            time.sleep(0.5)
+
+    def _collect(self, run: DagRun, pods: list[dict[str, Any]]) -> None:
+        with sqlite3.connect(f"file:{self.db_path(run.variant, run.dag_id)}?mode=ro", uri=True) as db:
+            run.states = dict(
+                db.execute(
+                    "SELECT task_id, state FROM task_instance WHERE dag_id=?", (run.dag_id,)
+                ).fetchall()
+            )
+            for task_id, key, value in db.execute(
+                "SELECT task_id, key, value FROM xcom WHERE dag_id=?", (run.dag_id,)
+            ).fetchall():
+                run.xcoms.setdefault(task_id, {})[key] = json.loads(value) if value is not None else None
+        for pod in pods:
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get("dag_id") == run.dag_id and IDENTITY_LABEL[run.variant] in labels:
+                run.pods.setdefault(labels.get("task_id", "?"), []).append(pod)
+        log = self.callback_logs[run.variant]
+        if log.exists():  # one DAG uses callbacks; every run of this variant sees the file
+            run.callbacks = log.read_text().splitlines()
+
+    def db_path(self, variant: str, dag_id: str) -> Path:
+        return self.homes[variant] / f"{dag_id}.db"
+
+    def dag_file(self, variant: str, dag_id: str) -> Path:
+        return self.homes[variant] / "dags" / f"{dag_id}.py"
+
+    async def _pods_rv(self) -> str:
+        from kubernetes_asyncio import client, config
+
+        api = await config.new_client_from_config(config_file=str(self.services.kubeconfig))
+        async with api:
+            return (await client.CoreV1Api(api).list_namespaced_pod(NAMESPACE)).metadata.resource_version
+
+    async def _created_pods(self, rv: str) -> list[dict[str, Any]]:
+        """Every pod created since `rv`, as the API server first stored it (its ADDED event)."""
+        from kubernetes_asyncio import client, config
+
+        api = await config.new_client_from_config(config_file=str(self.services.kubeconfig))
+        async with api:
+            resp = await client.CoreV1Api(api).list_namespaced_pod(
+                NAMESPACE, watch=True, resource_version=rv, timeout_seconds=1, _preload_content=False
+            )
+            pods = []
+            async with resp:
+                async for line in resp.content:
+                    event = json.loads(line)
+                    if event["type"] == "ADDED":
+                        pods.append(event["object"])
+            return pods
+
+    def close(self) -> None:
+        self.services.stop()
+
+
+def environment_ok() -> str | None:
+    """Why the compat suite cannot run here (the official provider missing), or None."""
+    try:
+        import airflow.providers.cncf.kubernetes  # noqa: F401
+    except ImportError:
+        return "the official provider is not installed (install the .[bench] extra)"
+    if not os.path.exists(AIRFLOW_BIN):
+        return "no airflow executable next to this Python"
+    return None
