@@ -155,6 +155,7 @@ def base_state(pod: dict[str, Any]) -> dict[str, Any]:
 # Found here: the log request's media type (kpo_async sent text/plain, which v1.36 refuses with 406)
 
 
+@pytest.mark.kwok_only
 async def test_log_request_is_accepted_by_the_real_api_server(
     cluster: Cluster, operator_api, pod_name, cleanup_pods, observed_facts
 ) -> None:
@@ -224,7 +225,7 @@ def test_success_streams_logs_and_pushes_xcom(cluster: Cluster) -> None:
     assert_no_pod_left(cluster, ti)  # on_finish_action=delete_pod
 
 
-@pytest.mark.parametrize("how", ["annotations", "emulated"])
+@pytest.mark.parametrize("how", [pytest.param("annotations", marks=pytest.mark.kwok_only), "emulated"])
 def test_failure_reports_exit_code_reason_and_log_tail(cluster: Cluster, how: str) -> None:
     if how == "annotations":
         kwargs: dict[str, Any] = {
@@ -503,6 +504,7 @@ def test_doctor_reports_the_missing_pods_exec_permission(cluster: Cluster) -> No
 # The shell emulation itself (tools/kwok/podfiles.py): what the tests above rely on
 
 
+@pytest.mark.kwok_only
 async def test_emulated_pod_reports_the_scripts_exit_code_duration_and_output(
     cluster: Cluster, operator_api, pod_name, cleanup_pods
 ) -> None:
