@@ -263,9 +263,9 @@ EOF
 import_images() {
   local imgs="$1" n first
   say "importing images from $imgs"
-  ctr_ images import --snapshotter overlayfs "$imgs/pause.tar" >/dev/null
-  ctr_ images import --snapshotter overlayfs "$imgs/shell.tar" >/dev/null
-  ctr_ images import --snapshotter overlayfs "$imgs/python.tar" >/dev/null
+  ctr_ images import --snapshotter overlayfs "$imgs/pause.tar" 2>&1 >/dev/null | grep -v DEPRECATION >&2 || true
+  ctr_ images import --snapshotter overlayfs "$imgs/shell.tar" 2>&1 >/dev/null | grep -v DEPRECATION >&2 || true
+  ctr_ images import --snapshotter overlayfs "$imgs/python.tar" 2>&1 >/dev/null | grep -v DEPRECATION >&2 || true
   for n in "${SHELL_NAMES[@]}"; do
     [ "$n" = kpo-async.local/shell:1 ] || ctr_ images tag --force kpo-async.local/shell:1 "$n" >/dev/null
   done
@@ -332,16 +332,20 @@ EOF
     --root-dir="$N/kubelet" \
     --hostname-override="$NODE" \
     --node-labels="kpo-async.io/node=real" \
+    --cloud-provider=external \
     --v=1
   wait_for kubelet "node $NODE registered" $K get node "$NODE"
-  # kubelet refuses a loopback --node-ip, so the node has no address and the API server could not reach
-  # it for logs/exec. Set InternalIP=127.0.0.1 once; kubelet keeps addresses it did not set.
+  # kubelet refuses a loopback --node-ip and would otherwise publish the host's address (not loopback).
+  # With --cloud-provider=external it only sets a Hostname address and keeps whatever "the cloud
+  # provider" set later: that is this patch, InternalIP=127.0.0.1, where the API server sends logs/exec.
   $K patch node "$NODE" --subresource=status --type=merge \
     -p "{\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"$HOST\"},{\"type\":\"Hostname\",\"address\":\"$NODE\"}]}}" >/dev/null
   wait_for kubelet "node $NODE Ready" node_ready
   # No kube-controller-manager: lift the not-ready taint (node lifecycle controller) and publish the
   # kube-root-ca.crt ConfigMap that service-account token volumes mount (root-ca-cert-publisher).
   $K taint node "$NODE" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
+  # ... and the external cloud provider's "uninitialized" taint (its controller would lift it).
+  $K taint node "$NODE" node.cloudprovider.kubernetes.io/uninitialized:NoSchedule- >/dev/null 2>&1 || true
   publish_root_ca
   local ip
   ip="$($K get node "$NODE" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')"

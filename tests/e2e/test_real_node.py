@@ -19,7 +19,7 @@ from kubernetes_asyncio import client
 from structlog.testing import capture_logs
 
 from kpo_async.errors import PodFailedError
-from tests.e2e.conftest import Cluster, wait_for_pod, ws_exec
+from tests.e2e.conftest import Cluster, raw_request, stream_lines, wait_for_pod, ws_exec
 from tests.e2e.test_operator_e2e import (
     FakeTI,
     _first_event,
@@ -170,3 +170,110 @@ def test_missing_image_in_the_loopback_registry_fails_with_the_registrys_answer(
     assert "not found" in message  # the registry answered: a real pull, not a refused connection
     assert time.monotonic() - started < 60
     assert_no_pod_left(cluster, ti)
+
+
+async def test_observed_real_node_facts(
+    cluster: Cluster, admin_api, pod_name, cleanup_pods, observed_facts
+) -> None:
+    """What the kubelet and containerd answer, recorded for docs/real-control-plane.md's table
+    (build/e2e/observed-api-facts.json, key ``real_node``); the parts the operator relies on are asserted."""
+    ns = cluster.namespace
+    v1 = client.CoreV1Api(admin_api)
+    facts: dict = {}
+    observed_facts["real_node"] = facts
+
+    # Status transitions of `echo hello; sleep 2; echo bye; exit 3`, and when a followed log ends.
+    name = pod_name("facts")
+    cleanup_pods.append(name)
+    await v1.create_namespaced_pod(
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 1,
+                "containers": [
+                    {
+                        "name": "base",
+                        "image": "alpine:3.20",
+                        "command": ["sh", "-c", "echo hello; sleep 2; echo bye >&2; exit 3"],
+                    }
+                ],
+            },
+        },
+    )
+    seen: list[str] = []
+
+    def record(pod: client.V1Pod) -> bool:
+        s = pod.status
+        state = "-"
+        for cs in s.container_statuses or []:
+            st = cs.state
+            if st.waiting:
+                state = f"waiting:{st.waiting.reason}"
+            elif st.running:
+                state = "running"
+            elif st.terminated:
+                state = f"terminated:{st.terminated.reason}:{st.terminated.exit_code}"
+        entry = f"{s.phase}/{state}"
+        if not seen or seen[-1] != entry:
+            seen.append(entry)
+        return state == "running" or s.phase in ("Succeeded", "Failed")
+
+    await wait_for_pod(admin_api, ns, name, record, 60, "running")
+    path = f"/api/v1/namespaces/{ns}/pods/{name}/log?container=base&follow=true&timestamps=true"
+    code, lines = await stream_lines(admin_api, path, timeout=30)
+    ended = time.time()
+    pod = await wait_for_pod(admin_api, ns, name, lambda p: record(p) and p.status.phase == "Failed", 30)
+    term = pod.status.container_statuses[0].state.terminated
+    facts["status_sequence"] = seen
+    facts["terminated"] = {"exit_code": term.exit_code, "reason": term.reason, "message": term.message}
+    facts["followed_log"] = lines
+    facts["follow_end_after_finish_s"] = round(ended - term.finished_at.timestamp(), 2)
+    assert code == 200
+    assert [line.split(" ", 1)[1] for line in lines] == ["hello", "bye"]
+    assert (term.exit_code, term.reason) == (3, "Error")
+
+    # Exec into the finished container, and `previous=true` without a restart.
+    code, text, _ = await raw_request(
+        admin_api,
+        "GET",
+        f"/api/v1/namespaces/{ns}/pods/{name}/exec?container=base&command=true&stdout=true",
+        ws_upgrade=True,
+    )
+    facts["exec_into_finished_container"] = {"http_status": code, "body": text[:400]}
+    code, text, _ = await raw_request(
+        admin_api, "GET", f"/api/v1/namespaces/{ns}/pods/{name}/log?container=base&previous=true"
+    )
+    facts["log_previous_without_restart"] = {"http_status": code, "body": text[:400]}
+
+    # The waiting message of an image that cannot be pulled (the refused loopback default registry).
+    name = pod_name("nopull")
+    cleanup_pods.append(name)
+    await v1.create_namespaced_pod(
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "base", "image": "registry.invalid/kpo-async/nope:1"}],
+            },
+        },
+    )
+    messages: dict[str, str] = {}
+
+    def backoff(pod: client.V1Pod) -> bool:
+        for cs in pod.status.container_statuses or []:
+            if cs.state.waiting and cs.state.waiting.reason in ("ErrImagePull", "ImagePullBackOff"):
+                messages.setdefault(cs.state.waiting.reason, cs.state.waiting.message or "")
+        return "ImagePullBackOff" in messages
+
+    await wait_for_pod(admin_api, ns, name, backoff, 60, "ImagePullBackOff")
+    facts["image_pull_waiting_messages"] = messages
+    assert messages["ImagePullBackOff"].startswith(
+        'Back-off pulling image "registry.invalid/kpo-async/nope:1"'
+    )
