@@ -179,6 +179,16 @@ class PodMonitor:
             if (base is not None and base.terminated) or state.finished:
                 self._base_ended.set()
                 return state
+            if state.deleting:
+                # Deleted from outside while running. A real kubelet TERMs the container, waits the grace
+                # period (30 s by default; a shell as PID 1 ignores TERM), KILLs it and only then removes
+                # the pod: waiting for that would report a misleading "exit code 137" after 30 s.
+                return self._event(
+                    ERROR,
+                    state,
+                    reason="PodDeleted",
+                    message=f"pod {self._pod_ref} was deleted before its container finished",
+                )
             if _passed(self.settings.execution_deadline):
                 return self._event(
                     TIMEOUT,

@@ -314,7 +314,7 @@ EOF
   start registry env -i PATH=/usr/bin:/bin HOME="$N" OTEL_TRACES_EXPORTER=none OTEL_SDK_DISABLED=true \
     "$NBIN/registry" serve "$N/registry/config.yml"
   wait_for registry "registry /v2/" curl -sf --max-time 2 "http://$REGISTRY/v2/"
-  skopeo copy --quiet --dest-tls-verify=false "docker-archive:$imgs/shell.tar" \
+  skopeo copy --quiet --dest-tls-verify=false "docker-archive:$imgs/registry-shell.tar" \
     "docker://$REGISTRY/kpo-async/shell:1" || die "could not push the shell image to $REGISTRY"
 
   say "starting containerd ($("$NBIN/containerd" --version | awk '{print $3}'))"

@@ -323,11 +323,21 @@ def test_on_finish_action(cluster: Cluster, action: str, exit_code: int, kept: b
     else:
         run_task(op, ti)
     pods = live_pods(cluster, task_selector(ti))
+    phase = "Succeeded" if exit_code == 0 else "Failed"
+
+    def terminal() -> list[dict[str, Any]]:
+        # A real kubelet reports the container terminated first and the pod's terminal phase only
+        # after it stopped the sandbox (~1 s later); kwok does both at once.
+        found = live_pods(cluster, task_selector(ti))
+        return found if all(p["status"]["phase"] == phase for p in found) else []
+
     try:
         assert bool(pods) == kept
+        if kept:
+            pods = wait_until(f"the kept pod to turn {phase}", terminal, timeout=30)
         for pod in pods:
             assert pod["metadata"]["labels"][FINALIZED_LABEL] == "true"
-            assert pod["status"]["phase"] == ("Succeeded" if exit_code == 0 else "Failed")
+            assert pod["status"]["phase"] == phase
     finally:
         for pod in pods:
             delete_now(cluster, pod["metadata"]["name"])

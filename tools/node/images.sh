@@ -5,6 +5,7 @@
 #   python.tar  the shell image + Debian's python3 (interpreter, stdlib, the shared libraries they
 #               load): stands in for python:3.12-slim
 #   pause.tar   tools/node-bin/pause (the pod sandbox)
+#   registry-shell.tar   the shell image with one more label: what tools/node.sh pushes to its registry
 # Each is an OCI image written by umoci and turned into a docker-archive tar by skopeo, cached in
 # $KPO_ASYNC_TOOLS_CACHE/../images/<key>/. tools/node.sh imports them with `ctr images import`.
 #
@@ -14,11 +15,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="$1"
 CACHE_ROOT="${KPO_ASYNC_TOOLS_CACHE:-$HOME/.cache/kpo-async/bin}/../images"
-RECIPE=1
+RECIPE=2
 PY="$(readlink -f /usr/bin/python3)"
 key="r${RECIPE}_$( (sha256sum "$HERE/images.sh" "$BIN/pause" /bin/busybox /bin/bash "$PY" | cut -c1-64) | sha256sum | cut -c1-12)"
 OUT="$(mkdir -p "$CACHE_ROOT" && cd "$CACHE_ROOT" && pwd)/$key"
-if [ -s "$OUT/shell.tar" ] && [ -s "$OUT/python.tar" ] && [ -s "$OUT/pause.tar" ]; then
+if [ -s "$OUT/shell.tar" ] && [ -s "$OUT/python.tar" ] && [ -s "$OUT/pause.tar" ] && [ -s "$OUT/registry-shell.tar" ]; then
   echo "$OUT"
   exit 0
 fi
@@ -93,5 +94,9 @@ t0=$(date +%s)
 image shell sh shell_rootfs
 image python python3 python_rootfs PYTHONHOME=/usr
 image pause /pause pause_rootfs
+# The copy pushed to the project's registry: the shell image with one more label, so its image ID differs
+# (containerd's CRI image cache lost the imported names when a pull brought the same image ID under a new name).
+umoci config --image "$work/shell-oci:latest" --tag registry --config.label=io.kpo-async.copy=registry
+skopeo copy --quiet "oci:$work/shell-oci:registry" "docker-archive:$OUT/registry-shell.tar:kpo-async.local/registry-shell:1"
 echo "images.sh: built shell, python, pause images in $(($(date +%s) - t0))s into $OUT" >&2
 echo "$OUT"
