@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-ui test test-fast lint compat e2e cluster-up cluster-down bench bench-sim soak docs clean ui-deps ui-test ui-screenshots
+.PHONY: venv demo demo-ui test test-fast lint compat e2e cluster-up cluster-down node-up node-down e2e-node bench bench-sim soak docs clean ui-deps ui-test ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,18 @@ cluster-down:
 ## e2e suite against it: builds/reuses binaries, starts the control plane unless up, stops what it started
 e2e: $(STAMP)
 	tools/e2e.sh $(BIN)/python
+
+## A real node (kubelet + containerd + runc, local images) on the control plane above: docs/real-control-plane.md
+node-up:
+	tools/cluster.sh status >/dev/null 2>&1 || tools/cluster.sh up
+	tools/node.sh up
+
+node-down:
+	tools/node.sh down
+
+## The e2e suite on the real node: real containers; starts (and stops) what is not already running
+e2e-node: $(STAMP)
+	tools/e2e-node.sh $(BIN)/python
 
 ## A new user's install: build the wheel, install it in a fresh virtualenv, run the demo from it
 packaging-test: $(STAMP)

@@ -138,6 +138,11 @@ class LineSplitter:
             self._dropped += len(piece) - max(room, 0)
 
 
+#: A real kubelet answers a log request for a container it already removed (a pod being deleted) with
+#: 200 and this text, without a timestamp, in place of the log (docs/real-control-plane.md).
+KUBELET_LOG_GONE = "unable to retrieve container logs for "
+
+
 def decode_line(raw: bytes, dropped: int) -> tuple[Timestamp | None, str]:
     """Split ``<timestamp> <text>`` and decode the text (invalid UTF-8 becomes U+FFFD)."""
     stamp_text, _, rest = raw.partition(b" ")
@@ -220,6 +225,8 @@ class ContainerLog:
     def _deliver(self, lines: list[tuple[bytes, int]], resume: ResumeFilter) -> None:
         for raw, dropped in lines:
             stamp, text = decode_line(raw, dropped)
+            if stamp is None and text.startswith(KUBELET_LOG_GONE):
+                continue  # the kubelet's note that the container is gone, not a line of its log
             if stamp is None or resume.admit(stamp):
                 self.sink(text)
                 self.lines_delivered += 1

@@ -131,17 +131,20 @@ class PodMonitor:
             if not state.started(self.settings.base_container_name):
                 return await self._startup_problem(state)
             await self._begin_running(state)
-        if state is None:
-            return self._outcome(
-                Status.ERROR,
-                None,
-                reason="PodDeleted",
-                message=f"pod {self._pod_ref} was deleted before its container finished",
-            )
-        if self._ended(state):
+        if state is not None and self._ended(state):
             self.stage = Stage.ENDED
             await self.logs.finish()
             return await self._complete(state)
+        if state is None or state.deleting:
+            # Deleted from outside while running. A real kubelet TERMs the container, waits the
+            # grace period (a shell as PID 1 ignores TERM), KILLs it and only then removes the pod:
+            # waiting for that would report a misleading "exit code 137" after 30 s.
+            return self._outcome(
+                Status.ERROR,
+                state,
+                reason="PodDeleted",
+                message=f"pod {self._pod_ref} was deleted before its container finished",
+            )
         if _passed(self.settings.execution_deadline):
             return self._outcome(
                 Status.TIMEOUT,

@@ -274,6 +274,10 @@ cmd_down() {
     say "nothing to stop ($DIR does not exist)"
     return 0
   fi
+  # A real node (tools/node.sh) keeps mounts and containers under $DIR: stop it first.
+  if [ -d "$DIR/node" ]; then
+    "$HERE/node.sh" down || say "tools/node.sh down failed; continuing"
+  fi
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     c="${COMPONENTS[$i]}"
     [ -f "$(pidfile "$c")" ] && stop_one "$c"

@@ -31,6 +31,10 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.rest import ApiException
 
 REPO = Path(__file__).resolve().parents[2]
+#: Where the e2e pods run: "kwok" (`make e2e`: kwok fakes the kubelet, podfiles emulates the shell) or
+#: "real" (`make e2e-node`: kubelet + containerd + runc of tools/node.sh run real containers).
+NODE_TARGET = os.environ.get("KPO_ASYNC_E2E_NODE", "kwok")
+ON_REAL_NODE = NODE_TARGET == "real"
 NAMESPACE = "kpo-async-e2e"
 SIDECAR = "airflow-xcom-sidecar"
 ANN = "kwok.kpo-async.io/"
@@ -184,7 +188,34 @@ def cluster() -> Cluster:
     )
     if status.returncode != 0:
         _not_running(d, "tools/cluster.sh status says:\n" + status.stdout + status.stderr)
+    if ON_REAL_NODE:
+        node = subprocess.run(
+            [str(REPO / "tools" / "node.sh"), "status"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KPO_ASYNC_CLUSTER_DIR": str(d)},
+            timeout=60,
+        )
+        if node.returncode != 0:
+            pytest.fail(
+                "KPO_ASYNC_E2E_NODE=real but the real node is not up:\n"
+                + node.stdout
+                + node.stderr
+                + "\nStart it with `make node-up` and send pods to it with `tools/node.sh target real`"
+                " (`make e2e-node` does both).",
+                pytrace=False,
+            )
     return Cluster(dir=d, env=env)
+
+
+@pytest.fixture(autouse=True)
+def _node_target(request: pytest.FixtureRequest) -> None:
+    """`kwok_only` tests rely on kwok's annotation contract or podfiles' emulation; `real_node` tests
+    need real containers (OOM kills, init containers). Each is skipped on the other node."""
+    if ON_REAL_NODE and request.node.get_closest_marker("kwok_only"):
+        pytest.skip("kwok-only: drives the pod through kwok annotations or podfiles' emulation")
+    if not ON_REAL_NODE and request.node.get_closest_marker("real_node"):
+        pytest.skip("needs real containers: runs under `make e2e-node`")
 
 
 @pytest.fixture

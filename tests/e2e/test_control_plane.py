@@ -30,7 +30,8 @@ from tests.e2e.conftest import (
     ws_exec,
 )
 
-pytestmark = pytest.mark.e2e
+# The API server and kwok themselves; `make e2e` covers the API server, so the real-node run skips these.
+pytestmark = [pytest.mark.e2e, pytest.mark.kwok_only]
 
 NODE = "kwok-node-0"
 

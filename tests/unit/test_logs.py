@@ -65,3 +65,20 @@ def test_invalid_utf8_is_replaced_not_fatal() -> None:
     stamp, text = decode_line(b"2026-11-27T01:02:03.000000001Z caf\xff\xfe!", 0)
     assert stamp == Timestamp.parse("2026-11-27T01:02:03.000000001Z")
     assert text == "caf\ufffd\ufffd!"
+
+
+def test_the_kubelets_container_gone_note_is_not_delivered_as_a_log_line() -> None:
+    # Seen on the real node (docs/real-control-plane.md): a log read of a container the kubelet already
+    # removed answers 200 with this text and no timestamp.
+    from kpo_async.logs import ContainerLog
+
+    lines: list[str] = []
+    log = ContainerLog(None, "ns", "pod", "base", LogCursor(), lines.append)
+    splitter = LineSplitter()
+    raw = (
+        b"2026-11-27T01:02:03.1Z working\n"
+        b"unable to retrieve container logs for containerd://f6283f9cad1b\n"
+        b"unable to retrieve nothing: an ordinary line without a timestamp\n"
+    )
+    log._deliver(splitter.feed(raw), ResumeFilter(log.cursor))
+    assert lines == ["working", "unable to retrieve nothing: an ordinary line without a timestamp"]

@@ -126,10 +126,15 @@ def bench_pod(
         behaviour["xcom"] = value
         annotations[BEHAVIOR_ANNOTATION] = json.dumps(behaviour)
         annotations[KWOK_XCOM] = json.dumps(value)
+    # The simulator and kwok follow the annotations; a real node (tools/node.sh) runs this script, which
+    # does the same: run `duration` seconds, write the XCom value, exit 0.
+    script = f"echo working; sleep {max(duration, 0.0):.3f}"
+    if xcom:
+        script += f"; echo '{json.dumps({'pod': index})}' > /airflow/xcom/return.json"
     args = PodArguments(
         namespace=namespace,
         image="alpine:3.20",
-        cmds=["sh", "-c", "echo working; sleep 3600"],  # replaced by the behaviour annotation
+        cmds=["sh", "-c", script],
         annotations=annotations,
         do_xcom_push=xcom,
     )
