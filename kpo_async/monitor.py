@@ -16,6 +16,7 @@ from typing import Any
 
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError
+from kpo_async.identity import XCOM_SIDECAR_NAME
 from kpo_async.log_follower import LogFollower
 from kpo_async.logs import LogCursor
 from kpo_async.outcome import PodOutcome, Status
@@ -84,7 +85,7 @@ class PodMonitor:
             poll_seconds=settings.log_poll_seconds,
             checkpoint_seconds=settings.log_checkpoint_seconds,
         )
-        self.xcom = XComCollector(client, namespace, pod_name, self._next_state)
+        self.xcom = XComCollector(client, namespace, pod_name, self._next_state, logger)
         self._state: PodState | None = None
         self._polled: PodState | None = None
         self._seen: set[str] = set()
@@ -199,7 +200,7 @@ class PodMonitor:
         exit_code = base.exit_code if base is not None else None
         reason = (base.reason if base is not None else None) or state.reason
         if not (exit_code == 0 or (base is None and state.phase == "Succeeded")):
-            await self._stop_sidecar_quietly(state)
+            xcom = await self._failed_pod_xcom(state)
             message = (base.message if base is not None else None) or state.message or ""
             return self._outcome(
                 Status.FAILED,
@@ -208,6 +209,7 @@ class PodMonitor:
                 reason=reason or "Error",
                 message=f"container {self.settings.base_container_name} of pod {self._pod_ref} "
                 f"exited with code {exit_code} ({reason}){': ' + message if message else ''}",
+                xcom=xcom,
             )
         xcom: Any = None
         if self.settings.do_xcom_push:
@@ -308,6 +310,17 @@ class PodMonitor:
             lines.append(f"{item.get('reason')}: {item.get('message')}")
         return lines[-10:]
 
+    async def _failed_pod_xcom(self, state: PodState) -> Any:
+        """The official operator pushes a failed pod's XCom too: read it unless the sidecar ended."""
+        sidecar = state.container(XCOM_SIDECAR_NAME)
+        if self.settings.do_xcom_push and sidecar is not None and not sidecar.terminated:
+            try:
+                return await self.xcom.collect(state)
+            except Exception as exc:
+                self.log.warning(f"could not read the XCom of failed pod {self._pod_ref}: {describe(exc)}")
+        await self._stop_sidecar_quietly(state)
+        return None
+
     async def _stop_sidecar_quietly(self, state: PodState) -> None:
         if not self.settings.do_xcom_push or state.finished:
             return
@@ -340,7 +353,7 @@ class PodMonitor:
             exit_code=exit_code,
             reason=reason,
             message=message,
-            xcom=xcom if status is Status.SUCCESS else None,
+            xcom=xcom,
             log_tail=tuple(self.logs.tail) if status is not Status.SUCCESS else (),
             log_cursor=self.logs.cursor.to_str(),
         )

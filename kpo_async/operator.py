@@ -408,6 +408,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if outcome.succeeded:
             self.log.info("pod %s/%s succeeded", namespace, pod_name)
             return outcome.xcom if self.do_xcom_push else None
+        if self.do_xcom_push and outcome.xcom is not None:  # pushed on failure too, as the official
+            self._push_xcom(context["ti"], outcome.xcom)
         exit_code = outcome.exit_code
         if exit_code is not None and exit_code in self.skip_on_exit_code:
             raise AirflowSkipException(f"pod {namespace}/{pod_name} exited with code {exit_code}: skipping")
@@ -417,6 +419,13 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if outcome.execution_timed_out:
             raise AirflowTaskTimeout(message)
         raise PodFailedError(message)
+
+    def _push_xcom(self, ti: Any, value: Any) -> None:
+        """What Airflow pushes for a returned value (`multiple_outputs` fanned out), for a failing task."""
+        if self.multiple_outputs and isinstance(value, Mapping):
+            for key, item in value.items():
+                ti.xcom_push(key=str(key), value=item)
+        ti.xcom_push(key="return_value", value=value)
 
     async def _finalize(self, outcome: PodOutcome) -> None:
         namespace, pod_name, succeeded = outcome.namespace, outcome.pod_name, outcome.succeeded
