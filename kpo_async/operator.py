@@ -26,7 +26,7 @@ from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
 from kpo_async.identity import TaskIdentity, task_selector
-from kpo_async.k8s_objects import to_api_dict
+from kpo_async.k8s_objects import is_model, to_api_dict
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.logs import LogCursor
 from kpo_async.monitor import PodMonitor
@@ -59,6 +59,22 @@ _ACCEPTED_WITHOUT_EFFECT = (
     "schedule_timeout_seconds",
     "init_container_logs",
 )
+
+
+#: Attributes of Kubernetes objects (either client's models, by class name) that Jinja renders:
+#: the official operator's list, plus the Secret names it leaves out.
+NESTED_TEMPLATE_FIELDS = {
+    "V1EnvVar": ("value", "name"),
+    "V1ResourceRequirements": ("limits", "requests"),
+    "V1Volume": ("name", "persistent_volume_claim", "config_map", "secret"),
+    "V1VolumeMount": ("name", "sub_path"),
+    "V1PersistentVolumeClaimVolumeSource": ("claim_name",),
+    "V1ConfigMapVolumeSource": ("name",),
+    "V1SecretVolumeSource": ("secret_name",),
+    "V1EnvFromSource": ("config_map_ref", "secret_ref"),
+    "V1ConfigMapEnvSource": ("name",),
+    "V1SecretEnvSource": ("name",),
+}
 
 
 class AsyncKubernetesPodOperator(BaseOperator):
@@ -214,6 +230,17 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self.skip_on_exit_code = _exit_codes(skip_on_exit_code)
         self._submitted: tuple[str, str] | None = None
         self._secret_env_names: list[str] = []
+
+    def _render_nested_template_fields(
+        self, content: Any, context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        """Render the templated attributes of Kubernetes objects inside template fields."""
+        nested = NESTED_TEMPLATE_FIELDS.get(type(content).__name__) if is_model(content) else None
+        if nested is None or id(content) in seen_oids:
+            super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
+            return
+        seen_oids.add(id(content))
+        self._do_render_template_fields(content, nested, context, jinja_env, seen_oids)
 
     # -- identity and spec ---------------------------------------------------------------------
     @property
