@@ -70,3 +70,93 @@ def test_jinja_inside_kubernetes_objects_is_rendered(sim_thread) -> None:
     ]
     assert next(m for m in base["volumeMounts"] if m["name"] == "data")["subPath"] == DS
     assert base["resources"]["limits"]["memory"] == "64Mi"
+
+
+# -- callbacks ---------------------------------------------------------------------------------------
+
+from airflow.providers.cncf.kubernetes.callbacks import KubernetesPodOperatorCallback  # noqa: E402
+
+CALLS: list[tuple[str, str, dict[str, Any]]] = []
+
+
+class RecordingCallback(KubernetesPodOperatorCallback):
+    """An official callback class, unchanged: records each call with its mode and arguments."""
+
+    @staticmethod
+    def on_pod_manifest_created(*, pod_request, client, mode, context, operator, **kwargs) -> None:
+        CALLS.append(("on_pod_manifest_created", mode, {"pod": pod_request, "client": client}))
+
+    @staticmethod
+    def on_pod_creation(*, pod, client, mode, context, operator, **kwargs) -> None:
+        CALLS.append(("on_pod_creation", mode, {"pod": pod, "client": client}))
+
+    @staticmethod
+    def on_pod_starting(*, pod, client, mode, context, operator, **kwargs) -> None:
+        CALLS.append(("on_pod_starting", mode, {"pod": pod}))
+
+    @staticmethod
+    def progress_callback(*, line, client, mode, container_name, timestamp, pod, **kwargs) -> None:
+        CALLS.append(("progress_callback", mode, {"line": line, "container": container_name}))
+
+    @staticmethod
+    def on_operator_resuming(*, pod, event, client, mode, operator, context, **kwargs) -> None:
+        CALLS.append(("on_operator_resuming", mode, {"event": event}))
+
+    @staticmethod
+    def on_pod_completion(*, pod, client, mode, context, operator, **kwargs) -> None:
+        CALLS.append(("on_pod_completion", mode, {"pod": pod}))
+
+    @staticmethod
+    def on_pod_teardown(*, pod, client, mode, context, operator, **kwargs) -> None:
+        CALLS.append(("on_pod_teardown", mode, {"pod": pod}))
+
+    @staticmethod
+    def on_pod_cleanup(*, pod, client, mode, context, operator, **kwargs) -> None:
+        CALLS.append(("on_pod_cleanup", mode, {"pod": pod, "operator": operator}))
+
+
+def test_official_callbacks_are_called_at_each_moment(sim_thread) -> None:
+    CALLS.clear()
+    op = make_operator(
+        sim_thread,
+        name="callbacks",
+        cmds=["sh", "-c"],
+        arguments=["echo one; echo two"],
+        callbacks=RecordingCallback,
+    )
+    harness.run_task(op)
+    moments = [name for name, _, _ in CALLS if name != "progress_callback"]
+    assert moments == [
+        "on_pod_manifest_created",
+        "on_pod_creation",
+        "on_pod_starting",  # on the triggerer
+        "on_operator_resuming",
+        "on_pod_completion",
+        "on_pod_teardown",
+        "on_pod_cleanup",
+    ]
+    modes = {name: mode for name, mode, _ in CALLS}
+    assert modes["on_pod_creation"] == "sync" and modes["on_pod_starting"] == "async"
+    lines = [(kw["container"], kw["line"]) for name, _, kw in CALLS if name == "progress_callback"]
+    assert lines == [("base", "one"), ("base", "two")]
+    created = next(kw for name, _, kw in CALLS if name == "on_pod_creation")
+    assert created["pod"].metadata.name.startswith("callbacks-")
+    # The official's sync client, usable from a callback on the worker.
+    assert created["client"].read_namespace("default").metadata.name == "default"
+    resumed = next(kw for name, _, kw in CALLS if name == "on_operator_resuming")
+    assert resumed["event"]["status"] == "success"
+    assert next(kw for name, _, kw in CALLS if name == "on_pod_cleanup")["operator"] is op
+
+
+def test_a_callback_class_the_triggerer_cannot_import_is_skipped_with_a_warning(sim_thread) -> None:
+    CALLS.clear()
+    op = make_operator(sim_thread, name="callbacks-lost", cmds=["sh", "-c"], arguments=["echo hi"])
+    ti = FakeTI(op.task_id)
+    classpath, kwargs = harness.stored_kwargs(harness.submit(op, ti))
+    kwargs["callbacks"] = ["dag_file_module_not_on_the_triggerer.MyCallback"]
+    with capture_logs() as logs:
+        event = harness.run_trigger(harness.trigger_from(classpath, kwargs))
+    assert event["status"] == "success"
+    warnings = [e["event"] for e in logs if "cannot be imported on the triggerer" in str(e.get("event"))]
+    assert len(warnings) == 1 and "MyCallback" in warnings[0]
+    op.execute_complete(context_for(ti), event)
