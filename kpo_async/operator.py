@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import fields
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -29,12 +30,13 @@ from kpo_async.callbacks import classpaths as callback_classpaths
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
+from kpo_async.hook import KubernetesConnectionHook
 from kpo_async.identity import TaskIdentity, task_selector
-from kpo_async.k8s_objects import is_model, to_api_dict, to_v1pod
+from kpo_async.k8s_objects import is_model, pod_to_dict, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.logs import LogCursor
 from kpo_async.monitor import PodMonitor
-from kpo_async.outcome import PodOutcome
+from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod, check_choice, validate_arguments
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
@@ -358,6 +360,70 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if mutate is not None:
             mutate(pod)
         return pod
+
+    # -- the official operator's subclass API ------------------------------------------------------
+    @functools.cached_property
+    def hook(self) -> KubernetesConnectionHook:
+        """The connection's hook (the connection form only: the cluster is reached through `client`)."""
+        return KubernetesConnectionHook(self.kubernetes_conn_id or DEFAULT_CONN_ID)
+
+    def build_pod_request_obj(self, context: Any = None) -> V1Pod:
+        """The pod this task creates; without a context, as a first try of a ``dry_run`` run."""
+        if context is None:
+            ti = SimpleNamespace(
+                dag_id=self.dag_id, task_id=self.task_id, run_id="dry_run", map_index=-1, try_number=1
+            )
+            context = {"ti": ti}
+        return self.build_pod(context, None)
+
+    def dry_run(self) -> None:
+        """Print the pod's YAML, creating nothing (``airflow tasks test`` dry runs, as the official)."""
+        import yaml
+
+        print(yaml.safe_dump(pod_to_dict(self.build_pod_request_obj()), sort_keys=False))
+
+    def find_pod(self, namespace: str, context: Any, *, exclude_checked: bool = True) -> V1Pod | None:
+        """This try's pod in `namespace`, or None. Finalized (checked) pods are always excluded."""
+
+        async def find() -> V1Pod | None:
+            async with open_client(self.cluster_ref) as client:
+                selector = task_selector(self.task_identity(context), include_try=True)
+                for state in await find_task_pods(client, namespace, selector):
+                    raw = await read_pod_json(client, namespace, state.name)
+                    return to_v1pod(raw) if raw else None
+            return None
+
+        return asyncio.run(find())
+
+    def get_or_create_pod(self, pod_request_obj: V1Pod, context: Any) -> V1Pod:
+        """Adopt this task's pod (as `execute` does) or create `pod_request_obj`; the pod as created."""
+
+        async def get_or_create() -> V1Pod:
+            async with open_client(self.cluster_ref) as client:
+                pod = to_v1pod(pod_request_obj)
+                namespace = pod.metadata.namespace
+                state = await self._adopt(client, namespace, self.task_identity(context))
+                state = state or await create_pod(client, pod)
+                name = state.name if state is not None else pod.metadata.name
+                return to_v1pod(await read_pod_json(client, namespace, name) or {})
+
+        return asyncio.run(get_or_create())
+
+    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
+        """Delete or keep the pod as `on_finish_action` says, judging by `remote_pod`'s phase."""
+        phase = getattr(getattr(remote_pod, "status", None), "phase", None)
+        outcome = PodOutcome(
+            Status.SUCCESS if phase == "Succeeded" else Status.FAILED,
+            pod.metadata.namespace,
+            pod.metadata.name,
+            exit_code=0 if phase in ("Succeeded", "Failed") else None,
+        )
+
+        async def clean() -> None:
+            async with open_client(self.cluster_ref) as client:
+                await self._cleanup_pod(client, outcome)
+
+        asyncio.run(clean())
 
     # -- execute: submit and defer -------------------------------------------------------------
     def execute(self, context: Any) -> Any:

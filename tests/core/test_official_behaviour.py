@@ -160,3 +160,36 @@ def test_a_callback_class_the_triggerer_cannot_import_is_skipped_with_a_warning(
     warnings = [e["event"] for e in logs if "cannot be imported on the triggerer" in str(e.get("event"))]
     assert len(warnings) == 1 and "MyCallback" in warnings[0]
     op.execute_complete(context_for(ti), event)
+
+
+# -- the official subclass API --------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_pod_yaml_and_creates_nothing(sim_thread, capsys) -> None:
+    import yaml
+
+    op = make_operator(
+        sim_thread, name="dry-run", cmds=["sh", "-c"], arguments=["echo hi"], labels={"a": "b"}
+    )
+    op.dry_run()
+    pod = yaml.safe_load(capsys.readouterr().out)
+    assert pod["kind"] == "Pod" and pod["metadata"]["name"].startswith("dry-run-")
+    assert pod["metadata"]["labels"]["a"] == "b"
+    assert next(c for c in pod["spec"]["containers"] if c["name"] == "base")["args"] == ["echo hi"]
+    assert not [p for p in list_pods(sim_thread) if p["metadata"]["name"].startswith("dry-run-")]
+
+
+def test_a_subclass_drives_the_pod_with_the_official_method_names(sim_thread) -> None:
+    """What GKE/EKS-style subclasses call: build_pod_request_obj, get_or_create_pod, find_pod, cleanup."""
+    op = make_operator(sim_thread, name="subclass-api", cmds=["sh", "-c"], arguments=["sleep 30"])
+    ti = FakeTI(op.task_id)
+    context = context_for(ti)
+    request = op.build_pod_request_obj(context)
+    created = op.get_or_create_pod(request, context)
+    assert created.metadata.name == request.metadata.name and created.metadata.uid
+    assert op.get_or_create_pod(request, context).metadata.uid == created.metadata.uid  # adopted, not twice
+    found = op.find_pod("default", context)
+    assert found is not None and found.metadata.uid == created.metadata.uid
+    op.cleanup(pod=found, remote_pod=found, context=context)  # on_finish_action=delete_pod
+    assert op.find_pod("default", context) is None
+    assert op.hook.kubernetes_conn_id == "kubernetes_default"
