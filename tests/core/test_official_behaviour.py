@@ -193,3 +193,34 @@ def test_a_subclass_drives_the_pod_with_the_official_method_names(sim_thread) ->
     op.cleanup(pod=found, remote_pod=found, context=context)  # on_finish_action=delete_pod
     assert op.find_pod("default", context) is None
     assert op.hook.kubernetes_conn_id == "kubernetes_default"
+
+
+# -- decorators ------------------------------------------------------------------------------------
+
+
+def test_the_kpo_async_cmd_decorator_runs_the_returned_command(sim_thread) -> None:
+    """``@task.kpo_async_cmd`` (found through the provider's task-decorators) is deferrable by default."""
+    from airflow.sdk import DAG, task
+
+    from kpo_async import AsyncKubernetesPodOperator
+
+    with DAG("decorated", schedule=None) as dag:
+
+        @task.kpo_async_cmd(
+            kubernetes_conn_id=None,
+            config_file=str(sim_thread.kubeconfig_path),
+            namespace="default",
+            image="alpine:3.20",
+        )
+        def hello(who: str) -> list[str]:
+            return ["sh", "-c", f"echo hello {who}"]
+
+        hello("world")
+
+    op = dag.get_task("hello")
+    assert isinstance(op, AsyncKubernetesPodOperator) and op.deferrable
+    with capture_logs() as logs:
+        event, _ = harness.run_task(op)
+    assert event["status"] == "success"
+    assert "hello world" in pod_lines(logs)
+    assert event["pod_name"].startswith("k8s-airflow-pod-hello-")
