@@ -224,3 +224,48 @@ def test_the_kpo_async_cmd_decorator_runs_the_returned_command(sim_thread) -> No
     assert event["status"] == "success"
     assert "hello world" in pod_lines(logs)
     assert event["pod_name"].startswith("k8s-airflow-pod-hello-")
+
+
+def test_the_kpo_async_decorator_ships_the_function_to_a_python_pod(tmp_path) -> None:
+    """``@task.kpo_async``: the pod spec runs the function with its arguments; the program the pod
+    would run is run here by a real Python with the pod's env (the simulator has no Python)."""
+    import base64
+    import os
+    import subprocess
+    import sys
+
+    from airflow.sdk import DAG, task
+
+    from kpo_async.decorators import RUN_SCRIPT, SCRIPT_ENV
+
+    with DAG("decorated_python", schedule=None) as dag:
+
+        @task.kpo_async(
+            image="python:3.12-slim", namespace="default", env_vars={"GREETING": "hi"}, do_xcom_push=True
+        )
+        def add(a: int, b: int) -> int:
+            print(os.environ["GREETING"], a + b)
+            return a + b
+
+        add(2, b=3)
+
+    op = dag.get_task("add")
+    assert op.deferrable
+    op.add_script()
+    base = next(c for c in op.build_pod_request_obj().spec.containers if c.name == "base")
+    assert base.command == ["python", "-c", RUN_SCRIPT] and base.image == "python:3.12-slim"
+    env = {e.name: e.value for e in base.env}
+    program = base64.b64decode(env[SCRIPT_ENV]).decode()
+    assert "/airflow/xcom/return.json" in program and "@task" not in program
+    output = tmp_path / "return.json"
+    runnable = program.replace("/airflow/xcom/return.json", str(output))
+    env[SCRIPT_ENV] = base64.b64encode(runnable.encode()).decode()
+    ran = subprocess.run(
+        [sys.executable, "-c", RUN_SCRIPT],
+        env={**env, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "hi 5"
+    assert output.read_text() == "5"
