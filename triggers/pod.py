@@ -65,6 +65,8 @@ class PodTrigger(BaseTrigger):
         settings = {f.name: getattr(self.settings, f.name) for f in fields(MonitorSettings)}
         settings["secret_env_names"] = list(self.settings.secret_env_names)
         settings["callbacks"] = list(self.settings.callbacks)
+        if not settings["callbacks"]:  # tasks without callbacks store what earlier versions stored
+            del settings["callbacks"]
         return (
             "triggers.pod.PodTrigger",
             {
