@@ -50,15 +50,17 @@ class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOpera
     def add_script(self) -> None:
         """Put the program (the function, its pickled arguments, the XCom write) in the pod's env."""
         script = base64.b64encode(self.script().encode()).decode()
-        if isinstance(self.env_vars, dict):
-            self.env_vars = {**self.env_vars, SCRIPT_ENV: script}
+        env: Any = getattr(self, "env_vars", None)
+        if isinstance(env, dict):
+            env = {**env, SCRIPT_ENV: script}
         else:
-            self.env_vars = [*(self.env_vars or []), {"name": SCRIPT_ENV, "value": script}]
+            env = [*(env or []), {"name": SCRIPT_ENV, "value": script}]
+        self.env_vars = env
 
     def script(self) -> str:
         pickler: Any = pickle
         if self.use_dill:
-            import dill
+            import dill  # type: ignore[import-untyped]
 
             pickler = dill
         arguments = base64.b64encode(pickler.dumps((list(self.op_args), dict(self.op_kwargs)), protocol=4))
@@ -66,7 +68,7 @@ class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOpera
         return "\n".join(
             [
                 f"import base64, json, os, {pickler.__name__}",
-                self.get_python_source(),
+                self.get_python_source(),  # type: ignore[no-untyped-call]
                 f"args, kwargs = {pickler.__name__}.loads(base64.b64decode({arguments.decode()!r}))",
                 f"result = {self.python_callable.__name__}(*args, **kwargs)",
                 f"if {output!r}:",
