@@ -94,15 +94,19 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
     namespace = extras.get("namespace")
     verify_ssl = not _as_bool(extras.get("disable_verify_ssl"))
 
-    chosen = [
-        name
-        for name, value in (("in_cluster", in_cluster), ("config_file", config_path), ("kube_config", inline))
-        if value
+    conn = f"connection {ref.conn_id!r} extra"
+    chosen = [  # where each value came from: a task argument or the connection
+        f"task argument in_cluster={in_cluster}" if ref.in_cluster is not None else f"{conn} in_cluster",
+        f"task argument config_file={config_path!r}"
+        if ref.config_file
+        else f"{conn} kube_config_path={config_path!r}",
+        f"{conn} kube_config",
     ]
+    chosen = [where for where, value in zip(chosen, (in_cluster, config_path, inline), strict=True) if value]
     if len(chosen) > 1:
         raise InvalidArgumentError(
             "kubernetes_conn_id",
-            f"{' and '.join(chosen)} are both set (connection {ref.conn_id!r} and task arguments)",
+            f"more than one cluster configuration is set: {'; '.join(chosen)}",
             "use exactly one of in_cluster, config_file / the connection's kube_config_path, "
             "or the connection's inline kube_config",
         )

@@ -59,6 +59,8 @@ class LogFollower:
         self._error: BaseException | None = None
         self._ended = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: Told each line (container name, line) as it is logged, e.g. for ``progress_callback``.
+        self.line_listener: Callable[[str, str], None] | None = None
 
     @property
     def cursor(self) -> LogCursor:
@@ -95,6 +97,8 @@ class LogFollower:
             line = self._redact(line)  # the tail also lands in the event, stored in the metadata DB
         self.log.info(f"[{self.container}] {line}")
         self.tail.append(line[:TAIL_LINE_CHARS])
+        if self.line_listener is not None:
+            self.line_listener(self.container, line)
 
     # -- the background work -----------------------------------------------------------------
     def start(self) -> None:

@@ -14,13 +14,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from kpo_async.callbacks import TriggerCallbacks
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError
+from kpo_async.identity import XCOM_SIDECAR_NAME
+from kpo_async.k8s_objects import to_v1pod
 from kpo_async.log_follower import LogFollower
 from kpo_async.logs import LogCursor
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_state import PodState
-from kpo_async.pods import pod_events, read_pod
+from kpo_async.pods import pod_events, read_pod, read_pod_json
 from kpo_async.retry import describe
 from kpo_async.watch import Subscription, shared_watcher, watch_refused
 from kpo_async.xcom import XComCollector, stop_sidecar
@@ -48,6 +51,8 @@ class MonitorSettings:
     log_events_on_startup: bool = True
     #: Env vars whose values are secrets: masked wherever this process logs (names only, no values).
     secret_env_names: tuple[str, ...] = ()
+    #: Import paths of the task's `callbacks` classes, called here at the triggerer's moments.
+    callbacks: tuple[str, ...] = ()
 
 
 class Stage(enum.Enum):
@@ -84,7 +89,10 @@ class PodMonitor:
             poll_seconds=settings.log_poll_seconds,
             checkpoint_seconds=settings.log_checkpoint_seconds,
         )
-        self.xcom = XComCollector(client, namespace, pod_name, self._next_state)
+        self.callbacks = TriggerCallbacks(settings.callbacks, logger) if settings.callbacks else None
+        if self.callbacks is not None:
+            self.logs.line_listener = self.callbacks.line
+        self.xcom = XComCollector(client, namespace, pod_name, self._next_state, logger)
         self._state: PodState | None = None
         self._polled: PodState | None = None
         self._seen: set[str] = set()
@@ -113,6 +121,8 @@ class PodMonitor:
             return outcome
         finally:
             await self.logs.stop()
+            if self.callbacks is not None:
+                await self.callbacks.close()
             self._subscription.close()
 
     async def _step(self, state: PodState | None) -> PodOutcome | None:
@@ -144,6 +154,12 @@ class PodMonitor:
         self.stage = Stage.RUNNING
         self.logs.resume_from(state)
         await self.logs.mask_secret_env(self.settings.secret_env_names)
+        if self.callbacks is not None:
+            self.callbacks.client = self.client.core
+            self.callbacks.pod = to_v1pod(
+                await read_pod_json(self.client, self.namespace, self.pod_name) or {}
+            )
+            await self.callbacks.call("on_pod_starting", context=None, operator=None)
         if self.settings.get_logs:
             self.logs.start()
 
@@ -175,13 +191,13 @@ class PodMonitor:
         exit_code = base.exit_code if base is not None else None
         reason = (base.reason if base is not None else None) or state.reason
         if not (exit_code == 0 or (base is None and state.phase == "Succeeded")):
-            await self._stop_sidecar_quietly(state)
+            failed_xcom = await self._failed_pod_xcom(state)
             detail = (base.message if base is not None else None) or state.message or ""
             why = (
                 f"container {self.settings.base_container_name} of pod {self._pod_ref} exited with code "
                 f"{exit_code} ({reason}){': ' + detail if detail else ''}"
             )
-            return self._outcome(Status.FAILED, state, reason or "Error", why, exit_code)
+            return self._outcome(Status.FAILED, state, reason or "Error", why, exit_code, failed_xcom)
         xcom: Any = None
         if self.settings.do_xcom_push:
             try:
@@ -279,6 +295,17 @@ class PodMonitor:
             lines.append(f"{item.get('reason')}: {item.get('message')}")
         return lines[-10:]
 
+    async def _failed_pod_xcom(self, state: PodState) -> Any:
+        """The official operator pushes a failed pod's XCom too: read it unless the sidecar ended."""
+        sidecar = state.container(XCOM_SIDECAR_NAME)
+        if self.settings.do_xcom_push and sidecar is not None and not sidecar.terminated:
+            try:
+                return await self.xcom.collect(state)
+            except Exception as exc:
+                self.log.warning(f"could not read the XCom of failed pod {self._pod_ref}: {describe(exc)}")
+        await self._stop_sidecar_quietly(state)
+        return None
+
     async def _stop_sidecar_quietly(self, state: PodState) -> None:
         if not self.settings.do_xcom_push or state.finished:
             return
@@ -310,7 +337,7 @@ class PodMonitor:
             exit_code=exit_code,
             reason=reason,
             message=message,
-            xcom=xcom if status is Status.SUCCESS else None,
+            xcom=xcom,
             log_tail=tuple(self.logs.tail) if status is not Status.SUCCESS else (),
             log_cursor=self.logs.cursor.to_str(),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import json
 import time
@@ -17,24 +18,37 @@ import warnings
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import fields
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout
+from kpo_async.callbacks import as_list as callback_list
+from kpo_async.callbacks import call as call_callbacks
+from kpo_async.callbacks import classpaths as callback_classpaths
 from kpo_async.clients import ClusterClient, open_client
-from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
+from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
+from kpo_async.hook import KubernetesConnectionHook
 from kpo_async.identity import TaskIdentity, task_selector
-from kpo_async.k8s_objects import to_api_dict
+from kpo_async.k8s_objects import is_model, pod_to_dict, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.logs import LogCursor
 from kpo_async.monitor import PodMonitor
-from kpo_async.outcome import PodOutcome
+from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod, check_choice, validate_arguments
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
-from kpo_async.pods import create_pod, delete_pod, find_task_pods, mark_finalized, pod_events, read_pod
+from kpo_async.pods import (
+    create_pod,
+    delete_pod,
+    find_task_pods,
+    mark_finalized,
+    pod_events,
+    read_pod,
+    read_pod_json,
+)
 from triggers.pod import PodTrigger
 
 if TYPE_CHECKING:
@@ -53,12 +67,27 @@ _ACCEPTED_WITHOUT_EFFECT = (
     "log_pod_spec_on_failure",
     "container_name_log_prefix_enabled",
     "log_formatter",
-    "callbacks",
     "progress_callback",
     "trigger_kwargs",
     "schedule_timeout_seconds",
     "init_container_logs",
 )
+
+
+#: Attributes of Kubernetes objects (either client's models, by class name) that Jinja renders:
+#: the official operator's list, plus the Secret names it leaves out.
+NESTED_TEMPLATE_FIELDS = {
+    "V1EnvVar": ("value", "name"),
+    "V1ResourceRequirements": ("limits", "requests"),
+    "V1Volume": ("name", "persistent_volume_claim", "config_map", "secret"),
+    "V1VolumeMount": ("name", "sub_path"),
+    "V1PersistentVolumeClaimVolumeSource": ("claim_name",),
+    "V1ConfigMapVolumeSource": ("name",),
+    "V1SecretVolumeSource": ("secret_name",),
+    "V1EnvFromSource": ("config_map_ref", "secret_ref"),
+    "V1ConfigMapEnvSource": ("name",),
+    "V1SecretEnvSource": ("name",),
+}
 
 
 class AsyncKubernetesPodOperator(BaseOperator):
@@ -181,6 +210,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         subdomain: str | None = None,
         dns_config: Any = None,
         xcom_sidecar_container_security_context: Any = None,
+        callbacks: Any = None,
         **kwargs: Any,
     ) -> None:
         ignored = [k for k in _ACCEPTED_WITHOUT_EFFECT if k in kwargs]
@@ -212,8 +242,20 @@ class AsyncKubernetesPodOperator(BaseOperator):
         # is the pod's, so it lives under another name.
         self.pod_resources = resources
         self.skip_on_exit_code = _exit_codes(skip_on_exit_code)
+        self.callbacks = callback_list(callbacks)
         self._submitted: tuple[str, str] | None = None
         self._secret_env_names: list[str] = []
+
+    def _render_nested_template_fields(
+        self, content: Any, context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        """Render the templated attributes of Kubernetes objects inside template fields."""
+        nested = NESTED_TEMPLATE_FIELDS.get(type(content).__name__) if is_model(content) else None
+        if nested is None or id(content) in seen_oids:
+            super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
+            return
+        seen_oids.add(id(content))
+        self._do_render_template_fields(content, nested, context, jinja_env, seen_oids)
 
     # -- identity and spec ---------------------------------------------------------------------
     @property
@@ -224,6 +266,34 @@ class AsyncKubernetesPodOperator(BaseOperator):
             cluster_context=self.cluster_context or None,
             in_cluster=self.in_cluster,
         )
+
+    @functools.cached_property
+    def client(self) -> Any:
+        """The official operator's sync ``kubernetes.client.CoreV1Api`` on this task's cluster, for
+        callbacks and subclasses (needs the ``kubernetes`` package, as the official provider)."""
+        from kubernetes import client as sync_client  # type: ignore[import-untyped]
+        from kubernetes import config as sync_config
+
+        config = asyncio.run(resolve_cluster(self.cluster_ref))
+        if config.in_cluster:
+            configuration = sync_client.Configuration()
+            sync_config.load_incluster_config(client_configuration=configuration)
+            return sync_client.CoreV1Api(sync_client.ApiClient(configuration))
+        api = sync_config.new_client_from_config_dict(config.kubeconfig, context=config.context)
+        return sync_client.CoreV1Api(api)
+
+    def _callback(self, method: str, context: Any, **kwargs: Any) -> None:
+        """A worker-side moment of the official callbacks (``mode="sync"``, as the official)."""
+        if self.callbacks:
+            call_callbacks(
+                self.callbacks,
+                method,
+                client=self.client,
+                mode="sync",
+                context=context,
+                operator=self,
+                **kwargs,
+            )
 
     @staticmethod
     def task_identity(context: Any) -> TaskIdentity:
@@ -291,10 +361,76 @@ class AsyncKubernetesPodOperator(BaseOperator):
             mutate(pod)
         return pod
 
+    # -- the official operator's subclass API ------------------------------------------------------
+    @functools.cached_property
+    def hook(self) -> KubernetesConnectionHook:
+        """The connection's hook (the connection form only: the cluster is reached through `client`)."""
+        return KubernetesConnectionHook(self.kubernetes_conn_id or DEFAULT_CONN_ID)
+
+    def build_pod_request_obj(self, context: Any = None) -> V1Pod:
+        """The pod this task creates; without a context, as a first try of a ``dry_run`` run."""
+        if context is None:
+            ti = SimpleNamespace(
+                dag_id=self.dag_id, task_id=self.task_id, run_id="dry_run", map_index=-1, try_number=1
+            )
+            context = {"ti": ti}
+        return self.build_pod(context, None)
+
+    def dry_run(self) -> None:
+        """Print the pod's YAML, creating nothing (``airflow tasks test`` dry runs, as the official)."""
+        import yaml
+
+        print(yaml.safe_dump(pod_to_dict(self.build_pod_request_obj()), sort_keys=False))
+
+    def find_pod(self, namespace: str, context: Any, *, exclude_checked: bool = True) -> V1Pod | None:
+        """This try's pod in `namespace`, or None. Finalized (checked) pods are always excluded."""
+
+        async def find() -> V1Pod | None:
+            async with open_client(self.cluster_ref) as client:
+                selector = task_selector(self.task_identity(context), include_try=True)
+                for state in await find_task_pods(client, namespace, selector):
+                    raw = await read_pod_json(client, namespace, state.name)
+                    return to_v1pod(raw) if raw else None
+            return None
+
+        return asyncio.run(find())
+
+    def get_or_create_pod(self, pod_request_obj: V1Pod, context: Any) -> V1Pod:
+        """Adopt this task's pod (as `execute` does) or create `pod_request_obj`; the pod as created."""
+
+        async def get_or_create() -> V1Pod:
+            async with open_client(self.cluster_ref) as client:
+                pod = to_v1pod(pod_request_obj)
+                namespace = pod.metadata.namespace
+                state = await self._adopt(client, namespace, self.task_identity(context))
+                state = state or await create_pod(client, pod)
+                name = state.name if state is not None else pod.metadata.name
+                return to_v1pod(await read_pod_json(client, namespace, name) or {})
+
+        return asyncio.run(get_or_create())
+
+    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
+        """Delete or keep the pod as `on_finish_action` says, judging by `remote_pod`'s phase."""
+        phase = getattr(getattr(remote_pod, "status", None), "phase", None)
+        outcome = PodOutcome(
+            Status.SUCCESS if phase == "Succeeded" else Status.FAILED,
+            pod.metadata.namespace,
+            pod.metadata.name,
+            exit_code=0 if phase in ("Succeeded", "Failed") else None,
+        )
+
+        async def clean() -> None:
+            async with open_client(self.cluster_ref) as client:
+                await self._cleanup_pod(client, outcome)
+
+        asyncio.run(clean())
+
     # -- execute: submit and defer -------------------------------------------------------------
     def execute(self, context: Any) -> Any:
         # The pod is built and validated before the first API call: a bad spec creates nothing.
         identity = self.task_identity(context)
+        if self.callbacks:
+            self.client  # noqa: B018 - resolved before the event loop below, where callbacks run
         state, namespace = asyncio.run(self._submit(context, identity))
         self._submitted = (namespace, state.name)
         # The official operator's XComs: downstream tasks and the PodLink read them.
@@ -316,6 +452,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             fallback_poll_seconds=max(float(self.poll_interval), 30.0),
             log_events_on_startup=self.log_events_on_startup,
             secret_env_names=self._secret_env_names,
+            callbacks=callback_classpaths(self.callbacks),
         )
         if not self.deferrable:
             return self.execute_complete(context, asyncio.run(self._monitor_here(trigger)))
@@ -327,24 +464,34 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     async def _submit(self, context: Any, identity: TaskIdentity) -> tuple[PodState, str]:
         async with open_client(self.cluster_ref) as client:
-            pod = self.build_pod(context, client.default_namespace, client.config.extras)
-            self._secret_env_names = secret_env_names(pod)
-            namespace = pod.metadata.namespace
-            adopted = await self._adopt(client, namespace, identity)
-            if adopted is not None:
-                return adopted, namespace
-            try:
-                created = await create_pod(client, pod)
-            except ClusterUnreachableError:
-                # The create may have succeeded with its answer lost: remove the pod it may have
-                # made (the name is this try's own), so that failing leaves nothing behind.
-                with contextlib.suppress(Exception):
-                    await delete_pod(client, namespace, pod.metadata.name)
-                raise
-            if created is None:  # same deterministic name: this very try created it before
-                created = await self._adopt_by_name(client, namespace, pod.metadata.name, identity)
-            self.log.info("created pod %s/%s", namespace, created.name)
-            return created, namespace
+            state, namespace = await self._create(context, identity, client)
+            if self.callbacks:
+                pod = await read_pod_json(client, namespace, state.name)
+                self._callback("on_pod_creation", context, pod=to_v1pod(pod) if pod else None)
+            return state, namespace
+
+    async def _create(
+        self, context: Any, identity: TaskIdentity, client: ClusterClient
+    ) -> tuple[PodState, str]:
+        pod = self.build_pod(context, client.default_namespace, client.config.extras)
+        self._callback("on_pod_manifest_created", context, pod_request=pod)
+        self._secret_env_names = secret_env_names(pod)
+        namespace = pod.metadata.namespace
+        adopted = await self._adopt(client, namespace, identity)
+        if adopted is not None:
+            return adopted, namespace
+        try:
+            created = await create_pod(client, pod)
+        except ClusterUnreachableError:
+            # The create may have succeeded with its answer lost: remove the pod it may have
+            # made (the name is this try's own), so that failing leaves nothing behind.
+            with contextlib.suppress(Exception):
+                await delete_pod(client, namespace, pod.metadata.name)
+            raise
+        if created is None:  # same deterministic name: this very try created it before
+            created = await self._adopt_by_name(client, namespace, pod.metadata.name, identity)
+        self.log.info("created pod %s/%s", namespace, created.name)
+        return created, namespace
 
     async def _adopt(self, client: ClusterClient, namespace: str, identity: TaskIdentity) -> PodState | None:
         """Find this task's unfinished pod: this very try's (always ours) or an interrupted earlier try's."""
@@ -404,10 +551,14 @@ class AsyncKubernetesPodOperator(BaseOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         outcome = PodOutcome.from_payload(event)
         namespace, pod_name = outcome.namespace, outcome.pod_name
-        asyncio.run(self._finalize(outcome))
+        if self.callbacks:
+            self.client  # noqa: B018 - resolved before the event loop below, where callbacks run
+        asyncio.run(self._finalize(outcome, context, event))
         if outcome.succeeded:
             self.log.info("pod %s/%s succeeded", namespace, pod_name)
             return outcome.xcom if self.do_xcom_push else None
+        if self.do_xcom_push and outcome.xcom is not None:  # pushed on failure too, as the official
+            self._push_xcom(context["ti"], outcome.xcom)
         exit_code = outcome.exit_code
         if exit_code is not None and exit_code in self.skip_on_exit_code:
             raise AirflowSkipException(f"pod {namespace}/{pod_name} exited with code {exit_code}: skipping")
@@ -418,27 +569,44 @@ class AsyncKubernetesPodOperator(BaseOperator):
             raise AirflowTaskTimeout(message)
         raise PodFailedError(message)
 
-    async def _finalize(self, outcome: PodOutcome) -> None:
-        namespace, pod_name, succeeded = outcome.namespace, outcome.pod_name, outcome.succeeded
+    def _push_xcom(self, ti: Any, value: Any) -> None:
+        """What Airflow pushes for a returned value (`multiple_outputs` fanned out), for a failing task."""
+        if self.multiple_outputs and isinstance(value, Mapping):
+            for key, item in value.items():
+                ti.xcom_push(key=str(key), value=item)
+        ti.xcom_push(key="return_value", value=value)
+
+    async def _finalize(self, outcome: PodOutcome, context: Any = None, event: Any = None) -> None:
+        namespace, pod_name = outcome.namespace, outcome.pod_name
         async with open_client(self.cluster_ref) as client:
-            if not succeeded and self.log_events_on_failure:
-                for event in await pod_events(client, namespace, pod_name):
-                    self.log.error(
-                        "pod event: %s %s: %s", event.get("type"), event.get("reason"), event.get("message")
-                    )
-            delete = (
-                self.on_finish_action == "delete_pod"
-                or (self.on_finish_action == "delete_succeeded_pod" and succeeded)
-                or (self.on_finish_action == "delete_active_pod" and not outcome.base_container_ended)
-            )
-            if delete:
-                if await delete_pod(client, namespace, pod_name):
-                    self.log.info("deleted pod %s/%s", namespace, pod_name)
-            else:
-                await mark_finalized(client, namespace, pod_name)
-                self.log.info(
-                    "kept pod %s/%s (on_finish_action=%s)", namespace, pod_name, self.on_finish_action
+            if self.callbacks:  # the official moments, with the pod as it is now (None once gone)
+                raw = await read_pod_json(client, namespace, pod_name)
+                pod = to_v1pod(raw) if raw else None
+                self._callback("on_operator_resuming", context, pod=pod, event=event)
+                self._callback("on_pod_completion", context, pod=pod)
+                self._callback("on_pod_teardown", context, pod=pod)
+            await self._cleanup_pod(client, outcome)
+            if self.callbacks:
+                self._callback("on_pod_cleanup", context, pod=pod)
+
+    async def _cleanup_pod(self, client: ClusterClient, outcome: PodOutcome) -> None:
+        namespace, pod_name, succeeded = outcome.namespace, outcome.pod_name, outcome.succeeded
+        if not succeeded and self.log_events_on_failure:
+            for event in await pod_events(client, namespace, pod_name):
+                self.log.error(
+                    "pod event: %s %s: %s", event.get("type"), event.get("reason"), event.get("message")
                 )
+        delete = (
+            self.on_finish_action == "delete_pod"
+            or (self.on_finish_action == "delete_succeeded_pod" and succeeded)
+            or (self.on_finish_action == "delete_active_pod" and not outcome.base_container_ended)
+        )
+        if delete:
+            if await delete_pod(client, namespace, pod_name):
+                self.log.info("deleted pod %s/%s", namespace, pod_name)
+        else:
+            await mark_finalized(client, namespace, pod_name)
+            self.log.info("kept pod %s/%s (on_finish_action=%s)", namespace, pod_name, self.on_finish_action)
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         if next_method == "__fail__":  # Airflow's deferral timeout fired before our trigger's event
@@ -490,6 +658,7 @@ _STORED_AS_GIVEN = tuple(
         "resources",
         "skip_on_exit_code",
         "is_delete_operator_pod",
+        "callbacks",
     }
 )
 

@@ -34,7 +34,7 @@ class PodOutcome:
     exit_code: int | None = None
     reason: str | None = None
     message: str = ""
-    #: The XCom value (success only).
+    #: The XCom value (a failed pod's too, as the official operator pushes it).
     xcom: Any = None
     #: The last log lines, for the failure message (failures only).
     log_tail: tuple[str, ...] = ()

@@ -63,4 +63,9 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["kpo_async.links.PodLink"],
+        # Not the official "kubernetes"/"kubernetes_cmd": both providers can be installed together.
+        "task-decorators": [
+            {"name": "kpo_async", "class-name": "kpo_async.decorators.kpo_async_task"},
+            {"name": "kpo_async_cmd", "class-name": "kpo_async.decorators.kpo_async_cmd_task"},
+        ],
     }

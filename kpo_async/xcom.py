@@ -22,12 +22,22 @@ ANNOTATION_LIMIT = 64 * 1024
 SIDECAR_START_SECONDS = 120.0
 
 
-async def read_xcom(client: ClusterClient, namespace: str, pod: str) -> Any:
-    """The JSON value the base container wrote, or `XComError` saying what is wrong and the fix."""
+#: What the sidecar prints when the container left no result (no file, or an empty one).
+NO_RESULT = "__kpo_async_no_xcom_result__"
+_READ_SCRIPT = f"if [ -s {XCOM_RETURN_FILE} ]; then cat {XCOM_RETURN_FILE}; else echo {NO_RESULT}; fi"
+
+
+async def read_xcom(client: ClusterClient, namespace: str, pod: str, logger: Any = None) -> Any:
+    """The JSON value the base container wrote; None (with a warning) when it wrote none or an
+    empty file, as the official operator; `XComError` saying what is wrong and the fix otherwise."""
     result = await with_retries(
-        lambda: exec_in_container(client, namespace, pod, XCOM_SIDECAR_NAME, ["cat", XCOM_RETURN_FILE]),
+        lambda: exec_in_container(client, namespace, pod, XCOM_SIDECAR_NAME, ["sh", "-c", _READ_SCRIPT]),
         what=f"reading the XCom result of {namespace}/{pod}",
     )
+    if result.exit_code == 0 and result.stdout.strip() == NO_RESULT.encode():
+        if logger is not None:
+            logger.warning(f"do_xcom_push=True but {XCOM_RETURN_FILE} is missing or empty: the XCom is None")
+        return None
     if result.exit_code != 0:
         reason = result.stderr.decode("utf-8", "replace").strip() or f"exit code {result.exit_code}"
         raise XComError(
@@ -75,19 +85,21 @@ class XComCollector:
         namespace: str,
         pod_name: str,
         next_state: Callable[[float | None], Awaitable[PodState | None]],
+        logger: Any = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.pod_name = pod_name
         #: The pod's state after its next change or at the deadline; None once it is gone.
         self._next_state = next_state
+        self.log = logger
 
     async def collect(self, state: PodState) -> Any:
         recorded = state.annotations.get(XCOM_RESULT_ANNOTATION)
         if recorded is not None:
             return json.loads(recorded)  # read by an earlier incarnation of this trigger
         await self._wait_for_sidecar(state)
-        value = await read_xcom(self.client, self.namespace, self.pod_name)
+        value = await read_xcom(self.client, self.namespace, self.pod_name, self.log)
         encoded = json.dumps(value)
         if len(encoded) <= ANNOTATION_LIMIT:
             await patch_metadata(

@@ -64,6 +64,9 @@ class PodTrigger(BaseTrigger):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         settings = {f.name: getattr(self.settings, f.name) for f in fields(MonitorSettings)}
         settings["secret_env_names"] = list(self.settings.secret_env_names)
+        settings["callbacks"] = list(self.settings.callbacks)
+        if not settings["callbacks"]:  # tasks without callbacks store what earlier versions stored
+            del settings["callbacks"]
         return (
             "triggers.pod.PodTrigger",
             {
@@ -131,4 +134,5 @@ def _settings(kwargs: dict[str, Any]) -> MonitorSettings:
         logging.getLogger(__name__).warning("PodTrigger: ignoring unknown kwargs %s", unknown)
     values = {key: value for key, value in kwargs.items() if key in known}
     values["secret_env_names"] = tuple(values.get("secret_env_names") or ())
+    values["callbacks"] = tuple(values.get("callbacks") or ())
     return MonitorSettings(**values)

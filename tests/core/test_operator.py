@@ -95,20 +95,45 @@ def test_startup_timeout_names_the_cause_and_events(sim_thread) -> None:
     assert list_pods(sim_thread) == []
 
 
-@pytest.mark.parametrize(
-    ("written", "expected"),
-    [("not json at all", "is not valid JSON"), ("", "is empty"), (None, "did not leave a readable")],
-)
-def test_bad_xcom_fails_clearly_and_cleans_up(sim_thread, written: str | None, expected: str) -> None:
-    script = (
-        "echo working" if written is None else f"echo working; printf '{written}' > /airflow/xcom/return.json"
-    )
-    name = f"bad-xcom-{len(written) if written is not None else 'none'}"
-    op = make_operator(sim_thread, cmds=["sh", "-c"], arguments=[script], do_xcom_push=True, name=name)
+def test_invalid_xcom_fails_clearly_and_cleans_up(sim_thread) -> None:
+    script = "echo working; printf 'not json at all' > /airflow/xcom/return.json"
+    op = make_operator(sim_thread, cmds=["sh", "-c"], arguments=[script], do_xcom_push=True, name="bad-xcom")
     with pytest.raises(PodFailedError) as info:
         run_task(op)
-    assert expected in str(info.value)
+    assert "is not valid JSON" in str(info.value)
     assert "Fix:" in str(info.value)
+    assert list_pods(sim_thread) == []
+
+
+@pytest.mark.parametrize("written", ["", None])
+def test_missing_or_empty_xcom_returns_none_with_a_warning(sim_thread, written: str | None) -> None:
+    """As the official operator: no result file, or an empty one, is an XCom of None, not a failure."""
+    script = "echo working" if written is None else "echo working; : > /airflow/xcom/return.json"
+    name = "no-xcom" if written is None else "empty-xcom"
+    op = make_operator(sim_thread, cmds=["sh", "-c"], arguments=[script], do_xcom_push=True, name=name)
+    with capture_logs() as logs:
+        assert run_task(op) is None
+    assert any("missing or empty" in str(e.get("event")) and e["log_level"] == "warning" for e in logs)
+    assert list_pods(sim_thread) == []
+
+
+@pytest.mark.parametrize("multiple_outputs", [False, True])
+def test_a_failed_pods_xcom_is_pushed(sim_thread, multiple_outputs: bool) -> None:
+    """As the official operator: the result a failing container wrote is pushed before the task fails."""
+    script = "echo '{\"rows\": 2}' > /airflow/xcom/return.json; exit 4"
+    op = make_operator(
+        sim_thread,
+        cmds=["sh", "-c"],
+        arguments=[script],
+        do_xcom_push=True,
+        multiple_outputs=multiple_outputs,
+        name=f"failed-xcom-{int(multiple_outputs)}",
+    )
+    ti = FakeTI(op.task_id)
+    with pytest.raises(PodFailedError, match="exited with code 4"):
+        run_task(op, ti)
+    assert ti.xcoms["return_value"] == {"rows": 2}
+    assert ("rows" in ti.xcoms) is multiple_outputs
     assert list_pods(sim_thread) == []
 
 

@@ -103,8 +103,22 @@ async def test_unknown_connection_id(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_conflicting_sources_are_rejected(monkeypatch: pytest.MonkeyPatch, config_path: Path) -> None:
     extra = {"in_cluster": True}
     monkeypatch.setenv("AIRFLOW_CONN_K8S_IN", json.dumps({"conn_type": "kubernetes", "extra": extra}))
-    with pytest.raises(InvalidArgumentError, match="in_cluster and config_file"):
+    with pytest.raises(InvalidArgumentError) as info:
         await resolve_cluster(ClusterRef(conn_id="k8s_in", config_file=str(config_path)))
+    assert "connection 'k8s_in' extra in_cluster" in str(info.value)
+    assert f"task argument config_file={str(config_path)!r}" in str(info.value)
+
+
+async def test_a_conflict_names_where_each_value_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """in_cluster=True on the task, kube_config_path in the connection: no config_file was passed."""
+    extra = {"kube_config_path": "/etc/kube/config"}
+    monkeypatch.setenv("AIRFLOW_CONN_K8S_PATH", json.dumps({"conn_type": "kubernetes", "extra": extra}))
+    with pytest.raises(InvalidArgumentError) as info:
+        await resolve_cluster(ClusterRef(conn_id="k8s_path", in_cluster=True))
+    message = str(info.value)
+    assert "task argument in_cluster=True" in message
+    assert "connection 'k8s_path' extra kube_config_path='/etc/kube/config'" in message
+    assert "config_file" not in message.split("Fix")[0].replace("kube_config_path", "")
 
 
 async def test_default_connection_id_may_be_absent(

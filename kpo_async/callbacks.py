@@ -1,0 +1,117 @@
+"""User callbacks: the official provider's ``KubernetesPodOperatorCallback`` API, at our moments.
+
+On the worker (`call`): the moments the official operator calls in deferrable mode, with the
+same method names and keyword arguments (``mode="sync"`` there, as the official). On the
+triggerer (`TriggerCallbacks`): the moments the official never calls in deferrable mode
+(``on_pod_starting``, ``progress_callback`` for each log line) with ``mode="async"``. The trigger
+carries the classes' import paths; a class the triggerer cannot import is skipped with one
+warning. Sync callbacks run in a thread, bounded in time, so the triggerer's loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+#: How long one callback call may take on the triggerer before it is left behind.
+CALL_SECONDS = 30.0
+#: Log lines waiting for ``progress_callback``; beyond it lines are dropped (with a warning).
+LINE_QUEUE = 1000
+
+
+def as_list(callbacks: Any) -> list[Any]:
+    """The official operator's forms: None, one class (or instance), or a list of them."""
+    if not callbacks:
+        return []
+    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+
+
+def classpaths(callbacks: Sequence[Any]) -> tuple[str, ...]:
+    """Import paths of the callback classes, for the trigger's kwargs."""
+    classes = [c if inspect.isclass(c) else type(c) for c in callbacks]
+    return tuple(f"{c.__module__}.{c.__qualname__}" for c in classes)
+
+
+def call(callbacks: Sequence[Any], method: str, **kwargs: Any) -> None:
+    """Call `method` of every callback on the worker; an exception fails the task, as the official."""
+    for callback in callbacks:
+        function = getattr(callback, method, None)
+        if function is not None:
+            function(**kwargs)
+
+
+class TriggerCallbacks:
+    """The callbacks of one trigger: imported from their paths, called off the event loop."""
+
+    def __init__(self, paths: Sequence[str], logger: Any) -> None:
+        self.log = logger
+        self.targets = [target for path in paths if (target := self._load(path)) is not None]
+        self._lines: asyncio.Queue[tuple[str, str]] = asyncio.Queue(LINE_QUEUE)
+        self._drain: asyncio.Task[None] | None = None
+        self._dropped = False
+        self.pod: Any = None
+        self.client: Any = None
+
+    def _load(self, path: str) -> Any:
+        module, _, name = path.rpartition(".")
+        try:
+            target: Any = importlib.import_module(module)
+            for part in name.split("."):
+                target = getattr(target, part)
+            return target
+        except Exception as exc:
+            self.log.warning(
+                f"callback {path} cannot be imported on the triggerer ({exc.__class__.__name__}: {exc}): "
+                "its on_pod_starting and progress_callback are skipped. Fix: define the class in a "
+                "module installed on the triggerer, not in the DAG file"
+            )
+            return None
+
+    async def call(self, method: str, **kwargs: Any) -> None:
+        for target in self.targets:
+            function = getattr(target, method, None)
+            if function is None:
+                continue
+            try:
+                kwargs = {"client": self.client, "mode": "async", "pod": self.pod, **kwargs}
+                if inspect.iscoroutinefunction(function):
+                    await asyncio.wait_for(function(**kwargs), CALL_SECONDS)
+                else:
+                    await asyncio.wait_for(asyncio.to_thread(function, **kwargs), CALL_SECONDS)
+            except Exception as exc:  # a callback never stops the pod being followed
+                self.log.warning(
+                    f"callback {method} of {target.__name__} failed: {exc.__class__.__name__}: {exc}"
+                )
+
+    def line(self, container: str, line: str) -> None:
+        """A log line for ``progress_callback``: queued, never awaited by the log reader."""
+        if not any(hasattr(t, "progress_callback") for t in self.targets):
+            return
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._deliver(), name="progress-callbacks")
+        try:
+            self._lines.put_nowait((container, line))
+        except asyncio.QueueFull:
+            if not self._dropped:
+                self._dropped = True
+                self.log.warning("progress_callback is slower than the log: some lines are not passed to it")
+
+    async def _deliver(self) -> None:
+        while True:
+            container, line = await self._lines.get()
+            await self.call("progress_callback", line=line, container_name=container, timestamp=None)
+            self._lines.task_done()
+
+    async def close(self) -> None:
+        """Deliver the queued lines (bounded), then stop."""
+        if self._drain is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._lines.join(), CALL_SECONDS)
+        self._drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._drain
