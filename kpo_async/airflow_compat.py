@@ -7,10 +7,13 @@ runtime module imports these names from here, so the version difference lives in
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import asyncio
+import functools
+import importlib
+from typing import TYPE_CHECKING, Any
 
-try:  # Airflow >= 3.1
+if TYPE_CHECKING:  # type-checked against the newest layout
+    from airflow.sdk.bases.hook import BaseHook
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowNotFoundException,
@@ -18,19 +21,27 @@ try:  # Airflow >= 3.1
         AirflowTaskTimeout,
         TaskDeferred,
     )
-except ImportError:  # Airflow 3.0
-    from airflow.exceptions import (  # type: ignore[no-redef]
-        AirflowException,
-        AirflowNotFoundException,
-        AirflowSkipException,
-        AirflowTaskTimeout,
-        TaskDeferred,
-    )
-
-try:
-    from airflow.sdk.bases.hook import BaseHook
-except ImportError:  # Airflow 3.0
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
+else:
+    try:  # Airflow >= 3.1
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowNotFoundException,
+            AirflowSkipException,
+            AirflowTaskTimeout,
+            TaskDeferred,
+        )
+    except ImportError:  # Airflow 3.0
+        from airflow.exceptions import (
+            AirflowException,
+            AirflowNotFoundException,
+            AirflowSkipException,
+            AirflowTaskTimeout,
+            TaskDeferred,
+        )
+    try:
+        from airflow.sdk.bases.hook import BaseHook
+    except ImportError:  # Airflow 3.0
+        from airflow.hooks.base import BaseHook
 
 __all__ = [
     "AirflowException",
@@ -45,25 +56,26 @@ __all__ = [
 ]
 
 
-def _secrets_masker() -> tuple[Callable[..., Any], Callable[..., Any]]:
-    try:
-        from airflow.sdk.log import mask_secret, redact
-    except ImportError:  # Airflow 3.0: the masker lives in the execution-time package
-        from airflow.sdk.execution_time.secrets_masker import mask_secret, redact
-    return mask_secret, redact
+@functools.cache  # redact runs once per log line of a task with secrets
+def _masker(name: str) -> Any:
+    """`name` from Airflow's secrets masker: ``airflow.sdk.log`` (3.1+) or its 3.0 home."""
+    for module in ("airflow.sdk.log", "airflow.sdk.execution_time.secrets_masker"):
+        found = getattr(importlib.import_module(module), name, None)
+        if found is not None:
+            return found
+    return None
 
 
 def redact(value: Any, name: str | None = None) -> Any:
     """The value with every registered secret replaced (Airflow's own masker)."""
-    return _secrets_masker()[1](value, name)
+    return _masker("redact")(value, name)
 
 
 async def amask_secret(secret: str) -> None:
     """Register `secret` with this process's masker without blocking the event loop."""
-    try:
-        from airflow.sdk.log import amask_secret as mask_async
-    except ImportError:  # Airflow 3.0: registration is local and synchronous there
-        _secrets_masker()[0](secret)
+    mask_async = _masker("amask_secret")
+    if mask_async is None:  # Airflow 3.0: registration is local and synchronous there
+        _masker("mask_secret")(secret)
         return
     await mask_async(secret)
 
@@ -73,7 +85,5 @@ async def aget_connection(conn_id: str) -> Any:
     reader = getattr(BaseHook, "aget_connection", None)
     if reader is not None:
         return await reader(conn_id)
-    import asyncio
-
     # Airflow 3.0 has only the synchronous lookup: run it off the loop.
     return await asyncio.to_thread(BaseHook.get_connection, conn_id)
