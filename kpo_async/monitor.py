@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError
-from kpo_async.log_follower import LogFollower
-from kpo_async.logs import LogCursor
+from kpo_async.log_follower import Formatter, PodLogs
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_state import PodState
 from kpo_async.pods import pod_events, read_pod
@@ -48,6 +47,17 @@ class MonitorSettings:
     log_events_on_startup: bool = True
     #: Env vars whose values are secrets: masked wherever this process logs (names only, no values).
     secret_env_names: tuple[str, ...] = ()
+    #: Whose logs to stream: `container_logs` (a name, names or True; None: the base container) and
+    #: `init_container_logs`, each line prefixed with its container's name or not.
+    container_logs: Any = None
+    init_container_logs: Any = None
+    container_name_log_prefix_enabled: bool = True
+    #: Where this host imports `log_formatter` from (``module:qualname``); None: the default format.
+    log_formatter: str | None = None
+    #: The scheduling window's end (epoch seconds) and the startup window that follows scheduling.
+    #: Without them (kwargs stored by older versions) `startup_deadline` covers both.
+    schedule_deadline: float | None = None
+    startup_timeout_seconds: float | None = None
 
 
 class Stage(enum.Enum):
@@ -64,8 +74,9 @@ class PodMonitor:
         pod_name: str,
         settings: MonitorSettings,
         *,
-        log_cursor: LogCursor,
+        log_cursor: str | None,
         logger: Any,
+        formatter: Formatter | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -73,14 +84,20 @@ class PodMonitor:
         self.settings = settings
         self.log = logger
         self.stage = Stage.STARTING
-        self.logs = LogFollower(
+        base = settings.base_container_name
+        self.logs = PodLogs(
             client,
             namespace,
             pod_name,
-            settings.base_container_name,
+            base,
             log_cursor,
             logger=logger,
-            terminated=self._base_terminated,
+            state=self._latest_state,
+            containers=(settings.container_logs or base) if settings.get_logs else None,
+            init_containers=settings.init_container_logs,
+            prefix=settings.container_name_log_prefix_enabled,
+            formatter=formatter or settings.log_formatter,
+            secret_env_names=settings.secret_env_names,
             poll_seconds=settings.log_poll_seconds,
             checkpoint_seconds=settings.log_checkpoint_seconds,
         )
@@ -93,7 +110,7 @@ class PodMonitor:
         self._subscription: Subscription | None = None
 
     @property
-    def log_cursor(self) -> LogCursor:
+    def log_cursor(self) -> str | None:
         return self.logs.cursor
 
     async def checkpoint(self) -> None:
@@ -105,15 +122,18 @@ class PodMonitor:
             outcome = None
             while outcome is None:
                 deadline = (
-                    self.settings.startup_deadline
+                    self._start_deadline(self._state)[0]
                     if self.stage is Stage.STARTING
                     else self.settings.execution_deadline
                 )
                 state = await self._next_state(deadline)
                 if state is not None:
                     self._report_progress(state)
+                    await self.logs.update(state)
                 outcome = await self._step(state)
-            return outcome
+            await self.logs.finish()  # e.g. a failed init container's last lines
+            tail = tuple(self.logs.tail) if outcome.status is not Status.SUCCESS else ()
+            return replace(outcome, log_tail=tail, log_cursor=self.logs.cursor)
         finally:
             await self.logs.stop()
             self._subscription.close()
@@ -153,10 +173,6 @@ class PodMonitor:
 
     async def _begin_running(self, state: PodState) -> None:
         self.stage = Stage.RUNNING
-        self.logs.resume_from(state)
-        await self.logs.mask_secret_env(self.settings.secret_env_names)
-        if self.settings.get_logs:
-            self.logs.start()
 
     async def _startup_problem(self, state: PodState) -> PodOutcome | None:
         """The outcome of a pod that cannot start, or None while it may still start in time."""
@@ -182,17 +198,33 @@ class PodMonitor:
                     ": "
                 ),
             )
-        if not _passed(self.settings.startup_deadline):
+        deadline, window = self._start_deadline(state)
+        if not _passed(deadline):
             return None
         events = await self._event_lines()
         detail = state.unschedulable_message or (fatal.message if fatal else None) or state.phase
+        what = "did not start"
+        if window == "schedule_timeout_seconds":
+            what, window = "was not scheduled", f"{window} (startup_timeout_seconds if unset)"
         return self._outcome(
             Status.TIMEOUT,
             state,
-            reason="StartupTimeout",
-            message=f"pod {self._pod_ref} did not start before startup_timeout_seconds "
-            f"ran out ({detail}). Events: {'; '.join(events) or 'none'}",
+            reason="ScheduleTimeout" if what == "was not scheduled" else "StartupTimeout",
+            message=f"pod {self._pod_ref} {what} before {window} ran out ({detail}). "
+            f"Events: {'; '.join(events) or 'none'}",
         )
+
+    def _start_deadline(self, state: PodState | None) -> tuple[float | None, str]:
+        """The deadline that applies while the pod starts, and the argument that set it: the
+        scheduling window until the pod is scheduled, then the startup window from its scheduling
+        (the pod's own PodScheduled time, so that a restarted trigger keeps the same deadline)."""
+        settings = self.settings
+        if settings.schedule_deadline is None or settings.startup_timeout_seconds is None:
+            return settings.startup_deadline, "startup_timeout_seconds"
+        scheduled_at = state.scheduled_at if state is not None else None
+        if scheduled_at is None:
+            return settings.schedule_deadline, "schedule_timeout_seconds"
+        return scheduled_at + settings.startup_timeout_seconds, "startup_timeout_seconds"
 
     async def _complete(self, state: PodState) -> PodOutcome:
         base = state.container(self.settings.base_container_name)
@@ -264,9 +296,8 @@ class PodMonitor:
         base = state.container(self.settings.base_container_name)
         return state.finished or (base is not None and base.terminated)
 
-    def _base_terminated(self) -> bool:
-        state = (self._subscription.state if self._subscription else None) or self._polled
-        return state is not None and self._ended(state)
+    def _latest_state(self) -> PodState | None:
+        return (self._subscription.state if self._subscription else None) or self._polled
 
     # -- progress reports -------------------------------------------------------------------------
     def _report_progress(self, state: PodState) -> None:
@@ -341,8 +372,6 @@ class PodMonitor:
             reason=reason,
             message=message,
             xcom=xcom if status is Status.SUCCESS else None,
-            log_tail=tuple(self.logs.tail) if status is not Status.SUCCESS else (),
-            log_cursor=self.logs.cursor.to_str(),
         )
 
 

@@ -18,7 +18,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kpo_async.clients import shared_client
 from kpo_async.connection import ClusterRef
-from kpo_async.logs import LogCursor
 from kpo_async.monitor import MonitorSettings, PodMonitor
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pods import delete_pod
@@ -87,7 +86,7 @@ class PodTrigger(BaseTrigger):
                 self.namespace,
                 self.pod_name,
                 self.settings,
-                log_cursor=LogCursor.from_str(self.log_cursor),
+                log_cursor=self.log_cursor,
                 logger=self.log,
             )
             outcome = await self._monitor.run()
@@ -102,7 +101,7 @@ class PodTrigger(BaseTrigger):
                 reason=exc.__class__.__name__,
                 message=f"the trigger following pod {self.namespace}/{self.pod_name} failed on the "
                 f"triggerer: {exc if str(exc) else describe(exc)}",
-                log_cursor=self._monitor.log_cursor.to_str() if self._monitor else self.log_cursor,
+                log_cursor=self._monitor.log_cursor if self._monitor else self.log_cursor,
             )
         self._fired = True
         yield TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
