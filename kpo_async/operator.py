@@ -222,6 +222,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self.skip_on_exit_code = _exit_codes(skip_on_exit_code)
         self._submitted: tuple[str, str] | None = None
         self._secret_env_names: list[str] = []
+        self._fingerprint: dict[str, Any] | None = None
 
     # -- identity and spec ---------------------------------------------------------------------
     @property
@@ -328,6 +329,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 started + self.execution_timeout.total_seconds() if self.execution_timeout else None
             ),
             on_kill_action=self.on_kill_action,
+            cluster_fingerprint=self._fingerprint,
             fallback_poll_seconds=max(float(self.poll_interval), 30.0),
             log_events_on_startup=self.log_events_on_startup,
             secret_env_names=self._secret_env_names,
@@ -351,6 +353,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         async with open_client(self.cluster_ref) as client:
             pod = self.build_pod(context, client.default_namespace, client.config.extras)
             self._secret_env_names = secret_env_names(pod)
+            self._fingerprint = client.fingerprint
             namespace = pod.metadata.namespace
             adopted = await self._adopt(client, namespace, identity)
             if adopted is not None:
