@@ -117,6 +117,12 @@ class AsyncKubernetesPodOperator(BaseOperator):
     on_kill_action: str
     log_events_on_startup: bool
     log_events_on_failure: bool
+    schedule_timeout_seconds: int | None
+    container_logs: Any
+    init_container_logs: Any
+    container_name_log_prefix_enabled: bool
+    log_formatter: Callable[[str, str], str] | None
+    log_pod_spec_on_failure: bool
 
     def __init__(
         self,

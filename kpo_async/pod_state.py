@@ -80,7 +80,8 @@ class PodState:
     def from_api(cls, pod: Mapping[str, Any]) -> PodState:
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
-        scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), {})
+        conditions = status.get("conditions") or []
+        scheduled: dict[str, Any] = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
         unschedulable = scheduled.get("message") if scheduled.get("status") == "False" else None
         since = scheduled.get("lastTransitionTime") if scheduled.get("status") == "True" else None
         return cls(
