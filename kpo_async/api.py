@@ -95,26 +95,3 @@ async def call(
             response.release()
 
     return await with_retries(once, what=what, backoff=backoff)
-
-
-async def raw_call(
-    client_api: Any,
-    path: str,
-    method: str,
-    *,
-    what: str,
-    verb: str,
-    resource: str = "pods",
-    backoff: Backoff = DEFAULT_BACKOFF,
-    **params: Any,
-) -> dict[str, Any]:
-    """`call` for a path the generated API lacks (access reviews, /version)."""
-    return await call(
-        lambda: client_api.call_api(
-            path, method, auth_settings=["BearerToken"], _preload_content=False, **params
-        ),
-        what=what,
-        verb=verb,
-        resource=resource,
-        backoff=backoff,
-    )

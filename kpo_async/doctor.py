@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from kpo_async.api import raw_call
+from kpo_async import api
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
 from kpo_async.retry import Backoff, describe
@@ -73,16 +73,19 @@ async def check(ref: ClusterRef, namespace: str | None) -> list[str]:
 
 
 async def _request_json(client: ClusterClient, path: str, method: str, body: Any = None) -> dict[str, Any]:
-    return await raw_call(
-        client.api_client,
-        path,
-        method,
+    return await api.call(
+        lambda: client.api_client.call_api(
+            path,
+            method,
+            body=body,
+            auth_settings=["BearerToken"],
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            _preload_content=False,
+        ),
         what=f"{method} {path}",
         verb="create" if method == "POST" else "get",
         resource=path.rsplit("/", 1)[-1],
         backoff=Backoff(attempts=1),  # a check reports what it sees, once
-        body=body,
-        header_params={"Accept": "application/json", "Content-Type": "application/json"},
     )
 
 

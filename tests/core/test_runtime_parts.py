@@ -318,18 +318,16 @@ async def test_xcom_collector_reads_records_and_stops_the_sidecar(client: Cluste
 # -- PodMonitor's stages ------------------------------------------------------------------------------
 
 
+def monitor_for(client: ClusterClient, name: str, *, startup_seconds: float) -> PodMonitor:
+    settings = MonitorSettings(startup_deadline=time.time() + startup_seconds)
+    return PodMonitor(client, "default", name, settings, log_cursor=None, logger=Lines())
+
+
 async def test_monitor_moves_through_its_stages(client: ClusterClient) -> None:
     await client.core.create_namespaced_pod(
         "default", pod_body("staged", duration_seconds=0.5, log_lines_per_second=4, exit_code=2)
     )
-    monitor = PodMonitor(
-        client,
-        "default",
-        "staged",
-        MonitorSettings(startup_deadline=time.time() + 20),
-        log_cursor=None,
-        logger=Lines(),
-    )
+    monitor = monitor_for(client, "staged", startup_seconds=20)
     assert monitor.stage is Stage.STARTING
     outcome = await monitor.run()
     assert monitor.stage is Stage.ENDED
@@ -339,14 +337,7 @@ async def test_monitor_moves_through_its_stages(client: ClusterClient) -> None:
     body = pod_body("unschedulable")
     body["spec"]["nodeSelector"] = {"disktype": "ssd"}
     await client.core.create_namespaced_pod("default", body)
-    stuck = PodMonitor(
-        client,
-        "default",
-        "unschedulable",
-        MonitorSettings(startup_deadline=time.time() + 1),
-        log_cursor=None,
-        logger=Lines(),
-    )
+    stuck = monitor_for(client, "unschedulable", startup_seconds=1)
     outcome = await stuck.run()
     assert stuck.stage is Stage.STARTING
     assert (outcome.status, outcome.reason) == (Status.TIMEOUT, "StartupTimeout")
