@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast lint e2e cluster-up cluster-down bench bench-sim soak docs clean
+.PHONY: test-airflow30 venv demo test test-fast lint e2e cluster-up cluster-down bench bench-sim soak docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not airflow and not services and not e2e'
+
+## The operator's suites on the lowest supported Airflow (3.0.x), in a second virtualenv. The
+## kubernetes client is pinned to .venv's, whose model classes the tests build pods with.
+VENV30 := .venv-airflow30
+AIRFLOW30 ?= 3.0.6
+test-airflow30: $(STAMP)
+	test -x $(VENV30)/bin/python || $(PYTHON) -m venv $(VENV30)
+	$(BIN)/python -m uv pip install --quiet --python $(VENV30)/bin/python -e '.[dev,bench]' \
+		'apache-airflow==$(AIRFLOW30)' \
+		"kubernetes==$$($(BIN)/python -c 'import kubernetes; print(kubernetes.__version__)')"
+	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/core tests/reliability
 
 ## Style, the layout rules (runtime apart from the workshop, acyclic, small) and strict types on the runtime
 lint: $(STAMP)
