@@ -121,10 +121,9 @@ class PodMonitor:
         try:
             outcome = None
             while outcome is None:
+                starting = self.stage is Stage.STARTING
                 deadline = (
-                    self._start_deadline(self._state)[0]
-                    if self.stage is Stage.STARTING
-                    else self.settings.execution_deadline
+                    self._start_deadline(self._state)[0] if starting else self.settings.execution_deadline
                 )
                 state = await self._next_state(deadline)
                 if state is not None:
@@ -140,35 +139,24 @@ class PodMonitor:
 
     async def _step(self, state: PodState | None) -> PodOutcome | None:
         """Act on the pod's latest state: move to the next stage, or the outcome when it ends."""
+        pod = self._pod_ref
         if self.stage is Stage.STARTING:
             if state is None:
-                return self._outcome(
-                    Status.ERROR,
-                    None,
-                    message=f"pod {self._pod_ref} was deleted or never created "
-                    "before it started; see the pod's events",
-                )
+                why = f"pod {pod} was deleted or never created before it started; see the pod's events"
+                return self._outcome(Status.ERROR, None, None, why)
             if not state.started(self.settings.base_container_name):
                 return await self._startup_problem(state)
             await self._begin_running(state)
         if state is None:
-            return self._outcome(
-                Status.ERROR,
-                None,
-                reason="PodDeleted",
-                message=f"pod {self._pod_ref} was deleted before its container finished",
-            )
+            why = f"pod {pod} was deleted before its container finished"
+            return self._outcome(Status.ERROR, None, "PodDeleted", why)
         if self._ended(state):
             self.stage = Stage.ENDED
             await self.logs.finish()
             return await self._complete(state)
         if _passed(self.settings.execution_deadline):
-            return self._outcome(
-                Status.TIMEOUT,
-                state,
-                reason="ExecutionTimeout",
-                message=f"pod {self._pod_ref} was still running when execution_timeout ran out",
-            )
+            why = f"pod {pod} was still running when execution_timeout ran out"
+            return self._outcome(Status.TIMEOUT, state, "ExecutionTimeout", why)
         return None
 
     async def _begin_running(self, state: PodState) -> None:
@@ -178,41 +166,29 @@ class PodMonitor:
         """The outcome of a pod that cannot start, or None while it may still start in time."""
         if self.settings.log_events_on_startup:
             await self._report_new_events()
-        failed_init = state.failed_init()
-        if failed_init is not None:
+        init = state.failed_init()
+        if init is not None:
+            why = (
+                f"init container {init.name} exited with code {init.exit_code}: {init.message or init.reason}"
+            )
             return self._outcome(
-                Status.FAILED,
-                state,
-                exit_code=failed_init.exit_code,
-                reason=failed_init.reason or "InitContainerFailed",
-                message=f"init container {failed_init.name} exited with code "
-                f"{failed_init.exit_code}: {failed_init.message or failed_init.reason}",
+                Status.FAILED, state, init.reason or "InitContainerFailed", why, init.exit_code
             )
         fatal = state.fatal_waiting()
         if fatal is not None and fatal.reason != "ErrImagePull":  # ErrImagePull may be transient
-            return self._outcome(
-                Status.FAILED,
-                state,
-                reason=fatal.reason,
-                message=f"container {fatal.name} cannot start: {fatal.reason}: {fatal.message or ''}".rstrip(
-                    ": "
-                ),
-            )
+            why = f"container {fatal.name} cannot start: {fatal.reason}: {fatal.message or ''}".rstrip(": ")
+            return self._outcome(Status.FAILED, state, fatal.reason, why)
         deadline, window = self._start_deadline(state)
         if not _passed(deadline):
             return None
-        events = await self._event_lines()
+        events = "; ".join(await self._event_lines()) or "none"
         detail = state.unschedulable_message or (fatal.message if fatal else None) or state.phase
-        what = "did not start"
+        what, reason = "did not start", "StartupTimeout"
         if window == "schedule_timeout_seconds":
-            what, window = "was not scheduled", f"{window} (startup_timeout_seconds if unset)"
-        return self._outcome(
-            Status.TIMEOUT,
-            state,
-            reason="ScheduleTimeout" if what == "was not scheduled" else "StartupTimeout",
-            message=f"pod {self._pod_ref} {what} before {window} ran out ({detail}). "
-            f"Events: {'; '.join(events) or 'none'}",
-        )
+            what, reason = "was not scheduled", "ScheduleTimeout"
+            window = f"{window} (startup_timeout_seconds if unset)"
+        why = f"pod {self._pod_ref} {what} before {window} ran out ({detail})."
+        return self._outcome(Status.TIMEOUT, state, reason, f"{why} Events: {events}")
 
     def _start_deadline(self, state: PodState | None) -> tuple[float | None, str]:
         """The deadline that applies while the pod starts, and the argument that set it: the
@@ -232,25 +208,20 @@ class PodMonitor:
         reason = (base.reason if base is not None else None) or state.reason
         if not (exit_code == 0 or (base is None and state.phase == "Succeeded")):
             await self._stop_sidecar_quietly(state)
-            message = (base.message if base is not None else None) or state.message or ""
-            return self._outcome(
-                Status.FAILED,
-                state,
-                exit_code=exit_code,
-                reason=reason or "Error",
-                message=f"container {self.settings.base_container_name} of pod {self._pod_ref} "
-                f"exited with code {exit_code} ({reason}){': ' + message if message else ''}",
+            detail = (base.message if base is not None else None) or state.message or ""
+            why = (
+                f"container {self.settings.base_container_name} of pod {self._pod_ref} exited with code "
+                f"{exit_code} ({reason}){': ' + detail if detail else ''}"
             )
+            return self._outcome(Status.FAILED, state, reason or "Error", why, exit_code)
         xcom: Any = None
         if self.settings.do_xcom_push:
             try:
                 xcom = await self.xcom.collect(state)
             except KpoAsyncError as exc:
                 await self._stop_sidecar_quietly(state)
-                return self._outcome(
-                    Status.ERROR, state, exit_code=exit_code, reason="XComError", message=str(exc)
-                )
-        return self._outcome(Status.SUCCESS, state, exit_code=exit_code, reason=reason, xcom=xcom)
+                return self._outcome(Status.ERROR, state, "XComError", str(exc), exit_code)
+        return self._outcome(Status.SUCCESS, state, reason, "", exit_code, xcom)
 
     # -- the pod's state -------------------------------------------------------------------------
     async def _next_state(self, deadline: float | None) -> PodState | None:
@@ -356,10 +327,9 @@ class PodMonitor:
         self,
         status: Status,
         state: PodState | None,
-        *,
+        reason: str | None,
+        message: str,
         exit_code: int | None = None,
-        reason: str | None = None,
-        message: str = "",
         xcom: Any = None,
     ) -> PodOutcome:
         return PodOutcome(

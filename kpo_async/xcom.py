@@ -109,9 +109,8 @@ class XComCollector:
                 return
             # Statuses list every container of the spec once scheduled: none means no sidecar at all.
             no_sidecar = state is not None and state.containers and sidecar is None
-            if state is None or no_sidecar or (sidecar is not None and sidecar.terminated):
-                raise XComError(self._problem(state, sidecar))
-            if time.time() >= deadline:
+            ended = state is None or no_sidecar or (sidecar is not None and sidecar.terminated)
+            if ended or time.time() >= deadline:
                 raise XComError(self._problem(state, sidecar))
             state = await self._next_state(deadline)
 

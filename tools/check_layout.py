@@ -38,8 +38,8 @@ LOADED_BY_AIRFLOW = (
     "kpo_async.hook",
 )
 #: Issue 10 asks for 3,000. The runtime was 3,240 lines before the typed API layer, outcome and
-#: monitor split and is 3,337 after them; until it is brought down, this budget stops it growing.
-MAX_LINES = 3340
+#: monitor split and is 3,303 after them; until it is brought down, this budget stops it growing.
+MAX_LINES = 3305
 MAX_FUNCTION_LINES = 60
 SIGNATURE_EXEMPT = {("kpo_async.operator", "AsyncKubernetesPodOperator.__init__")}
 
