@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-ui test test-fast lint compat e2e cluster-up cluster-down node-up node-down e2e-node bench bench-sim soak docs clean ui-deps ui-test ui-screenshots
+.PHONY: venv demo demo-ui test test-fast test-airflow30 lint compat e2e cluster-up cluster-down node-up node-down e2e-node bench bench-sim soak docs clean ui-deps ui-test ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,17 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not airflow and not services and not e2e'
+
+## The operator's suites on the lowest supported Airflow (3.0.x), in a second virtualenv. The
+## kubernetes client is pinned to .venv's, whose model classes the tests build pods with.
+VENV30 := .venv-airflow30
+AIRFLOW30 ?= 3.0.6
+test-airflow30: $(STAMP)
+	test -x $(VENV30)/bin/python || $(PYTHON) -m venv $(VENV30)
+	$(BIN)/python -m uv pip install --quiet --python $(VENV30)/bin/python -e '.[dev,bench]' \
+		'apache-airflow==$(AIRFLOW30)' \
+		"kubernetes==$$($(BIN)/python -c 'import kubernetes; print(kubernetes.__version__)')"
+	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/core tests/reliability
 
 ## Style, the layout rules (runtime apart from the workshop, acyclic, small) and strict types on the runtime
 lint: $(STAMP)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
+import socket
 import ssl
 import weakref
 from collections.abc import AsyncIterator
@@ -21,6 +23,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 from kubernetes_asyncio.client.rest import RESTClientObject
 
 from kpo_async.connection import ClusterConfig, ClusterRef, load_configuration, resolve_cluster
+from kpo_async.errors import KpoAsyncError
 
 #: Concurrent short API requests per cluster (watch streams and exec sessions count here too).
 API_POOL_SIZE = 64
@@ -92,6 +95,8 @@ class ClusterClient:
             configuration, _RestClient(configuration, ssl_context, limits.log_streams + 8)
         )
         self.log_stream_slots = asyncio.Semaphore(limits.log_streams)
+        #: Which cluster this is, without secrets: see `cluster_fingerprint`.
+        self.fingerprint: dict[str, str | None] = {"server": self.host, "ca_sha256": None, "connection": None}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -119,7 +124,51 @@ class ClusterClient:
 async def create_client(ref: ClusterRef, limits: ClientLimits | None = None) -> ClusterClient:
     config = await resolve_cluster(ref)
     configuration, ssl_context = await load_configuration(config)
-    return ClusterClient(config, configuration, ssl_context, limits or ClientLimits.from_environment())
+    client = ClusterClient(config, configuration, ssl_context, limits or ClientLimits.from_environment())
+    client.fingerprint = await cluster_fingerprint(config, configuration)
+    return client
+
+
+async def cluster_fingerprint(config: ClusterConfig, configuration: Configuration) -> dict[str, str | None]:
+    """The cluster this host reaches, without secrets: the API server's URL, a digest of the CA it
+    trusts, and the connection that named it (None when no connection on this host did)."""
+    digest = None
+    if configuration.ssl_ca_cert:
+        with contextlib.suppress(OSError):
+            data = await asyncio.to_thread(_read_bytes, str(configuration.ssl_ca_cert))
+            digest = hashlib.sha256(data).hexdigest()
+    connection = config.ref.conn_id if config.connection_found else None
+    return {"server": str(configuration.host), "ca_sha256": digest, "connection": connection}
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def check_same_cluster(expected: dict[str, str | None] | None, client: ClusterClient, pod: str) -> None:
+    """Refuse to follow `pod` on another cluster than the one the worker created it on."""
+    if not expected:  # kwargs stored by an older version
+        return
+    here = client.fingerprint
+    conn = client.config.ref.conn_id
+    problem = None
+    if expected.get("connection") and not here.get("connection"):
+        problem = f"connection {conn!r} does not exist on this host (it did on the worker)"
+    elif expected.get("server") != here.get("server"):
+        problem = "the API servers differ"
+    elif None not in (expected.get("ca_sha256"), here.get("ca_sha256")) and (
+        expected.get("ca_sha256") != here.get("ca_sha256")
+    ):
+        problem = "the API servers' certificate authorities differ"
+    if problem:
+        raise KpoAsyncError(
+            f"refusing to follow pod {pod}: the worker created it on {expected.get('server')} "
+            f"(connection {conn!r}), but here, on {socket.gethostname()!r}, that reference reaches "
+            f"{here.get('server')} ({client.config.source}): {problem}. Fix: give connection "
+            f"{conn!r} the same cluster on every worker and triggerer; no fallback to this host's "
+            "kubeconfig or in-cluster credentials is made"
+        )
 
 
 @contextlib.asynccontextmanager

@@ -72,6 +72,8 @@ class ClusterConfig:
     verify_ssl: bool = True
     source: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    #: False when the default connection id named no connection on this host.
+    connection_found: bool = True
 
     def __repr__(self) -> str:
         return (
@@ -86,7 +88,9 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
     in_cluster) override the connection's extras; with neither, the host's default kubeconfig
     (``$KUBECONFIG`` or ``~/.kube/config``) and then in-cluster credentials are tried.
     """
-    extras = await _connection_extras(ref.conn_id)
+    found = await _connection_extras(ref.conn_id)
+    extras = found or {}
+    found_conn = found is not None and bool(ref.conn_id)
     in_cluster = _first(ref.in_cluster, _as_bool(extras.get("in_cluster")))
     context = _first(ref.cluster_context, extras.get("cluster_context"))
     config_path = _first(ref.config_file, extras.get("kube_config_path"))
@@ -111,7 +115,7 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
             "or the connection's inline kube_config",
         )
     if in_cluster:
-        return ClusterConfig(ref, None, None, True, namespace, verify_ssl, "in-cluster", extras)
+        return ClusterConfig(ref, None, None, True, namespace, verify_ssl, "in-cluster", extras, found_conn)
     if inline:
         kubeconfig = _parse_kubeconfig(inline, source=f"connection {ref.conn_id!r} extra kube_config")
         source = f"connection {ref.conn_id!r}"
@@ -128,7 +132,8 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
             kubeconfig = await _read_kubeconfig(default_path, argument="config_file")
             source = default_path
         elif os.environ.get(SERVICE_HOST_ENV_NAME):
-            return ClusterConfig(ref, None, None, True, namespace, verify_ssl, "in-cluster", extras)
+            source = "in-cluster"
+            return ClusterConfig(ref, None, None, True, namespace, verify_ssl, source, extras, found_conn)
         else:
             raise InvalidArgumentError(
                 "kubernetes_conn_id",
@@ -139,7 +144,7 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
     context = _check_context(kubeconfig, context, source)
     if namespace is None:
         namespace = _context_namespace(kubeconfig, context)
-    return ClusterConfig(ref, kubeconfig, context, False, namespace, verify_ssl, source, extras)
+    return ClusterConfig(ref, kubeconfig, context, False, namespace, verify_ssl, source, extras, found_conn)
 
 
 async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.SSLContext]:
@@ -215,7 +220,8 @@ def _load_in_cluster(configuration: Configuration) -> None:
     ).load_and_set(configuration)
 
 
-async def _connection_extras(conn_id: str | None) -> dict[str, Any]:
+async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
+    """The connection's extras; None when the default connection id names no connection here."""
     if not conn_id:
         return {}
     from kpo_async.airflow_compat import AirflowNotFoundException, aget_connection
@@ -224,7 +230,7 @@ async def _connection_extras(conn_id: str | None) -> dict[str, Any]:
         conn = await aget_connection(conn_id)
     except AirflowNotFoundException:
         if conn_id == DEFAULT_CONN_ID:  # the official operator's default id; absent means "use defaults"
-            return {}
+            return None
         raise InvalidArgumentError(
             "kubernetes_conn_id",
             f"connection {conn_id!r} was not found on host {socket.gethostname()!r}",

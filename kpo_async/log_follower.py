@@ -1,8 +1,10 @@
-"""Follow a pod's base container log to its end, with a cursor that survives triggerer restarts.
+"""Follow the logs of a pod's requested containers to their end, with cursors that survive restarts.
 
-`LogFollower` streams the log (or, past the cluster's limit of follow streams, reads it now and
-then), resumes after every drop without repeating a line, keeps the last lines for a failure
-message, masks secret env values, and records its cursor on the pod (annotation) from time to time
+`PodLogs` starts one `ContainerFollower` per requested container (init containers included) once
+that container has started. Each streams its log (or, past the cluster's limit of follow streams,
+reads it now and then) and resumes after every drop without repeating a line. `PodLogs` logs each
+line at the level the line names, keeps the last lines for a failure message, masks secret env
+values, and records every container's cursor on the pod, together in one annotation, now and then,
 so that a re-created trigger resumes where this one stopped.
 """
 
@@ -11,128 +13,96 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import importlib
+import re
 from collections.abc import Callable
 from typing import Any
 
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ApiError, Forbidden, NotFound
-from kpo_async.identity import LOG_CURSOR_ANNOTATION
-from kpo_async.logs import ContainerLog, LogCursor
-from kpo_async.pod_state import PodState
+from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_SIDECAR_NAME
+from kpo_async.logs import ContainerLog, LogCursor, cursors_from_str, cursors_to_str
+from kpo_async.pod_state import ContainerState, PodState
 from kpo_async.pods import patch_metadata, read_pod_json
 from kpo_async.retry import backoff_delay, describe, is_retryable
 
 TAIL_LINES = 20
 TAIL_LINE_CHARS = 1000
-#: How long the rest of the log may take to arrive once the container has ended.
+#: How long the rest of the logs may take to arrive once their containers have ended.
 FINISH_SECONDS = 60.0
+#: A line that starts with a level name (``ERROR:``, ``[WARNING]``, ``warn -``) is logged at it.
+_LEVEL_PREFIX = re.compile(r"\s*\[?(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)", re.IGNORECASE)
+_LEVELS = {"warn": "warning", "fatal": "critical"}
+Formatter = Callable[[str, str], str]
 
 
-class LogFollower:
+def line_level(line: str) -> str:
+    """The name of the logger method for `line`: ``info`` unless the line starts with a level."""
+    match = _LEVEL_PREFIX.match(line)
+    level = match.group(1).lower() if match else "info"
+    return _LEVELS.get(level, level)
+
+
+def formatter_path(formatter: Formatter | None) -> str | None:
+    """Where the triggerer can import `formatter` from (``module:qualname``), if anywhere."""
+    qualname = getattr(formatter, "__qualname__", "<>")
+    module = getattr(formatter, "__module__", None)
+    if formatter is None or "<" in qualname or not module or module == "__main__":
+        return None
+    return f"{module}:{qualname}"
+
+
+async def import_formatter(path: str | None) -> Formatter | None:
+    """The formatter at `path`, imported off the event loop; ImportError/AttributeError if absent."""
+    if not path:
+        return None
+    module_name, _, qualname = path.partition(":")
+    target: Any = await asyncio.to_thread(importlib.import_module, module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target  # type: ignore[no-any-return]
+
+
+def _wants(requested: Any, name: str) -> bool:
+    """`container_logs`/`init_container_logs` semantics: True (all but the XCom sidecar), a name, or names."""
+    if requested is True:
+        return name != XCOM_SIDECAR_NAME
+    if isinstance(requested, str):
+        return name == requested
+    return isinstance(requested, (list, tuple, set)) and name in requested
+
+
+class ContainerFollower:
+    """One container's log, read to its end across dropped streams; its cursor only moves forward."""
+
     def __init__(
-        self,
-        client: ClusterClient,
-        namespace: str,
-        pod_name: str,
-        container: str,
-        cursor: LogCursor,
-        *,
-        logger: Any,
-        terminated: Callable[[], bool],
-        poll_seconds: float = 10.0,
-        checkpoint_seconds: float = 300.0,
+        self, logs: PodLogs, container: str, cursor: LogCursor, terminated: Callable[[], bool]
     ) -> None:
-        self.client = client
-        self.pod_ref = f"{namespace}/{pod_name}"
-        self.log = logger
-        self.container = container
-        #: Whether the container has ended, as far as the pod's latest known state says.
+        self.logs = logs
+        self.name = container
         self._terminated = terminated
-        self.poll_seconds = poll_seconds
-        self.checkpoint_seconds = checkpoint_seconds
-        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.ended = asyncio.Event()
         self.container_log = ContainerLog(
-            client.log_api_client, namespace, pod_name, container, cursor, self._on_line
+            logs.client.log_api_client,
+            logs.namespace,
+            logs.pod_name,
+            container,
+            cursor,
+            lambda line: logs.on_line(container, line),
         )
-        self._checkpointed = cursor
-        self._redact: Callable[..., Any] | None = None
         self._error: BaseException | None = None
-        self._ended = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        #: Told each line (container name, line) as it is logged, e.g. for ``progress_callback``.
-        self.line_listener: Callable[[str, str], None] | None = None
+        self.task: asyncio.Task[None] | None = None
 
     @property
     def cursor(self) -> LogCursor:
         return self.container_log.cursor
-
-    def resume_from(self, state: PodState) -> None:
-        """Resume after the furthest point recorded: our own cursor or the pod's checkpoint."""
-        recorded = LogCursor.from_str(state.annotations.get(LOG_CURSOR_ANNOTATION))
-        current = self.cursor
-        if recorded.timestamp is not None and (
-            current.timestamp is None
-            or (recorded.timestamp, recorded.count_at_timestamp)
-            > (current.timestamp, current.count_at_timestamp)
-        ):
-            self.container_log.cursor = self._checkpointed = recorded
-
-    async def mask_secret_env(self, names: tuple[str, ...]) -> None:
-        """Register the values of the env vars `names` with this process's secrets masker."""
-        if not names:
-            return
-        from kpo_async.airflow_compat import amask_secret, redact
-
-        namespace, _, name = self.pod_ref.partition("/")
-        pod = await read_pod_json(self.client, namespace, name) or {}
-        spec = pod.get("spec") or {}
-        for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-            for env in container.get("env") or []:
-                if env.get("name") in names and env.get("value"):
-                    await amask_secret(env["value"])
-        self._redact = redact  # only tasks with secret env vars pay for redaction
-
-    def _on_line(self, line: str) -> None:
-        if self._redact is not None:
-            line = self._redact(line)  # the tail also lands in the event, stored in the metadata DB
-        self.log.info(f"[{self.container}] {line}")
-        self.tail.append(line[:TAIL_LINE_CHARS])
-        if self.line_listener is not None:
-            self.line_listener(self.container, line)
-
-    # -- the background work -----------------------------------------------------------------
-    def start(self) -> None:
-        name = self.pod_ref.replace("/", "-")
-        self._tasks = [asyncio.create_task(self.follow(), name=f"logs-{name}")]
-        if self.checkpoint_seconds:
-            self._tasks.append(asyncio.create_task(self._checkpoint_periodically(), name=f"cursor-{name}"))
-
-    async def finish(self) -> None:
-        """The container has ended: wait (bounded) for the rest of its log."""
-        self._ended.set()
-        if not self._tasks:
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(self._tasks[0]), timeout=FINISH_SECONDS)
-        except asyncio.TimeoutError:
-            self.log.warning(f"gave up waiting for the rest of {self.pod_ref}'s log")
-        except Exception as exc:
-            self.log.warning(f"could not read the rest of {self.pod_ref}'s log: {describe(exc)}")
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
 
     async def follow(self) -> None:
         """Read the log until the container has ended and every line was read, resuming after drops."""
         failures = 0
         while True:
             delivered = self.container_log.lines_delivered
-            slots = self.client.log_stream_slots
+            slots = self.logs.client.log_stream_slots
             if not slots.locked():
                 async with slots:
                     ended = await self._read(follow=True)
@@ -140,7 +110,7 @@ class LogFollower:
                 ended = await self._read(follow=False)
                 if not ended:  # next read after poll_seconds, or at once when the container ends
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._ended.wait(), self.poll_seconds)
+                        await asyncio.wait_for(self.ended.wait(), self.logs.poll_seconds)
             if ended is None:
                 # A stream that delivered lines before it dropped was progress, not a failure.
                 failures = 1 if self.container_log.lines_delivered > delivered else failures + 1
@@ -167,30 +137,201 @@ class LogFollower:
             if not isinstance(exc, ApiError):
                 raise
             fix = ". Fix: grant 'get' on pods/log (see docs/rbac.md)" if isinstance(exc, Forbidden) else ""
-            self.log.warning(f"cannot read the log of {self.pod_ref}: {describe(exc)}{fix}")
+            self.logs.log.warning(
+                f"cannot read the log of {self.logs.pod_ref} container {self.name}: {describe(exc)}{fix}"
+            )
             return True
         # A read that began after termination saw everything; otherwise read once more to be sure.
         return terminated_before
 
+
+class PodLogs:
+    """The logs of the requested containers of one pod: one follower and one cursor per container.
+
+    :param containers: the main containers to follow (``container_logs`` semantics; None: none).
+    :param init_containers: the init containers to follow (``init_container_logs`` semantics).
+    :param state: the pod's latest known state (tells when a container has ended).
+    """
+
+    def __init__(
+        self,
+        client: ClusterClient,
+        namespace: str,
+        pod_name: str,
+        base_container: str,
+        cursor: str | None,
+        *,
+        logger: Any,
+        state: Callable[[], PodState | None],
+        containers: Any = None,
+        init_containers: Any = None,
+        prefix: bool = True,
+        formatter: Formatter | str | None = None,
+        secret_env_names: tuple[str, ...] = (),
+        poll_seconds: float = 10.0,
+        checkpoint_seconds: float = 300.0,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.pod_name = pod_name
+        self.pod_ref = f"{namespace}/{pod_name}"
+        self.base = base_container
+        self.log = logger
+        self._state = state
+        self.requested = (containers, init_containers)
+        self.prefix = prefix
+        self._formatter = formatter
+        self.secret_env_names = secret_env_names
+        self.poll_seconds = poll_seconds
+        self.checkpoint_seconds = checkpoint_seconds
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self.followers: dict[str, ContainerFollower] = {}
+        self._cursors = cursors_from_str(cursor, base_container)
+        self._checkpointed = self.cursor
+        self._redact: Callable[..., Any] | None = None
+        self._prepared = False
+        self._tasks: list[asyncio.Task[None]] = []
+        #: Told each line (container name, line) as it is logged, e.g. for ``progress_callback``.
+        self.line_listener: Callable[[str, str], None] | None = None
+
+    @property
+    def cursor(self) -> str | None:
+        """Every container's cursor, as stored in trigger kwargs and the pod's annotation."""
+        current = {**self._cursors, **{n: f.cursor for n, f in self.followers.items()}}
+        return cursors_to_str(current, self.base)
+
+    async def update(self, state: PodState) -> None:
+        """Start following each requested container that has started since the last state."""
+        containers, init_containers = self.requested
+        wanted = [
+            *(c for c in state.init_containers if _wants(init_containers, c.name)),
+            *(c for c in state.containers if _wants(containers, c.name)),
+        ]
+        for container in wanted:
+            if container.name not in self.followers and container.state in ("running", "terminated"):
+                await self._prepare(state)
+                self._start(container.name)
+
+    async def _prepare(self, state: PodState) -> None:
+        """Once, before the first line: resume from the pod's checkpoint, mask secrets, import
+        the formatter."""
+        if self._prepared:
+            return
+        self._prepared = True
+        recorded = cursors_from_str(state.annotations.get(LOG_CURSOR_ANNOTATION), self.base)
+        for name, cursor in recorded.items():
+            mine = self._cursors.get(name, LogCursor())
+            if cursor.timestamp is not None and (
+                mine.timestamp is None
+                or (cursor.timestamp, cursor.count_at_timestamp) > (mine.timestamp, mine.count_at_timestamp)
+            ):
+                self._cursors[name] = cursor
+        self._checkpointed = self.cursor
+        await self._mask_secret_env()
+        if isinstance(self._formatter, str):
+            try:
+                self._formatter = await import_formatter(self._formatter)
+            except Exception as exc:
+                self.log.warning(
+                    f"log_formatter {self._formatter} cannot be imported on this host ({describe(exc)}): "
+                    "lines are logged as [container] line instead (see docs/arguments.md#log_formatter)"
+                )
+                self._formatter = None
+
+    async def _mask_secret_env(self) -> None:
+        """Register the values of the secret env vars with this process's secrets masker."""
+        if not self.secret_env_names:
+            return
+        from kpo_async.airflow_compat import amask_secret, redact
+
+        pod = await read_pod_json(self.client, self.namespace, self.pod_name) or {}
+        spec = pod.get("spec") or {}
+        for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            for env in container.get("env") or []:
+                if env.get("name") in self.secret_env_names and env.get("value"):
+                    await amask_secret(env["value"])
+        self._redact = redact  # only tasks with secret env vars pay for redaction
+
+    def _start(self, name: str) -> None:
+        cursor = self._cursors.get(name, LogCursor())
+        follower = ContainerFollower(self, name, cursor, lambda: self._ended(name))
+        follower.task = asyncio.create_task(follower.follow(), name=f"logs-{self.pod_ref}-{name}")
+        self.followers[name] = follower
+        if self.checkpoint_seconds and not self._tasks:
+            checkpoints = self._checkpoint_periodically()
+            self._tasks.append(asyncio.create_task(checkpoints, name=f"cursor-{self.pod_ref}"))
+
+    def _ended(self, name: str) -> bool:
+        state = self._state()
+        if state is None:
+            return False
+        found: ContainerState | None = next(
+            (c for c in (*state.init_containers, *state.containers) if c.name == name), None
+        )
+        return state.finished or (found is not None and found.terminated)
+
+    def on_line(self, container: str, line: str) -> None:
+        if self._redact is not None:
+            line = self._redact(line)  # the tail also lands in the event, stored in the metadata DB
+        text = f"[{container}] {line}" if self.prefix else line
+        if callable(self._formatter):
+            with contextlib.suppress(Exception):  # a broken formatter must not lose the line
+                text = str(self._formatter(container, line))
+        getattr(self.log, line_level(line))(text)
+        self.tail.append((line if container == self.base else f"[{container}] {line}")[:TAIL_LINE_CHARS])
+        if self.line_listener is not None:
+            self.line_listener(container, line)
+
+    async def finish(self) -> None:
+        """The base container has ended: wait (bounded) for the rest of each ended container's log;
+        of a container still running (a sidecar), deliver what it has printed so far."""
+        running = [f for f in self.followers.values() if f.task is not None and not f.task.done()]
+        ended = [f for f in running if f._terminated()]
+        for follower in ended:
+            follower.ended.set()
+        if ended and (await asyncio.wait([f.task for f in ended if f.task], timeout=FINISH_SECONDS))[1]:
+            self.log.warning(f"gave up waiting for the rest of {self.pod_ref}'s log")
+        for follower in running:
+            if follower in ended or follower.task is None:
+                continue
+            follower.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await follower.task
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(follower.container_log.read(follow=False), FINISH_SECONDS)
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *(f.task for f in self.followers.values() if f.task is not None)]
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    await task
+                except Exception as exc:
+                    self.log.warning(f"could not read the rest of {self.pod_ref}'s log: {describe(exc)}")
+        self._tasks = []
+        for follower in self.followers.values():
+            follower.task = None
+
     async def _checkpoint_periodically(self) -> None:
-        """While lines flow, record the cursor now and then, bounding what a crash can repeat."""
+        """While lines flow, record the cursors now and then, bounding what a crash can repeat."""
         while True:
             await asyncio.sleep(self.checkpoint_seconds)
             await self.checkpoint()
 
     async def checkpoint(self) -> None:
-        """Record the cursor on the pod so a re-created trigger resumes after the last line."""
+        """Record the cursors on the pod so a re-created trigger resumes after the last lines."""
         cursor = self.cursor
-        if cursor == self._checkpointed or cursor.timestamp is None:
+        if cursor == self._checkpointed or cursor is None:
             return
-        namespace, _, name = self.pod_ref.partition("/")
         try:
             await patch_metadata(
                 self.client,
-                namespace,
-                name,
+                self.namespace,
+                self.pod_name,
                 what="recording the log cursor on",
-                annotations={LOG_CURSOR_ANNOTATION: cursor.to_str() or ""},
+                annotations={LOG_CURSOR_ANNOTATION: cursor},
             )
         except Exception as exc:  # a lost checkpoint only means repeated lines after a restart
             self.log.warning(f"could not record the log cursor of {self.pod_ref}: {describe(exc)}")

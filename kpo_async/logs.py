@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -231,3 +231,22 @@ class ContainerLog:
                 self.sink(text)
                 self.lines_delivered += 1
                 self.cursor = resume.cursor
+
+
+def cursors_to_str(cursors: Mapping[str, LogCursor], base: str) -> str | None:
+    """One container's cursor per entry, as one string. The base container's alone keeps the older
+    single-cursor form (``<timestamp>/<count>``); several are ``name=<cursor>,name=<cursor>``."""
+    known = {name: c.to_str() for name, c in sorted(cursors.items()) if c.timestamp is not None}
+    if set(known) <= {base}:
+        return known.get(base)
+    return ",".join(f"{name}={text}" for name, text in known.items())
+
+
+def cursors_from_str(text: str | None, base: str) -> dict[str, LogCursor]:
+    """The cursors written by `cursors_to_str`, or by an older version (the base container's only)."""
+    if not text:
+        return {}
+    if "=" not in text:
+        return {base: LogCursor.from_str(text)}
+    entries = (entry.partition("=") for entry in text.split(","))
+    return {name: LogCursor.from_str(cursor) for name, _, cursor in entries}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kpo_async.callbacks import TriggerCallbacks
@@ -19,8 +19,7 @@ from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError
 from kpo_async.identity import XCOM_SIDECAR_NAME
 from kpo_async.k8s_objects import to_v1pod
-from kpo_async.log_follower import LogFollower
-from kpo_async.logs import LogCursor
+from kpo_async.log_follower import Formatter, PodLogs
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_state import PodState
 from kpo_async.pods import pod_events, read_pod, read_pod_json
@@ -53,6 +52,17 @@ class MonitorSettings:
     secret_env_names: tuple[str, ...] = ()
     #: Import paths of the task's `callbacks` classes, called here at the triggerer's moments.
     callbacks: tuple[str, ...] = ()
+    #: Whose logs to stream: `container_logs` (a name, names or True; None: the base container) and
+    #: `init_container_logs`, each line prefixed with its container's name or not.
+    container_logs: Any = None
+    init_container_logs: Any = None
+    container_name_log_prefix_enabled: bool = True
+    #: Where this host imports `log_formatter` from (``module:qualname``); None: the default format.
+    log_formatter: str | None = None
+    #: The scheduling window's end (epoch seconds) and the startup window that follows scheduling.
+    #: Without them (kwargs stored by older versions) `startup_deadline` covers both.
+    schedule_deadline: float | None = None
+    startup_timeout_seconds: float | None = None
 
 
 class Stage(enum.Enum):
@@ -69,8 +79,9 @@ class PodMonitor:
         pod_name: str,
         settings: MonitorSettings,
         *,
-        log_cursor: LogCursor,
+        log_cursor: str | None,
         logger: Any,
+        formatter: Formatter | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -78,14 +89,20 @@ class PodMonitor:
         self.settings = settings
         self.log = logger
         self.stage = Stage.STARTING
-        self.logs = LogFollower(
+        base = settings.base_container_name
+        self.logs = PodLogs(
             client,
             namespace,
             pod_name,
-            settings.base_container_name,
+            base,
             log_cursor,
             logger=logger,
-            terminated=self._base_terminated,
+            state=self._latest_state,
+            containers=(settings.container_logs or base) if settings.get_logs else None,
+            init_containers=settings.init_container_logs,
+            prefix=settings.container_name_log_prefix_enabled,
+            formatter=formatter or settings.log_formatter,
+            secret_env_names=settings.secret_env_names,
             poll_seconds=settings.log_poll_seconds,
             checkpoint_seconds=settings.log_checkpoint_seconds,
         )
@@ -101,7 +118,7 @@ class PodMonitor:
         self._subscription: Subscription | None = None
 
     @property
-    def log_cursor(self) -> LogCursor:
+    def log_cursor(self) -> str | None:
         return self.logs.cursor
 
     async def checkpoint(self) -> None:
@@ -113,12 +130,17 @@ class PodMonitor:
             outcome = None
             while outcome is None:
                 starting = self.stage is Stage.STARTING
-                deadline = self.settings.startup_deadline if starting else self.settings.execution_deadline
+                deadline = (
+                    self._start_deadline(self._state)[0] if starting else self.settings.execution_deadline
+                )
                 state = await self._next_state(deadline)
                 if state is not None:
                     self._report_progress(state)
+                    await self.logs.update(state)
                 outcome = await self._step(state)
-            return outcome
+            await self.logs.finish()  # e.g. a failed init container's last lines
+            tail = tuple(self.logs.tail) if outcome.status is not Status.SUCCESS else ()
+            return replace(outcome, log_tail=tail, log_cursor=self.logs.cursor)
         finally:
             await self.logs.stop()
             if self.callbacks is not None:
@@ -152,16 +174,12 @@ class PodMonitor:
 
     async def _begin_running(self, state: PodState) -> None:
         self.stage = Stage.RUNNING
-        self.logs.resume_from(state)
-        await self.logs.mask_secret_env(self.settings.secret_env_names)
         if self.callbacks is not None:
             self.callbacks.client = self.client.core
             self.callbacks.pod = to_v1pod(
                 await read_pod_json(self.client, self.namespace, self.pod_name) or {}
             )
             await self.callbacks.call("on_pod_starting", context=None, operator=None)
-        if self.settings.get_logs:
-            self.logs.start()
 
     async def _startup_problem(self, state: PodState) -> PodOutcome | None:
         """The outcome of a pod that cannot start, or None while it may still start in time."""
@@ -179,12 +197,29 @@ class PodMonitor:
         if fatal is not None and fatal.reason != "ErrImagePull":  # ErrImagePull may be transient
             why = f"container {fatal.name} cannot start: {fatal.reason}: {fatal.message or ''}".rstrip(": ")
             return self._outcome(Status.FAILED, state, fatal.reason, why)
-        if not _passed(self.settings.startup_deadline):
+        deadline, window = self._start_deadline(state)
+        if not _passed(deadline):
             return None
         events = "; ".join(await self._event_lines()) or "none"
         detail = state.unschedulable_message or (fatal.message if fatal else None) or state.phase
-        why = f"pod {self._pod_ref} did not start before startup_timeout_seconds ran out ({detail})."
-        return self._outcome(Status.TIMEOUT, state, "StartupTimeout", f"{why} Events: {events}")
+        what, reason = "did not start", "StartupTimeout"
+        if window == "schedule_timeout_seconds":
+            what, reason = "was not scheduled", "ScheduleTimeout"
+            window = f"{window} (startup_timeout_seconds if unset)"
+        why = f"pod {self._pod_ref} {what} before {window} ran out ({detail})."
+        return self._outcome(Status.TIMEOUT, state, reason, f"{why} Events: {events}")
+
+    def _start_deadline(self, state: PodState | None) -> tuple[float | None, str]:
+        """The deadline that applies while the pod starts, and the argument that set it: the
+        scheduling window until the pod is scheduled, then the startup window from its scheduling
+        (the pod's own PodScheduled time, so that a restarted trigger keeps the same deadline)."""
+        settings = self.settings
+        if settings.schedule_deadline is None or settings.startup_timeout_seconds is None:
+            return settings.startup_deadline, "startup_timeout_seconds"
+        scheduled_at = state.scheduled_at if state is not None else None
+        if scheduled_at is None:
+            return settings.schedule_deadline, "schedule_timeout_seconds"
+        return scheduled_at + settings.startup_timeout_seconds, "startup_timeout_seconds"
 
     async def _complete(self, state: PodState) -> PodOutcome:
         base = state.container(self.settings.base_container_name)
@@ -251,9 +286,8 @@ class PodMonitor:
         base = state.container(self.settings.base_container_name)
         return state.finished or (base is not None and base.terminated)
 
-    def _base_terminated(self) -> bool:
-        state = (self._subscription.state if self._subscription else None) or self._polled
-        return state is not None and self._ended(state)
+    def _latest_state(self) -> PodState | None:
+        return (self._subscription.state if self._subscription else None) or self._polled
 
     # -- progress reports -------------------------------------------------------------------------
     def _report_progress(self, state: PodState) -> None:
@@ -338,8 +372,6 @@ class PodMonitor:
             reason=reason,
             message=message,
             xcom=xcom,
-            log_tail=tuple(self.logs.tail) if status is not Status.SUCCESS else (),
-            log_cursor=self.logs.cursor.to_str(),
         )
 
 

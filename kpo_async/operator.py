@@ -15,7 +15,7 @@ import inspect
 import json
 import time
 import warnings
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import fields
 from datetime import timedelta
 from types import SimpleNamespace
@@ -34,11 +34,11 @@ from kpo_async.hook import KubernetesConnectionHook
 from kpo_async.identity import TaskIdentity, task_selector
 from kpo_async.k8s_objects import is_model, pod_to_dict, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
-from kpo_async.logs import LogCursor
+from kpo_async.log_follower import formatter_path
 from kpo_async.monitor import PodMonitor
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod, check_choice, validate_arguments
-from kpo_async.pod_state import PodState
+from kpo_async.pod_state import ContainerState, PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
 from kpo_async.pods import (
     create_pod,
@@ -64,13 +64,8 @@ _ACCEPTED_WITHOUT_EFFECT = (
     "startup_check_interval_seconds",
     "base_container_status_polling_interval",
     "logging_interval",
-    "log_pod_spec_on_failure",
-    "container_name_log_prefix_enabled",
-    "log_formatter",
     "progress_callback",
     "trigger_kwargs",
-    "schedule_timeout_seconds",
-    "init_container_logs",
 )
 
 
@@ -143,6 +138,12 @@ class AsyncKubernetesPodOperator(BaseOperator):
     on_kill_action: str
     log_events_on_startup: bool
     log_events_on_failure: bool
+    schedule_timeout_seconds: int | None
+    container_logs: Any
+    init_container_logs: Any
+    container_name_log_prefix_enabled: bool
+    log_formatter: Callable[[str, str], str] | None
+    log_pod_spec_on_failure: bool
 
     def __init__(
         self,
@@ -211,6 +212,11 @@ class AsyncKubernetesPodOperator(BaseOperator):
         dns_config: Any = None,
         xcom_sidecar_container_security_context: Any = None,
         callbacks: Any = None,
+        schedule_timeout_seconds: int | None = None,
+        init_container_logs: Any = None,
+        container_name_log_prefix_enabled: bool = True,
+        log_formatter: Callable[[str, str], str] | None = None,
+        log_pod_spec_on_failure: bool = True,
         **kwargs: Any,
     ) -> None:
         ignored = [k for k in _ACCEPTED_WITHOUT_EFFECT if k in kwargs]
@@ -245,6 +251,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self.callbacks = callback_list(callbacks)
         self._submitted: tuple[str, str] | None = None
         self._secret_env_names: list[str] = []
+        self._fingerprint: dict[str, Any] | None = None
 
     def _render_nested_template_fields(
         self, content: Any, context: Any, jinja_env: Any, seen_oids: set[int]
@@ -445,15 +452,30 @@ class AsyncKubernetesPodOperator(BaseOperator):
             get_logs=self.get_logs,
             do_xcom_push=self.do_xcom_push,
             startup_deadline=started + self.startup_timeout_seconds,
+            # As the official operator: a scheduling window, then the startup window.
+            schedule_deadline=started + (self.schedule_timeout_seconds or self.startup_timeout_seconds),
+            startup_timeout_seconds=float(self.startup_timeout_seconds),
+            container_logs=self.container_logs,
+            init_container_logs=self.init_container_logs,
+            container_name_log_prefix_enabled=self.container_name_log_prefix_enabled,
+            log_formatter=formatter_path(self.log_formatter),
             execution_deadline=(
                 started + self.execution_timeout.total_seconds() if self.execution_timeout else None
             ),
             on_kill_action=self.on_kill_action,
+            cluster_fingerprint=self._fingerprint,
             fallback_poll_seconds=max(float(self.poll_interval), 30.0),
             log_events_on_startup=self.log_events_on_startup,
             secret_env_names=self._secret_env_names,
             callbacks=callback_classpaths(self.callbacks),
         )
+        if self.log_formatter is not None and self.deferrable and formatter_path(self.log_formatter) is None:
+            self.log.warning(
+                "log_formatter %r cannot be imported by the triggerer (a lambda or a local function): "
+                "the trigger logs lines as [container] line; define it at module level in an "
+                "importable module to use it there",
+                self.log_formatter,
+            )
         if not self.deferrable:
             return self.execute_complete(context, asyncio.run(self._monitor_here(trigger)))
         self.defer(
@@ -476,6 +498,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         pod = self.build_pod(context, client.default_namespace, client.config.extras)
         self._callback("on_pod_manifest_created", context, pod_request=pod)
         self._secret_env_names = secret_env_names(pod)
+        self._fingerprint = client.fingerprint
         namespace = pod.metadata.namespace
         adopted = await self._adopt(client, namespace, identity)
         if adopted is not None:
@@ -542,8 +565,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 trigger.namespace,
                 trigger.pod_name,
                 trigger.monitor_settings(),
-                log_cursor=LogCursor(),
+                log_cursor=None,
                 logger=self.log,
+                formatter=self.log_formatter,
             )
             return (await monitor.run()).to_payload()
 
@@ -591,11 +615,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     async def _cleanup_pod(self, client: ClusterClient, outcome: PodOutcome) -> None:
         namespace, pod_name, succeeded = outcome.namespace, outcome.pod_name, outcome.succeeded
-        if not succeeded and self.log_events_on_failure:
-            for event in await pod_events(client, namespace, pod_name):
-                self.log.error(
-                    "pod event: %s %s: %s", event.get("type"), event.get("reason"), event.get("message")
-                )
+        if not succeeded:
+            await self._report_failure(client, namespace, pod_name)
         delete = (
             self.on_finish_action == "delete_pod"
             or (self.on_finish_action == "delete_succeeded_pod" and succeeded)
@@ -607,6 +628,48 @@ class AsyncKubernetesPodOperator(BaseOperator):
         else:
             await mark_finalized(client, namespace, pod_name)
             self.log.info("kept pod %s/%s (on_finish_action=%s)", namespace, pod_name, self.on_finish_action)
+
+    async def _report_failure(self, client: ClusterClient, namespace: str, pod_name: str) -> None:
+        """As the official operator on failure: the containers' states and the pod's events
+        (`log_events_on_failure`), and the pod itself with secret env values masked
+        (`log_pod_spec_on_failure`)."""
+        from kpo_async.airflow_compat import redact
+
+        pod = (
+            await read_pod_json(client, namespace, pod_name)
+            if self.log_pod_spec_on_failure or (self.log_events_on_failure)
+            else None
+        )
+        if pod is not None and self.log_events_on_failure:
+            status = pod.get("status") or {}
+            self.log.info("pod phase: %s, reason: %s", status.get("phase"), status.get("reason"))
+            for found in [
+                *(status.get("initContainerStatuses") or []),
+                *(status.get("containerStatuses") or []),
+            ]:
+                state = ContainerState.from_api(found)
+                failed = state.state == "waiting" or (state.terminated and state.exit_code != 0)
+                (self.log.error if failed else self.log.info)(
+                    "container %s: %s, reason=%s, exit_code=%s, message=%s",
+                    state.name,
+                    state.state,
+                    state.reason,
+                    state.exit_code,
+                    state.message,
+                )
+        if self.log_events_on_failure:
+            for event in await pod_events(client, namespace, pod_name):
+                self.log.error(
+                    "pod event: %s %s: %s", event.get("type"), event.get("reason"), event.get("message")
+                )
+        if pod is not None and self.log_pod_spec_on_failure:
+            spec = pod.get("spec") or {}
+            for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+                for env in container.get("env") or []:
+                    if env.get("value"):
+                        env["value"] = redact(env["value"], env.get("name"))
+            shown = {"metadata": {k: pod["metadata"].get(k) for k in ("name", "namespace", "labels")}}
+            self.log.info("pod spec: %s", json.dumps({**shown, "spec": spec}, sort_keys=True))
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         if next_method == "__fail__":  # Airflow's deferral timeout fired before our trigger's event

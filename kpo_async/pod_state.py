@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 PENDING, RUNNING, SUCCEEDED, FAILED, UNKNOWN = "Pending", "Running", "Succeeded", "Failed", "Unknown"
@@ -72,19 +73,17 @@ class PodState:
     unschedulable_message: str | None
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
+    #: When the pod was scheduled (epoch seconds, from its PodScheduled condition), if it was.
+    scheduled_at: float | None = None
 
     @classmethod
     def from_api(cls, pod: Mapping[str, Any]) -> PodState:
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
-        unschedulable = next(
-            (
-                c.get("message")
-                for c in status.get("conditions") or []
-                if c.get("type") == "PodScheduled" and c.get("status") == "False"
-            ),
-            None,
-        )
+        conditions = status.get("conditions") or []
+        scheduled: dict[str, Any] = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
+        unschedulable = scheduled.get("message") if scheduled.get("status") == "False" else None
+        since = scheduled.get("lastTransitionTime") if scheduled.get("status") == "True" else None
         return cls(
             name=meta.get("name", ""),
             namespace=meta.get("namespace", ""),
@@ -101,6 +100,7 @@ class PodState:
             unschedulable_message=unschedulable,
             labels=dict(meta.get("labels") or {}),
             annotations=dict(meta.get("annotations") or {}),
+            scheduled_at=datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() if since else None,
         )
 
     def container(self, name: str) -> ContainerState | None:

@@ -16,9 +16,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from kpo_async.clients import shared_client
+from kpo_async.clients import check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
-from kpo_async.logs import LogCursor
 from kpo_async.monitor import MonitorSettings, PodMonitor
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pods import delete_pod
@@ -36,6 +35,8 @@ class PodTrigger(BaseTrigger):
     :param cluster: `ClusterRef.to_dict()`: connection id / kubeconfig path / context, no secrets.
     :param log_cursor: where the log was delivered up to when this trigger was created.
     :param on_kill_action: ``delete_pod`` or ``keep_pod`` when a user kills the deferred task.
+    :param cluster_fingerprint: the cluster the worker created the pod on (server URL, CA digest,
+        connection; no secrets). The trigger refuses to follow the pod on another cluster.
     :param settings: the fields of `kpo_async.monitor.MonitorSettings` (base_container_name,
         get_logs, do_xcom_push, startup/execution deadlines, poll and checkpoint intervals,
         secret_env_names ...), written once there and stored as kwargs of the same names.
@@ -49,6 +50,7 @@ class PodTrigger(BaseTrigger):
         cluster: dict[str, Any],
         log_cursor: str | None = None,
         on_kill_action: str = "delete_pod",
+        cluster_fingerprint: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -57,6 +59,7 @@ class PodTrigger(BaseTrigger):
         self.cluster = cluster
         self.log_cursor = log_cursor
         self.on_kill_action = on_kill_action
+        self.cluster_fingerprint = cluster_fingerprint
         self.settings = _settings(settings)
         self._monitor: PodMonitor | None = None
         self._fired = False
@@ -75,6 +78,7 @@ class PodTrigger(BaseTrigger):
                 "cluster": self.cluster,
                 "log_cursor": self.log_cursor,
                 "on_kill_action": self.on_kill_action,
+                "cluster_fingerprint": self.cluster_fingerprint,
                 **settings,
             },
         )
@@ -85,12 +89,13 @@ class PodTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             client = await shared_client(ClusterRef.from_dict(self.cluster))
+            check_same_cluster(self.cluster_fingerprint, client, f"{self.namespace}/{self.pod_name}")
             self._monitor = PodMonitor(
                 client,
                 self.namespace,
                 self.pod_name,
                 self.settings,
-                log_cursor=LogCursor.from_str(self.log_cursor),
+                log_cursor=self.log_cursor,
                 logger=self.log,
             )
             outcome = await self._monitor.run()
@@ -105,7 +110,7 @@ class PodTrigger(BaseTrigger):
                 reason=exc.__class__.__name__,
                 message=f"the trigger following pod {self.namespace}/{self.pod_name} failed on the "
                 f"triggerer: {exc if str(exc) else describe(exc)}",
-                log_cursor=self._monitor.log_cursor.to_str() if self._monitor else self.log_cursor,
+                log_cursor=self._monitor.log_cursor if self._monitor else self.log_cursor,
             )
         self._fired = True
         yield TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]

@@ -1,5 +1,5 @@
 """The runtime's parts on their own, against the embedded cluster over loopback: the API access
-layer's typed errors, the trigger outcome and its stored forms, `LogFollower`, `XComCollector` and
+layer's typed errors, the trigger outcome and its stored forms, `PodLogs`, `XComCollector` and
 `PodMonitor`'s stages."""
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from kpo_async.errors import (
     Unprocessable,
 )
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_RESULT_ANNOTATION, XCOM_SIDECAR_NAME
-from kpo_async.log_follower import LogFollower
-from kpo_async.logs import LogCursor
+from kpo_async.log_follower import PodLogs
 from kpo_async.monitor import MonitorSettings, PodMonitor, Stage
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod
@@ -219,63 +218,65 @@ def test_trigger_kwargs_stored_by_an_older_version_still_construct() -> None:
         "secret_env_names": ["API_KEY"],
     }
     trigger = PodTrigger(**stored)
-    assert trigger.serialize() == ("triggers.pod.PodTrigger", stored)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "triggers.pod.PodTrigger"
+    assert {key: kwargs[key] for key in stored} == stored  # newer settings are added with defaults
+    assert kwargs["schedule_deadline"] is None  # so startup_deadline still covers scheduling
     assert trigger.monitor_settings().secret_env_names == ("API_KEY",)
     assert trigger.monitor_settings().base_container_name == "main"
     # A kwarg from another version is dropped rather than failing the re-creation.
     assert PodTrigger(**stored, retired_setting=1).serialize() == trigger.serialize()
 
 
-# -- LogFollower ---------------------------------------------------------------------------------------
+# -- PodLogs -------------------------------------------------------------------------------------------
 
 
-async def test_log_follower_reads_everything_once_and_checkpoints(client: ClusterClient) -> None:
+async def test_pod_logs_read_everything_once_and_checkpoint(client: ClusterClient) -> None:
     await client.core.create_namespaced_pod(
         "default", pod_body("chatty", duration_seconds=1, log_lines_per_second=10)
     )
     state = await wait_until(client, "chatty", lambda s: s.finished)
-    logger = Lines()
-    follower = LogFollower(
-        client, "default", "chatty", "base", LogCursor(), logger=logger, terminated=lambda: True
-    )
-    await follower.follow()
-    assert logger.infos == [f"[base] line {i}" for i in range(1, 11)]
-    assert list(follower.tail) == [f"line {i}" for i in range(1, 11)]
 
-    await follower.checkpoint()
+    async def read_all(logger: Lines) -> PodLogs:
+        logs = PodLogs(client, "default", "chatty", "base", None, logger=logger, state=lambda: state)
+        logs.requested = ("base", None)
+        await logs.update(state)
+        await logs.finish()
+        await logs.stop()
+        return logs
+
+    logger = Lines()
+    logs = await read_all(logger)
+    assert logger.infos == [f"[base] line {i}" for i in range(1, 11)]
+    assert list(logs.tail) == [f"line {i}" for i in range(1, 11)]
+
+    await logs.checkpoint()
     state = await wait_until(client, "chatty", lambda s: LOG_CURSOR_ANNOTATION in s.annotations)
-    assert state.annotations[LOG_CURSOR_ANNOTATION] == follower.cursor.to_str()
+    assert state.annotations[LOG_CURSOR_ANNOTATION] == logs.cursor
 
     # A successor resumes from the pod's checkpoint: nothing is delivered twice.
     again = Lines()
-    successor = LogFollower(
-        client, "default", "chatty", "base", LogCursor(), logger=again, terminated=lambda: True
-    )
-    successor.resume_from(state)
-    await successor.follow()
-    assert again.infos == [] and successor.cursor == follower.cursor
+    successor = await read_all(again)
+    assert again.infos == [] and successor.cursor == logs.cursor
 
 
-async def test_log_follower_follows_a_running_container(client: ClusterClient) -> None:
+async def test_pod_logs_follow_a_running_container(client: ClusterClient) -> None:
     await client.core.create_namespaced_pod(
         "default", pod_body("streaming", duration_seconds=1.5, log_lines_per_second=10)
     )
-    await wait_until(client, "streaming", lambda s: s.started("base"))
+    state = await wait_until(client, "streaming", lambda s: s.started("base"))
     subscription = shared_watcher(client, "default").subscribe("streaming")
-
-    def terminated() -> bool:
-        return subscription.state is not None and subscription.state.finished
-
     logger = Lines()
-    follower = LogFollower(
-        client, "default", "streaming", "base", LogCursor(), logger=logger, terminated=terminated
+    logs = PodLogs(
+        client, "default", "streaming", "base", None, logger=logger, state=lambda: subscription.state
     )
+    logs.requested = ("base", None)
     try:
-        follower.start()
+        await logs.update(state)
         await wait_until(client, "streaming", lambda s: s.finished)
-        await follower.finish()
+        await logs.finish()
     finally:
-        await follower.stop()
+        await logs.stop()
         subscription.close()
     assert logger.infos == [f"[base] line {i}" for i in range(1, 16)]
 
@@ -319,7 +320,7 @@ async def test_xcom_collector_reads_records_and_stops_the_sidecar(client: Cluste
 
 def monitor_for(client: ClusterClient, name: str, *, startup_seconds: float) -> PodMonitor:
     settings = MonitorSettings(startup_deadline=time.time() + startup_seconds)
-    return PodMonitor(client, "default", name, settings, log_cursor=LogCursor(), logger=Lines())
+    return PodMonitor(client, "default", name, settings, log_cursor=None, logger=Lines())
 
 
 async def test_monitor_moves_through_its_stages(client: ClusterClient) -> None:

@@ -191,13 +191,13 @@ def test_a_recreated_trigger_whose_startup_deadline_passed_times_out_at_once(sim
     classpath, kwargs = stored_kwargs(deferred)
     with capture_logs():
         asyncio.run(_stop_soon(trigger_from(classpath, kwargs)))
-    time.sleep(max(0.0, kwargs["startup_deadline"] - time.time()))
+    time.sleep(max(0.0, kwargs["schedule_deadline"] - time.time()))
     started = time.monotonic()
     event = run_trigger(trigger_from(classpath, kwargs))
     # a deadline counted again from the re-creation would take 3 s more
     assert time.monotonic() - started < 2, "the new trigger did not use the original deadline"
-    assert event["status"] == "timeout" and event["reason"] == "StartupTimeout"
-    assert "startup_timeout_seconds" in event["message"] and "FailedScheduling" in event["message"]
+    assert event["status"] == "timeout" and event["reason"] == "ScheduleTimeout"
+    assert "schedule_timeout_seconds" in event["message"] and "FailedScheduling" in event["message"]
     with pytest.raises(PodFailedError):
         op.execute_complete(context_for(ti), event)
     assert live_pods(sim, name) == []

@@ -1,0 +1,219 @@
+"""Logs of every requested container (init containers included), streamed by the trigger with one
+resumable cursor per container; prefixes, levels, `log_formatter`; and the scheduling window."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from kubernetes.client import models as k8s
+from structlog.testing import capture_logs
+
+from kpo_async.errors import PodFailedError
+from kpo_async.testing.harness import (
+    FakeTI,
+    close_process_state,
+    make_operator,
+    run_task,
+    stored_kwargs,
+    submit,
+    trigger_from,
+)
+
+
+def shout(container: str, line: str) -> str:
+    """An importable `log_formatter`: the triggerer imports it by name."""
+    return f"{container.upper()} | {line}"
+
+
+def loop(word: str, count: int, pause: float = 0.0) -> str:
+    return f'for i in $(seq 1 {count}); do echo "{word} $i"; sleep {pause}; done'
+
+
+def two_containers(side_script: str) -> k8s.V1Pod:
+    side = k8s.V1Container(name="side", image="alpine:3.20", command=["sh", "-c", side_script])
+    return k8s.V1Pod(spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="base"), side]))
+
+
+def init(name: str, script: str) -> k8s.V1Container:
+    return k8s.V1Container(name=name, image="alpine:3.20", command=["sh", "-c", script])
+
+
+def lines(logs: list[dict[str, Any]], prefix: str = "[") -> list[tuple[str, str]]:
+    return [(e["log_level"], e["event"]) for e in logs if str(e.get("event", "")).startswith(prefix)]
+
+
+def test_every_requested_container_is_streamed_with_levels_and_prefixes(sim_thread) -> None:
+    op = make_operator(
+        sim_thread,
+        name="many-logs",
+        cmds=["sh", "-c"],
+        arguments=["sleep 1; echo base says hi; echo 'WARNING: base is low on disk'"],
+        full_pod_spec=two_containers("echo side says hi; echo '[ERROR] side broke'; sleep 30"),
+        init_containers=[init("init-a", "echo init says hi; echo 'error: init complained'")],
+        container_logs=True,
+        init_container_logs=True,
+    )
+    with capture_logs() as logs:
+        run_task(op)
+    got = lines(logs)
+    assert ("info", "[init-a] init says hi") in got
+    assert ("error", "[init-a] error: init complained") in got
+    assert ("info", "[side] side says hi") in got and ("error", "[side] [ERROR] side broke") in got
+    assert ("info", "[base] base says hi") in got
+    assert ("warning", "[base] WARNING: base is low on disk") in got
+    assert len(got) == len(set(got)) == 6  # each line once
+    # init containers run first: their lines come before any other container's
+    assert got.index(("info", "[init-a] init says hi")) < got.index(("info", "[base] base says hi"))
+
+
+def test_only_the_named_containers_and_no_prefix(sim_thread) -> None:
+    op = make_operator(
+        sim_thread,
+        name="named-logs",
+        cmds=["sh", "-c"],
+        arguments=["sleep 1; echo from base"],
+        full_pod_spec=two_containers("echo from side"),
+        init_containers=[init("init-a", "echo from init-a"), init("init-b", "echo from init-b")],
+        container_logs=["side"],
+        init_container_logs=["init-b"],
+        container_name_log_prefix_enabled=False,
+    )
+    with capture_logs() as logs:
+        run_task(op)
+    got = [e["event"] for e in logs if str(e.get("event", "")).startswith("from ")]
+    assert sorted(got) == ["from init-b", "from side"]
+
+
+def test_an_importable_log_formatter_is_used_by_the_trigger(sim_thread) -> None:
+    op = make_operator(
+        sim_thread, name="formatted", cmds=["sh", "-c"], arguments=["echo hello"], log_formatter=shout
+    )
+    deferred = submit(op, FakeTI("formatted"))
+    assert stored_kwargs(deferred)[1]["log_formatter"] == f"{__name__}:shout"
+    with capture_logs() as logs:
+        op2 = make_operator(
+            sim_thread, name="formatted", cmds=["sh", "-c"], arguments=["echo hello"], log_formatter=shout
+        )
+        run_task(op2, FakeTI("formatted", try_number=2))
+    assert "BASE | hello" in [e["event"] for e in logs]
+
+
+def test_a_failed_init_container_s_log_is_in_the_task_log_and_the_failure(sim_thread) -> None:
+    op = make_operator(
+        sim_thread,
+        name="init-fails",
+        init_containers=[init("prepare", "echo cannot find input; exit 4")],
+        init_container_logs=True,
+    )
+    with capture_logs() as logs, pytest.raises(PodFailedError) as info:
+        run_task(op)
+    assert ("info", "[prepare] cannot find input") in lines(logs)
+    assert "[prepare] cannot find input" in str(info.value)
+
+
+async def _stop_after(trigger: Any, logs: list[dict[str, Any]], count: int) -> None:
+    """A graceful triggerer shutdown once `count` lines were delivered: cancel, then cleanup()."""
+
+    async def run() -> None:
+        async for event in trigger.run():
+            raise AssertionError(f"the pod finished before the shutdown: {event.payload}")
+
+    task = asyncio.create_task(run())
+    try:
+        deadline = time.monotonic() + 30
+        while len(lines(logs)) < count:
+            assert not task.done() and time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await trigger.cleanup()
+        await close_process_state()
+
+
+def test_each_container_resumes_exactly_after_a_triggerer_restart(sim_thread) -> None:
+    op = make_operator(
+        sim_thread,
+        name="resume-many",
+        cmds=["sh", "-c"],
+        arguments=[loop("base", 40, 0.05)],
+        full_pod_spec=two_containers(loop("side", 30, 0.05)),
+        init_containers=[init("init-a", loop("init", 10))],
+        container_logs=True,
+        init_container_logs=True,
+    )
+    ti = FakeTI("resume-many")
+    classpath, kwargs = stored_kwargs(submit(op, ti))
+    with capture_logs() as first:
+        asyncio.run(_stop_after(trigger_from(classpath, kwargs), first, 25))
+    with capture_logs() as second:
+        asyncio.run(_stop_after(trigger_from(classpath, kwargs), second, 10))
+    with capture_logs() as third:
+        event = asyncio.run(asyncio.wait_for(_first_event(trigger_from(classpath, kwargs)), 60))
+    assert event["status"] == "success"
+    delivered = [text for _, text in lines(first) + lines(second) + lines(third)]
+    for word, name, count in (("init", "init-a", 10), ("side", "side", 30), ("base", "base", 40)):
+        mine = [t for t in delivered if t.startswith(f"[{name}] ")]
+        assert mine == [f"[{name}] {word} {i}" for i in range(1, count + 1)], name
+    assert "," in event["log_cursor"] and "side=" in event["log_cursor"]
+
+
+async def _first_event(trigger: Any) -> dict[str, Any]:
+    try:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("no event")
+    finally:
+        await trigger.cleanup()
+        await close_process_state()
+
+
+# -- the scheduling window, then the startup window ------------------------------------------------
+
+
+def test_schedule_timeout_is_its_own_window(sim_thread) -> None:
+    op = make_operator(
+        sim_thread,
+        name="never-scheduled",
+        node_selector={"disktype": "ssd"},
+        schedule_timeout_seconds=2,
+        startup_timeout_seconds=120,
+    )
+    started = time.monotonic()
+    with pytest.raises(PodFailedError) as info:
+        run_task(op)
+    assert time.monotonic() - started < 30  # not startup_timeout_seconds
+    assert "was not scheduled before schedule_timeout_seconds" in str(info.value)
+    assert "FailedScheduling" in str(info.value)
+
+
+def rendered(logs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    out = []
+    for entry in logs:
+        args = entry.get("positional_args") or ()
+        out.append((entry.get("log_level", ""), str(entry["event"]) % args if args else str(entry["event"])))
+    return out
+
+
+def test_failure_logs_container_states_and_the_pod_spec_with_secrets_masked(sim_thread) -> None:
+    op = make_operator(
+        sim_thread,
+        name="fails-loud",
+        cmds=["sh", "-c"],
+        arguments=["exit 3"],
+        env_vars={"DB_PASSWORD": "hunter2-value", "MODE": "fast"},
+        log_events_on_failure=True,
+    )
+    with capture_logs() as logs, pytest.raises(PodFailedError):
+        run_task(op)
+    got = rendered(logs)
+    assert any(
+        level == "error" and "container base: terminated" in text and "exit_code=3" in text
+        for level, text in got
+    )
+    spec = next(text for _, text in got if text.startswith("pod spec: "))
+    assert '"MODE", "value": "fast"' in spec and "hunter2-value" not in spec and "***" in spec
