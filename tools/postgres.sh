@@ -54,7 +54,12 @@ case "$cmd" in
     mkdir -p "$dir"
     if [ "$(id -u)" = 0 ]; then
       chown postgres: "$dir"
-      chmod a+x "$(dirname "$dir")"  # e.g. a mktemp -d parent (0700): postgres must reach DIR
+      # e.g. a mktemp -d ancestor (0700): postgres must be able to traverse down to DIR.
+      up=$(dirname "$(realpath "$dir")")
+      while [ "$up" != / ]; do
+        [ -n "$(find "$up" -maxdepth 0 -perm -o+x)" ] || chmod o+x "$up"
+        up=$(dirname "$up")
+      done
     fi
     chmod 700 "$dir"
     if [ ! -f "$dir/PG_VERSION" ]; then

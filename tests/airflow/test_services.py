@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 import signal
 import threading
@@ -69,6 +70,8 @@ def services(workdir: Path) -> Iterator[AirflowServices]:
         connections={"k8s_inline": _inline_connection},
         variables={"kpo_api_secret": PLANTED_VARIABLE, "kpo_echo_secret": ECHOED_SECRET},
         extra_env={"KPO_TEST_MARKERS": str(markers)},
+        # PostgreSQL, as production runs; KPO_ASYNC_TEST_DATABASE=sqlite for the old setup.
+        database=os.environ.get("KPO_ASYNC_TEST_DATABASE", "postgres"),
     )
     started = time.monotonic()
     with harness:

@@ -228,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not os.path.exists(args[1]):
         # Started ahead of time: do the slow imports now, then wait for the config to appear.
-        import airflow.models.taskinstance  # noqa: F401
+        import airflow.models.taskinstance
         import airflow.models.trigger  # noqa: F401
+
         import triggers.pod  # noqa: F401
 
         deadline = time.time() + 900

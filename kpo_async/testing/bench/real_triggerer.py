@@ -344,7 +344,8 @@ def print_report(runs: list[dict[str, Any]]) -> None:
         print(f"   per pod-minute: { {k: round(v, 3) for k, v in run['requests_per_pod_min'].items()} }")
         print(
             f"   RSS {run['rss_baseline_mb']:.0f} -> {run['rss_steady_mb']:.0f} MB; load at window end "
-            f"{run['load_window_end']}; {run['triggerer_processes']} triggerer processes; notes {run['notes']}"
+            f"{run['load_window_end']}; {run['triggerer_processes']} triggerer processes; "
+            f"notes {run['notes']}"
         )
         if run["missing_examples"]:
             print(f"   missing lines, examples: {run['missing_examples']}")
@@ -398,9 +399,10 @@ async def amain(args: argparse.Namespace) -> int:
         n = args.pods if design == "ours" else min(args.pods, args.official_cap)
         print(f"{time.strftime('%H:%M:%S')} {design}: N={n}, load {loadavg()}", flush=True)
         runs.append(await run_design(design, n, args))
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(runs, indent=1, default=str))
     print_report(runs)
+    if args.json_out:
+        with open(args.json_out, "w") as handle:  # noqa: ASYNC230 (the runs are over)
+            json.dump(runs, handle, indent=1, default=str)
     ok = all(r["events_correct"] == r["n"] for r in runs)
     return 0 if ok else 1
 
