@@ -10,8 +10,9 @@ from raw chunks with a fixed cap, so a pod printing a 100 MB line without a newl
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -35,6 +36,14 @@ class Timestamp:
     @classmethod
     def parse(cls, text: str) -> Timestamp:
         """Parse RFC3339 with up to nine fractional digits (2026-11-27T01:02:03.123456789Z)."""
+        # Fast path, once per log line: the API server's UTC form. The whole second is parsed
+        # once per second of log (cached); the general parse below costs ~10x more per line.
+        if len(text) > 20 and text[-1] == "Z" and text[19] == "." and text[20:-1].isdigit():
+            return cls(_utc_second(text[:19]), int(text[20:-1][:9].ljust(9, "0")))
+        return cls._parse_slow(text)
+
+    @classmethod
+    def _parse_slow(cls, text: str) -> Timestamp:
         match = _RFC3339.fullmatch(text.strip())
         if match is None:
             raise ValueError(f"not an RFC3339 timestamp: {text!r}")
@@ -50,6 +59,12 @@ class Timestamp:
     def __str__(self) -> str:
         base = datetime.fromtimestamp(self.seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         return f"{base}.{self.nanos:09d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _utc_second(whole: str) -> int:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` (UTC), validated by the general parser."""
+    return Timestamp._parse_slow(whole + "Z").seconds
 
 
 @dataclass(frozen=True)
@@ -167,6 +182,7 @@ class ContainerLog:
         sink: Callable[[str], None],
         *,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        pace: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.api_client = api_client
         self.namespace = namespace
@@ -175,6 +191,8 @@ class ContainerLog:
         self.cursor = cursor
         self.sink = sink
         self.max_line_bytes = max_line_bytes
+        #: Awaited between chunks: yields to the loop, and may hold a reader back (back-pressure).
+        self.pace = pace
         self.lines_delivered = 0
 
     async def read(self, *, follow: bool, read_timeout: float | None = None) -> None:
@@ -208,7 +226,8 @@ class ContainerLog:
         try:
             async for chunk in response.content.iter_any():
                 self._deliver(splitter.feed(chunk), resume)
-                await asyncio.sleep(0)  # a chatty pod must not monopolise the loop
+                # a chatty pod must not monopolise the loop
+                await (self.pace() if self.pace is not None else asyncio.sleep(0))
             self._deliver(splitter.flush(), resume)
         finally:
             response.release()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import json
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError, PermissionDeniedError, XComError
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_RESULT_ANNOTATION, XCOM_SIDECAR_NAME
+from kpo_async.log_writer import WRITER
 from kpo_async.logs import ContainerLog, LogCursor
 from kpo_async.pod_state import ContainerState, PodState
 from kpo_async.pods import pod_events, read_pod
@@ -78,8 +80,16 @@ class PodMonitor:
         self.log = logger
         self.tail: collections.deque[str] = collections.deque(maxlen=settings.log_tail_lines)
         self.container_log = ContainerLog(
-            client.log_api_client, namespace, pod_name, settings.base_container, log_cursor, self._on_log_line
+            client.log_api_client,
+            namespace,
+            pod_name,
+            settings.base_container,
+            log_cursor,
+            self._on_log_line,
+            pace=WRITER.pace,
         )
+        #: The trigger's logging context (which task's log a line goes to), for the writer thread.
+        self._log_context: contextvars.Context | None = None
         self._checkpointed = log_cursor
         self._polled: PodState | None = None
         self._seen_phase: str | None = None
@@ -92,6 +102,7 @@ class PodMonitor:
 
     # -- the run -------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
+        self._log_context = contextvars.copy_context()
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
         log_task: asyncio.Task[None] | None = None
         checkpoints: asyncio.Task[None] | None = None
@@ -297,7 +308,11 @@ class PodMonitor:
             from airflow.sdk.log import redact
 
             line = redact(line)  # the tail also lands in the event, stored in the metadata DB
-        self.log.info(f"[{self.settings.base_container}] {line}")
+        message = f"[{self.settings.base_container}] {line}"
+        if self._log_context is None:
+            self.log.info(message)
+        else:  # a log call can block on the triggerer's log socket: not on the event loop
+            WRITER.emit(self._log_context, self.log.info, message)
         self.tail.append(line[: self.settings.log_tail_line_chars])
 
     async def _mask_secret_env(self) -> None:
@@ -398,6 +413,7 @@ class PodMonitor:
             self.log.warning(f"gave up waiting for the rest of {self._pod_ref}'s log")
         except Exception as exc:
             self.log.warning(f"could not read the rest of {self._pod_ref}'s log: {describe(exc)}")
+        await WRITER.drain()  # every line is in the task's log before the event resumes the task
 
     async def _checkpoint_periodically(self) -> None:
         """While lines flow, record the cursor now and then, bounding what a crash can repeat."""

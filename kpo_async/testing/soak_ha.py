@@ -96,7 +96,7 @@ async def soak(args: argparse.Namespace) -> int:
         await asyncio.wait_for(observer.synced.wait(), 60)
         t0 = time.time()
         stop_phase = 60 + len(actions) * args.interval
-        end_at = t0 + 30 + n / 25 + stop_phase
+        end_at = t0 + 30 + n / 10 + stop_phase
         pods = await create_pods(
             client,
             "default",

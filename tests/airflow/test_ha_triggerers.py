@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,9 @@ from tests.airflow.test_services import PodRecorder, numbered, trigger_log_files
 
 pytestmark = [pytest.mark.airflow, pytest.mark.services]
 
-RUNS = 6
-DURATION, RATE = 100, 2
+RUNS = 4
+#: Long enough to outlast the deferrals, a kill, an adoption, a restart and a graceful stop.
+DURATION, RATE = 240, 1
 TOTAL = DURATION * RATE
 
 
@@ -40,12 +42,21 @@ def ha(workdir: Path) -> Iterator[AirflowServices]:
         extra_env={"KPO_TEST_MARKERS": str(workdir / "markers")},
     )
     (workdir / "markers").mkdir(parents=True, exist_ok=True)
-    with harness:
+    try:
+        # Five services and PostgreSQL on a shared 2-core machine: allow a slow start.
+        harness.start(timeout=600)
         triggerer_jobs(harness, at_least=1)
         harness.add_triggerer("triggerer-2")
         triggerer_jobs(harness, at_least=2)
-        harness.wait_for_dags(["kpo_test_lines"])
+        harness.wait_for_dags(["kpo_test_lines"], timeout=300)
+    except BaseException:
+        print(harness.tails(), file=sys.stderr)
+        harness.stop()
+        raise
+    try:
         yield harness
+    finally:
+        harness.stop()
 
 
 def triggerer_jobs(services: AirflowServices, at_least: int) -> list[int]:
@@ -77,7 +88,7 @@ def test_two_triggerers_a_kill_a_graceful_stop_and_restarts_lose_nothing(ha: Air
         ]
         wait_until(
             lambda: len(held := owners(services, run_ids)) == RUNS and all(held.values()),
-            timeout=240,
+            timeout=480,
             what="every task deferred and its trigger assigned",
             first=1,
         )
@@ -120,7 +131,7 @@ def test_two_triggerers_a_kill_a_graceful_stop_and_restarts_lose_nothing(ha: Air
         jobs[survivor] = triggerer_jobs(services, at_least=4)[-1]
 
         finals = {
-            run_id: services.wait_task("kpo_test_lines", run_id, "lines", timeout=300, poll=1)
+            run_id: services.wait_task("kpo_test_lines", run_id, "lines", timeout=600, poll=1)
             for run_id in run_ids
         }
         pods.poll()

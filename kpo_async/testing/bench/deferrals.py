@@ -174,7 +174,7 @@ def defer(config: dict[str, Any]) -> dict[str, Any]:
                 )
             )
             created += 1
-            if created % 200 == 0:
+            if created % 50 == 0:  # short transactions: the triggerers write to these tables too
                 session.commit()
     return {"deferred": created}
 
