@@ -268,7 +268,12 @@ def _report(
     return 1 if problems else 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up (triggerers, PostgreSQL, simulator) on SIGTERM
     return asyncio.run(soak(_parser().parse_args(argv)))
 
 

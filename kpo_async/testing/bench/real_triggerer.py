@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -417,9 +418,14 @@ async def amain(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up (triggerers, PostgreSQL, simulator) on SIGTERM
     return asyncio.run(amain(args))
 
 
