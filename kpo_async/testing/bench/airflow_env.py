@@ -174,6 +174,8 @@ class BenchAirflow:
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                # Parsing imports the providers: a loaded machine needs more than the default 30 s.
+                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
                 # Trigger kwargs are stored as a worker's deferral stores them; a real key anyway.
                 "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_url,
