@@ -36,6 +36,8 @@ XCOM_ANNOTATION_LIMIT = 64 * 1024
 SIDECAR_START_SECONDS = 120.0
 
 SUCCESS, FAILED, ERROR, TIMEOUT = "success", "failed", "error", "timeout"
+#: How long a finishing trigger waits for the log writer thread to write its last lines.
+_DRAIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ class PodMonitor:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             self._subscription.close()
+            if log_task is not None:  # every line is in the task's log before the event (or exit)
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(WRITER.drain(), _DRAIN_SECONDS)
 
     async def _wait_for_start(self) -> PodState | dict[str, Any]:
         while True:
@@ -413,7 +418,6 @@ class PodMonitor:
             self.log.warning(f"gave up waiting for the rest of {self._pod_ref}'s log")
         except Exception as exc:
             self.log.warning(f"could not read the rest of {self._pod_ref}'s log: {describe(exc)}")
-        await WRITER.drain()  # every line is in the task's log before the event resumes the task
 
     async def _checkpoint_periodically(self) -> None:
         """While lines flow, record the cursor now and then, bounding what a crash can repeat."""
