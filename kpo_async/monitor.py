@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import contextvars
 import json
 import time
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError, PermissionDeniedError, XComError
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_RESULT_ANNOTATION, XCOM_SIDECAR_NAME
-from kpo_async.log_writer import WRITER
 from kpo_async.logs import ContainerLog, LogCursor
 from kpo_async.pod_state import ContainerState, PodState
 from kpo_async.pods import pod_events, read_pod
@@ -36,8 +34,6 @@ XCOM_ANNOTATION_LIMIT = 64 * 1024
 SIDECAR_START_SECONDS = 120.0
 
 SUCCESS, FAILED, ERROR, TIMEOUT = "success", "failed", "error", "timeout"
-#: How long a finishing trigger waits for the log writer thread to write its last lines.
-_DRAIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -82,16 +78,8 @@ class PodMonitor:
         self.log = logger
         self.tail: collections.deque[str] = collections.deque(maxlen=settings.log_tail_lines)
         self.container_log = ContainerLog(
-            client.log_api_client,
-            namespace,
-            pod_name,
-            settings.base_container,
-            log_cursor,
-            self._on_log_line,
-            pace=WRITER.pace,
+            client.log_api_client, namespace, pod_name, settings.base_container, log_cursor, self._on_log_line
         )
-        #: The trigger's logging context (which task's log a line goes to), for the writer thread.
-        self._log_context: contextvars.Context | None = None
         self._checkpointed = log_cursor
         self._polled: PodState | None = None
         self._seen_phase: str | None = None
@@ -104,7 +92,6 @@ class PodMonitor:
 
     # -- the run -------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
-        self._log_context = contextvars.copy_context()
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
         log_task: asyncio.Task[None] | None = None
         checkpoints: asyncio.Task[None] | None = None
@@ -132,9 +119,6 @@ class PodMonitor:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             self._subscription.close()
-            if log_task is not None:  # every line is in the task's log before the event (or exit)
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(WRITER.drain(), _DRAIN_SECONDS)
 
     async def _wait_for_start(self) -> PodState | dict[str, Any]:
         while True:
@@ -313,11 +297,7 @@ class PodMonitor:
             from airflow.sdk.log import redact
 
             line = redact(line)  # the tail also lands in the event, stored in the metadata DB
-        message = f"[{self.settings.base_container}] {line}"
-        if self._log_context is None:
-            self.log.info(message)
-        else:  # a log call can block on the triggerer's log socket: not on the event loop
-            WRITER.emit(self._log_context, self.log.info, message)
+        self.log.info(f"[{self.settings.base_container}] {line}")
         self.tail.append(line[: self.settings.log_tail_line_chars])
 
     async def _mask_secret_env(self) -> None:
