@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-ui test test-fast test-airflow30 lint compat e2e cluster-up cluster-down node-up node-down e2e-node bench bench-sim soak docs clean ui-deps ui-test ui-screenshots
+.PHONY: venv demo demo-ui test test-fast test-airflow30 lint compat e2e cluster-up cluster-down node-up node-down e2e-node bench bench-sim bench-triggerer soak soak-ha docs clean ui-deps ui-test ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -99,6 +99,16 @@ soak: $(STAMP)
 ## Triggerer load benchmark, ours vs the official trigger (docs/scale.md)
 bench: $(STAMP)
 	$(BIN)/kpo-async bench
+
+## The same in a REAL `airflow triggerer` with logs on: 1,000 pods at 1 line/s, official at 300 (docs/scale.md)
+BENCH_TRIGGERER_ARGS ?= --pods 1000 --log-rate 1 --duration 120 --design both --official-cap 300
+bench-triggerer: $(STAMP)
+	$(BIN)/python -m kpo_async.testing.bench.real_triggerer $(BENCH_TRIGGERER_ARGS)
+
+## Two real triggerers (HA) on PostgreSQL, 500 deferred pods, 10 SIGKILLs + graceful stops (docs/reliability.md)
+SOAK_HA_ARGS ?= --pods 500 --kills 10 --interval 20 --seed 1
+soak-ha: $(STAMP)
+	$(BIN)/python -m kpo_async.testing.soak_ha $(SOAK_HA_ARGS)
 
 ## The documentation site, strict: any broken link or warning fails
 docs: $(STAMP)

@@ -151,8 +151,15 @@ class AirflowServices:
         connections: dict[str, Any] | None = None,
         variables: dict[str, str] | None = None,
         extra_env: dict[str, str] | None = None,
+        database: str = "sqlite",
     ) -> None:
+        if database not in ("sqlite", "postgres"):
+            raise ValueError(f"database must be 'sqlite' or 'postgres', not {database!r}")
         self.workdir = Path(workdir)
+        #: "postgres": a private PostgreSQL (tools/postgres.sh) on loopback, data under workdir.
+        self.database = database
+        self.pg_dir = self.workdir / "pg" / "data"
+        self.sql_url = ""
         self.home = self.workdir / "airflow"
         self.dags_folder = self.workdir / "dags"
         self.service_logs = self.workdir / "logs" / "services"
@@ -194,6 +201,10 @@ class AirflowServices:
         for dag_file in self.dag_files:
             shutil.copy(dag_file, self.dags_folder / Path(dag_file).name)
         self._start_sim()
+        if self.database == "postgres":
+            self.sql_url = start_postgres(self.pg_dir)
+        else:
+            self.sql_url = f"sqlite:///{self.db_path}"
         self.env = self._airflow_env()
         migrated = subprocess.run(
             [AIRFLOW_BIN, "db", "migrate"],
@@ -224,8 +235,9 @@ class AirflowServices:
             if service.proc is not None and service.proc.poll() is None:
                 with contextlib.suppress(psutil.Error):
                     self._stray += psutil.Process(service.proc.pid).children(recursive=True)
-        # Triggerer and scheduler first: they must not act on a cluster that is going away.
-        for name in ("triggerer", "scheduler", "dag-processor", "api-server"):
+        # Triggerers and scheduler first: they must not act on a cluster that is going away.
+        extra_triggerers = tuple(name for name in self.services if name.startswith("triggerer-"))
+        for name in (*extra_triggerers, "triggerer", "scheduler", "dag-processor", "api-server"):
             service = self.services.get(name)
             if service is not None and service.proc is not None:
                 stop_process_group(service.proc)
@@ -235,6 +247,8 @@ class AirflowServices:
         for proc in self._stray:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
+        if self.database == "postgres":
+            stop_postgres(self.pg_dir)
 
     def _start_sim(self) -> None:
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
@@ -275,7 +289,7 @@ class AirflowServices:
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
                 "AIRFLOW__CORE__FERNET_KEY": "",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.db_path}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_url or f"sqlite:///{self.db_path}",
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
@@ -363,6 +377,13 @@ class AirflowServices:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
         return time.monotonic() - started
+
+    def add_triggerer(self, name: str) -> Service:
+        """Start one more `airflow triggerer` (HA: several share the triggers); name 'triggerer-<x>'."""
+        if not name.startswith("triggerer-"):
+            raise ValueError(f"an extra triggerer's name must start with 'triggerer-', not {name!r}")
+        self.services[name] = Service(name, ["triggerer"], self.service_logs / f"{name}.log")
+        return self.start_service(name)
 
     def restart_triggerer(self, sig: int = signal.SIGTERM) -> float:
         """Stop the triggerer with `sig`, start a new one, wait until it is healthy again."""
@@ -515,6 +536,9 @@ class AirflowServices:
 
     # -- metadata DB (read-only) ---------------------------------------------------------------
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Read-only SQL with ``?`` placeholders, on SQLite or PostgreSQL."""
+        if self.database == "postgres":
+            return query_postgres(self.sql_url, sql, params)
         uri = f"file:{self.db_path}?mode=ro"
         for attempt in itertools.count():
             try:
@@ -599,6 +623,32 @@ class AirflowServices:
         for path in self.workdir.rglob("*"):
             if path.is_file():
                 yield path
+
+
+POSTGRES_SH = REPO / "tools" / "postgres.sh"
+
+
+def start_postgres(data_dir: Path) -> str:
+    """Start a private PostgreSQL (tools/postgres.sh) with its data in `data_dir`; its SQLAlchemy URL."""
+    done = subprocess.run(
+        [str(POSTGRES_SH), "start", str(data_dir)], capture_output=True, text=True, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        raise ServiceError(f"tools/postgres.sh start failed: {done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def stop_postgres(data_dir: Path) -> None:
+    subprocess.run([str(POSTGRES_SH), "stop", str(data_dir)], check=False, timeout=120)
+
+
+def query_postgres(sql_url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    import psycopg2
+
+    with contextlib.closing(psycopg2.connect(sql_url.replace("postgresql+psycopg2", "postgresql"))) as db:
+        with db.cursor() as cursor:
+            cursor.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall()
 
 
 def _epoch(text: str) -> float:

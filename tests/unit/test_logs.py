@@ -21,6 +21,24 @@ def test_timestamps_compare_by_time_not_by_text() -> None:
     assert Timestamp.parse("2026-11-27T01:02:03.100000000Z") == late
 
 
+def test_the_fast_parse_of_the_api_servers_form_agrees_with_the_general_one() -> None:
+    for text in (
+        "2026-11-27T01:02:03.123456789Z",
+        "2026-11-27T01:02:03.5Z",
+        "2026-11-27T01:02:03.000000001Z",
+        "2026-11-27T23:59:59.999999999Z",
+        "1999-12-31T23:59:59.1Z",
+        "2026-11-27T01:02:03.1234567890Z",  # beyond nanoseconds: cut, as the general parse does
+    ):
+        assert Timestamp.parse(text) == Timestamp._parse_slow(text), text
+    for bad in ("2026-11-27T01:02:03.12a4Z", "2026-11-27X01:02:03.1Z", "2026-11-27T01:02:03.Z"):
+        try:
+            Timestamp.parse(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} parsed")
+
+
 def test_since_time_is_the_whole_second() -> None:
     stamp = Timestamp.parse("2026-11-27T01:02:03.999999999Z")
     assert stamp.since_time() == "2026-11-27T01:02:03Z"
