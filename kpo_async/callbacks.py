@@ -23,6 +23,19 @@ CALL_SECONDS = 30.0
 LINE_QUEUE = 1000
 
 
+def execution_mode(name: str) -> Any:
+    """The official ``ExecutionMode`` member called `name` (a ``str`` enum), or `name` itself.
+
+    Callback classes subclass the official ``KubernetesPodOperatorCallback``, so the provider is
+    normally importable here; without it the plain string compares equal all the same.
+    """
+    try:
+        from airflow.providers.cncf.kubernetes.callbacks import ExecutionMode
+    except ImportError:
+        return name
+    return ExecutionMode(name)
+
+
 def as_list(callbacks: Any) -> list[Any]:
     """The official operator's forms: None, one class (or instance), or a list of them."""
     if not callbacks:
@@ -77,7 +90,7 @@ class TriggerCallbacks:
             if function is None:
                 continue
             try:
-                kwargs = {"client": self.client, "mode": "async", "pod": self.pod, **kwargs}
+                kwargs = {"client": self.client, "mode": execution_mode("async"), "pod": self.pod, **kwargs}
                 if inspect.iscoroutinefunction(function):
                     await asyncio.wait_for(function(**kwargs), CALL_SECONDS)
                 else:

@@ -27,6 +27,7 @@ from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout
 from kpo_async.callbacks import as_list as callback_list
 from kpo_async.callbacks import call as call_callbacks
 from kpo_async.callbacks import classpaths as callback_classpaths
+from kpo_async.callbacks import execution_mode
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
@@ -296,7 +297,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 self.callbacks,
                 method,
                 client=self.client,
-                mode="sync",
+                mode=execution_mode("sync"),
                 context=context,
                 operator=self,
                 **kwargs,

@@ -30,21 +30,9 @@ TASKS = {
 }
 ASPECTS = ("state", "xcom", "pod", "logs")
 
-JINJA = "issue 11: Jinja inside Kubernetes objects (V1EnvVar value) is not rendered"
-NO_RESULT = "issue 11: a missing /airflow/xcom/return.json fails the task; the official returns None"
-FAILED_XCOM = "issue 11: the XCom is not pushed when the pod fails; the official pushes it"
-CONTAINER_LOGS = "issue 11: container_logs / init_container_logs have no effect (only base is streamed)"
-CALLBACKS = "issue 11: callbacks= (KubernetesPodOperatorCallback) are ignored"
 
 #: (dag_id, task_id, aspect) -> the "Why" bullet of issue 11 that makes it differ today.
-KNOWN: dict[tuple[str, str, str], str] = {
-    ("compat_templates", "jinja_in_k8s_objects", "pod"): JINJA,
-    ("compat_templates", "jinja_in_k8s_objects", "logs"): JINJA,
-    ("compat_xcom", "no_return_json", "state"): NO_RESULT,
-    ("compat_xcom", "fail_after_xcom", "xcom"): FAILED_XCOM,
-    ("compat_logs_callbacks", "all_container_logs", "logs"): CONTAINER_LOGS,
-    ("compat_logs_callbacks", "with_callbacks", "callbacks"): CALLBACKS,
-}
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 
 def _cases() -> Iterator[Any]:

@@ -6,10 +6,12 @@ Each task runs against the embedded cluster over loopback, driven as Airflow doe
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from kubernetes.client import models as k8s
+from kubernetes_asyncio import client, config
 from structlog.testing import capture_logs
 
 from kpo_async.testing import harness
@@ -23,8 +25,26 @@ def airflow_context(ti: FakeTI) -> dict[str, Any]:
     return {**context_for(ti), "ds": DS, "ds_nodash": DS.replace("-", ""), "params": {"mem": "64Mi"}}
 
 
+def create_referenced_objects(sim, day: str) -> None:
+    """The claim, ConfigMap and Secret the rendered names point at (a missing one stops the pod)."""
+
+    async def go() -> None:
+        api = await config.new_client_from_config(config_file=sim.kubeconfig_path)
+        async with api:
+            core = client.CoreV1Api(api)
+            claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}
+            await core.create_namespaced_persistent_volume_claim(
+                "default", {"metadata": {"name": f"pvc-{day}"}, "spec": claim}
+            )
+            await core.create_namespaced_config_map("default", {"metadata": {"name": f"conf-{day}"}})
+            await core.create_namespaced_secret("default", {"metadata": {"name": f"sec-{day}"}})
+
+    asyncio.run(go())
+
+
 def test_jinja_inside_kubernetes_objects_is_rendered(sim_thread) -> None:
     """As the official operator: templated attributes of V1 objects in template fields are rendered."""
+    create_referenced_objects(sim_thread, DS.replace("-", ""))
     op = make_operator(
         sim_thread,
         name="nested-jinja",
