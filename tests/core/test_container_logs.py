@@ -17,6 +17,7 @@ from kpo_async.testing.harness import (
     close_process_state,
     make_operator,
     run_task,
+    run_trigger,
     stored_kwargs,
     submit,
     trigger_from,
@@ -153,23 +154,13 @@ def test_each_container_resumes_exactly_after_a_triggerer_restart(sim_thread) ->
     with capture_logs() as second:
         asyncio.run(_stop_after(trigger_from(classpath, kwargs), second, 10))
     with capture_logs() as third:
-        event = asyncio.run(asyncio.wait_for(_first_event(trigger_from(classpath, kwargs)), 60))
+        event = run_trigger(trigger_from(classpath, kwargs), 60)
     assert event["status"] == "success"
     delivered = [text for _, text in lines(first) + lines(second) + lines(third)]
     for word, name, count in (("init", "init-a", 10), ("side", "side", 30), ("base", "base", 40)):
         mine = [t for t in delivered if t.startswith(f"[{name}] ")]
         assert mine == [f"[{name}] {word} {i}" for i in range(1, count + 1)], name
     assert "," in event["log_cursor"] and "side=" in event["log_cursor"]
-
-
-async def _first_event(trigger: Any) -> dict[str, Any]:
-    try:
-        async for event in trigger.run():
-            return dict(event.payload)
-        raise AssertionError("no event")
-    finally:
-        await trigger.cleanup()
-        await close_process_state()
 
 
 # -- the scheduling window, then the startup window ------------------------------------------------

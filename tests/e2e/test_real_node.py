@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 
 import pytest
-from airflow.sdk.module_loading import import_string
 from kubernetes.client import models as k8s
 from kubernetes_asyncio import client
 from structlog.testing import capture_logs
 
 from kpo_async.errors import PodFailedError
+from kpo_async.testing import harness
 from tests.e2e.conftest import Cluster, raw_request, stream_lines, wait_for_pod, ws_exec
 from tests.e2e.test_operator_e2e import (
     FakeTI,
-    _first_event,
     assert_no_pod_left,
     make_operator,
     pod_lines,
@@ -90,9 +88,8 @@ def test_triggerer_restart_resumes_the_log_after_the_last_delivered_line(cluster
     deferred = submit(op, ti)
 
     async def first_triggerer(logs: list) -> None:
-        classpath, kwargs = deferred.trigger.serialize()
-        trigger = import_string(classpath)(**json.loads(json.dumps(kwargs)))
-        task = asyncio.ensure_future(_first_event(trigger))
+        trigger = harness.trigger_from(*harness.stored_kwargs(deferred))
+        task = asyncio.ensure_future(harness.first_event(trigger))
         deadline = time.monotonic() + 60
         while len(pod_lines(logs)) < 4:
             assert not task.done(), "the trigger ended before it was stopped"
@@ -101,6 +98,7 @@ def test_triggerer_restart_resumes_the_log_after_the_last_delivered_line(cluster
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await harness.close_process_state()
 
     with capture_logs() as logs:
         asyncio.run(first_triggerer(logs))
