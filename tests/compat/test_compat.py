@@ -67,6 +67,13 @@ def runs(harness: CompatHarness) -> dict[str, dict[str, DagRun]]:
     return result
 
 
+def by_container(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The lines grouped by container, each container's in its own order. kpo-async streams the
+    containers live, so their lines interleave as printed; the official operator logs them one
+    container after the other once the pod has ended (docs/migration.md)."""
+    return sorted(lines, key=lambda line: line[0])
+
+
 def _observed(run: DagRun, task_id: str, aspect: str) -> Any:
     if aspect == "state":
         return run.states.get(task_id)
@@ -74,11 +81,13 @@ def _observed(run: DagRun, task_id: str, aspect: str) -> Any:
         return xcom_view(run.xcoms.get(task_id, {}))
     if aspect == "logs" and run.variant == "official":
         # the official deferrable path logs "[base] logs: <line>" (docs/migration.md, "Logs")
-        return [(c, m.removeprefix("logs: ")) for c, m in container_lines(run.task_output(task_id))]
+        return by_container(
+            [(c, m.removeprefix("logs: ")) for c, m in container_lines(run.task_output(task_id))]
+        )
     if aspect == "pod":
         return [normalized_pod(p) for p in run.pods.get(task_id, [])]
     if aspect == "logs":
-        return container_lines(run.task_output(task_id))
+        return by_container(container_lines(run.task_output(task_id)))
     if aspect == "callbacks":
         return run.callbacks
     raise AssertionError(aspect)
