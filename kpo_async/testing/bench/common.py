@@ -71,3 +71,57 @@ def fmt_num(value: Any, digits: int = 3) -> str:
             return f"{value:,.0f}"
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def our_trigger(
+    pod_name: str, namespace: str, kubeconfig: str, *, get_logs: bool, xcom: bool, now: float, **settings: Any
+) -> Any:
+    """Our PodTrigger as `AsyncKubernetesPodOperator.execute` builds it with the operator's defaults
+    (startup_timeout_seconds=120, poll_interval=2 -> a 30 s fallback poll); `settings` override."""
+    from kpo_async.connection import ClusterRef
+    from triggers.pod import PodTrigger
+
+    return PodTrigger(
+        pod_name=pod_name,
+        namespace=namespace,
+        cluster=ClusterRef(config_file=kubeconfig).to_dict(),
+        base_container_name="base",
+        get_logs=get_logs,
+        do_xcom_push=xcom,
+        startup_deadline=now + 120,
+        execution_deadline=None,
+        on_kill_action="delete_pod",
+        **{"fallback_poll_seconds": 30.0, **settings},
+    )
+
+
+def official_trigger(
+    pod_name: str, namespace: str, config_dict: Any, *, get_logs: bool, logging_interval: Any, start: Any
+) -> Any:
+    """The official KubernetesPodTrigger as `KubernetesPodOperator(deferrable=True)` builds it with
+    its defaults; the kubeconfig file becomes `config_dict`, as the operator converts it."""
+    from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
+
+    return KubernetesPodTrigger(
+        pod_name=pod_name,
+        pod_namespace=namespace,
+        trigger_start_time=start,
+        base_container_name="base",
+        kubernetes_conn_id="kubernetes_default",
+        connection_extras={},
+        cluster_context=None,
+        config_dict=config_dict,
+        in_cluster=None,
+        poll_interval=2,
+        get_logs=get_logs,
+        startup_timeout=120,
+        startup_check_interval=5,
+        log_events_on_startup=True,
+        schedule_timeout=120,
+        on_finish_action="delete_pod",
+        on_kill_action="delete_pod",
+        termination_grace_period=None,
+        last_log_time=None,
+        logging_interval=logging_interval,
+        trigger_kwargs=None,
+    )

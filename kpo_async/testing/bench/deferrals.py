@@ -18,6 +18,7 @@ trigger log file, and on an event moves the task instance to ``scheduled`` with 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import sys
@@ -86,55 +87,37 @@ def _trigger_for(config: dict[str, Any], task_id: str, index: int) -> Any:
         from kpo_async.testing.bench.probe import LagProbeTrigger
 
         return LagProbeTrigger(preload=config.get("preload") or [])
+    from kpo_async.testing.bench.common import official_trigger, our_trigger
+
     pod = config["pods"][task_id][index]
-    now = time.time()
     if task_id == "ours":
-        from kpo_async.connection import ClusterRef
-        from triggers.pod import PodTrigger
-
-        # As AsyncKubernetesPodOperator.execute builds it with the operator's defaults.
-        return PodTrigger(
-            pod_name=pod["name"],
-            namespace=config["namespace"],
-            cluster=ClusterRef(config_file=config["kubeconfig"]).to_dict(),
-            base_container_name="base",
+        checkpoint = {"log_checkpoint_seconds": config["checkpoint"]} if config.get("checkpoint") else {}
+        return our_trigger(
+            pod["name"],
+            config["namespace"],
+            config["kubeconfig"],
             get_logs=config["get_logs"],
-            do_xcom_push=config.get("xcom", False),
-            startup_deadline=now + 120,
-            execution_deadline=None,
-            on_kill_action="delete_pod",
-            fallback_poll_seconds=30.0,
-            **({"log_checkpoint_seconds": config["checkpoint"]} if config.get("checkpoint") else {}),
+            xcom=config.get("xcom", False),
+            now=time.time(),
+            **checkpoint,
         )
-    import yaml
-    from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
-
-    with open(config["kubeconfig"]) as handle:
-        config_dict = yaml.safe_load(handle)
-    # As KubernetesPodOperator(deferrable=True, logging_interval=L).invoke_defer_method builds it.
-    return KubernetesPodTrigger(
-        pod_name=pod["name"],
-        pod_namespace=config["namespace"],
-        trigger_start_time=datetime.datetime.now(tz=datetime.timezone.utc),
-        base_container_name="base",
-        kubernetes_conn_id="kubernetes_default",
-        connection_extras={},
-        cluster_context=None,
-        config_dict=config_dict,
-        in_cluster=None,
-        poll_interval=2,
+    return official_trigger(
+        pod["name"],
+        config["namespace"],
+        _kubeconfig_dict(config["kubeconfig"]),
         get_logs=config["get_logs"],
-        startup_timeout=120,
-        startup_check_interval=5,
-        log_events_on_startup=True,
-        schedule_timeout=120,
-        on_finish_action="delete_pod",
-        on_kill_action="delete_pod",
-        termination_grace_period=None,
-        last_log_time=None,
         logging_interval=config.get("logging_interval"),
-        trigger_kwargs=None,
+        start=datetime.datetime.now(tz=datetime.timezone.utc),
     )
+
+
+@functools.cache
+def _kubeconfig_dict(path: str) -> Any:
+    """The kubeconfig as the official operator passes it (`config_dict`), read once per file."""
+    import yaml
+
+    with open(path) as handle:
+        return yaml.safe_load(handle)
 
 
 def defer(config: dict[str, Any]) -> dict[str, Any]:

@@ -77,65 +77,40 @@ def build_triggers(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """What the workers would have handed to the triggerer: (classpath, kwargs) per pod."""
     import yaml
 
-    design = config["design"]
+    from kpo_async.testing.bench.common import official_trigger, our_trigger
+
     namespace = config["namespace"]
-    out = []
-    now = time.time()
-    if design == "ours":
-        from kpo_async.connection import ClusterRef
-        from triggers.pod import PodTrigger
-
-        cluster = ClusterRef(config_file=config["kubeconfig"]).to_dict()
-        for pod in config["pods"]:
-            # As AsyncKubernetesPodOperator.execute builds it, with the operator's defaults
-            # (startup_timeout_seconds=120, poll_interval=2 -> fallback poll 30 s).
-            trigger = PodTrigger(
-                pod_name=pod["name"],
-                namespace=namespace,
-                cluster=cluster,
-                base_container_name="base",
+    if config["design"] == "ours":
+        now = time.time()
+        fallback = config.get("ours_fallback_poll", 30.0)
+        triggers = [
+            our_trigger(
+                pod["name"],
+                namespace,
+                config["kubeconfig"],
                 get_logs=config["get_logs"],
-                do_xcom_push=config["xcom"],
-                startup_deadline=now + 120,
-                execution_deadline=None,
-                on_kill_action="delete_pod",
-                fallback_poll_seconds=config.get("ours_fallback_poll", 30.0),
+                xcom=config["xcom"],
+                now=now,
+                fallback_poll_seconds=fallback,
             )
-            out.append(trigger.serialize())
+            for pod in config["pods"]
+        ]
     else:
-        from airflow.providers.cncf.kubernetes.triggers.pod import KubernetesPodTrigger
-
         with open(config["kubeconfig"]) as handle:
             config_dict = yaml.safe_load(handle)
         start = datetime.datetime.now(tz=datetime.timezone.utc)
-        for pod in config["pods"]:
-            # As KubernetesPodOperator(deferrable=True).invoke_defer_method builds it with the
-            # operator's defaults; config_file becomes config_dict as convert_config_file_to_dict does.
-            trigger = KubernetesPodTrigger(
-                pod_name=pod["name"],
-                pod_namespace=namespace,
-                trigger_start_time=start,
-                base_container_name="base",
-                kubernetes_conn_id="kubernetes_default",
-                connection_extras={},
-                cluster_context=None,
-                config_dict=config_dict,
-                in_cluster=None,
-                poll_interval=2,
+        triggers = [
+            official_trigger(
+                pod["name"],
+                namespace,
+                config_dict,
                 get_logs=config["get_logs"],
-                startup_timeout=120,
-                startup_check_interval=5,
-                log_events_on_startup=True,
-                schedule_timeout=120,
-                on_finish_action="delete_pod",
-                on_kill_action="delete_pod",
-                termination_grace_period=None,
-                last_log_time=None,
                 logging_interval=config.get("official_logging_interval"),
-                trigger_kwargs=None,
+                start=start,
             )
-            out.append(trigger.serialize())
-    return out
+            for pod in config["pods"]
+        ]
+    return [trigger.serialize() for trigger in triggers]
 
 
 def _summary(payload: dict[str, Any]) -> dict[str, Any]:
