@@ -30,6 +30,7 @@ TAIL_LINES = 20
 TAIL_LINE_CHARS = 1000
 #: How long the rest of the logs may take to arrive once their containers have ended.
 FINISH_SECONDS = 60.0
+LATE_START_POLL_SECONDS = 0.2
 #: A line that starts with a level name (``ERROR:``, ``[WARNING]``, ``warn -``) is logged at it.
 _LEVEL_PREFIX = re.compile(r"\s*\[?(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)", re.IGNORECASE)
 _LEVELS = {"warn": "warning", "fatal": "critical"}
@@ -200,17 +201,33 @@ class PodLogs:
         current = {**self._cursors, **{n: f.cursor for n, f in self.followers.items()}}
         return cursors_to_str(current, self.base)
 
-    async def update(self, state: PodState) -> None:
-        """Start following each requested container that has started since the last state."""
+    async def update(self, state: PodState) -> bool:
+        """Start following each requested container that has started since the last state; True
+        while a requested container is still waiting to start."""
         containers, init_containers = self.requested
-        wanted = [
+        waiting = False
+        for container in [
             *(c for c in state.init_containers if _wants(init_containers, c.name)),
             *(c for c in state.containers if _wants(containers, c.name)),
-        ]
-        for container in wanted:
-            if container.name not in self.followers and container.state in ("running", "terminated"):
-                await self._prepare(state)
-                self._start(container.name)
+        ]:
+            if container.name in self.followers or container.state not in ("running", "terminated"):
+                waiting = waiting or container.name not in self.followers
+                continue
+            await self._prepare(state)
+            self._start(container.name)
+        return waiting
+
+    async def _start_late_containers(self) -> None:
+        """The kubelet starts containers one by one: a sidecar may start after a quick base container
+        ended. Give the requested containers still on their way a bounded while to start."""
+        deadline = asyncio.get_running_loop().time() + FINISH_SECONDS
+        while (state := self._state()) is not None and asyncio.get_running_loop().time() < deadline:
+            base = state.container(self.base)
+            if not await self.update(state) or state.finished or not (base and base.terminated):
+                return
+            if state.fatal_waiting():
+                return
+            await asyncio.sleep(LATE_START_POLL_SECONDS)  # the shared watch keeps the state current
 
     async def _prepare(self, state: PodState) -> None:
         """Once, before the first line: resume from the pod's checkpoint, mask secrets, import
@@ -285,6 +302,7 @@ class PodLogs:
     async def finish(self) -> None:
         """The base container has ended: wait (bounded) for the rest of each ended container's log;
         of a container still running (a sidecar), deliver what it has printed so far."""
+        await self._start_late_containers()
         running = [f for f in self.followers.values() if f.task is not None and not f.task.done()]
         ended = [f for f in running if f._terminated()]
         for follower in ended:

@@ -88,6 +88,29 @@ def test_only_the_named_containers_and_no_prefix(sim_thread) -> None:
     assert sorted(got) == ["from init-b", "from side"]
 
 
+def test_a_container_that_starts_after_the_base_ended_is_still_read(sim_thread) -> None:
+    # The kubelet starts containers one after the other: a sidecar whose image is still being
+    # pulled starts after a quick base container has already ended.
+    late = k8s.V1Container(
+        name="late",
+        image="example.test/late:1",
+        image_pull_policy="Always",
+        command=["sh", "-c", "echo late line"],
+    )
+    op = make_operator(
+        sim_thread,
+        name="late-sidecar",
+        cmds=["sh", "-c"],
+        arguments=["echo base line"],
+        full_pod_spec=k8s.V1Pod(spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="base"), late])),
+        container_logs=True,
+    )
+    with capture_logs() as logs:
+        run_task(op)
+    got = [e["event"] for e in logs if str(e.get("event", "")).startswith("[")]
+    assert sorted(got) == ["[base] base line", "[late] late line"]
+
+
 def test_an_importable_log_formatter_is_used_by_the_trigger(sim_thread) -> None:
     op = make_operator(
         sim_thread, name="formatted", cmds=["sh", "-c"], arguments=["echo hello"], log_formatter=shout
