@@ -62,27 +62,30 @@ class TriggerCallbacks:
 
     def __init__(self, paths: Sequence[str], logger: Any) -> None:
         self.log = logger
-        self.targets = [target for path in paths if (target := self._load(path)) is not None]
+        self.paths = tuple(paths)
+        self.targets: list[Any] = []  # filled by `load`
         self._lines: asyncio.Queue[tuple[str, str]] = asyncio.Queue(LINE_QUEUE)
         self._drain: asyncio.Task[None] | None = None
         self._dropped = False
         self.pod: Any = None
         self.client: Any = None
 
-    def _load(self, path: str) -> Any:
-        module, _, name = path.rpartition(".")
-        try:
-            target: Any = importlib.import_module(module)
-            for part in name.split("."):
-                target = getattr(target, part)
-            return target
-        except Exception as exc:
-            self.log.warning(
-                f"callback {path} cannot be imported on the triggerer ({exc.__class__.__name__}: {exc}): "
-                "its on_pod_starting and progress_callback are skipped. Fix: define the class in a "
-                "module installed on the triggerer, not in the DAG file"
-            )
-            return None
+    async def load(self) -> None:
+        """Import the classes, off the event loop (an import reads and runs files)."""
+        for path in self.paths:
+            module, _, name = path.rpartition(".")
+            try:
+                target: Any = await asyncio.to_thread(importlib.import_module, module)
+                for part in name.split("."):
+                    target = getattr(target, part)
+            except Exception as exc:
+                self.log.warning(
+                    f"callback {path} cannot be imported on the triggerer ({exc.__class__.__name__}: "
+                    f"{exc}): its on_pod_starting and progress_callback are skipped. Fix: define the "
+                    "class in a module installed on the triggerer, not in the DAG file"
+                )
+                continue
+            self.targets.append(target)
 
     async def call(self, method: str, **kwargs: Any) -> None:
         for target in self.targets:

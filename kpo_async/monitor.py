@@ -127,6 +127,8 @@ class PodMonitor:
     async def run(self) -> PodOutcome:
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
         try:
+            if self.callbacks is not None:
+                await self.callbacks.load()
             outcome = None
             while outcome is None:
                 starting = self.stage is Stage.STARTING
