@@ -14,12 +14,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from kpo_async.testing.harness import SimProcess
 
 EXAMPLES = ("example_kpo_async_hello_name", "example_kpo_async_xcom_etl", "example_kpo_async_remote_cluster")
 _INTERESTING = re.compile(
@@ -36,26 +37,6 @@ def example_dags_folder() -> Path:
     if packaged.is_dir():
         return packaged
     return package.parent / "example_dags"
-
-
-def start_sim(workdir: Path) -> tuple[subprocess.Popen, Path]:
-    """Start the embedded cluster; its output goes to a file so a chatty run can never block it."""
-    kubeconfig = workdir / "kubeconfig"
-    output = open(workdir / "sim.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kpo_async.testing.sim", "--kubeconfig", str(kubeconfig)],
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if "kubeconfig:" in (workdir / "sim.log").read_text():
-            return process, kubeconfig
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"the embedded cluster did not start:\n{(workdir / 'sim.log').read_text()[-2000:]}")
 
 
 def airflow_env(workdir: Path, kubeconfig: Path) -> dict[str, str]:
@@ -113,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(args, example_dags_folder())
     workdir = Path(tempfile.mkdtemp(prefix="kpo-async-demo-"))
-    sim, kubeconfig = start_sim(workdir)
+    try:
+        sim = SimProcess(str(workdir))
+    except RuntimeError as exc:
+        raise SystemExit(f"the embedded cluster did not start: {exc}") from None
+    kubeconfig = sim.kubeconfig_path
     failures = 0
     try:
         print(f"embedded cluster up; kubeconfig: {kubeconfig}")
@@ -134,11 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             failures += not ok
             print(f"=== {dag_id}: {'success' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
     finally:
-        sim.send_signal(signal.SIGTERM)
-        try:
-            sim.wait(10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
+        sim.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print("\nall examples succeeded" if not failures else f"\n{failures} example(s) failed")

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,34 +155,55 @@ def run_task(op: Any, ti: FakeTI | None = None, timeout: float = 60) -> tuple[di
 
 class SimProcess:
     """The embedded cluster in its own process (`python -m kpo_async.testing.sim`), started once it
-    has written its kubeconfig. The one launcher of the simulator process."""
+    has written its kubeconfig. The one launcher of the simulator process.
 
-    def __init__(self, workdir: str, *extra_args: str, stderr: Any = None) -> None:
+    Its output goes to a file (`log_path`, by default ``<workdir>/sim.log``), never to a pipe that
+    nobody reads, so a chatty run cannot block it. `new_session` puts it in its own process group.
+    """
+
+    def __init__(
+        self,
+        workdir: str,
+        *extra_args: str,
+        log_path: str | None = None,
+        new_session: bool = False,
+        timeout: float = 60.0,
+    ) -> None:
         self.kubeconfig_path = os.path.join(workdir, "kubeconfig")
+        self.log_path = log_path or os.path.join(workdir, "sim.log")
         command = [sys.executable, "-m", "kpo_async.testing.sim", "--kubeconfig", self.kubeconfig_path]
-        self.process = subprocess.Popen(
-            [*command, *extra_args], stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith("kubeconfig:"):
-                break
-        else:
-            raise RuntimeError(f"the simulator exited with {self.process.wait()}")
+        with open(self.log_path, "w") as output:
+            self.process = subprocess.Popen(
+                [*command, *extra_args],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=new_session,
+            )
+        deadline = time.monotonic() + timeout
+        while "kubeconfig:" not in self.output():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"the simulator did not start ({self.process.returncode}):\n{self.output()[-2000:]}"
+                )
+            time.sleep(0.05)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
+    def output(self) -> str:
+        with open(self.log_path, errors="replace") as output:
+            return output.read()
+
     def stop(self) -> None:
-        self.process.terminate()
+        if self.process.poll() is None:
+            self.process.terminate()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
 
 
 @contextlib.contextmanager

@@ -546,8 +546,7 @@ async def _parent(args: argparse.Namespace) -> dict[str, Any]:
     for stale in ("events.jsonl", "logs.jsonl"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(workdir, stale))
-    sim_out = open(os.path.join(workdir, "sim.out"), "w")  # noqa: ASYNC230
-    sim = await asyncio.to_thread(SimProcess, workdir, stderr=sim_out)
+    sim = await asyncio.to_thread(SimProcess, workdir)
     kubeconfig = sim.kubeconfig_path
     rng = random.Random(args.seed)
     plans = make_plans(args.pods, rng, args.min_seconds, args.max_seconds)
@@ -605,7 +604,6 @@ async def _parent(args: argparse.Namespace) -> dict[str, Any]:
         await ctl.close()
         await client.close()
         await asyncio.to_thread(sim.stop)
-        sim_out.close()
     with open(os.path.join(workdir, "result.json"), "w") as handle:  # noqa: ASYNC230
         json.dump(result, handle, indent=2, default=str)
     return result

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +25,7 @@ from kpo_async.api import open_response
 from kpo_async.clients import ClusterClient
 from kpo_async.identity import MANAGED_LABEL, TaskIdentity, label_safe
 from kpo_async.pod_builder import PodArguments, build_pod
+from kpo_async.testing.harness import SimProcess as HarnessSim
 from kpo_async.testing.sim import BEHAVIOR_ANNOTATION
 
 BENCH_DAG_ID = "kpo_async_bench"
@@ -36,40 +36,26 @@ KWOK_PENDING = "kwok.kpo-async.io/pending"
 KWOK_XCOM = "kwok.kpo-async.io/xcom"
 
 
-def _open_for_writing(path: str) -> Any:
-    return open(path, "wb")
-
-
 class SimProcess:
-    """``python -m kpo_async.testing.sim`` as a child process, fresh for one design's run."""
+    """The simulator process (`harness.SimProcess`, the one launcher), fresh for one design's run,
+    with its CPU and memory readings for the benchmark."""
 
     def __init__(self, workdir: str, watch_history: int = 20000) -> None:
         self.workdir = workdir
-        self.kubeconfig = os.path.join(workdir, "sim.kubeconfig")
         self.watch_history = watch_history
-        self.proc: asyncio.subprocess.Process | None = None
+        self.process: HarnessSim | None = None
         self.ps: psutil.Process | None = None
-        self._stderr = None
 
     async def start(self) -> str:
-        self._stderr = _open_for_writing(os.path.join(self.workdir, "sim.stderr"))
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "kpo_async.testing.sim",
-            "--kubeconfig",
-            self.kubeconfig,
-            "--watch-history",
-            str(self.watch_history),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=self._stderr,
+        self.process = await asyncio.to_thread(
+            HarnessSim, self.workdir, "--watch-history", str(self.watch_history)
         )
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 60)
-        if not line.startswith(b"kubeconfig:"):
-            raise RuntimeError(f"the simulator did not start: {line!r} (see {self.workdir}/sim.stderr)")
-        self.ps = psutil.Process(self.proc.pid)
-        return self.kubeconfig
+        self.ps = psutil.Process(self.process.pid)
+        return self.process.kubeconfig_path
+
+    @property
+    def kubeconfig(self) -> str:
+        return os.path.join(self.workdir, "kubeconfig")
 
     def cpu_seconds(self) -> float:
         if self.ps is None:
@@ -81,15 +67,8 @@ class SimProcess:
         return self.ps.memory_info().rss / 2**20 if self.ps is not None else float("nan")
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 15)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-        if self._stderr is not None:
-            self._stderr.close()
+        if self.process is not None:
+            await asyncio.to_thread(self.process.stop)
 
 
 # --- the pods ---------------------------------------------------------------------------------------
