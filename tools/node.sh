@@ -459,7 +459,10 @@ cmd_alias() {
       *) if [ "${n#*/}" != "$n" ]; then n="docker.io/$n"; else n="docker.io/library/$n"; fi ;;
     esac
     case "${n##*/}" in *:* | *@*) ;; *) n="$n:latest" ;; esac
-    ctr_ images tag --force kpo-async.local/shell:1 "$n" >/dev/null
+    ctr_ images tag --force kpo-async.local/shell:1 "$n" >/dev/null 2>"$N/logs/alias.err" || {
+      cat "$N/logs/alias.err" >&2
+      die "could not tag kpo-async.local/shell:1 as $n"
+    }
     say "image $n = kpo-async.local/shell:1"
   done
 }
