@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-ui test test-fast test-airflow30 lint compat e2e cluster-up cluster-down node-up node-down e2e-node bench bench-sim bench-triggerer soak soak-ha docs clean ui-deps ui-test ui-screenshots
+.PHONY: venv demo demo-ui test test-fast test-airflow30 lint compat e2e cluster-up cluster-down node-up node-down e2e-node compat-node bench bench-sim bench-triggerer soak soak-ha docs clean ui-deps ui-test ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,10 @@ node-down:
 ## The e2e suite on the real node: real containers; starts (and stops) what is not already running
 e2e-node: $(STAMP)
 	tools/e2e-node.sh $(BIN)/python
+
+## The compatibility suite on the real node (control plane + kubelet/containerd/runc, local images): docs/compat.md
+compat-node: $(STAMP)
+	tools/compat-node.sh $(BIN)/python
 
 ## A new user's install: build the wheel, install it in a fresh virtualenv, run the demo from it
 packaging-test: $(STAMP)

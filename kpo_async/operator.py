@@ -659,9 +659,10 @@ class AsyncKubernetesPodOperator(BaseOperator):
                     state.message,
                 )
         if self.log_events_on_failure:
+            # The official levels and words: a Warning event at warning, any other at info.
             for event in await pod_events(client, namespace, pod_name):
-                self.log.error(
-                    "pod event: %s %s: %s", event.get("type"), event.get("reason"), event.get("message")
+                (self.log.warning if event.get("type") == "Warning" else self.log.info)(
+                    "Pod Event: %s - %s", event.get("reason"), event.get("message")
                 )
         if pod is not None and self.log_pod_spec_on_failure:
             spec = pod.get("spec") or {}

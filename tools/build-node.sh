@@ -4,7 +4,7 @@
 #   containerd, ctr, containerd-shim-runc-v2  (github.com/containerd/containerd/v2, tools/node-bin/containerd)
 #   pause                                     (tools/node-bin/pause: the pod sandbox's process)
 #   registry                                  (github.com/distribution/distribution/v3, tools/node-bin/registry)
-#   runc, umoci, skopeo, busybox-static, iproute2   (Debian, `apt-get install` when missing)
+#   runc, umoci, skopeo, busybox-static, procps, iproute2   (Debian, `apt-get install` when missing)
 # Nothing else is downloaded. Binaries go to ${KPO_ASYNC_TOOLS_CACHE:-$HOME/.cache/kpo-async/bin}/<key>/,
 # <key> = pinned versions + a hash of the go.mod/go.sum/source files, like tools/build.sh. The last line
 # printed on success is that directory; `--print-dir` prints it without building.
@@ -15,7 +15,7 @@ CACHE_ROOT="${KPO_ASYNC_TOOLS_CACHE:-$HOME/.cache/kpo-async/bin}"
 K8S_VERSION=v1.36.3
 CONTAINERD_VERSION=v2.4.2
 RECIPE=1
-DEBS=(runc umoci skopeo busybox-static iproute2 util-linux python3 bash)
+DEBS=(runc umoci skopeo busybox-static procps iproute2 util-linux python3 bash)
 
 loud() {
   {

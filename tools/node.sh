@@ -13,6 +13,8 @@
 #                               taint; `kwok` (the state after `up`) does the reverse, so the kwok e2e
 #                               suite is unchanged while the real node is up
 #   tools/node.sh logs [N]      tail of the kubelet, containerd and registry logs
+#   tools/node.sh alias NAME... make the local shell image answer to more names (e.g. the official XCom
+#                               sidecar's pinned alpine tag), on a running node
 #
 # The registry at $KPO_ASYNC_REGISTRY_PORT (127.0.0.1:30500) serves kpo-async/shell:1 (the shell image);
 # containerd pulls from it over plain HTTP. Every other registry name resolves to a closed loopback port.
@@ -442,6 +444,29 @@ cmd_down() {
   say "removed $N"
 }
 
+# More names for the local shell image (what a suite's pods name, e.g. the official operator's pinned
+# XCom sidecar image), so that kubelet finds them present and never tries a pull.
+cmd_alias() {
+  local n
+  [ $# -gt 0 ] || die "usage: tools/node.sh alias IMAGE..."
+  is_ours containerd || die "containerd is not running: tools/node.sh up first"
+  NBIN="$(cat "$N/bin-dir")"
+  for n in "$@"; do
+    # Docker's name normalization: no registry host (a first part with '.' or ':') means docker.io,
+    # and a single name means library/.
+    case "${n%%/*}" in
+      *.* | *:* | localhost) [ "${n#*/}" != "$n" ] || n="docker.io/library/$n" ;;
+      *) if [ "${n#*/}" != "$n" ]; then n="docker.io/$n"; else n="docker.io/library/$n"; fi ;;
+    esac
+    case "${n##*/}" in *:* | *@*) ;; *) n="$n:latest" ;; esac
+    ctr_ images tag --force kpo-async.local/shell:1 "$n" >/dev/null 2>"$N/logs/alias.err" || {
+      cat "$N/logs/alias.err" >&2
+      die "could not tag kpo-async.local/shell:1 as $n"
+    }
+    say "image $n = kpo-async.local/shell:1"
+  done
+}
+
 cmd_logs() {
   local c
   for c in "${COMPONENTS[@]}"; do
@@ -456,8 +481,12 @@ case "${1:-}" in
   status) cmd_status ;;
   target) cmd_target "${2:-}" ;;
   logs) cmd_logs "${2:-40}" ;;
+  alias)
+    shift
+    cmd_alias "$@"
+    ;;
   *)
-    echo "usage: $0 up|down|status|target real|kwok|logs [N]" >&2
+    echo "usage: $0 up|down|status|target real|kwok|logs [N]|alias IMAGE..." >&2
     exit 2
     ;;
 esac

@@ -21,6 +21,9 @@ DESIGN_LABELS = {
 #: Set by the API server or the kubelet, never by the operator.
 SERVER_METADATA = {"uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"}
 _SUFFIX = re.compile(r"-[a-z0-9]{8}$")
+#: The service-account token volume kube-apiserver's ServiceAccount admission adds, named with a
+#: random suffix per pod (the embedded cluster adds none).
+_TOKEN_VOLUME = re.compile(r"^kube-api-access-[a-z0-9]{5}$")
 _LOG_LINE = re.compile(
     r"^\S+ \[\w+\s*\] \[(?P<container>[a-z0-9][a-z0-9-]*)\] (?P<msg>.*?)(?:\s+\[[\w.]+\] loc=\S+.*)?$"
 )
@@ -29,7 +32,7 @@ _LOG_LINE = re.compile(
 def normalized_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """The pod as created, minus what differs by design (name suffix, identity labels and
     annotations, the XCom sidecar's command and image, generated secret volume names, an empty
-    `affinity: {}`)."""
+    `affinity: {}`) and the random suffix of the API server's service-account token volume."""
     pod = copy.deepcopy(pod)
     pod.pop("status", None)
     meta = pod["metadata"]
@@ -49,7 +52,10 @@ def normalized_pod(pod: dict[str, Any]) -> dict[str, Any]:
         del spec["affinity"]
     renamed: dict[str, str] = {}
     for i, vol in enumerate(spec.get("volumes") or []):
-        if "secret" in vol:
+        if _TOKEN_VOLUME.match(vol["name"]):
+            renamed[vol["name"]] = "kube-api-access"
+            vol["name"] = "kube-api-access"
+        elif "secret" in vol:
             new = f"secret-{vol['secret'].get('secretName')}-{i}"
             renamed[vol["name"]] = new
             vol["name"] = new
@@ -85,6 +91,36 @@ def container_lines(task_output: str) -> list[tuple[str, str]]:
         m = _LOG_LINE.match(line)
         if m:
             out.append((m.group("container"), m.group("msg").rstrip()))
+    return out
+
+
+#: The official operator's warning before it reads a container's log again from about one second
+#: before the last line it logged (pod_manager's follow loop; the pod's status lags the log's end).
+_REREAD = re.compile(r"log read interrupted but container (?P<container>[a-z0-9][a-z0-9-]*) still running")
+
+
+def official_container_lines(task_output: str) -> list[tuple[str, str]]:
+    """container_lines() of an official run without the lines it logged twice after announcing a
+    re-read: after each warning, the longest run of lines repeating the end of what that container
+    had logged is dropped. kpo-async logs each line once (docs/migration.md, "Logs")."""
+    parts: dict[str, list[list[str]]] = {}
+    for line in task_output.splitlines():
+        reread = _REREAD.search(line)
+        if reread:
+            parts.setdefault(reread["container"], [[]]).append([])
+            continue
+        m = _LOG_LINE.match(line)
+        if m:
+            parts.setdefault(m["container"], [[]])[-1].append(m["msg"].rstrip())
+    out: list[tuple[str, str]] = []
+    for container, segments in parts.items():
+        kept = list(segments[0])
+        for again in segments[1:]:
+            overlap = max(
+                k for k in range(min(len(kept), len(again)) + 1) if k == 0 or kept[-k:] == again[:k]
+            )
+            kept += again[overlap:]
+        out += [(container, line) for line in kept]
     return out
 
 

@@ -1,9 +1,9 @@
 """Runs each compat DAG under real Airflow twice: official operator, then the import switched.
 
-One embedded cluster (its own process) serves both runs; one migrated Airflow DB is copied into
-one Airflow home per operator, so both runs have the same dag ids and logical date. Several
-`airflow dags test` processes run side by side; pods are told apart by their `dag_id` label and
-the operator's own identity label.
+One cluster serves both runs (the embedded one, or the real control plane with a real node:
+tests/compat/cluster.py); one migrated Airflow DB is copied into one Airflow home per operator,
+so both runs have the same dag ids and logical date. Several `airflow dags test` processes run
+side by side; pods are told apart by their `dag_id` label and the operator's own identity label.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.airflow.services import AIRFLOW_BIN, AirflowServices, stop_process_group
+from tests.compat.cluster import TARGET, PodRecorder, real_cluster_dir, real_cluster_problem, seed
 
 COMPAT_DAGS = Path(__file__).with_name("dags")
-NAMESPACE = "compat"
 LOGICAL_DATE = "2026-03-04"
 OFFICIAL_IMPORT = "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator"
 SWITCHED_IMPORT = "from kpo_async import AsyncKubernetesPodOperator as KubernetesPodOperator"
@@ -63,7 +63,12 @@ class CompatHarness:
         self.workdir = workdir
         self.services = AirflowServices(workdir)
         self.services.service_logs.mkdir(parents=True, exist_ok=True)
-        self.services._start_sim()
+        self.real = TARGET == "real"
+        if self.real:  # the connection names the real control plane (admin credentials)
+            self.services.kubeconfig = real_cluster_dir() / "admin.kubeconfig"
+        else:
+            self.services._start_sim()
+        self.kubeconfig = self.services.kubeconfig
         self.homes = {v: workdir / f"home-{v}" for v in VARIANTS}
         self.callback_logs = {v: workdir / f"callbacks-{v}.log" for v in VARIANTS}
         try:
@@ -104,51 +109,14 @@ class CompatHarness:
             }
             # The official deferrable path reads $KUBECONFIG when set; the connection names the cluster.
             self.envs[variant].pop("KUBECONFIG", None)
-        asyncio.run(self._create_cluster_objects())
-
-    async def _create_cluster_objects(self) -> None:
-        from kubernetes_asyncio import client, config
-
-        api = await config.new_client_from_config(config_file=str(self.services.kubeconfig))
-        async with api:
-            v1 = client.CoreV1Api(api)
-            await v1.create_namespace({"metadata": {"name": NAMESPACE}})
-            for name, data in (
-                ("compat-db", {"url": "postgresql://compat@db/compat"}),
-                ("compat-all", {"ALPHA": "alpha-value", "BETA": "beta-value"}),
-            ):
-                await v1.create_namespaced_secret(NAMESPACE, {"metadata": {"name": name}, "stringData": data})
-            await v1.create_namespaced_secret(
-                NAMESPACE,
-                {
-                    "metadata": {"name": "compat-pull"},
-                    "type": "kubernetes.io/dockerconfigjson",
-                    "stringData": {".dockerconfigjson": '{"auths": {}}'},
-                },
-            )
-            for name, data in (
-                ("compat-cm-1", {"CM_ONE": "one"}),
-                ("compat-cm-2", {"CM_TWO": "two"}),
-                ("compat-files", {"app.ini": "mode=compat"}),
-            ):
-                await v1.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": name}, "data": data})
-            await v1.create_namespaced_persistent_volume_claim(
-                NAMESPACE,
-                {
-                    "metadata": {"name": "compat-claim"},
-                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-                },
-            )
-            await v1.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": "compat-sa"}})
-            await client.SchedulingV1Api(api).create_priority_class(
-                {"metadata": {"name": "compat-medium"}, "value": 1000}
-            )
+        asyncio.run(seed(self.kubeconfig, real=self.real))
 
     # -- runs ----------------------------------------------------------------------------------
     def run_all(self, dag_ids: list[str], parallel: int = 4) -> dict[str, dict[str, DagRun]]:
         """Every DAG under both operators, `parallel` `airflow dags test` processes at a time;
         returns {dag_id: {variant: DagRun}}."""
-        rv = asyncio.run(self._pods_rv())
+        recorder = PodRecorder(self.kubeconfig)
+        recorder.start()
         pending = [(dag_id, variant) for dag_id in dag_ids for variant in VARIANTS]
         running: dict[tuple[str, str], tuple[subprocess.Popen, float, Path]] = {}
         runs: dict[str, dict[str, DagRun]] = {dag_id: {} for dag_id in dag_ids}
@@ -157,7 +125,7 @@ class CompatHarness:
         finally:
             for proc, _, _ in running.values():
                 stop_process_group(proc, grace=5)
-        pods = asyncio.run(self._created_pods(rv))
+            pods = recorder.stop()
         for by_variant in runs.values():
             for run in by_variant.values():
                 self._collect(run, pods)
@@ -229,30 +197,6 @@ class CompatHarness:
     def dag_file(self, variant: str, dag_id: str) -> Path:
         return self.homes[variant] / "dags" / f"{dag_id}.py"
 
-    async def _pods_rv(self) -> str:
-        from kubernetes_asyncio import client, config
-
-        api = await config.new_client_from_config(config_file=str(self.services.kubeconfig))
-        async with api:
-            return (await client.CoreV1Api(api).list_namespaced_pod(NAMESPACE)).metadata.resource_version
-
-    async def _created_pods(self, rv: str) -> list[dict[str, Any]]:
-        """Every pod created since `rv`, as the API server first stored it (its ADDED event)."""
-        from kubernetes_asyncio import client, config
-
-        api = await config.new_client_from_config(config_file=str(self.services.kubeconfig))
-        async with api:
-            resp = await client.CoreV1Api(api).list_namespaced_pod(
-                NAMESPACE, watch=True, resource_version=rv, timeout_seconds=1, _preload_content=False
-            )
-            pods = []
-            async with resp:
-                async for line in resp.content:
-                    event = json.loads(line)
-                    if event["type"] == "ADDED":
-                        pods.append(event["object"])
-            return pods
-
     def close(self) -> None:
         self.services.stop()
 
@@ -265,4 +209,6 @@ def environment_ok() -> str | None:
         return "the official provider is not installed (install the .[bench] extra)"
     if not os.path.exists(AIRFLOW_BIN):
         return "no airflow executable next to this Python"
+    if TARGET == "real":
+        return real_cluster_problem()
     return None

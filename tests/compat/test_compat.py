@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.compat.compare import container_lines, differences, normalized_pod, xcom_view
+from tests.compat.compare import (
+    container_lines,
+    differences,
+    normalized_pod,
+    official_container_lines,
+    xcom_view,
+)
 from tests.compat.harness import CompatHarness, DagRun, environment_ok
 
 pytestmark = [pytest.mark.compat, pytest.mark.airflow]
@@ -82,7 +88,7 @@ def _observed(run: DagRun, task_id: str, aspect: str) -> Any:
     if aspect == "logs" and run.variant == "official":
         # the official deferrable path logs "[base] logs: <line>" (docs/migration.md, "Logs")
         return by_container(
-            [(c, m.removeprefix("logs: ")) for c, m in container_lines(run.task_output(task_id))]
+            [(c, m.removeprefix("logs: ")) for c, m in official_container_lines(run.task_output(task_id))]
         )
     if aspect == "pod":
         return [normalized_pod(p) for p in run.pods.get(task_id, [])]

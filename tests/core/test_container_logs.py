@@ -231,3 +231,22 @@ def test_failure_logs_container_states_and_the_pod_spec_with_secrets_masked(sim_
     )
     spec = next(text for _, text in got if text.startswith("pod spec: "))
     assert '"MODE", "value": "fast"' in spec and "hunter2-value" not in spec and "***" in spec
+
+
+def test_failure_logs_pod_events_at_the_official_levels(sim_thread) -> None:
+    """`log_events_on_failure`: each event as `Pod Event: <reason> - <message>`, a Warning event at
+    warning level and a Normal one at info, as the official operator logs them."""
+    op = make_operator(
+        sim_thread,
+        name="never-pulled",
+        image="kpo-async.invalid/missing:1",
+        image_pull_policy="Never",
+        log_events_on_failure=True,
+    )
+    with capture_logs() as logs, pytest.raises(PodFailedError):
+        run_task(op)
+    events = [(level, text) for level, text in rendered(logs) if text.startswith("Pod Event: ")]
+    scheduled = [level for level, text in events if text.startswith("Pod Event: Scheduled - ")]
+    assert scheduled == ["info"], events
+    assert ("warning", "Pod Event: Failed - Error: ErrImageNeverPull") in events, events
+    assert all(level in ("info", "warning") for level, _ in events), events

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 
 import pytest
@@ -136,7 +137,7 @@ async def test_exec_into_a_real_process_reports_streams_and_exit_code(
     assert (result.stdout, result.exit_code) == ("sleep\x00600\x00", 0)  # a real process, PID 1
 
 
-REGISTRY = "127.0.0.1:30500"  # tools/node.sh's registry (KPO_ASYNC_REGISTRY_PORT)
+REGISTRY = f"127.0.0.1:{os.environ.get('KPO_ASYNC_REGISTRY_PORT', '30500')}"  # tools/node.sh's registry
 
 
 def test_image_pulled_from_the_loopback_registry_runs(cluster: Cluster) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the real node's container images from this machine's Debian packages, no registry involved:
-#   shell.tar   busybox-static (every applet linked in /bin) + Debian's bash: stands in for alpine:3.20,
+#   shell.tar   busybox-static (every applet linked in /bin) + Debian's bash and pgrep: stands in for alpine:3.20,
 #               ubuntu:24.04, busybox:1.36 (the names the example DAGs and tests use)
 #   python.tar  the shell image + Debian's python3 (interpreter, stdlib, the shared libraries they
 #               load): stands in for python:3.12-slim
@@ -23,7 +23,7 @@ if [ -s "$OUT/shell.tar" ] && [ -s "$OUT/python.tar" ] && [ -s "$OUT/pause.tar" 
   echo "$OUT"
   exit 0
 fi
-for c in umoci skopeo busybox; do command -v "$c" >/dev/null || { echo "images.sh: $c missing" >&2; exit 1; }; done
+for c in umoci skopeo busybox pgrep; do command -v "$c" >/dev/null || { echo "images.sh: $c missing" >&2; exit 1; }; done
 
 work="$(mktemp -d /tmp/kpo-async-images.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
@@ -53,6 +53,10 @@ base_rootfs() { # base_rootfs DIR: busybox with every applet, bash, /etc basics
   # Debian's bash (the example DAGs run `bash -cx`), with its libraries.
   rm -f "$r/bin/bash"
   copy_with_libs "$r" /bin/bash
+  # procps' pgrep/pkill: Debian's busybox has no such applets, alpine's has; the official operator stops
+  # its XCom sidecar with `kill -2 $(pgrep -u $(id -u) -f 'sh')`.
+  copy_with_libs "$r" /usr/bin/pgrep
+  ln -sf pgrep "$r/bin/pkill"
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$r/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
   : >"$r/etc/hosts"
