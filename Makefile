@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-ui test test-fast test-airflow30 lint compat e2e cluster-up cluster-down node-up node-down e2e-node compat-node bench bench-sim bench-triggerer soak soak-ha docs clean ui-deps ui-test ui-screenshots
+.PHONY: venv demo demo-ui test test-fast test-postgres test-airflow30 lint compat e2e cluster-up cluster-down node-up node-down e2e-node compat-node bench bench-sim bench-triggerer soak soak-ha docs clean ui-deps ui-test ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not airflow and not services and not e2e'
+
+## The two-triggerer (HA) test on PostgreSQL (real services, a SIGKILL, a graceful stop, restarts):
+## it starts (and stops) its own PostgreSQL on loopback via tools/postgres.sh, which installs
+## Debian's postgresql first when it is missing (as root; CI). docs/reliability.md, section 7.
+## TEST_POSTGRES_SUITES=tests/airflow adds the other real-services tests (not yet green on PostgreSQL).
+TEST_POSTGRES_SUITES ?= tests/airflow/test_ha_triggerers.py
+test-postgres: $(STAMP)
+	tools/postgres.sh install
+	KPO_ASYNC_TEST_DATABASE=postgres KPO_ASYNC_HA_TEST=1 $(BIN)/python -m pytest -q -m services $(TEST_POSTGRES_SUITES)
 
 ## The operator's suites on the lowest supported Airflow (3.0.x), in a second virtualenv. The
 ## kubernetes client is pinned to .venv's, whose model classes the tests build pods with.

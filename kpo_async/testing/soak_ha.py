@@ -145,7 +145,8 @@ async def soak(args: argparse.Namespace) -> int:
             states = airflow.task_states(run_id)
             return all(s != "deferred" for (task, _), (s, _) in states.items() if task == "ours")
 
-        await _wait(done, max(60.0, end_at + 30 + 300 - time.time()), "every event", poll=3.0)
+        # Restarts on a loaded machine can outlast the planned stop phase: wait from now as well.
+        await _wait(done, max(300.0, end_at + 30 + 300 - time.time()), "every event", poll=3.0)
         await asyncio.sleep(3)
         states = airflow.task_states(run_id)
         printed = await _pod_logs(client, "default", [p.name for p in pods])

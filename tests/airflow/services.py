@@ -152,6 +152,7 @@ class AirflowServices:
         variables: dict[str, str] | None = None,
         extra_env: dict[str, str] | None = None,
         database: str = "sqlite",
+        service_args: dict[str, list[str]] | None = None,
     ) -> None:
         if database not in ("sqlite", "postgres"):
             raise ValueError(f"database must be 'sqlite' or 'postgres', not {database!r}")
@@ -171,6 +172,8 @@ class AirflowServices:
         self.connections = connections or {}
         self.variables = variables or {}
         self.extra_env = extra_env or {}
+        #: Extra command-line arguments per service at its first start, e.g. a triggerer's --capacity.
+        self.service_args = service_args or {}
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.sim: Service | None = None
@@ -222,6 +225,7 @@ class AirflowServices:
                 if name == "api-server"
                 else [name]
             )
+            args += self.service_args.get(name, [])
             self.services[name] = Service(name, args, self.service_logs / f"{name}.log")
             self.start_service(name)
         self.wait_healthy(timeout=max(10.0, deadline - time.monotonic()))
@@ -308,6 +312,11 @@ class AirflowServices:
                 "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
                 # After a SIGKILL the old triggerer's triggers move to the new one this soon.
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "8",
+                # A worker parses its DAG file again before running the task; on a loaded 2-core
+                # machine several workers starting at once took over the default 30 s, and Airflow
+                # rescheduled their tasks ("DagBag import timeout"), again and again.
+                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+                "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
@@ -378,11 +387,11 @@ class AirflowServices:
             proc.wait(5)
         return time.monotonic() - started
 
-    def add_triggerer(self, name: str) -> Service:
+    def add_triggerer(self, name: str, *args: str) -> Service:
         """Start one more `airflow triggerer` (HA: several share the triggers); name 'triggerer-<x>'."""
         if not name.startswith("triggerer-"):
             raise ValueError(f"an extra triggerer's name must start with 'triggerer-', not {name!r}")
-        self.services[name] = Service(name, ["triggerer"], self.service_logs / f"{name}.log")
+        self.services[name] = Service(name, ["triggerer", *args], self.service_logs / f"{name}.log")
         return self.start_service(name)
 
     def restart_triggerer(self, sig: int = signal.SIGTERM) -> float:
