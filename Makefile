@@ -35,11 +35,12 @@ test-fast: $(STAMP)
 ## The operator's suites on the lowest supported Airflow (3.0.x), in a second virtualenv. The
 ## kubernetes client is pinned to .venv's, whose model classes the tests build pods with.
 VENV30 := .venv-airflow30
+# pyjwt<2.11: Airflow 3.0.x signs its API tokens with iss=None, which PyJWT 2.11+ refuses to encode.
 AIRFLOW30 ?= 3.0.6
 test-airflow30: $(STAMP)
 	test -x $(VENV30)/bin/python || $(PYTHON) -m venv $(VENV30)
 	$(BIN)/python -m uv pip install --quiet --python $(VENV30)/bin/python -e '.[dev,bench]' \
-		'apache-airflow==$(AIRFLOW30)' \
+		'apache-airflow==$(AIRFLOW30)' 'pyjwt<2.11' \
 		"kubernetes==$$($(BIN)/python -c 'import kubernetes; print(kubernetes.__version__)')"
 	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/core tests/reliability
 

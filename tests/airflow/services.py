@@ -311,6 +311,9 @@ class AirflowServices:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+                # A first parse on a loaded machine (cold imports, no .pyc yet) can take over the
+                # default 30 s, and a timed-out file is not parsed again for the interval above.
+                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
                 # Tests must never pick up a developer's own cluster by accident.
                 "KUBECONFIG": str(self.workdir / "no-default-kubeconfig"),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),

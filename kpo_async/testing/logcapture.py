@@ -1,0 +1,75 @@
+"""`capture_logs`: the log lines of a test, whichever logging the running Airflow routes them to.
+
+Airflow 3.1+ gives operators and triggers structlog loggers; Airflow 3.0 gives them stdlib
+``logging`` loggers (``LoggingMixin``). structlog's own ``capture_logs`` sees only the first kind,
+so this one also collects stdlib records, turned into the same dicts (``event``, ``log_level`` and
+the record's logger name) and passed through the same processors, in the order they were emitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+from structlog.testing import LogCapture
+
+Processor = Callable[[Any, str, dict[str, Any]], Any]
+
+
+class _StdlibCapture(logging.Handler):
+    """Appends each stdlib record, as structlog's ``LogCapture`` would, to a shared list."""
+
+    def __init__(self, entries: list[dict[str, Any]], processors: Sequence[Processor]) -> None:
+        super().__init__(logging.DEBUG)
+        self.entries = entries
+        self.processors = processors
+
+    def emit(self, record: logging.LogRecord) -> None:
+        method = record.levelname.lower()
+        event: Any = {"event": record.getMessage(), "log_level": method, "logger": record.name}
+        if record.exc_info and record.exc_info[1] is not None:
+            event["exc_info"] = record.exc_info
+        try:
+            for processor in self.processors:
+                event = processor(None, method, event)
+        except structlog.DropEvent:
+            return
+        self.entries.append(event)
+
+
+@contextmanager
+def capture_logs(processors: Sequence[Processor] = ()) -> Iterator[list[dict[str, Any]]]:
+    """Like ``structlog.testing.capture_logs``, plus every stdlib ``logging`` record emitted
+    meanwhile (all loggers, all levels: loggers' own levels are lowered for the duration)."""
+    capture = LogCapture()
+    entries = capture.entries
+    old_processors = structlog.get_config()["processors"]
+    handler = _StdlibCapture(entries, processors)
+    root = logging.getLogger()
+    old_level = root.level
+    lowered = _lower_levels()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        structlog.configure(processors=[*processors, capture])
+        yield entries
+    finally:
+        structlog.configure(processors=old_processors)
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        for logger, level in lowered:
+            logger.setLevel(level)
+
+
+def _lower_levels() -> list[tuple[logging.Logger, int]]:
+    """Let DEBUG through loggers configured above it (structlog capture sees every level too);
+    returns what to restore. Loggers that do not propagate are left alone."""
+    lowered = []
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.level > logging.DEBUG:
+            lowered.append((logger, logger.level))
+            logger.setLevel(logging.DEBUG)
+    return lowered
