@@ -42,23 +42,27 @@ class _StdlibCapture(logging.Handler):
 
 @contextmanager
 def capture_logs(processors: Sequence[Processor] = ()) -> Iterator[list[dict[str, Any]]]:
-    """Like ``structlog.testing.capture_logs``, plus every stdlib ``logging`` record emitted
-    meanwhile (all loggers, all levels: loggers' own levels are lowered for the duration)."""
+    """Like ``structlog.testing.capture_logs``, plus every stdlib ``logging`` record that reaches
+    the root logger meanwhile (all levels: loggers' own levels are lowered for the duration), in
+    place of the root's own handlers."""
     capture = LogCapture()
     entries = capture.entries
     old_processors = structlog.get_config()["processors"]
     handler = _StdlibCapture(entries, processors)
     root = logging.getLogger()
-    old_level = root.level
+    old_level, old_handlers = root.level, list(root.handlers)
     lowered = _lower_levels()
-    root.addHandler(handler)
+    # Captured instead of emitted, as structlog's capture replaces its whole processor chain:
+    # the root's other handlers (the console, pytest's own capture) would keep every line in
+    # memory or print it, which a test of bounded memory on a 100 MB log cannot afford.
+    root.handlers = [handler]
     root.setLevel(logging.DEBUG)
     try:
         structlog.configure(processors=[*processors, capture])
         yield entries
     finally:
         structlog.configure(processors=old_processors)
-        root.removeHandler(handler)
+        root.handlers = old_handlers
         root.setLevel(old_level)
         for logger, level in lowered:
             logger.setLevel(level)
