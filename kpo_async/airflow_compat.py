@@ -7,7 +7,6 @@ runtime module imports these names from here, so the version difference lives in
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 from typing import TYPE_CHECKING, Any
@@ -76,8 +75,10 @@ def redact(value: Any, name: str | None = None) -> Any:
 async def amask_secret(secret: str) -> None:
     """Register `secret` with this process's masker without blocking the event loop."""
     mask_async = _masker("amask_secret")
-    if mask_async is None:  # Airflow 3.0: registration is local and synchronous there
-        _masker("mask_secret")(secret)
+    if mask_async is None:  # Airflow 3.0: synchronous, and it tells the supervisor (see below)
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(_masker("mask_secret"))(secret)
         return
     await mask_async(secret)
 
@@ -87,8 +88,12 @@ async def aget_connection(conn_id: str) -> Any:
     reader = getattr(BaseHook, "aget_connection", None)
     if reader is not None:
         return await reader(conn_id)
-    # Airflow 3.0 has only the synchronous lookup: run it off the loop.
-    return await asyncio.to_thread(BaseHook.get_connection, conn_id)
+    # Airflow 3.0 has only the synchronous lookup: run it off the loop. Through asgiref, not a
+    # bare thread: on a 3.0 triggerer a synchronous Task SDK call asks the supervisor over the
+    # loop's own stream (async_to_sync), which works only from a thread sync_to_async started.
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
 def triggerer_calls_on_kill() -> bool:
