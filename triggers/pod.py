@@ -29,6 +29,8 @@ _EXIT_WORK_SECONDS = 5.0
 #: Upper bound for the kill a cancelled trigger does itself on Airflow < 3.3 (the state lookup and
 #: the pod delete), as the triggerer's ``on_kill_timeout`` bounds ``on_kill`` on 3.3+.
 _SELF_KILL_SECONDS = 30.0
+#: Upper bound for the task state lookup of a cancelled trigger (Airflow < 3.3).
+_STATE_SECONDS = 20.0
 #: Task states in which a worker may still resume this try (or the trigger lives on elsewhere):
 #: a cancelled trigger whose task is in one of them leaves the pod alone.
 _TASK_STILL_SERVED = frozenset({"deferred", "scheduled", "queued", "running", "up_for_reschedule"})
@@ -146,8 +148,10 @@ class PodTrigger(BaseTrigger):
         task_instance = getattr(self, "task_instance", None)
         if task_instance is None:
             return
-        # Short: while the triggerer shuts down its supervisor may not answer any more.
-        state = await asyncio.wait_for(atask_instance_state(task_instance), _EXIT_WORK_SECONDS)
+        # Shielded: a request abandoned between its write and its answer would leave that answer
+        # for the next reader of the shared supervisor channel, which then fails the whole
+        # trigger runner (3.0 checks the ids). A busy supervisor can take seconds to answer.
+        state = await asyncio.wait_for(asyncio.shield(atask_instance_state(task_instance)), _STATE_SECONDS)
         if state in _TASK_STILL_SERVED:
             return
         self.log.info(
