@@ -43,8 +43,8 @@ class _StdlibCapture(logging.Handler):
 @contextmanager
 def capture_logs(processors: Sequence[Processor] = ()) -> Iterator[list[dict[str, Any]]]:
     """Like ``structlog.testing.capture_logs``, plus every stdlib ``logging`` record that reaches
-    the root logger meanwhile (all levels: loggers' own levels are lowered for the duration), in
-    place of the root's own handlers."""
+    the root logger meanwhile (root at DEBUG, Airflow's loggers lowered to it for the duration),
+    in place of the root's own handlers."""
     capture = LogCapture()
     entries = capture.entries
     old_processors = structlog.get_config()["processors"]
@@ -69,10 +69,13 @@ def capture_logs(processors: Sequence[Processor] = ()) -> Iterator[list[dict[str
 
 
 def _lower_levels() -> list[tuple[logging.Logger, int]]:
-    """Let DEBUG through loggers configured above it (structlog capture sees every level too);
-    returns what to restore. Loggers that do not propagate are left alone."""
+    """Let DEBUG through Airflow's own loggers (3.0 sets ``airflow.task``, the operator's parent, to
+    INFO; structlog capture sees every level too); returns what to restore. Third-party loggers
+    keep their levels, as in production."""
     lowered = []
-    for logger in list(logging.root.manager.loggerDict.values()):
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if not (name == "airflow" or name.startswith("airflow.")):
+            continue
         if isinstance(logger, logging.Logger) and logger.level > logging.DEBUG:
             lowered.append((logger, logger.level))
             logger.setLevel(logging.DEBUG)

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes_asyncio.client import V1EnvVar
+from structlog.testing import capture_logs
 
 from kpo_async.airflow_compat import TaskDeferred
-from kpo_async.testing.logcapture import capture_logs
 from kpo_async.testing.sim import Fault, SimCluster
 from tests.reliability.conftest import (
     FakeTI,
