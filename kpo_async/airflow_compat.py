@@ -7,7 +7,6 @@ runtime module imports these names from here, so the version difference lives in
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 from typing import TYPE_CHECKING, Any
@@ -52,7 +51,9 @@ __all__ = [
     "TaskDeferred",
     "aget_connection",
     "amask_secret",
+    "atask_instance_state",
     "redact",
+    "triggerer_calls_on_kill",
 ]
 
 
@@ -74,8 +75,10 @@ def redact(value: Any, name: str | None = None) -> Any:
 async def amask_secret(secret: str) -> None:
     """Register `secret` with this process's masker without blocking the event loop."""
     mask_async = _masker("amask_secret")
-    if mask_async is None:  # Airflow 3.0: registration is local and synchronous there
-        _masker("mask_secret")(secret)
+    if mask_async is None:  # Airflow 3.0: synchronous, and it tells the supervisor (see below)
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(_masker("mask_secret"))(secret)
         return
     await mask_async(secret)
 
@@ -85,5 +88,67 @@ async def aget_connection(conn_id: str) -> Any:
     reader = getattr(BaseHook, "aget_connection", None)
     if reader is not None:
         return await reader(conn_id)
-    # Airflow 3.0 has only the synchronous lookup: run it off the loop.
-    return await asyncio.to_thread(BaseHook.get_connection, conn_id)
+    # Airflow 3.0 has only the synchronous lookup: run it off the loop. Through asgiref, not a
+    # bare thread: on a 3.0 triggerer a synchronous Task SDK call asks the supervisor over the
+    # loop's own stream (async_to_sync), which works only from a thread sync_to_async started.
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(_read_connection)(conn_id)
+
+
+class _ReadConnection:
+    """A 3.0 connection whose extras were parsed off the loop: parsing them registers their
+    secrets with the supervisor, a synchronous Task SDK call too."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.extra_dejson = conn.extra_dejson
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def _read_connection(conn_id: str) -> _ReadConnection:
+    return _ReadConnection(BaseHook.get_connection(conn_id))
+
+
+def triggerer_calls_on_kill() -> bool:
+    """Whether this Airflow's triggerer calls a trigger's ``on_kill`` when a user marks its task
+    failed/success or clears it (3.3+). Earlier 3.x releases only cancel the trigger."""
+    from airflow.triggers.base import BaseTrigger
+
+    return "on_kill" in vars(BaseTrigger)
+
+
+async def atask_instance_state(task_instance: Any) -> str | None:
+    """The current state of the deferred task a trigger serves, asked of the triggerer's supervisor
+    through the Task SDK channel it offers triggers (the same one ``get_task_states`` uses), so the
+    event loop never waits on a database. Raises when the channel is gone (triggerer stopping)."""
+    from airflow.sdk.execution_time import task_runner
+    from airflow.sdk.execution_time.comms import GetTaskStates
+
+    map_index = getattr(task_instance, "map_index", -1)
+    if map_index is None:
+        map_index = -1
+    request = GetTaskStates(
+        dag_id=task_instance.dag_id,
+        task_ids=[task_instance.task_id],
+        run_ids=[task_instance.run_id],
+        map_index=map_index if map_index >= 0 else None,
+    )
+    comms = task_runner.SUPERVISOR_COMMS
+    if hasattr(comms, "asend"):
+        response = await comms.asend(request)
+    else:  # a synchronous channel: asgiref runs it off the loop yet still on it for its streams
+        from asgiref.sync import sync_to_async
+
+        response = await sync_to_async(comms.send)(request)
+    key = task_instance.task_id if map_index < 0 else f"{task_instance.task_id}_{map_index}"
+    states = getattr(response, "task_states", None)
+    if states is None:
+        raise RuntimeError(f"unexpected answer to a task state request: {response!r}")
+    run_states = states.get(task_instance.run_id, {})
+    if key not in run_states:
+        raise LookupError(f"no task instance {key} in run {task_instance.run_id}")
+    state = run_states[key]
+    return None if state is None else str(getattr(state, "value", state))

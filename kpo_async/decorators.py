@@ -13,15 +13,20 @@ import base64
 import pickle
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.bases.decorator import (
-    DecoratedOperator,
-    TaskDecorator,
-    determine_kwargs,
-    task_decorator_factory,
-)
-from airflow.sdk.definitions.context import context_merge
+from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
+
+if TYPE_CHECKING:  # type-checked against the newest layout
+    from airflow.sdk.bases.decorator import determine_kwargs
+    from airflow.sdk.definitions.context import context_merge
+else:
+    try:  # Airflow >= 3.1
+        from airflow.sdk.bases.decorator import determine_kwargs
+        from airflow.sdk.definitions.context import context_merge
+    except ImportError:  # Airflow 3.0
+        from airflow.utils.context import context_merge
+        from airflow.utils.operator_helpers import determine_kwargs
 
 from kpo_async.identity import XCOM_RETURN_FILE
 from kpo_async.operator import AsyncKubernetesPodOperator

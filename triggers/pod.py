@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from kpo_async.airflow_compat import atask_instance_state, triggerer_calls_on_kill
 from kpo_async.clients import check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.monitor import MonitorSettings, PodMonitor
@@ -25,6 +26,14 @@ from kpo_async.retry import describe
 
 #: Upper bound for work done while the triggerer is shutting down or cancelling us.
 _EXIT_WORK_SECONDS = 5.0
+#: Upper bound for the kill a cancelled trigger does itself on Airflow < 3.3 (the state lookup and
+#: the pod delete), as the triggerer's ``on_kill_timeout`` bounds ``on_kill`` on 3.3+.
+_SELF_KILL_SECONDS = 30.0
+#: Upper bound for the task state lookup of a cancelled trigger (Airflow < 3.3).
+_STATE_SECONDS = 20.0
+#: Task states in which a worker may still resume this try (or the trigger lives on elsewhere):
+#: a cancelled trigger whose task is in one of them leaves the pod alone.
+_TASK_STILL_SERVED = frozenset({"deferred", "scheduled", "queued", "running", "up_for_reschedule"})
 
 
 class PodTrigger(BaseTrigger):
@@ -63,6 +72,7 @@ class PodTrigger(BaseTrigger):
         self.settings = _settings(settings)
         self._monitor: PodMonitor | None = None
         self._fired = False
+        self._cancelled = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         settings = {f.name: getattr(self.settings, f.name) for f in fields(MonitorSettings)}
@@ -100,6 +110,7 @@ class PodTrigger(BaseTrigger):
             )
             outcome = await self._monitor.run()
         except asyncio.CancelledError:
+            self._cancelled = True
             raise
         except Exception as exc:
             # Whatever went wrong, the task must resume on a worker so the pod is cleaned up.
@@ -116,10 +127,38 @@ class PodTrigger(BaseTrigger):
         yield TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
 
     async def cleanup(self) -> None:
-        """Runs on every exit. Unless the event fired, record the log cursor for our successor."""
+        """Runs on every exit. Unless the event fired, record the log cursor for our successor;
+        on Airflow < 3.3, a cancellation caused by a user's action on the task kills the pod."""
         if self._monitor is not None and not self._fired:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._monitor.checkpoint(), _EXIT_WORK_SECONDS)
+        if self._cancelled and not self._fired and not triggerer_calls_on_kill():
+            try:
+                await asyncio.wait_for(self._kill_if_task_left_deferral(), _SELF_KILL_SECONDS)
+            except Exception as exc:  # the pod stays; the task's next try or a user cleans it up
+                self.log.warning(
+                    f"could not tell whether pod {self.namespace}/{self.pod_name} should be deleted "
+                    f"after the trigger was cancelled; leaving it: {describe(exc)}"
+                )
+
+    async def _kill_if_task_left_deferral(self) -> None:
+        """Airflow before 3.3 cancels a trigger the same way whether a user marked or cleared its
+        task or the triggerer merely stops or hands it to another triggerer. The task's current
+        state tells them apart: a task no worker will resume any more means the user acted."""
+        task_instance = getattr(self, "task_instance", None)
+        if task_instance is None:
+            return
+        # Shielded: a request abandoned between its write and its answer would leave that answer
+        # for the next reader of the shared supervisor channel, which then fails the whole
+        # trigger runner (3.0 checks the ids). A busy supervisor can take seconds to answer.
+        state = await asyncio.wait_for(asyncio.shield(atask_instance_state(task_instance)), _STATE_SECONDS)
+        if state in _TASK_STILL_SERVED:
+            return
+        self.log.info(
+            f"the trigger was cancelled and task {task_instance.task_id} is now {state or 'cleared'}: "
+            "treating it as the user killing the task"
+        )
+        await self.on_kill()
 
     async def on_kill(self) -> None:
         """A user marked the deferred task failed/success or cleared it: stop the pod."""

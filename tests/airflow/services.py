@@ -298,6 +298,8 @@ class AirflowServices:
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__BASE_URL": self.base_url,
                 "AIRFLOW__API__WORKERS": "1",
+                # Airflow 3.0 serves `?deserialize=true` XCom reads only with this (3.1+ always).
+                "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
                 "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
@@ -320,6 +322,9 @@ class AirflowServices:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+                # A first parse on a loaded machine (cold imports, no .pyc yet) can take over the
+                # default 30 s, and a timed-out file is not parsed again for the interval above.
+                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
                 # Tests must never pick up a developer's own cluster by accident.
                 "KUBECONFIG": str(self.workdir / "no-default-kubeconfig"),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from kubernetes.client import models as k8s
-from structlog.testing import capture_logs
 
 from kpo_async.errors import PodFailedError
 from kpo_async.testing.harness import (
@@ -22,6 +21,7 @@ from kpo_async.testing.harness import (
     submit,
     trigger_from,
 )
+from kpo_async.testing.logcapture import capture_logs
 
 
 def shout(container: str, line: str) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 from kubernetes_asyncio import client, config
-from structlog.testing import capture_logs
 
 from kpo_async.testing import harness
 from kpo_async.testing.harness import FakeTI, context_for, make_operator
+from kpo_async.testing.logcapture import capture_logs
 from tests.core.test_operator import list_pods, pod_lines
 
 DS = "2026-03-04"

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, config
-from structlog.testing import capture_logs
 
 from kpo_async import AsyncKubernetesPodOperator
 from kpo_async.errors import InvalidArgumentError, PodFailedError
 from kpo_async.pods import FINALIZED_LABEL
 from kpo_async.testing import harness
 from kpo_async.testing.harness import FakeTI, behavior, context_for, make_operator, resume, submit
+from kpo_async.testing.logcapture import capture_logs
 
 
 def run_task(op: AsyncKubernetesPodOperator, ti: FakeTI | None = None) -> Any:

@@ -145,7 +145,7 @@ async def test_past_the_stream_limit_logs_are_read_periodically_and_completely(
                 "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
             }
             await client.core.create_namespaced_pod("default", pod)
-        from structlog.testing import capture_logs
+        from kpo_async.testing.logcapture import capture_logs
 
         with capture_logs() as logs:
             triggers = [

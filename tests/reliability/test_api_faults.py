@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from kpo_async.errors import ClusterUnreachableError
+from kpo_async.testing.logcapture import capture_logs
 from kpo_async.testing.sim import Fault
 from tests.reliability.conftest import (
     FakeTI,

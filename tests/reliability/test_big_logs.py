@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from structlog.testing import capture_logs
 
 from kpo_async.errors import PodFailedError
 from kpo_async.logs import DEFAULT_MAX_LINE_BYTES, TRUNCATION_MARKER
+from kpo_async.testing.logcapture import capture_logs
 from tests.reliability.conftest import (
     FakeTI,
     behavior,

@@ -14,12 +14,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from kpo_async.airflow_compat import AirflowTaskTimeout
 from kpo_async.clients import close_shared_clients
 from kpo_async.errors import PodFailedError
 from kpo_async.identity import LOG_CURSOR_ANNOTATION
+from kpo_async.testing.logcapture import capture_logs
 from kpo_async.testing.sim import Fault
 from kpo_async.watch import stop_shared_watchers
 from tests.reliability.conftest import (
