@@ -316,15 +316,14 @@ class AirflowServices:
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "8",
                 # A worker parses its DAG file again before running the task; on a loaded 2-core
                 # machine several workers starting at once took over the default 30 s, and Airflow
-                # rescheduled their tasks ("DagBag import timeout"), again and again.
+                # rescheduled their tasks ("DagBag import timeout"), again and again. A first parse
+                # (cold imports, no .pyc yet) can take as long, and a timed-out file is not parsed
+                # again for the interval below.
                 "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
                 "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-                # A first parse on a loaded machine (cold imports, no .pyc yet) can take over the
-                # default 30 s, and a timed-out file is not parsed again for the interval above.
-                "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "180",
                 # Tests must never pick up a developer's own cluster by accident.
                 "KUBECONFIG": str(self.workdir / "no-default-kubeconfig"),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
