@@ -127,9 +127,8 @@ async def atask_instance_state(task_instance: Any) -> str | None:
     from airflow.sdk.execution_time import task_runner
     from airflow.sdk.execution_time.comms import GetTaskStates
 
-    map_index = getattr(task_instance, "map_index", -1)
-    if map_index is None:
-        map_index = -1
+    map_index = getattr(task_instance, "map_index", None)
+    map_index = -1 if map_index is None else map_index
     request = GetTaskStates(
         dag_id=task_instance.dag_id,
         task_ids=[task_instance.task_id],
