@@ -42,9 +42,10 @@ LOADED_BY_AIRFLOW = (
 #: logs, the cluster fingerprint, Airflow 3.0 names, the subclass API) and 3,911 with late-starting
 #: sidecars' logs, 3,977 with Airflow 3.0-3.2 run for real (mark-failed deletes the pod through a
 #: task state lookup; 3.0's synchronous Task SDK calls kept off the triggerer's loop), 3,981 with pod
-#: events logged at the official levels. Until it is
+#: events logged at the official levels, 3,993 with on_kill telling a user's kill from a trigger
+#: handed to another triggerer. Until it is
 #: brought down, this budget stops it growing.
-MAX_LINES = 3985
+MAX_LINES = 4000
 MAX_FUNCTION_LINES = 60
 SIGNATURE_EXEMPT = {("kpo_async.operator", "AsyncKubernetesPodOperator.__init__")}
 

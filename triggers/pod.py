@@ -145,23 +145,43 @@ class PodTrigger(BaseTrigger):
         """Airflow before 3.3 cancels a trigger the same way whether a user marked or cleared its
         task or the triggerer merely stops or hands it to another triggerer. The task's current
         state tells them apart: a task no worker will resume any more means the user acted."""
+        state = await self._task_state()
+        if state in _TASK_STILL_SERVED:
+            return
+        self.log.info(f"the trigger was cancelled and its task is now {state or 'cleared'}: killing the pod")
+        await self._delete_pod()
+
+    async def on_kill(self) -> None:
+        """Airflow 3.3+: a user marked the deferred task failed/success or cleared it: stop the pod.
+
+        Airflow also calls this when another triggerer took the trigger over (a busy triggerer
+        whose heartbeat aged out finds its trigger assigned elsewhere): the task is then still
+        deferred, and the pod, followed by the other triggerer, must live on.
+        """
+        try:
+            state = await self._task_state()
+        except Exception as exc:  # Airflow said a user acted: do as asked
+            self.log.warning(f"could not read the task's state before killing the pod: {describe(exc)}")
+            state = None
+        if state in _TASK_STILL_SERVED:
+            self.log.warning(
+                f"this triggerer dropped the trigger of a task that is still {state} (another "
+                f"triggerer took it over): pod {self.namespace}/{self.pod_name} is left running"
+            )
+            return
+        await self._delete_pod()
+
+    async def _task_state(self) -> str | None:
+        """The current state of the task this trigger serves, asked of the triggerer's supervisor."""
         task_instance = getattr(self, "task_instance", None)
         if task_instance is None:
-            return
+            raise LookupError("the trigger has no task instance")
         # Shielded: a request abandoned between its write and its answer would leave that answer
         # for the next reader of the shared supervisor channel, which then fails the whole
         # trigger runner (3.0 checks the ids). A busy supervisor can take seconds to answer.
-        state = await asyncio.wait_for(asyncio.shield(atask_instance_state(task_instance)), _STATE_SECONDS)
-        if state in _TASK_STILL_SERVED:
-            return
-        self.log.info(
-            f"the trigger was cancelled and task {task_instance.task_id} is now {state or 'cleared'}: "
-            "treating it as the user killing the task"
-        )
-        await self.on_kill()
+        return await asyncio.wait_for(asyncio.shield(atask_instance_state(task_instance)), _STATE_SECONDS)
 
-    async def on_kill(self) -> None:
-        """A user marked the deferred task failed/success or cleared it: stop the pod."""
+    async def _delete_pod(self) -> None:
         if self.on_kill_action != "delete_pod":
             return
         client = await shared_client(ClusterRef.from_dict(self.cluster))

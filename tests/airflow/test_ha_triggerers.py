@@ -202,3 +202,90 @@ def numbered_in(path: Path | None) -> list[int]:
     from tests.airflow.test_services import lines_in_file
 
     return lines_in_file(path) if path is not None else []
+
+
+def test_a_paused_triggerer_whose_triggers_moved_on_leaves_their_pods_running(
+    services: AirflowServices,
+) -> None:
+    """A triggerer that stalls past the health threshold (a long GC pause, an overloaded host;
+    SIGSTOP here) loses its triggers to another. When it resumes, Airflow 3.3 cancels them there
+    as if a user had killed the tasks and calls `on_kill`: the pods must live on, followed by the
+    other triggerer, and every task must still succeed with all its lines."""
+    runs, duration = 2, 150
+    # One triggerer holds every trigger to begin with (the first test may have left two running).
+    if "triggerer-2" in services.services and services.services["triggerer-2"].proc is not None:
+        if services.services["triggerer-2"].proc.poll() is None:
+            services.stop_service("triggerer-2", signal.SIGTERM)
+    services.services["triggerer"].args = ["triggerer"]
+    if services.services["triggerer"].proc is None or services.services["triggerer"].proc.poll() is not None:
+        services.start_service("triggerer")
+    with PodRecorder(services, "dag_id=kpo_test_lines") as pods:
+        run_ids = [
+            services.trigger_dag("kpo_test_lines", conf={"duration": duration, "rate": 1})
+            for _ in range(runs)
+        ]
+
+        def single_owner() -> int | None:
+            held = owners(services, run_ids)
+            values = set(held.values())
+            return values.pop() if len(held) == runs and len(values) == 1 and None not in values else None
+
+        paused_job = wait_until(
+            single_owner, timeout=480, what="every task deferred on one triggerer", first=1
+        )
+        wait_until(
+            lambda: delivering(services, run_ids), timeout=180, what="lines from the triggerer", first=1
+        )
+        newest = triggerer_jobs(services, at_least=1)[-1]
+        if "triggerer-2" in services.services:
+            services.start_service("triggerer-2")
+        else:
+            services.add_triggerer("triggerer-2")
+        other_job = wait_until(
+            lambda: next((j for j in triggerer_jobs(services, at_least=1) if j > newest), None),
+            timeout=300,
+            what="the second triggerer's job",
+            first=0.5,
+        )
+        # The stall: the other triggerer adopts once the paused one's heartbeat is too old.
+        services.signal_service("triggerer", signal.SIGSTOP, whole_group=True)
+        try:
+            wait_until(
+                lambda: spread(services, run_ids, {other_job: runs}),
+                timeout=180,
+                what="the other triggerer to adopt the paused one's triggers",
+                first=1,
+            )
+        finally:
+            services.signal_service("triggerer", signal.SIGCONT, whole_group=True)
+
+        def told_to_kill() -> bool:
+            files = [
+                f
+                for run_id in run_ids
+                for f in trigger_log_files(services, "kpo_test_lines", run_id, "lines")
+                if f.name.endswith(f".trigger.{paused_job}.log")
+            ]
+            return len(files) == runs and all("is left running" in f.read_text() for f in files)
+
+        wait_until(
+            told_to_kill, timeout=120, what="the resumed triggerer's on_kill to leave each pod", first=1
+        )
+        finals = {
+            run_id: services.wait_task("kpo_test_lines", run_id, "lines", timeout=600, poll=1)
+            for run_id in run_ids
+        }
+        pods.poll()
+    problems = []
+    for run_id, ti in finals.items():
+        numbers = numbered(services.task_log("kpo_test_lines", run_id, "lines").pod_lines())
+        missing = sorted(set(range(1, duration + 1)) - set(numbers))
+        if ti["state"] != "success" or ti["try_number"] != 1:
+            problems.append(f"{run_id}: {ti['state']} try {ti['try_number']}")
+        elif services.xcom("kpo_test_lines", run_id, "lines") != {"lines": duration, "run": run_id}:
+            problems.append(f"{run_id}: wrong XCom")
+        if missing:
+            problems.append(f"{run_id}: missing lines {missing[:10]}")
+    per_run = collections.Counter(labels.get("run_id") for labels in pods.seen.values())
+    assert len(pods.seen) == runs and set(per_run.values()) == {1}, f"pods per run: {dict(per_run)}"
+    assert not problems, "\n".join(problems)
