@@ -15,11 +15,11 @@ import inspect
 import json
 import time
 import warnings
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import fields
 from datetime import timedelta
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
@@ -55,6 +55,7 @@ from triggers.pod import PodTrigger
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import V1Pod
 
+T = TypeVar("T")
 ON_FINISH_ACTIONS = ("delete_pod", "delete_succeeded_pod", "delete_active_pod", "keep_pod")
 ON_KILL_ACTIONS = ("delete_pod", "keep_pod")
 #: Extra time Airflow's own deferral timeout allows past our trigger's execution deadline, so that
@@ -236,7 +237,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         check_choice("on_finish_action", on_finish_action, ON_FINISH_ACTIONS)
         check_choice("on_kill_action", on_kill_action, ON_KILL_ACTIONS)
         arguments_given = locals()
-        for argument in _STORED_AS_GIVEN:  # every other argument is kept under its own name
+        for argument in _STORED_AS_GIVEN:
             setattr(self, argument, arguments_given[argument])
         self.cmds = cmds or []
         self.arguments = arguments or []
@@ -393,29 +394,27 @@ class AsyncKubernetesPodOperator(BaseOperator):
     def find_pod(self, namespace: str, context: Any, *, exclude_checked: bool = True) -> V1Pod | None:
         """This try's pod in `namespace`, or None. Finalized (checked) pods are always excluded."""
 
-        async def find() -> V1Pod | None:
-            async with open_client(self.cluster_ref) as client:
-                selector = task_selector(self.task_identity(context), include_try=True)
-                for state in await find_task_pods(client, namespace, selector):
-                    raw = await read_pod_json(client, namespace, state.name)
-                    return to_v1pod(raw) if raw else None
+        async def find(client: ClusterClient) -> V1Pod | None:
+            selector = task_selector(self.task_identity(context), include_try=True)
+            for state in await find_task_pods(client, namespace, selector):
+                raw = await read_pod_json(client, namespace, state.name)
+                return to_v1pod(raw) if raw else None
             return None
 
-        return asyncio.run(find())
+        return self._on_cluster(find)
 
     def get_or_create_pod(self, pod_request_obj: V1Pod, context: Any) -> V1Pod:
         """Adopt this task's pod (as `execute` does) or create `pod_request_obj`; the pod as created."""
 
-        async def get_or_create() -> V1Pod:
-            async with open_client(self.cluster_ref) as client:
-                pod = to_v1pod(pod_request_obj)
-                namespace = pod.metadata.namespace
-                state = await self._adopt(client, namespace, self.task_identity(context))
-                state = state or await create_pod(client, pod)
-                name = state.name if state is not None else pod.metadata.name
-                return to_v1pod(await read_pod_json(client, namespace, name) or {})
+        async def get_or_create(client: ClusterClient) -> V1Pod:
+            pod = to_v1pod(pod_request_obj)
+            namespace = pod.metadata.namespace
+            state = await self._adopt(client, namespace, self.task_identity(context))
+            state = state or await create_pod(client, pod)
+            name = state.name if state is not None else pod.metadata.name
+            return to_v1pod(await read_pod_json(client, namespace, name) or {})
 
-        return asyncio.run(get_or_create())
+        return self._on_cluster(get_or_create)
 
     def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
         """Delete or keep the pod as `on_finish_action` says, judging by `remote_pod`'s phase."""
@@ -426,12 +425,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             pod.metadata.name,
             exit_code=0 if phase in ("Succeeded", "Failed") else None,
         )
-
-        async def clean() -> None:
-            async with open_client(self.cluster_ref) as client:
-                await self._cleanup_pod(client, outcome)
-
-        asyncio.run(clean())
+        self._on_cluster(lambda client: self._cleanup_pod(client, outcome))
 
     # -- execute: submit and defer -------------------------------------------------------------
     def execute(self, context: Any) -> Any:
@@ -478,7 +472,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 self.log_formatter,
             )
         if not self.deferrable:
-            return self.execute_complete(context, asyncio.run(self._monitor_here(trigger)))
+            return self.execute_complete(context, self._on_cluster(lambda c: self._monitor_here(c, trigger)))
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
@@ -558,19 +552,18 @@ class AsyncKubernetesPodOperator(BaseOperator):
             )
         return existing
 
-    async def _monitor_here(self, trigger: PodTrigger) -> dict[str, Any]:
+    async def _monitor_here(self, client: ClusterClient, trigger: PodTrigger) -> dict[str, Any]:
         """deferrable=False: run the trigger's monitor in this worker process instead."""
-        async with open_client(self.cluster_ref) as client:
-            monitor = PodMonitor(
-                client,
-                trigger.namespace,
-                trigger.pod_name,
-                trigger.monitor_settings(),
-                log_cursor=None,
-                logger=self.log,
-                formatter=self.log_formatter,
-            )
-            return (await monitor.run()).to_payload()
+        monitor = PodMonitor(
+            client,
+            trigger.namespace,
+            trigger.pod_name,
+            trigger.monitor_settings(),
+            log_cursor=None,
+            logger=self.log,
+            formatter=self.log_formatter,
+        )
+        return (await monitor.run()).to_payload()
 
     # -- resume: finalize ----------------------------------------------------------------------
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
@@ -578,7 +571,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         namespace, pod_name = outcome.namespace, outcome.pod_name
         if self.callbacks:
             self.client  # noqa: B018 - resolved before the event loop below, where callbacks run
-        asyncio.run(self._finalize(outcome, context, event))
+        self._on_cluster(lambda client: self._finalize(client, outcome, context, event))
         if outcome.succeeded:
             self.log.info("pod %s/%s succeeded", namespace, pod_name)
             return outcome.xcom if self.do_xcom_push else None
@@ -601,18 +594,16 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 ti.xcom_push(key=str(key), value=item)
         ti.xcom_push(key="return_value", value=value)
 
-    async def _finalize(self, outcome: PodOutcome, context: Any = None, event: Any = None) -> None:
-        namespace, pod_name = outcome.namespace, outcome.pod_name
-        async with open_client(self.cluster_ref) as client:
-            if self.callbacks:  # the official moments, with the pod as it is now (None once gone)
-                raw = await read_pod_json(client, namespace, pod_name)
-                pod = to_v1pod(raw) if raw else None
-                self._callback("on_operator_resuming", context, pod=pod, event=event)
-                self._callback("on_pod_completion", context, pod=pod)
-                self._callback("on_pod_teardown", context, pod=pod)
-            await self._cleanup_pod(client, outcome)
-            if self.callbacks:
-                self._callback("on_pod_cleanup", context, pod=pod)
+    async def _finalize(self, client: ClusterClient, outcome: PodOutcome, context: Any, event: Any) -> None:
+        if self.callbacks:  # the official moments, with the pod as it is now (None once gone)
+            raw = await read_pod_json(client, outcome.namespace, outcome.pod_name)
+            pod = to_v1pod(raw) if raw else None
+            self._callback("on_operator_resuming", context, pod=pod, event=event)
+            self._callback("on_pod_completion", context, pod=pod)
+            self._callback("on_pod_teardown", context, pod=pod)
+        await self._cleanup_pod(client, outcome)
+        if self.callbacks:
+            self._callback("on_pod_cleanup", context, pod=pod)
 
     async def _cleanup_pod(self, client: ClusterClient, outcome: PodOutcome) -> None:
         namespace, pod_name, succeeded = outcome.namespace, outcome.pod_name, outcome.succeeded
@@ -674,57 +665,46 @@ class AsyncKubernetesPodOperator(BaseOperator):
             self.log.info("pod spec: %s", json.dumps({**shown, "spec": spec}, sort_keys=True))
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
-        if next_method == "__fail__":  # Airflow's deferral timeout fired before our trigger's event
-            asyncio.run(self._cleanup_current_pods(context))
+        # Airflow's deferral timeout fired before our trigger's event.
+        if next_method == "__fail__" and self.on_kill_action == "delete_pod":
+            self._on_cluster(lambda client: self._delete_current_pods(client, context))
         return super().resume_execution(next_method, next_kwargs, context)
 
-    async def _cleanup_current_pods(self, context: Any) -> None:
+    async def _delete_current_pods(self, client: ClusterClient, context: Any) -> None:
         identity = self.task_identity(context)
-        async with open_client(self.cluster_ref) as client:
-            # Where execute put the pod (its namespace may come from a template or full_pod_spec).
-            namespace = (
-                context["ti"].xcom_pull(task_ids=self.task_id, key=POD_NAMESPACE_XCOM)
-                or self.namespace
-                or client.default_namespace
-                or "default"
-            )
-            for state in await find_task_pods(client, namespace, task_selector(identity, include_try=True)):
-                if self.on_kill_action == "delete_pod":
-                    await delete_pod(client, namespace, state.name)
+        # Where execute put the pod (its namespace may come from a template or full_pod_spec).
+        namespace = (
+            context["ti"].xcom_pull(task_ids=self.task_id, key=POD_NAMESPACE_XCOM)
+            or self.namespace
+            or client.default_namespace
+            or "default"
+        )
+        for state in await find_task_pods(client, namespace, task_selector(identity, include_try=True)):
+            await delete_pod(client, namespace, state.name)
 
     def on_kill(self) -> None:
         """Killed while submitting or while running non-deferrably: delete our pod."""
         if self._submitted is None or self.on_kill_action != "delete_pod":
             return
         namespace, name = self._submitted
+        self._on_cluster(lambda client: delete_pod(client, namespace, name))
 
-        async def delete() -> None:
+    def _on_cluster(self, action: Callable[[ClusterClient], Awaitable[T]]) -> T:
+        """Run `action` with a client of this task's cluster, in an event loop of its own."""
+
+        async def run() -> T:
             async with open_client(self.cluster_ref) as client:
-                await delete_pod(client, namespace, name)
+                return await action(client)
 
-        asyncio.run(delete())
+        return asyncio.run(run())
 
 
-#: Arguments stored as given, under their own names; the others are normalized in __init__.
+#: Arguments stored as given, under their own names (those normalized in __init__ are then
+#: overwritten). `resources` is BaseOperator's own attribute; the pod's are `pod_resources`.
 _STORED_AS_GIVEN = tuple(
     name
     for name in inspect.signature(AsyncKubernetesPodOperator.__init__).parameters
-    if name
-    not in {
-        "self",
-        "kwargs",
-        "cmds",
-        "arguments",
-        "labels",
-        "annotations",
-        "durable",
-        "reattach_on_restart",
-        "base_container_name",
-        "resources",
-        "skip_on_exit_code",
-        "is_delete_operator_pod",
-        "callbacks",
-    }
+    if name not in {"self", "kwargs", "resources", "durable", "is_delete_operator_pod"}
 )
 
 
