@@ -6,6 +6,7 @@ Precedence, merge rules, naming and labels are described in ``docs/pod-spec.md``
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Hashable, Mapping
@@ -511,6 +512,7 @@ def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]
 # --- reconciling layers --------------------------------------------------------------------------------
 
 _Rule = Callable[[Any, Any], Any]
+_ListRule = Callable[[list[Any], list[Any]], list[Any]]
 
 
 def _merge(
@@ -535,7 +537,7 @@ def _union(base: list[Any], client: list[Any]) -> list[Any]:
     return copy.deepcopy(base) + [copy.deepcopy(item) for item in client if item not in base]
 
 
-def _keyed(key: Callable[[dict[str, Any]], Hashable | None], combine: _Rule | None = None) -> _Rule:
+def _keyed(key: Callable[[dict[str, Any]], Hashable | None], combine: _Rule | None = None) -> _ListRule:
     """List merge: a client item replaces (or is combined with) the base item of the same key."""
 
     def merge(base: list[Any], client: list[Any]) -> list[Any]:
@@ -577,6 +579,9 @@ def _merge_container(base: dict[str, Any], client: dict[str, Any]) -> dict[str, 
     return _merge(base, client, _CONTAINER_RULES)
 
 
+_merge_containers_by_name = _keyed(_field("name"), _merge_container)
+
+
 _METADATA_RULES: dict[str, _Rule] = {
     "labels": _merge_maps,
     "annotations": _merge_maps,
@@ -584,7 +589,7 @@ _METADATA_RULES: dict[str, _Rule] = {
     "ownerReferences": _keyed(_field("uid")),
 }
 _SPEC_RULES: dict[str, _Rule] = {
-    "initContainers": _keyed(_field("name"), _merge_container),
+    "initContainers": _merge_containers_by_name,
     "volumes": _keyed(_field("name")),
     "imagePullSecrets": _keyed(_field("name")),
     "nodeSelector": _merge_maps,
@@ -594,17 +599,9 @@ _SPEC_RULES: dict[str, _Rule] = {
 
 def _reconcile(base: dict[str, Any], client: dict[str, Any], base_container_name: str) -> dict[str, Any]:
     """Lay ``client`` (a pod as API JSON) over ``base``."""
-
-    def containers(base_items: list[Any], client_items: list[Any]) -> list[Any]:
-        return _reconcile_containers(base_items, client_items, base_container_name)
-
-    def spec(base_spec: dict[str, Any], client_spec: dict[str, Any]) -> dict[str, Any]:
-        return _merge(base_spec, client_spec, {**_SPEC_RULES, "containers": containers})
-
-    def metadata(base_meta: dict[str, Any], client_meta: dict[str, Any]) -> dict[str, Any]:
-        return _merge(base_meta, client_meta, _METADATA_RULES)
-
-    return _merge(base, client, {"metadata": metadata, "spec": spec})
+    containers = functools.partial(_reconcile_containers, base_container_name=base_container_name)
+    spec = functools.partial(_merge, rules={**_SPEC_RULES, "containers": containers})
+    return _merge(base, client, {"metadata": functools.partial(_merge, rules=_METADATA_RULES), "spec": spec})
 
 
 def _base_index(containers: list[Any], base_container_name: str) -> int | None:
@@ -627,15 +624,7 @@ def _reconcile_containers(base: list[Any], client: list[Any], base_container_nam
         if base_container_name in (result[base_at].get("name"), client[client_at].get("name")):
             merged["name"] = base_container_name
         result[base_at] = merged
-    others = [item for n, item in enumerate(client) if n != client_at]
-    positions = {item.get("name"): n for n, item in enumerate(result) if n != base_at}
-    for item in others:
-        n = positions.get(item.get("name"))
-        if n is None:
-            result.append(copy.deepcopy(item))
-        else:
-            result[n] = _merge_container(result[n], item)
-    return result
+    return _merge_containers_by_name(result, [item for n, item in enumerate(client) if n != client_at])
 
 
 # --- building ------------------------------------------------------------------------------------------
