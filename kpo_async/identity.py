@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 #: Label on every pod this project creates; the shared watch selects on it.
@@ -36,16 +37,9 @@ CONNECTION_EXTRAS = (
     "xcom_sidecar_container_resources",
 )
 
-#: Annotations holding the task identity verbatim (labels may have had to be shortened).
-DAG_ID_ANNOTATION = "kpo-async.io/dag-id"
-TASK_ID_ANNOTATION = "kpo-async.io/task-id"
-RUN_ID_ANNOTATION = "kpo-async.io/run-id"
-MAP_INDEX_ANNOTATION = "kpo-async.io/map-index"
-TRY_NUMBER_ANNOTATION = "kpo-async.io/try-number"
-
+#: The longest pod name and label value Kubernetes accepts.
 NAME_MAX_LENGTH = 63
 SUFFIX_LENGTH = 8
-_LABEL_MAX_LENGTH = 63
 QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 POD_NAME_UNSAFE = re.compile(r"[^a-z0-9-]+")
@@ -67,10 +61,10 @@ def label_safe(value: str) -> str:
 
     Distinct inputs give distinct outputs: a value that had to change carries 8 hex chars of its sha256.
     """
-    if len(value) <= _LABEL_MAX_LENGTH and (value == "" or QUALIFIED_NAME.match(value)):
+    if len(value) <= NAME_MAX_LENGTH and (value == "" or QUALIFIED_NAME.match(value)):
         return value
     digest = hashlib.sha256(value.encode()).hexdigest()[:SUFFIX_LENGTH]
-    stem = _LABEL_UNSAFE.sub("_", value).strip("._-")[: _LABEL_MAX_LENGTH - SUFFIX_LENGTH - 1]
+    stem = _LABEL_UNSAFE.sub("_", value).strip("._-")[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1]
     stem = stem.rstrip("._-")
     return f"{stem}-{digest}" if stem else digest
 
@@ -93,13 +87,14 @@ def identity_labels(identity: TaskIdentity) -> dict[str, str]:
 
 
 def identity_annotations(identity: TaskIdentity) -> dict[str, str]:
-    """The task identity verbatim, for humans and for checking a label match was not a hash collision."""
+    """The task identity verbatim (labels may have had to be shortened), for humans and for checking
+    a label match was not a hash collision."""
     return {
-        DAG_ID_ANNOTATION: identity.dag_id,
-        TASK_ID_ANNOTATION: identity.task_id,
-        RUN_ID_ANNOTATION: identity.run_id,
-        MAP_INDEX_ANNOTATION: str(identity.map_index),
-        TRY_NUMBER_ANNOTATION: str(identity.try_number),
+        "kpo-async.io/dag-id": identity.dag_id,
+        "kpo-async.io/task-id": identity.task_id,
+        "kpo-async.io/run-id": identity.run_id,
+        "kpo-async.io/map-index": str(identity.map_index),
+        "kpo-async.io/try-number": str(identity.try_number),
     }
 
 
@@ -111,6 +106,13 @@ def task_selector(identity: TaskIdentity, *, include_try: bool) -> str:
     if include_try:
         parts.append(f"try_number={labels['try_number']}")
     return ",".join(parts)
+
+
+def belongs_to_try(labels: Mapping[str, str], identity: TaskIdentity) -> bool:
+    """Whether a pod's `labels` are those of this try's pods (what ``task_selector`` selects)."""
+    ours = identity_labels(identity)
+    unmapped_ok = "map_index" in ours or "map_index" not in labels
+    return unmapped_ok and all(labels.get(key) == value for key, value in ours.items())
 
 
 def pod_name(

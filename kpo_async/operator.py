@@ -32,7 +32,7 @@ from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
 from kpo_async.hook import KubernetesConnectionHook
-from kpo_async.identity import TaskIdentity, task_selector
+from kpo_async.identity import TaskIdentity, belongs_to_try, task_selector
 from kpo_async.k8s_objects import is_model, pod_to_dict, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.log_follower import formatter_path
@@ -538,17 +538,16 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self, client: ClusterClient, namespace: str, name: str, identity: TaskIdentity
     ) -> PodState:
         existing = await read_pod(client, namespace, name)
-        ours = task_selector(identity, include_try=True)
-        if existing is not None and existing.deleting and _labels_match(existing.labels, ours):
-            raise KpoAsyncError(
-                f"pod {namespace}/{name} of this same try is still being deleted; "
-                "clear the task again once it is gone"
-            )
-        if existing is None or not _labels_match(existing.labels, ours):
+        if existing is None or not belongs_to_try(existing.labels, identity):
             raise InvalidArgumentError(
                 "name",
                 f"a pod named {name!r} already exists in namespace {namespace!r} and belongs to another task",
                 "set random_name_suffix=True or choose another name",
+            )
+        if existing.deleting:
+            raise KpoAsyncError(
+                f"pod {namespace}/{name} of this same try is still being deleted; "
+                "clear the task again once it is gone"
             )
         return existing
 
@@ -723,19 +722,6 @@ def secret_env_names(pod: V1Pod) -> list[str]:
             if env.value and redact(env.value, env.name) != env.value:
                 names.add(env.name)
     return sorted(names)
-
-
-def _labels_match(labels: Mapping[str, str], selector: str) -> bool:
-    """Whether `labels` satisfy an equality-based selector such as ``a=1,b=2,!c``."""
-    for term in selector.split(","):
-        if term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        else:
-            key, _, value = term.partition("=")
-            if labels.get(key) != value:
-                return False
-    return True
 
 
 def _exit_codes(value: int | Container[int] | None) -> Container[int]:
