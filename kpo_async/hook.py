@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from kpo_async.airflow_compat import BaseHook
+from kpo_async.provider import CONNECTION_TYPE, HIDDEN_FIELDS
 
 
 class KubernetesConnectionHook(BaseHook):
@@ -16,7 +17,7 @@ class KubernetesConnectionHook(BaseHook):
 
     conn_name_attr = "kubernetes_conn_id"
     default_conn_name = "kubernetes_default"
-    conn_type = "kpo_async_kubernetes"
+    conn_type = CONNECTION_TYPE
     hook_name = "Kubernetes Cluster (kpo-async)"
 
     def __init__(self, kubernetes_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -28,4 +29,4 @@ class KubernetesConnectionHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {"hidden_fields": ["host", "schema", "login", "password", "port", "extra"], "relabeling": {}}
+        return {"hidden_fields": list(HIDDEN_FIELDS), "relabeling": {}}

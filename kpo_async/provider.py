@@ -9,29 +9,24 @@ from kpo_async.identity import CONNECTION_EXTRAS  # provider discovery must not 
 
 CONNECTION_TYPE = "kpo_async_kubernetes"
 
-_FIELD_LABELS = {
-    "in_cluster": ("In cluster configuration", "boolean"),
-    "kube_config_path": ("Kube config path (must exist on workers and triggerer)", "string"),
-    "kube_config": ("Kube config (JSON or YAML, stored encrypted)", "password"),
-    "namespace": ("Namespace", "string"),
-    "cluster_context": ("Cluster context", "string"),
-    "disable_verify_ssl": ("Disable SSL verification", "boolean"),
-    "xcom_sidecar_container_image": ("XCom sidecar image", "string"),
-    "xcom_sidecar_container_resources": ("XCom sidecar resources (JSON)", "string"),
+#: Connection fields Airflow's form hides: the cluster is described by the extras alone.
+HIDDEN_FIELDS = ("host", "schema", "login", "password", "port", "extra")
+_TEXT: dict[str, Any] = {"type": ["string", "null"]}
+_FLAG: dict[str, Any] = {"type": ["boolean", "null"]}
+#: The form's fields: the official `kubernetes` connection's extras (CONNECTION_EXTRAS' order).
+_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "in_cluster": {"label": "In cluster configuration", "schema": _FLAG},
+    "kube_config_path": {"label": "Kube config path (must exist on workers and triggerer)", "schema": _TEXT},
+    "kube_config": {
+        "label": "Kube config (JSON or YAML, stored encrypted)",
+        "schema": {**_TEXT, "format": "password"},
+    },
+    "namespace": {"label": "Namespace", "schema": _TEXT},
+    "cluster_context": {"label": "Cluster context", "schema": _TEXT},
+    "disable_verify_ssl": {"label": "Disable SSL verification", "schema": _FLAG},
+    "xcom_sidecar_container_image": {"label": "XCom sidecar image", "schema": _TEXT},
+    "xcom_sidecar_container_resources": {"label": "XCom sidecar resources (JSON)", "schema": _TEXT},
 }
-
-
-def _conn_fields() -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for name in CONNECTION_EXTRAS:
-        label, kind = _FIELD_LABELS[name]
-        schema: dict[str, Any] = {"type": ["string", "null"]}
-        if kind == "boolean":
-            schema = {"type": ["boolean", "null"]}
-        elif kind == "password":
-            schema["format"] = "password"
-        fields[name] = {"label": label, "schema": schema}
-    return fields
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -56,10 +51,8 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "kpo_async.hook.KubernetesConnectionHook",
                 "hook-name": "Kubernetes Cluster (kpo-async)",
                 "connection-type": CONNECTION_TYPE,
-                "conn-fields": _conn_fields(),
-                "ui-field-behaviour": {
-                    "hidden-fields": ["host", "schema", "login", "password", "port", "extra"]
-                },
+                "conn-fields": {name: _CONN_FIELDS[name] for name in CONNECTION_EXTRAS},
+                "ui-field-behaviour": {"hidden-fields": list(HIDDEN_FIELDS)},
             }
         ],
         "extra-links": ["kpo_async.links.PodLink"],
