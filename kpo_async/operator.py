@@ -38,8 +38,8 @@ from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.log_follower import formatter_path
 from kpo_async.monitor import PodMonitor
 from kpo_async.outcome import PodOutcome, Status
-from kpo_async.pod_builder import PodArguments, build_pod, check_choice, validate_arguments
-from kpo_async.pod_state import ContainerState, PodState
+from kpo_async.pod_builder import PodArguments, build_pod, check_choice
+from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
 from kpo_async.pods import (
     create_pod,
@@ -354,7 +354,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
             arguments.xcom_sidecar_resources = (
                 json.loads(resources) if isinstance(resources, str) else resources
             )
-        validate_arguments(arguments)
         pod = build_pod(
             arguments,
             identity=self.task_identity(context),
@@ -626,19 +625,13 @@ class AsyncKubernetesPodOperator(BaseOperator):
         (`log_pod_spec_on_failure`)."""
         from kpo_async.airflow_compat import redact
 
-        pod = (
-            await read_pod_json(client, namespace, pod_name)
-            if self.log_pod_spec_on_failure or (self.log_events_on_failure)
-            else None
-        )
+        pod = None
+        if self.log_pod_spec_on_failure or self.log_events_on_failure:
+            pod = await read_pod_json(client, namespace, pod_name)
         if pod is not None and self.log_events_on_failure:
-            status = pod.get("status") or {}
-            self.log.info("pod phase: %s, reason: %s", status.get("phase"), status.get("reason"))
-            for found in [
-                *(status.get("initContainerStatuses") or []),
-                *(status.get("containerStatuses") or []),
-            ]:
-                state = ContainerState.from_api(found)
+            found = PodState.from_api(pod)
+            self.log.info("pod phase: %s, reason: %s", found.phase, found.reason)
+            for state in (*found.init_containers, *found.containers):
                 failed = state.state == "waiting" or (state.terminated and state.exit_code != 0)
                 (self.log.error if failed else self.log.info)(
                     "container %s: %s, reason=%s, exit_code=%s, message=%s",

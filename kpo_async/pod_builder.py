@@ -116,13 +116,14 @@ class PodArguments:
     xcom_sidecar_container_security_context: Any | None = None
 
 
-def validate_arguments(args: PodArguments) -> None:
-    """Raise ``InvalidArgumentError`` for the first unusable argument (call it after template rendering).
+def validate_arguments(args: PodArguments) -> dict[str, Any]:
+    """Raise ``InvalidArgumentError`` for the first unusable argument (call it after template rendering);
+    return the pod the arguments describe, as API JSON (only what they set).
 
     Whether an image is given at all is checked by ``build_pod``: a template may provide it.
     """
     _validate_scalars(args)
-    _arguments_layer(args)
+    return _arguments_layer(args)
 
 
 def _validate_scalars(args: PodArguments) -> None:
@@ -642,13 +643,13 @@ def build_pod(
     ``template`` is API JSON as returned by ``kpo_async.pod_template``; ``full_pod_spec`` is a pod of
     either client or a dict. Raises ``InvalidArgumentError`` naming the argument at fault.
     """
-    _validate_scalars(args)
+    explicit = validate_arguments(args)  # the arguments first: their errors are reported first
     layers = []
     if template is not None:
         layers.append(checked_api_dict(template, "V1Pod", argument="pod_template_file"))
     if full_pod_spec is not None:
         layers.append(checked_api_dict(full_pod_spec, "V1Pod", argument="full_pod_spec"))
-    layers.append(_arguments_layer(args))
+    layers.append(explicit)
     pod: dict[str, Any] = {}
     for layer in layers:
         pod = _reconcile(pod, layer, args.base_container_name)
