@@ -225,12 +225,8 @@ def _check_string_map(argument: str, value: Any, *, values_are_labels: bool) -> 
         _check_qualified_key(argument, key)
         if values_are_labels:
             _check_label_value(argument, key, item)
-        elif not isinstance(item, str):
-            raise InvalidArgumentError(
-                argument,
-                f"the value of {key!r} is a {type(item).__name__}",
-                f"pass it as a string: str({item!r})",
-            )
+        else:
+            _check_string_value(argument, key, item)
     if not values_are_labels:
         size = sum(len(key.encode()) + len(item.encode()) for key, item in value.items())
         if size > _ANNOTATIONS_MAX_BYTES:
@@ -259,17 +255,21 @@ def _check_qualified_key(argument: str, key: Any) -> None:
 def _check_label_value(argument: str, key: str, value: Any) -> None:
     if value is None:  # the official operator turns None into an empty value
         return
-    if not isinstance(value, str):
-        raise InvalidArgumentError(
-            argument,
-            f"the value of {key!r} is a {type(value).__name__}",
-            f"pass it as a string: str({value!r})",
-        )
+    _check_string_value(argument, key, value)
     if value and (len(value) > 63 or not QUALIFIED_NAME.match(value)):
         raise InvalidArgumentError(
             argument,
             f"the value {value!r} of {key!r} is not a valid label value",
             "use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+        )
+
+
+def _check_string_value(argument: str, key: Any, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            argument,
+            f"the value of {key!r} is a {type(value).__name__}",
+            f"pass it as a string: str({value!r})",
         )
 
 
@@ -384,12 +384,8 @@ def _env(args: PodArguments) -> list[Any]:
 
 
 def _env_var(name: Any, value: Any) -> dict[str, Any]:
-    if value is not None and not isinstance(value, str):
-        raise InvalidArgumentError(
-            "env_vars",
-            f"the value of {name!r} is a {type(value).__name__}",
-            f"pass it as a string: str({value!r})",
-        )
+    if value is not None:
+        _check_string_value("env_vars", name, value)
     return {"name": name} if value is None else {"name": name, "value": value}
 
 
