@@ -115,15 +115,10 @@ class KpoAsyncCmdDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOperator
         return super().execute(context)
 
 
-def kpo_async_task(
-    python_callable: Callable[..., Any] | None = None, multiple_outputs: bool | None = None, **kwargs: Any
-) -> TaskDecorator:
+def kpo_async_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
     """The decorated function runs in the pod; its return value is the XCom (with do_xcom_push)."""
     return task_decorator_factory(
-        python_callable=python_callable,
-        multiple_outputs=multiple_outputs,
-        decorated_operator_class=KpoAsyncPythonDecoratedOperator,
-        **kwargs,
+        python_callable=python_callable, decorated_operator_class=KpoAsyncPythonDecoratedOperator, **kwargs
     )
 
 
