@@ -23,11 +23,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
+from kpo_async import callbacks as user_callbacks
+from kpo_async import pods
 from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout
-from kpo_async.callbacks import as_list as callback_list
-from kpo_async.callbacks import call as call_callbacks
-from kpo_async.callbacks import classpaths as callback_classpaths
-from kpo_async.callbacks import execution_mode
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
@@ -41,15 +39,6 @@ from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod, check_choice
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
-from kpo_async.pods import (
-    create_pod,
-    delete_pod,
-    find_task_pods,
-    mark_finalized,
-    pod_events,
-    read_pod,
-    read_pod_json,
-)
 from triggers.pod import PodTrigger
 
 if TYPE_CHECKING:
@@ -250,7 +239,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         # is the pod's, so it lives under another name.
         self.pod_resources = resources
         self.skip_on_exit_code = _exit_codes(skip_on_exit_code)
-        self.callbacks = callback_list(callbacks)
+        self.callbacks = user_callbacks.as_list(callbacks)
         self._submitted: tuple[str, str] | None = None
         self._secret_env_names: list[str] = []
         self._fingerprint: dict[str, Any] | None = None
@@ -294,11 +283,11 @@ class AsyncKubernetesPodOperator(BaseOperator):
     def _callback(self, method: str, context: Any, **kwargs: Any) -> None:
         """A worker-side moment of the official callbacks (``mode="sync"``, as the official)."""
         if self.callbacks:
-            call_callbacks(
+            user_callbacks.call(
                 self.callbacks,
                 method,
                 client=self.client,
-                mode=execution_mode("sync"),
+                mode=user_callbacks.execution_mode("sync"),
                 context=context,
                 operator=self,
                 **kwargs,
@@ -395,8 +384,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
         async def find(client: ClusterClient) -> V1Pod | None:
             selector = task_selector(self.task_identity(context), include_try=True)
-            for state in await find_task_pods(client, namespace, selector):
-                raw = await read_pod_json(client, namespace, state.name)
+            for state in await pods.find_task_pods(client, namespace, selector):
+                raw = await pods.read_pod_json(client, namespace, state.name)
                 return to_v1pod(raw) if raw else None
             return None
 
@@ -409,9 +398,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
             pod = to_v1pod(pod_request_obj)
             namespace = pod.metadata.namespace
             state = await self._adopt(client, namespace, self.task_identity(context))
-            state = state or await create_pod(client, pod)
+            state = state or await pods.create_pod(client, pod)
             name = state.name if state is not None else pod.metadata.name
-            return to_v1pod(await read_pod_json(client, namespace, name) or {})
+            return to_v1pod(await pods.read_pod_json(client, namespace, name) or {})
 
         return self._on_cluster(get_or_create)
 
@@ -461,7 +450,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             fallback_poll_seconds=max(float(self.poll_interval), 30.0),
             log_events_on_startup=self.log_events_on_startup,
             secret_env_names=self._secret_env_names,
-            callbacks=callback_classpaths(self.callbacks),
+            callbacks=user_callbacks.classpaths(self.callbacks),
         )
         if self.log_formatter is not None and self.deferrable and formatter_path(self.log_formatter) is None:
             self.log.warning(
@@ -482,7 +471,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         async with open_client(self.cluster_ref) as client:
             state, namespace = await self._create(context, identity, client)
             if self.callbacks:
-                pod = await read_pod_json(client, namespace, state.name)
+                pod = await pods.read_pod_json(client, namespace, state.name)
                 self._callback("on_pod_creation", context, pod=to_v1pod(pod) if pod else None)
             return state, namespace
 
@@ -498,12 +487,12 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if adopted is not None:
             return adopted, namespace
         try:
-            created = await create_pod(client, pod)
+            created = await pods.create_pod(client, pod)
         except ClusterUnreachableError:
             # The create may have succeeded with its answer lost: remove the pod it may have
             # made (the name is this try's own), so that failing leaves nothing behind.
             with contextlib.suppress(Exception):
-                await delete_pod(client, namespace, pod.metadata.name)
+                await pods.delete_pod(client, namespace, pod.metadata.name)
             raise
         if created is None:  # same deterministic name: this very try created it before
             created = await self._adopt_by_name(client, namespace, pod.metadata.name, identity)
@@ -512,7 +501,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     async def _adopt(self, client: ClusterClient, namespace: str, identity: TaskIdentity) -> PodState | None:
         """Find this task's unfinished pod: this very try's (always ours) or an interrupted earlier try's."""
-        candidates = await find_task_pods(client, namespace, task_selector(identity, include_try=False))
+        candidates = await pods.find_task_pods(client, namespace, task_selector(identity, include_try=False))
         current = [c for c in candidates if c.labels.get("try_number") == str(identity.try_number)]
         earlier = [c for c in candidates if c not in current]
         if current:
@@ -530,13 +519,13 @@ class AsyncKubernetesPodOperator(BaseOperator):
             chosen = None
         for stale in earlier:  # nothing left orphaned by interrupted tries
             self.log.info("deleting pod %s/%s left by an interrupted earlier try", namespace, stale.name)
-            await delete_pod(client, namespace, stale.name)
+            await pods.delete_pod(client, namespace, stale.name)
         return chosen
 
     async def _adopt_by_name(
         self, client: ClusterClient, namespace: str, name: str, identity: TaskIdentity
     ) -> PodState:
-        existing = await read_pod(client, namespace, name)
+        existing = await pods.read_pod(client, namespace, name)
         if existing is None or not belongs_to_try(existing.labels, identity):
             raise InvalidArgumentError(
                 "name",
@@ -594,7 +583,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     async def _finalize(self, client: ClusterClient, outcome: PodOutcome, context: Any, event: Any) -> None:
         if self.callbacks:  # the official moments, with the pod as it is now (None once gone)
-            raw = await read_pod_json(client, outcome.namespace, outcome.pod_name)
+            raw = await pods.read_pod_json(client, outcome.namespace, outcome.pod_name)
             pod = to_v1pod(raw) if raw else None
             self._callback("on_operator_resuming", context, pod=pod, event=event)
             self._callback("on_pod_completion", context, pod=pod)
@@ -613,10 +602,10 @@ class AsyncKubernetesPodOperator(BaseOperator):
             or (self.on_finish_action == "delete_active_pod" and not outcome.base_container_ended)
         )
         if delete:
-            if await delete_pod(client, namespace, pod_name):
+            if await pods.delete_pod(client, namespace, pod_name):
                 self.log.info("deleted pod %s/%s", namespace, pod_name)
         else:
-            await mark_finalized(client, namespace, pod_name)
+            await pods.mark_finalized(client, namespace, pod_name)
             self.log.info("kept pod %s/%s (on_finish_action=%s)", namespace, pod_name, self.on_finish_action)
 
     async def _report_failure(self, client: ClusterClient, namespace: str, pod_name: str) -> None:
@@ -627,7 +616,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
         pod = None
         if self.log_pod_spec_on_failure or self.log_events_on_failure:
-            pod = await read_pod_json(client, namespace, pod_name)
+            pod = await pods.read_pod_json(client, namespace, pod_name)
         if pod is not None and self.log_events_on_failure:
             found = PodState.from_api(pod)
             self.log.info("pod phase: %s, reason: %s", found.phase, found.reason)
@@ -643,7 +632,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 )
         if self.log_events_on_failure:
             # The official levels and words: a Warning event at warning, any other at info.
-            for event in await pod_events(client, namespace, pod_name):
+            for event in await pods.pod_events(client, namespace, pod_name):
                 (self.log.warning if event.get("type") == "Warning" else self.log.info)(
                     "Pod Event: %s - %s", event.get("reason"), event.get("message")
                 )
@@ -671,15 +660,15 @@ class AsyncKubernetesPodOperator(BaseOperator):
             or client.default_namespace
             or "default"
         )
-        for state in await find_task_pods(client, namespace, task_selector(identity, include_try=True)):
-            await delete_pod(client, namespace, state.name)
+        for state in await pods.find_task_pods(client, namespace, task_selector(identity, include_try=True)):
+            await pods.delete_pod(client, namespace, state.name)
 
     def on_kill(self) -> None:
         """Killed while submitting or while running non-deferrably: delete our pod."""
         if self._submitted is None or self.on_kill_action != "delete_pod":
             return
         namespace, name = self._submitted
-        self._on_cluster(lambda client: delete_pod(client, namespace, name))
+        self._on_cluster(lambda client: pods.delete_pod(client, namespace, name))
 
     def _on_cluster(self, action: Callable[[ClusterClient], Awaitable[T]]) -> T:
         """Run `action` with a client of this task's cluster, in an event loop of its own."""
