@@ -45,9 +45,10 @@ LOADED_BY_AIRFLOW = (
 #: sidecars' logs, 3,977 with Airflow 3.0-3.2 run for real (mark-failed deletes the pod through a
 #: task state lookup; 3.0's synchronous Task SDK calls kept off the triggerer's loop), 3,981 with pod
 #: events logged at the official levels, 3,993 with on_kill telling a user's kill from a trigger
-#: handed to another triggerer, 4,094 counting the decorators. Until it is
-#: brought down, this budget stops it growing.
-MAX_LINES = 4100
+#: handed to another triggerer, 4,094 counting the decorators, 4,016 with the operator side's
+#: duplication removed (one client helper, one validation pass, table-driven connection form).
+#: Until it is brought down, this budget stops it growing.
+MAX_LINES = 4020
 MAX_FUNCTION_LINES = 60
 SIGNATURE_EXEMPT = {("kpo_async.operator", "AsyncKubernetesPodOperator.__init__")}
 
