@@ -53,10 +53,10 @@ test-airflow30: $(STAMP)
 		'apache-airflow==$(AIRFLOW30)' 'pyjwt<2.11' 'fastapi<0.132' \
 		"kubernetes==$$($(BIN)/python -c 'import kubernetes; print(kubernetes.__version__)')"
 	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/core tests/reliability
-	# Real 3.0 services: mark-failed/success deletes the pod without trigger on_kill; a triggerer
-	# restart keeps it (and loses no line).
+	# Real 3.0 services: mark-failed/success deletes the pod without trigger on_kill; a clear runs
+	# the task again without orphaning its pod; a triggerer restart keeps it (and loses no line).
 	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/airflow/test_services.py \
-		-k 'marking or (restart and SIGTERM)'
+		-k 'marking or clearing or (restart and SIGTERM)'
 
 ## Style, the layout rules (runtime apart from the workshop, acyclic, small) and strict types on the runtime
 lint: $(STAMP)

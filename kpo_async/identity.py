@@ -16,6 +16,9 @@ MANAGED_LABEL = "kpo-async.io/managed"
 LOG_CURSOR_ANNOTATION = "kpo-async.io/log-cursor"
 #: Annotation holding the XCom result once read, so it survives the sidecar being stopped.
 XCOM_RESULT_ANNOTATION = "kpo-async.io/xcom-result"
+#: Annotation a later try writes on the pod it adopts (reattach_on_restart), so that the trigger of
+#: the earlier try, cancelled because its task was cleared, does not kill the pod now followed.
+FOLLOWED_BY_TRY_ANNOTATION = "kpo-async.io/followed-by-try"
 
 XCOM_SIDECAR_NAME = "airflow-xcom-sidecar"
 XCOM_MOUNT_PATH = "/airflow/xcom"

@@ -30,7 +30,7 @@ from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
 from kpo_async.hook import KubernetesConnectionHook
-from kpo_async.identity import TaskIdentity, belongs_to_try, task_selector
+from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION, TaskIdentity, belongs_to_try, task_selector
 from kpo_async.k8s_objects import is_model, pod_to_dict, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.log_follower import formatter_path
@@ -515,6 +515,11 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 chosen.name,
                 chosen.labels.get("try_number"),
             )
+            followed = {FOLLOWED_BY_TRY_ANNOTATION: str(identity.try_number)}
+            if not await pods.patch_metadata(
+                client, namespace, chosen.name, what="adopting", annotations=followed
+            ):
+                chosen = None  # gone meanwhile: this try creates its own
         else:
             chosen = None
         for stale in earlier:  # nothing left orphaned by interrupted tries

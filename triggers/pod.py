@@ -17,11 +17,12 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kpo_async.airflow_compat import atask_instance_state, triggerer_calls_on_kill
-from kpo_async.clients import check_same_cluster, shared_client
+from kpo_async.clients import ClusterClient, check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
+from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION
 from kpo_async.monitor import MonitorSettings, PodMonitor
 from kpo_async.outcome import PodOutcome, Status
-from kpo_async.pods import delete_pod
+from kpo_async.pods import delete_pod, read_pod_json
 from kpo_async.retry import describe
 
 #: Upper bound for work done while the triggerer is shutting down or cancelling us.
@@ -185,8 +186,26 @@ class PodTrigger(BaseTrigger):
         if self.on_kill_action != "delete_pod":
             return
         client = await shared_client(ClusterRef.from_dict(self.cluster))
+        follower = await self._later_try_following(client)
+        if follower is not None:
+            self.log.warning(
+                f"pod {self.namespace}/{self.pod_name} is followed by try {follower} of the task now "
+                "(the task was cleared and reattached to it): left running"
+            )
+            return
         await delete_pod(client, self.namespace, self.pod_name)
         self.log.info(f"deleted pod {self.namespace}/{self.pod_name} because the task was killed")
+
+    async def _later_try_following(self, client: ClusterClient) -> int | None:
+        """The try that adopted the pod since this trigger's try deferred, if any: a cleared task's
+        next try may reattach to the pod before this cancelled trigger gets to kill it."""
+        mine = getattr(getattr(self, "task_instance", None), "try_number", None)
+        if mine is None:  # not run by a triggerer: nothing to compare with
+            return None
+        pod = await read_pod_json(client, self.namespace, self.pod_name)
+        annotations = ((pod or {}).get("metadata") or {}).get("annotations") or {}
+        follower = int(annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0))
+        return follower if follower > mine else None
 
 
 def _settings(kwargs: dict[str, Any]) -> MonitorSettings:

@@ -53,6 +53,7 @@ DAG_IDS = (
     "kpo_test_deadline",
     "kpo_test_timeout",
     "kpo_test_user_kill",
+    "kpo_test_clear",
     "kpo_test_worker_kill",
     "kpo_test_secrets",
     "kpo_test_startup",
@@ -365,6 +366,50 @@ def test_marking_a_deferred_task_failed_or_success_deletes_the_pod_and_stops_the
             e.startswith("pod default/") and e.endswith(" succeeded")
             for e in services.task_log(dag_id, run_id, task_id).events()
         )
+
+
+# -- c2. a user clears the deferred task -------------------------------------------------------------
+def test_clearing_a_deferred_task_runs_it_again_without_orphaning_its_pod(services: AirflowServices) -> None:
+    """The next try either adopts the first pod (when the scheduler requeued the task before the
+    cancelled trigger asked for its state) or the cancelled trigger deleted it and the next try runs
+    a new one; either way the task ends once, with its XCom, one pod per try and none left."""
+    dag_id, task_id = "kpo_test_clear", "cleared"
+    seen: list[str] = []
+    with PodRecorder(services, f"dag_id={dag_id}") as recorder:
+        run_id = services.trigger_dag(dag_id)
+        wait_deferred(services, dag_id, run_id, task_id)
+        first = pod_of(services, dag_id, run_id, task_id)
+        wait_pod_lines(services, dag_id, run_id, task_id, at_least=3)
+        services.api(
+            "POST",
+            f"/api/v2/dags/{dag_id}/clearTaskInstances",
+            json={"dag_run_id": run_id, "task_ids": [task_id], "dry_run": False, "only_failed": False},
+        )
+        ti = services.wait_task(
+            dag_id,
+            run_id,
+            task_id,
+            states=("success", "failed"),
+            timeout=180,
+            poll=0.5,
+            seen=seen,
+        )
+        recorder.poll()
+    events = services.task_log(dag_id, run_id, task_id, try_number=2).events()
+    print(f"\nstates after the clear: {seen}; pods: {recorder.seen}")
+    assert ti["state"] == "success" and ti["try_number"] == 2, (ti, events)
+    assert services.xcom(dag_id, run_id, task_id) == {"done": True}
+    tries = collections.Counter(labels["try_number"] for labels in recorder.seen.values())
+    assert all(count == 1 for count in tries.values()), f"two pods for one try: {recorder.seen}"
+    if set(recorder.seen) == {first["name"]}:
+        assert f"reattaching to pod default/{first['name']} (created by try 1)" in events, events
+    else:
+        assert not pod_exists(services, first["namespace"], first["name"])
+        (second,) = set(recorder.seen) - {first["name"]}
+        assert recorder.seen[second]["try_number"] == "2"
+        assert f"created pod default/{second}" in events, events
+    assert services.list_pods("default", f"dag_id={dag_id}", include_deleting=True) == []
+    assert services.trigger_rows(dag_id, run_id, task_id) == []
 
 
 # -- d. execution_timeout on a deferred task ----------------------------------------------------

@@ -193,6 +193,32 @@ def test_reattach_adopts_the_pod_of_an_interrupted_try(sim_thread) -> None:
     assert list_pods(sim_thread) == []
 
 
+def test_a_cleared_trys_cancelled_trigger_leaves_the_pod_a_later_try_reattached_to(sim_thread) -> None:
+    """A cleared task's next try may reattach to the pod before the first try's cancelled trigger
+    gets to kill it (its state lookup can take seconds on a busy triggerer): the pod lives on."""
+    kwargs = {"name": "cleared", "cmds": ["sh", "-c"], "arguments": ["sleep 2; echo done"]}
+    first = submit(make_operator(sim_thread, **kwargs), FakeTI(task_id="cleared", try_number=1))
+    op, second_ti = make_operator(sim_thread, **kwargs), FakeTI(task_id="cleared", try_number=2)
+    second = submit(op, second_ti)
+    assert second.trigger.pod_name == first.trigger.pod_name
+
+    cancelled = harness.trigger_from(*harness.stored_kwargs(first))
+    cancelled.task_instance = FakeTI(task_id="cleared", try_number=1)  # as the triggerer sets it
+
+    async def kill_the_first_try() -> None:
+        try:
+            await cancelled.on_kill()  # Airflow 3.3+; the task state lookup fails outside a triggerer
+        finally:
+            await harness.close_process_state()
+
+    with capture_logs() as logs:
+        asyncio.run(kill_the_first_try())
+    assert [p["metadata"]["name"] for p in list_pods(sim_thread)] == [first.trigger.pod_name]
+    assert any("is followed by try 2 of the task now" in str(e.get("event")) for e in logs), logs
+    resume(op, second_ti, second)
+    assert list_pods(sim_thread) == []
+
+
 def test_without_reattach_an_interrupted_trys_pod_is_replaced_not_orphaned(sim_thread) -> None:
     kwargs = {
         "name": "no-reattach",

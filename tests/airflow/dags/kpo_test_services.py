@@ -80,6 +80,19 @@ with test_dag("kpo_test_user_kill"):
     )
 
 
+# A pod of 40 s for clearing the deferred task by hand: its next try ends either way, whether it
+# adopts this pod (reattach_on_restart) or runs a new one.
+with test_dag("kpo_test_clear"):
+    AsyncKubernetesPodOperator(
+        task_id="cleared",
+        image="alpine:3.20",
+        name="cleared",
+        annotations=behavior(duration_seconds=40, log_lines_per_second=1, xcom={"done": True}),
+        do_xcom_push=True,
+        startup_timeout_seconds=60,
+    )
+
+
 class DiesAfterSubmitOperator(AsyncKubernetesPodOperator):
     """Test scaffolding: on try 1, after the pod was created and before deferring, record this
     process's pid for the test and wait to be killed (SIGKILL, as an OOM kill or a lost node)."""
