@@ -32,11 +32,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not airflow and not services and not e2e'
 
-## The two-triggerer (HA) test on PostgreSQL (real services, a SIGKILL, a graceful stop, restarts):
-## it starts (and stops) its own PostgreSQL on loopback via tools/postgres.sh, which installs
-## Debian's postgresql first when it is missing (as root; CI). docs/reliability.md, section 7.
-## TEST_POSTGRES_SUITES=tests/airflow adds the other real-services tests (not yet green on PostgreSQL).
-TEST_POSTGRES_SUITES ?= tests/airflow/test_ha_triggerers.py
+## The real-services tests on PostgreSQL, the two-triggerer (HA) test included (a SIGKILL, a graceful
+## stop, restarts), as CI runs them within `make test`: each module starts (and stops) its own
+## PostgreSQL on loopback via tools/postgres.sh, which installs Debian's postgresql first when it is
+## missing (as root). docs/reliability.md, section 7. TEST_POSTGRES_SUITES narrows it to a file.
+TEST_POSTGRES_SUITES ?= tests/airflow
 test-postgres: $(STAMP)
 	tools/postgres.sh install
 	KPO_ASYNC_TEST_DATABASE=postgres KPO_ASYNC_HA_TEST=1 $(BIN)/python -m pytest -q -m services $(TEST_POSTGRES_SUITES)

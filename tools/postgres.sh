@@ -6,6 +6,9 @@
 #   tools/postgres.sh stop DIR           # fast shutdown (the data stays in DIR; rm -rf it after)
 #   tools/postgres.sh install            # Debian's postgresql, if initdb is missing (needs root)
 #
+# With KPO_ASYNC_PG_OWNER=PID, start also leaves a watchdog that stops the server once process PID
+# is gone: a test run killed before its own cleanup leaves no PostgreSQL behind.
+#
 # As root the server runs as the `postgres` user (PostgreSQL refuses to run as root); otherwise
 # as the calling user. DIR must not exist yet for start (or be an earlier stopped instance's DIR).
 set -euo pipefail
@@ -71,6 +74,13 @@ case "$cmd" in
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
       start >/dev/null
     echo "$port" >"$dir/port"
+    if [ -n "${KPO_ASYNC_PG_OWNER:-}" ]; then
+      # Detached, its output nowhere: the caller may be reading this script's stdout to its end.
+      setsid bash -c '
+        while kill -0 "$1" 2>/dev/null && [ -f "$2/postmaster.pid" ]; do sleep 2; done
+        [ -f "$2/postmaster.pid" ] && "$0" stop "$2"
+      ' "$(realpath "$0")" "$KPO_ASYNC_PG_OWNER" "$dir" </dev/null >/dev/null 2>&1 &
+    fi
     as_owner "$bin/psql" -h 127.0.0.1 -p "$port" -U airflow -d postgres -q \
       -c "SELECT 1 FROM pg_database WHERE datname='airflow'" -tA | grep -q 1 \
       || as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U airflow airflow

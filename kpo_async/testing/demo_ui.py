@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, dags_folder: Path) -> int:
     try:
         stack.start(on_step=lambda text: print(f"{text} ...", flush=True))
         chosen = args.dag or [*WATCHED, LONG_DAG]
-        stack.rest.wait_for_dags(chosen)
+        stack.wait_for_dags(chosen)
         watched = _trigger(stack, chosen, args.seconds)
         _announce(stack, password, watched, time.monotonic() - started, args.seconds)
         _watch(stack, watched)
@@ -109,12 +109,12 @@ def _trigger(stack: AirflowStack, dag_ids: list[str], seconds: int) -> dict[tupl
     watched = {}
     for dag_id, task_id in WATCHED.items():
         if dag_id in dag_ids:
-            watched[(dag_id, stack.rest.trigger_dag(dag_id), task_id)] = dag_id
+            watched[(dag_id, stack.trigger_dag(dag_id), task_id)] = dag_id
     if LONG_DAG not in dag_ids:
         return watched
-    live = stack.rest.trigger_dag(LONG_DAG, {"seconds": seconds})
+    live = stack.trigger_dag(LONG_DAG, {"seconds": seconds})
     watched[(LONG_DAG, live, LONG_TASK)] = "the long pod"
-    fails = stack.rest.trigger_dag(LONG_DAG, {"seconds": min(seconds, 10), "exit_code": FAILING_EXIT_CODE})
+    fails = stack.trigger_dag(LONG_DAG, {"seconds": min(seconds, 10), "exit_code": FAILING_EXIT_CODE})
     watched[(LONG_DAG, fails, LONG_TASK)] = "the pod that fails on purpose"
     return watched
 
@@ -132,10 +132,10 @@ def _announce(
     if long_runs:
         live, fails = long_runs
         lines += [
-            f"  live:   {stack.rest.task_url(*live)}",
+            f"  live:   {stack.task_url(*live)}",
             f"          a pod printing a numbered line every second for {seconds}s: watch the lines arrive",
             "          in the task's log while the task is deferred (no worker slot is held)",
-            f"  fails:  {stack.rest.task_url(*fails)}",
+            f"  fails:  {stack.task_url(*fails)}",
             f"          a pod that exits with code {FAILING_EXIT_CODE}: the reason and its last lines",
         ]
     others = [label for key, label in watched.items() if key[0] != LONG_DAG]
@@ -151,7 +151,7 @@ def _watch(stack: AirflowStack, watched: dict[tuple[str, str, str], str]) -> Non
     while True:
         for key, label in watched.items():
             try:
-                state = stack.rest.task_instance(*key)["state"] or "none"
+                state = stack.task_instance(*key)["state"] or "none"
             except (httpx.HTTPError, StackError) as exc:  # a busy api-server: ask again next round
                 state = f"unknown for now ({type(exc).__name__})"
             if last.get(key) != state:

@@ -4,6 +4,7 @@ The worker side: `make_operator`, `FakeTI` + `context_for` (the few task-instanc
 operator reads), `submit` (``execute`` up to its ``TaskDeferred``), `stored_kwargs` (the trigger as
 the metadata DB keeps it). The triggerer side: `trigger_from` (re-created from its stored form),
 `drive` and `first_event` (``TriggerRunner.run_trigger``: iterate ``run()``, always ``cleanup()``),
+`run_until` (until some lines are delivered, then a graceful or a hard triggerer stop),
 `run_trigger` (a fresh event loop, as a triggerer process with only this trigger). Then `resume`
 (``execute_complete`` with the event) and `run_task` for all of it. `SimProcess` starts the embedded
 cluster in its own process.
@@ -116,6 +117,38 @@ async def first_event(trigger: Any) -> dict[str, Any]:
         await trigger.cleanup()
 
 
+async def run_until(
+    trigger: Any, delivered: Callable[[], bool], *, cleanup: bool = True, timeout: float = 30
+) -> None:
+    """Run the trigger until `delivered()` holds, then end it as a triggerer shutdown does: its task
+    cancelled, then with `cleanup` (a graceful stop) its ``cleanup()``, without (a SIGKILL) nothing
+    more; the process's shared watches and clients closed. Fails when the trigger fires an event
+    first, ends, or `delivered()` does not hold within `timeout` seconds."""
+
+    async def run() -> None:
+        async for event in trigger.run():
+            raise AssertionError(f"the pod finished before the shutdown: {event.payload}")
+
+    task = asyncio.create_task(run())
+    try:
+        deadline = time.monotonic() + timeout
+        while not delivered():
+            assert not task.done(), task
+            assert time.monotonic() < deadline, f"not delivered within {timeout} s"
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            raise AssertionError("the trigger ended before it was cancelled")
+        if cleanup:
+            await trigger.cleanup()
+        await close_process_state()
+
+
 async def close_process_state() -> None:
     """Stop the shared watches and close the shared clients of the running loop."""
     from kpo_async.clients import close_shared_clients
@@ -180,7 +213,8 @@ class SimProcess:
                 start_new_session=new_session,
             )
         deadline = time.monotonic() + timeout
-        while "kubeconfig:" not in self.output():
+        # "server:" comes right after "kubeconfig:": both are written once the cluster serves.
+        while "\nserver:" not in "\n" + self.output():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(
@@ -191,6 +225,14 @@ class SimProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def server_url(self) -> str:
+        """The cluster's API server URL (loopback), as it printed it."""
+        for line in self.output().splitlines():
+            if line.startswith("server:"):
+                return line.split(":", 1)[1].strip()
+        raise RuntimeError("the simulator has not printed its server URL")
 
     def output(self) -> str:
         with open(self.log_path, errors="replace") as output:

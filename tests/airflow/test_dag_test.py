@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -33,11 +32,8 @@ class DagTester:
             workdir,
             dag_files=[*EXAMPLE_DAGS.glob("*.py"), TEST_DAGS / "kpo_test_templated.py"],
         )
-        self.harness.service_logs.mkdir(parents=True, exist_ok=True)
-        self.harness.dags_folder.mkdir(parents=True, exist_ok=True)
-        for dag_file in self.harness.dag_files:
-            shutil.copy(dag_file, self.harness.dags_folder / dag_file.name)
-        self.harness._start_sim()
+        self.harness.prepare()
+        self.harness.start_sim()
         try:
             self._setup()
         except BaseException:
@@ -66,7 +62,7 @@ class DagTester:
             "tmpl_x": "from-variable",
             "tmpl_label": "lbl",
         }
-        self.env = self.harness._airflow_env()
+        self.env = self.harness.airflow_env()
         migrated = self.airflow("db", "migrate", timeout=300)
         assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
 

@@ -30,9 +30,10 @@ from tests.airflow.test_services import PodRecorder, numbered, trigger_log_files
 pytestmark = [
     pytest.mark.airflow,
     pytest.mark.services,
-    # Five minutes or more: `make test-postgres` (CI) sets KPO_ASYNC_HA_TEST=1.
+    # Minutes and PostgreSQL: .ci/run and `make test-postgres` set KPO_ASYNC_HA_TEST=1.
     pytest.mark.skipif(
-        os.environ.get("KPO_ASYNC_HA_TEST") != "1", reason="runs in make test-postgres (KPO_ASYNC_HA_TEST=1)"
+        os.environ.get("KPO_ASYNC_HA_TEST") != "1",
+        reason="opt-in: KPO_ASYNC_HA_TEST=1 (.ci/run, make test-postgres)",
     ),
 ]
 

@@ -67,7 +67,7 @@ class CompatHarness:
         if self.real:  # the connection names the real control plane (admin credentials)
             self.services.kubeconfig = real_cluster_dir() / "admin.kubeconfig"
         else:
-            self.services._start_sim()
+            self.services.start_sim()
         self.kubeconfig = self.services.kubeconfig
         self.homes = {v: workdir / f"home-{v}" for v in VARIANTS}
         self.callback_logs = {v: workdir / f"callbacks-{v}.log" for v in VARIANTS}
@@ -79,7 +79,7 @@ class CompatHarness:
 
     # -- setup ---------------------------------------------------------------------------------
     def _setup(self) -> None:
-        base_env = self.services._airflow_env()
+        base_env = self.services.airflow_env()
         template = self.workdir / "home-template"
         template.mkdir()
         env = {**base_env, "AIRFLOW_HOME": str(template)}

@@ -13,10 +13,10 @@ from kubernetes.client import models as k8s
 from kpo_async.errors import PodFailedError
 from kpo_async.testing.harness import (
     FakeTI,
-    close_process_state,
     make_operator,
     run_task,
     run_trigger,
+    run_until,
     stored_kwargs,
     submit,
     trigger_from,
@@ -138,27 +138,6 @@ def test_a_failed_init_container_s_log_is_in_the_task_log_and_the_failure(sim_th
     assert "[prepare] cannot find input" in str(info.value)
 
 
-async def _stop_after(trigger: Any, logs: list[dict[str, Any]], count: int) -> None:
-    """A graceful triggerer shutdown once `count` lines were delivered: cancel, then cleanup()."""
-
-    async def run() -> None:
-        async for event in trigger.run():
-            raise AssertionError(f"the pod finished before the shutdown: {event.payload}")
-
-    task = asyncio.create_task(run())
-    try:
-        deadline = time.monotonic() + 30
-        while len(lines(logs)) < count:
-            assert not task.done() and time.monotonic() < deadline
-            await asyncio.sleep(0.02)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await trigger.cleanup()
-        await close_process_state()
-
-
 def test_each_container_resumes_exactly_after_a_triggerer_restart(sim_thread) -> None:
     op = make_operator(
         sim_thread,
@@ -173,9 +152,9 @@ def test_each_container_resumes_exactly_after_a_triggerer_restart(sim_thread) ->
     ti = FakeTI("resume-many")
     classpath, kwargs = stored_kwargs(submit(op, ti))
     with capture_logs() as first:
-        asyncio.run(_stop_after(trigger_from(classpath, kwargs), first, 25))
+        asyncio.run(run_until(trigger_from(classpath, kwargs), lambda: len(lines(first)) >= 25))
     with capture_logs() as second:
-        asyncio.run(_stop_after(trigger_from(classpath, kwargs), second, 10))
+        asyncio.run(run_until(trigger_from(classpath, kwargs), lambda: len(lines(second)) >= 10))
     with capture_logs() as third:
         event = run_trigger(trigger_from(classpath, kwargs), 60)
     assert event["status"] == "success"

@@ -30,7 +30,7 @@ from kpo_async.airflow_compat import TaskDeferred
 from kpo_async.errors import PodFailedError
 from kpo_async.logs import ContainerLog, LogCursor
 from kpo_async.pods import FINALIZED_LABEL
-from kpo_async.testing import harness
+from kpo_async.testing import harness, procs
 from kpo_async.testing.harness import submit
 from tests.e2e.conftest import (
     ANN,
@@ -91,13 +91,7 @@ def assert_no_pod_left(cluster: Cluster, ti: FakeTI) -> None:
 
 
 def wait_until(what: str, predicate, timeout: float = 30, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return procs.wait_until(predicate, timeout=timeout, what=what, first=interval, most=interval)
 
 
 def base_state(pod: dict[str, Any]) -> dict[str, Any]:

@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 from kpo_async.airflow_compat import AirflowTaskTimeout
-from kpo_async.clients import close_shared_clients
 from kpo_async.errors import PodFailedError
 from kpo_async.identity import LOG_CURSOR_ANNOTATION
+from kpo_async.testing.harness import run_until
 from kpo_async.testing.logcapture import capture_logs
 from kpo_async.testing.sim import Fault
-from kpo_async.watch import stop_shared_watchers
 from tests.reliability.conftest import (
     FakeTI,
     behavior,
@@ -77,38 +76,12 @@ def test_lines_with_identical_timestamps_resume_exactly(sim) -> None:
 # -- a triggerer shutdown and a new trigger from the original kwargs ----------------------------------
 
 
-async def _run_until(trigger, logs: list[dict[str, Any]], lines: int, *, cleanup: bool) -> None:
-    """Run `trigger` until it delivered `lines` log lines, then stop it as a triggerer would.
-
-    cleanup=True: a graceful shutdown (cancel the task, then await cleanup()); False: the process
-    dies (SIGKILL), nothing more runs.
-    """
-
-    async def run() -> None:
-        async for event in trigger.run():
-            raise AssertionError(f"the pod finished before the shutdown: {event.payload}")
-
-    task = asyncio.create_task(run())
-    try:
-        deadline = time.monotonic() + 30
-        while len(pod_lines(logs)) < lines:
-            assert not task.done(), task
-            assert time.monotonic() < deadline, "no log lines"
-            await asyncio.sleep(0.02)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        if cleanup:
-            await trigger.cleanup()
-        await stop_shared_watchers()
-        await close_shared_clients()
-
-
 def stop_after(classpath: str, kwargs: dict[str, Any], lines: int, *, cleanup: bool) -> list[str]:
     """One triggerer process's life: the trigger from the stored kwargs, stopped after `lines` lines."""
     with capture_logs() as logs:
-        asyncio.run(_run_until(trigger_from(classpath, kwargs), logs, lines, cleanup=cleanup))
+        asyncio.run(
+            run_until(trigger_from(classpath, kwargs), lambda: len(pod_lines(logs)) >= lines, cleanup=cleanup)
+        )
     return pod_lines(logs)
 
 
@@ -226,17 +199,5 @@ def test_a_recreated_trigger_whose_execution_deadline_passed_times_out_at_once(s
 
 async def _stop_soon(trigger) -> None:
     """A triggerer that runs the trigger for half a second, then shuts down gracefully."""
-
-    async def run() -> None:
-        async for event in trigger.run():
-            raise AssertionError(f"fired before the shutdown: {event.payload}")
-
-    task = asyncio.create_task(run())
-    await asyncio.sleep(0.5)
-    assert not task.done(), task
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await trigger.cleanup()
-    await stop_shared_watchers()
-    await close_shared_clients()
+    until = time.monotonic() + 0.5
+    await run_until(trigger, lambda: time.monotonic() >= until)

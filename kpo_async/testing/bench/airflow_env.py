@@ -16,33 +16,22 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from kpo_async.testing.bench.deferrals import BENCH_DAG_ID, dag_source
+from kpo_async.testing.postgres import query_postgres, start_postgres, stop_postgres
+from kpo_async.testing.procs import epoch, free_port
 
 REPO = Path(__file__).resolve().parents[3]
-POSTGRES_SH = REPO / "tools" / "postgres.sh"
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
 _LINE = re.compile(r"^\[base\] line (\d+)$")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -150,17 +139,7 @@ class BenchAirflow:
             path.mkdir(parents=True, exist_ok=True)
         (self.dags / f"{BENCH_DAG_ID}.py").write_text(dag_source(self.counts))
         if self.database == "postgres":
-            self.sql_url = (
-                subprocess.run(
-                    [str(POSTGRES_SH), "start", str(self.pg_dir)],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                )
-                .stdout.strip()
-                .splitlines()[-1]
-            )
+            self.sql_url = start_postgres(self.pg_dir)
         else:
             self.sql_url = f"sqlite:///{self.home / 'airflow.db'}"
         self.env = self._env()
@@ -284,20 +263,13 @@ class BenchAirflow:
             if triggerer.alive():
                 self.stop_triggerer(triggerer, timeout=30)
         if self.database == "postgres" and self.pg_dir.exists():
-            subprocess.run([str(POSTGRES_SH), "stop", str(self.pg_dir)], check=False, timeout=120)
+            stop_postgres(self.pg_dir)
 
     # -- reading back --------------------------------------------------------------------------
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Read-only SQL (``?`` placeholders) against the metadata DB."""
         if self.database == "postgres":
-            import psycopg2
-
-            with contextlib.closing(
-                psycopg2.connect(self.sql_url.replace("postgresql+psycopg2", "postgresql"))
-            ) as db:
-                with db.cursor() as cursor:
-                    cursor.execute(sql.replace("?", "%s"), params)
-                    return cursor.fetchall()
+            return query_postgres(self.sql_url, sql, params)
         import sqlite3
 
         uri = f"file:{self.home / 'airflow.db'}?mode=ro"

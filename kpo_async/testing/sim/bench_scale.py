@@ -28,6 +28,7 @@ import psutil
 import yaml
 
 from kpo_async.identity import XCOM_SIDECAR_NAME, XCOM_SIDECAR_SCRIPT
+from kpo_async.testing.harness import SimProcess
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -142,20 +143,9 @@ class Bench:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="kpo-async-bench-")
-    kubeconfig = os.path.join(workdir, "kubeconfig")
-    sim = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "kpo_async.testing.sim",
-        "--kubeconfig",
-        kubeconfig,
-        "--watch-history",
-        str(args.history),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert sim.stdout is not None
-    line = await asyncio.wait_for(sim.stdout.readline(), 30)
-    assert line.startswith(b"kubeconfig:"), line
+    # Started before any event loop work; it blocks only until the cluster serves.
+    sim = SimProcess(workdir, "--watch-history", str(args.history))
+    kubeconfig = sim.kubeconfig_path
     proc = psutil.Process(sim.pid)
     rss_idle = proc.memory_info().rss
     bench = Bench(kubeconfig, args.namespace)
@@ -247,8 +237,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*watchers, return_exceptions=True)
     finally:
         await bench.close()
-        sim.terminate()
-        await sim.wait()
+        sim.stop()
     return results
 
 
