@@ -161,13 +161,20 @@ class PodTrigger(BaseTrigger):
         """
         try:
             state = await self._task_state()
-        except Exception as exc:  # Airflow said a user acted: do as asked
-            self.log.warning(f"could not read the task's state before killing the pod: {describe(exc)}")
-            state = None
+        except Exception as exc:
+            # A supervisor that does not answer is a sick triggerer's, and a stalled triggerer gets
+            # on_kill for triggers taken over too (seen under load): a pod possibly followed
+            # elsewhere is not deleted on a guess. A user's kill on a healthy triggerer is answered.
+            self.log.warning(
+                f"could not read the task's state, so pod {self.namespace}/{self.pod_name} is left "
+                f"running ({describe(exc)}); if the task was marked failed or success, delete it by hand"
+            )
+            return
         if state in _TASK_STILL_SERVED:
             self.log.warning(
                 f"this triggerer dropped the trigger of a task that is still {state} (another "
-                f"triggerer took it over): pod {self.namespace}/{self.pod_name} is left running"
+                f"triggerer took it over, or a later try follows the pod): pod "
+                f"{self.namespace}/{self.pod_name} is left running"
             )
             return
         await self._delete_pod()

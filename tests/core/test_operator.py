@@ -193,7 +193,42 @@ def test_reattach_adopts_the_pod_of_an_interrupted_try(sim_thread) -> None:
     assert list_pods(sim_thread) == []
 
 
-def test_a_cleared_trys_cancelled_trigger_leaves_the_pod_a_later_try_reattached_to(sim_thread) -> None:
+class TaskStateChannel:
+    """The triggerer supervisor's end of the channel a trigger asks for its task's state on: answers
+    with `state`, or never (`None` channel: the lookup fails as outside a triggerer)."""
+
+    def __init__(self, state: str | None) -> None:
+        self.state = state
+
+    async def asend(self, request: Any) -> Any:
+        from airflow.sdk.execution_time.comms import TaskStatesResult
+
+        return TaskStatesResult(task_states={request.run_ids[0]: {request.task_ids[0]: self.state}})
+
+
+def kill_deferred_try(monkeypatch, deferred: Any, ti: FakeTI, channel: TaskStateChannel | None) -> list:
+    """Airflow 3.3's ``on_kill`` of the trigger `deferred` stored, as its triggerer runs it for the
+    task instance `ti`; the logs."""
+    from airflow.sdk.execution_time import task_runner
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", channel, raising=False)
+    trigger = harness.trigger_from(*harness.stored_kwargs(deferred))
+    trigger.task_instance = ti
+
+    async def kill() -> None:
+        try:
+            await trigger.on_kill()
+        finally:
+            await harness.close_process_state()
+
+    with capture_logs() as logs:
+        asyncio.run(kill())
+    return logs
+
+
+def test_a_cleared_trys_cancelled_trigger_leaves_the_pod_a_later_try_reattached_to(
+    sim_thread, monkeypatch
+) -> None:
     """A cleared task's next try may reattach to the pod before the first try's cancelled trigger
     gets to kill it (its state lookup can take seconds on a busy triggerer): the pod lives on."""
     kwargs = {"name": "cleared", "cmds": ["sh", "-c"], "arguments": ["sleep 2; echo done"]}
@@ -202,21 +237,32 @@ def test_a_cleared_trys_cancelled_trigger_leaves_the_pod_a_later_try_reattached_
     second = submit(op, second_ti)
     assert second.trigger.pod_name == first.trigger.pod_name
 
-    cancelled = harness.trigger_from(*harness.stored_kwargs(first))
-    cancelled.task_instance = FakeTI(task_id="cleared", try_number=1)  # as the triggerer sets it
-
-    async def kill_the_first_try() -> None:
-        try:
-            await cancelled.on_kill()  # Airflow 3.3+; the task state lookup fails outside a triggerer
-        finally:
-            await harness.close_process_state()
-
-    with capture_logs() as logs:
-        asyncio.run(kill_the_first_try())
+    first_ti = FakeTI(task_id="cleared", try_number=1)
+    logs = kill_deferred_try(monkeypatch, first, first_ti, TaskStateChannel(None))  # None: cleared
     assert [p["metadata"]["name"] for p in list_pods(sim_thread)] == [first.trigger.pod_name]
     assert any("is followed by try 2 of the task now" in str(e.get("event")) for e in logs), logs
     resume(op, second_ti, second)
     assert list_pods(sim_thread) == []
+
+
+@pytest.mark.parametrize(
+    ("channel", "deleted"),
+    [(TaskStateChannel("failed"), True), (TaskStateChannel("deferred"), False), (None, False)],
+    ids=["marked-failed", "still-deferred", "state-unknown"],
+)
+def test_on_kill_deletes_the_pod_only_when_the_task_left_deferral(
+    sim_thread, monkeypatch, channel: TaskStateChannel | None, deleted: bool
+) -> None:
+    """A user's kill deletes the pod; a task still deferred (its trigger taken over by another
+    triggerer) or a state nobody answers (a sick triggerer's supervisor) keeps it, with a warning."""
+    ti = FakeTI(task_id="killed")
+    deferred = submit(make_operator(sim_thread, name="killed", arguments=["sleep 30"]), ti)
+    logs = kill_deferred_try(monkeypatch, deferred, ti, channel)
+    names = [p["metadata"]["name"] for p in list_pods(sim_thread)]
+    assert names == ([] if deleted else [deferred.trigger.pod_name]), logs
+    if not deleted:
+        assert any("is left running" in str(e.get("event")) for e in logs), logs
+        asyncio.run(_delete(sim_thread, deferred.trigger.pod_name))
 
 
 def test_without_reattach_an_interrupted_trys_pod_is_replaced_not_orphaned(sim_thread) -> None:
