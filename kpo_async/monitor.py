@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from kpo_async.callbacks import TriggerCallbacks
@@ -24,45 +24,9 @@ from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_state import PodState
 from kpo_async.pods import pod_events, read_pod, read_pod_json
 from kpo_async.retry import describe
+from kpo_async.trigger_settings import MonitorSettings
 from kpo_async.watch import Subscription, shared_watcher, watch_refused
 from kpo_async.xcom import XComCollector, stop_sidecar
-
-
-@dataclass(frozen=True)
-class MonitorSettings:
-    """How to follow the pod. The field names are the trigger's kwargs (see `PodTrigger`)."""
-
-    base_container_name: str = "base"
-    get_logs: bool = True
-    do_xcom_push: bool = False
-    #: Wall-clock deadlines (epoch seconds), fixed when the task deferred: a restart keeps them.
-    startup_deadline: float | None = None
-    execution_deadline: float | None = None
-    #: How long to trust a silent watch before reading the pod directly.
-    fallback_poll_seconds: float = 60.0
-    #: Beyond the shared limit of follow streams, read new log lines this often instead.
-    log_poll_seconds: float = 10.0
-    #: How often to record the log cursor on the pod while lines flow (0: only on exit). Each is
-    #: a PATCH: 300 s keeps them near 0.2 per pod-minute; a SIGKILLed triggerer's successor
-    #: repeats at most that much output (a graceful stop repeats none).
-    log_checkpoint_seconds: float = 300.0
-    #: Log the pod's events (Scheduled, Pulling, FailedScheduling...) as they happen while it starts.
-    log_events_on_startup: bool = True
-    #: Env vars whose values are secrets: masked wherever this process logs (names only, no values).
-    secret_env_names: tuple[str, ...] = ()
-    #: Import paths of the task's `callbacks` classes, called here at the triggerer's moments.
-    callbacks: tuple[str, ...] = ()
-    #: Whose logs to stream: `container_logs` (a name, names or True; None: the base container) and
-    #: `init_container_logs`, each line prefixed with its container's name or not.
-    container_logs: Any = None
-    init_container_logs: Any = None
-    container_name_log_prefix_enabled: bool = True
-    #: Where this host imports `log_formatter` from (``module:qualname``); None: the default format.
-    log_formatter: str | None = None
-    #: The scheduling window's end (epoch seconds) and the startup window that follows scheduling.
-    #: Without them (kwargs stored by older versions) `startup_deadline` covers both.
-    schedule_deadline: float | None = None
-    startup_timeout_seconds: float | None = None
 
 
 class Stage(enum.Enum):
@@ -89,22 +53,16 @@ class PodMonitor:
         self.settings = settings
         self.log = logger
         self.stage = Stage.STARTING
-        base = settings.base_container_name
         self.logs = PodLogs(
             client,
             namespace,
             pod_name,
-            base,
+            settings.base_container_name,
             log_cursor,
             logger=logger,
             state=self._latest_state,
-            containers=(settings.container_logs or base) if settings.get_logs else None,
-            init_containers=settings.init_container_logs,
-            prefix=settings.container_name_log_prefix_enabled,
-            formatter=formatter or settings.log_formatter,
-            secret_env_names=settings.secret_env_names,
-            poll_seconds=settings.log_poll_seconds,
-            checkpoint_seconds=settings.log_checkpoint_seconds,
+            settings=settings,
+            formatter=formatter,
         )
         self.callbacks = TriggerCallbacks(settings.callbacks, logger) if settings.callbacks else None
         if self.callbacks is not None:
@@ -116,13 +74,6 @@ class PodMonitor:
         self._seen_phase: str | None = None
         self._events_read_at = 0.0
         self._subscription: Subscription | None = None
-
-    @property
-    def log_cursor(self) -> str | None:
-        return self.logs.cursor
-
-    async def checkpoint(self) -> None:
-        await self.logs.checkpoint()
 
     async def run(self) -> PodOutcome:
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
