@@ -22,7 +22,7 @@ from kpo_async.clients import ClusterClient
 from kpo_async.errors import ApiError, Forbidden, NotFound
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_SIDECAR_NAME
 from kpo_async.logs import ContainerLog, LogCursor, cursors_from_str, cursors_to_str
-from kpo_async.pod_state import ContainerState, PodState
+from kpo_async.pod_state import PodState
 from kpo_async.pods import patch_metadata, read_pod_json
 from kpo_async.retry import backoff_delay, describe, is_retryable
 from kpo_async.trigger_settings import MonitorSettings
@@ -278,12 +278,7 @@ class PodLogs:
 
     def _ended(self, name: str) -> bool:
         state = self._state()
-        if state is None:
-            return False
-        found: ContainerState | None = next(
-            (c for c in (*state.init_containers, *state.containers) if c.name == name), None
-        )
-        return state.finished or (found is not None and found.terminated)
+        return state is not None and state.ended(name)
 
     def on_line(self, container: str, line: str) -> None:
         if self._redact is not None:

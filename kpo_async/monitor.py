@@ -110,7 +110,7 @@ class PodMonitor:
             if not state.started(self.settings.base_container_name):
                 return await self._startup_problem(state)
             await self._begin_running(state)
-        if state is not None and self._ended(state):
+        if state is not None and state.ended(self.settings.base_container_name):
             self.stage = Stage.ENDED
             await self.logs.finish()
             return await self._complete(state)
@@ -235,10 +235,6 @@ class PodMonitor:
                 raise  # nothing known at all: let the event say the cluster is unreachable
         return self._polled
 
-    def _ended(self, state: PodState) -> bool:
-        base = state.container(self.settings.base_container_name)
-        return state.finished or (base is not None and base.terminated)
-
     def _latest_state(self) -> PodState | None:
         return (self._subscription.state if self._subscription else None) or self._polled
 
@@ -249,15 +245,19 @@ class PodMonitor:
             self._seen_phase = state.phase
         for container in (*state.init_containers, *state.containers):
             key = f"{container.name}:{container.state}:{container.reason}"
-            if container.state == "waiting" and container.reason and key not in self._seen:
-                self._seen.add(key)
+            if container.state == "waiting" and container.reason and self._first_time(key):
                 self.log.info(
                     f"container {container.name} waiting: {container.reason}"
                     f"{': ' + container.message if container.message else ''}"
                 )
-        if state.unschedulable_message and f"unsched:{state.unschedulable_message}" not in self._seen:
-            self._seen.add(f"unsched:{state.unschedulable_message}")
+        if state.unschedulable_message and self._first_time(f"unsched:{state.unschedulable_message}"):
             self.log.info(f"pod {self._pod_ref} cannot be scheduled yet: {state.unschedulable_message}")
+
+    def _first_time(self, key: str) -> bool:
+        """Whether `key` (a waiting reason, an event ...) is new; remember it."""
+        new = key not in self._seen
+        self._seen.add(key)
+        return new
 
     async def _report_new_events(self) -> None:
         """Log events not seen yet; at most one events request per second per starting pod."""
@@ -275,11 +275,9 @@ class PodMonitor:
             return [f"(events unavailable: {describe(exc)})"]
         lines = []
         for item in items:
-            key = f"{(item.get('metadata') or {}).get('uid')}/{item.get('count')}"
-            if new_only and key in self._seen:
-                continue
-            self._seen.add(key)
-            lines.append(f"{item.get('reason')}: {item.get('message')}")
+            new = self._first_time(f"{(item.get('metadata') or {}).get('uid')}/{item.get('count')}")
+            if new or not new_only:
+                lines.append(f"{item.get('reason')}: {item.get('message')}")
         return lines[-10:]
 
     async def _failed_pod_xcom(self, state: PodState) -> Any:
