@@ -77,12 +77,9 @@ def _wants(requested: Any, name: str) -> bool:
 class ContainerFollower:
     """One container's log, read to its end across dropped streams; its cursor only moves forward."""
 
-    def __init__(
-        self, logs: PodLogs, container: str, cursor: LogCursor, terminated: Callable[[], bool]
-    ) -> None:
+    def __init__(self, logs: PodLogs, container: str, cursor: LogCursor) -> None:
         self.logs = logs
         self.name = container
-        self._terminated = terminated
         self.ended = asyncio.Event()
         self.container_log = ContainerLog(
             logs.client.log_api_client,
@@ -124,7 +121,7 @@ class ContainerFollower:
 
     async def _read(self, *, follow: bool) -> bool | None:
         """True when the container has ended and every line was read; None after a transient error."""
-        terminated_before = self._terminated()
+        terminated_before = self.logs.container_ended(self.name)
         try:
             await self.container_log.read(follow=follow and not terminated_before)
         except NotFound:
@@ -269,14 +266,14 @@ class PodLogs:
 
     def _start(self, name: str) -> None:
         cursor = self._cursors.get(name, LogCursor())
-        follower = ContainerFollower(self, name, cursor, lambda: self._ended(name))
+        follower = ContainerFollower(self, name, cursor)
         follower.task = asyncio.create_task(follower.follow(), name=f"logs-{self.pod_ref}-{name}")
         self.followers[name] = follower
         if self.settings.log_checkpoint_seconds and not self._tasks:
             checkpoints = self._checkpoint_periodically()
             self._tasks.append(asyncio.create_task(checkpoints, name=f"cursor-{self.pod_ref}"))
 
-    def _ended(self, name: str) -> bool:
+    def container_ended(self, name: str) -> bool:
         state = self._state()
         return state is not None and state.ended(name)
 
@@ -297,7 +294,7 @@ class PodLogs:
         of a container still running (a sidecar), deliver what it has printed so far."""
         await self._start_late_containers()
         running = [f for f in self.followers.values() if f.task is not None and not f.task.done()]
-        ended = [f for f in running if f._terminated()]
+        ended = [f for f in running if self.container_ended(f.name)]
         for follower in ended:
             follower.ended.set()
         if ended and (await asyncio.wait([f.task for f in ended if f.task], timeout=FINISH_SECONDS))[1]:
