@@ -17,7 +17,6 @@ from typing import Any
 from kpo_async.callbacks import TriggerCallbacks
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError
-from kpo_async.identity import XCOM_SIDECAR_NAME
 from kpo_async.k8s_objects import to_v1pod
 from kpo_async.log_follower import Formatter, PodLogs
 from kpo_async.outcome import PodOutcome, Status
@@ -26,7 +25,7 @@ from kpo_async.pods import pod_events, read_pod, read_pod_json
 from kpo_async.retry import describe
 from kpo_async.trigger_settings import MonitorSettings
 from kpo_async.watch import Subscription, shared_watcher, watch_refused
-from kpo_async.xcom import XComCollector, stop_sidecar
+from kpo_async.xcom import XComCollector
 
 
 class Stage(enum.Enum):
@@ -68,7 +67,6 @@ class PodMonitor:
         if self.callbacks is not None:
             self.logs.line_listener = self.callbacks.line
         self.xcom = XComCollector(client, namespace, pod_name, self._next_state, logger)
-        self._state: PodState | None = None
         self._polled: PodState | None = None
         self._seen: set[str] = set()
         self._seen_phase: str | None = None
@@ -80,12 +78,10 @@ class PodMonitor:
         try:
             if self.callbacks is not None:
                 await self.callbacks.load()
-            outcome = None
+            outcome, state = None, None
             while outcome is None:
                 starting = self.stage is Stage.STARTING
-                deadline = (
-                    self._start_deadline(self._state)[0] if starting else self.settings.execution_deadline
-                )
+                deadline = self._start_deadline(state)[0] if starting else self.settings.execution_deadline
                 state = await self._next_state(deadline)
                 if state is not None:
                     self._report_progress(state)
@@ -179,7 +175,7 @@ class PodMonitor:
         exit_code = base.exit_code if base is not None else None
         reason = (base.reason if base is not None else None) or state.reason
         if not (exit_code == 0 or (base is None and state.phase == "Succeeded")):
-            failed_xcom = await self._failed_pod_xcom(state)
+            failed_xcom = await self.xcom.collect_after_failure(state) if self.settings.do_xcom_push else None
             detail = (base.message if base is not None else None) or state.message or ""
             why = (
                 f"container {self.settings.base_container_name} of pod {self._pod_ref} exited with code "
@@ -191,7 +187,7 @@ class PodMonitor:
             try:
                 xcom = await self.xcom.collect(state)
             except KpoAsyncError as exc:
-                await self._stop_sidecar_quietly(state)
+                await self.xcom.stop_sidecar_quietly(state)
                 return self._outcome(Status.ERROR, state, "XComError", str(exc), exit_code)
         return self._outcome(Status.SUCCESS, state, reason, "", exit_code, xcom)
 
@@ -219,12 +215,11 @@ class PodMonitor:
                 raise watch_refused(refusal, self.namespace)
             state = subscription.state
             if state is not None and (changed or subscription.watcher.healthy):
-                self._state, self._polled = state, None
+                self._polled = None
                 return state
             if state is None and not (subscription.known_absent or not changed or _passed(deadline)):
                 continue  # the watch has not synced yet
-            self._state = await self._read_pod()
-            return self._state
+            return await self._read_pod()
 
     async def _read_pod(self) -> PodState | None:
         """Ask the API server directly; None when the pod does not exist."""
@@ -279,25 +274,6 @@ class PodMonitor:
             if new or not new_only:
                 lines.append(f"{item.get('reason')}: {item.get('message')}")
         return lines[-10:]
-
-    async def _failed_pod_xcom(self, state: PodState) -> Any:
-        """The official operator pushes a failed pod's XCom too: read it unless the sidecar ended."""
-        sidecar = state.container(XCOM_SIDECAR_NAME)
-        if self.settings.do_xcom_push and sidecar is not None and not sidecar.terminated:
-            try:
-                return await self.xcom.collect(state)
-            except Exception as exc:
-                self.log.warning(f"could not read the XCom of failed pod {self._pod_ref}: {describe(exc)}")
-        await self._stop_sidecar_quietly(state)
-        return None
-
-    async def _stop_sidecar_quietly(self, state: PodState) -> None:
-        if not self.settings.do_xcom_push or state.finished:
-            return
-        try:
-            await stop_sidecar(self.client, self.namespace, self.pod_name)
-        except Exception as exc:  # the pod is being cleaned up by the operator anyway
-            self.log.warning(f"could not stop the XCom sidecar of {self._pod_ref}: {describe(exc)}")
 
     # -- the outcome ------------------------------------------------------------------------------
     @property
