@@ -178,15 +178,12 @@ class PodWatcher:
             continue_token = (body.get("metadata") or {}).get("continue")
             if not continue_token:
                 break
-        gone = set(self.states) - set(seen)
         changed = {n for n, s in seen.items() if self.states.get(n) != s}
         self.states = seen
         self.last_contact = time.monotonic()
         self.synced.set()
-        for name in gone | changed:
-            self._notify(name)
-        # Subscribers waiting for a pod the list does not have learn that it is absent.
-        for name in set(self._subscribers) - set(seen):
+        # Subscribers learn of their changed pods, and of pods the list does not have (gone or absent).
+        for name in changed | (set(self._subscribers) - set(seen)):
             self._notify(name)
         return str(body.get("metadata", {}).get("resourceVersion", ""))
 
