@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # type-checked against the newest layout
-    from airflow.sdk.bases.hook import BaseHook
+try:  # Airflow >= 3.1
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowNotFoundException,
@@ -20,27 +19,18 @@ if TYPE_CHECKING:  # type-checked against the newest layout
         AirflowTaskTimeout,
         TaskDeferred,
     )
-else:
-    try:  # Airflow >= 3.1
-        from airflow.sdk.exceptions import (
-            AirflowException,
-            AirflowNotFoundException,
-            AirflowSkipException,
-            AirflowTaskTimeout,
-            TaskDeferred,
-        )
-    except ImportError:  # Airflow 3.0
-        from airflow.exceptions import (
-            AirflowException,
-            AirflowNotFoundException,
-            AirflowSkipException,
-            AirflowTaskTimeout,
-            TaskDeferred,
-        )
-    try:
-        from airflow.sdk.bases.hook import BaseHook
-    except ImportError:  # Airflow 3.0
-        from airflow.hooks.base import BaseHook
+except ImportError:  # Airflow 3.0
+    from airflow.exceptions import (  # type: ignore[attr-defined,no-redef]
+        AirflowException,
+        AirflowNotFoundException,
+        AirflowSkipException,
+        AirflowTaskTimeout,
+        TaskDeferred,
+    )
+try:
+    from airflow.sdk.bases.hook import BaseHook
+except ImportError:  # Airflow 3.0
+    from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef]
 
 __all__ = [
     "AirflowException",

@@ -17,6 +17,7 @@ import ssl
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
@@ -135,15 +136,10 @@ async def cluster_fingerprint(config: ClusterConfig, configuration: Configuratio
     digest = None
     if configuration.ssl_ca_cert:
         with contextlib.suppress(OSError):
-            data = await asyncio.to_thread(_read_bytes, str(configuration.ssl_ca_cert))
+            data = await asyncio.to_thread(Path(configuration.ssl_ca_cert).read_bytes)
             digest = hashlib.sha256(data).hexdigest()
     connection = config.ref.conn_id if config.connection_found else None
     return {"server": str(configuration.host), "ca_sha256": digest, "connection": connection}
-
-
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
 
 
 def check_same_cluster(expected: dict[str, str | None] | None, client: ClusterClient, pod: str) -> None:
@@ -181,21 +177,10 @@ async def open_client(ref: ClusterRef) -> AsyncIterator[ClusterClient]:
         await client.close()
 
 
-class _LoopRegistry:
-    def __init__(self) -> None:
-        self.clients: dict[str, ClusterClient] = {}
-        self.locks: dict[str, asyncio.Lock] = {}
-
-
-_registries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopRegistry] = weakref.WeakKeyDictionary()
-
-
-def _registry() -> _LoopRegistry:
-    loop = asyncio.get_running_loop()
-    registry = _registries.get(loop)
-    if registry is None:
-        registry = _registries[loop] = _LoopRegistry()
-    return registry
+#: Per event loop: the shared clients by cluster key, and the locks their first callers share.
+_shared: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, tuple[dict[str, ClusterClient], dict[str, asyncio.Lock]]
+] = weakref.WeakKeyDictionary()
 
 
 async def shared_client(ref: ClusterRef) -> ClusterClient:
@@ -203,22 +188,16 @@ async def shared_client(ref: ClusterRef) -> ClusterClient:
 
     Concurrent first callers wait on one resolution instead of each resolving the cluster.
     """
-    registry = _registry()
-    client = registry.clients.get(ref.key)
-    if client is not None:
-        return client
-    lock = registry.locks.setdefault(ref.key, asyncio.Lock())
-    async with lock:
-        client = registry.clients.get(ref.key)
-        if client is None:
-            client = registry.clients[ref.key] = await create_client(ref)
-        return client
+    clients, locks = _shared.setdefault(asyncio.get_running_loop(), ({}, {}))
+    if ref.key not in clients:
+        async with locks.setdefault(ref.key, asyncio.Lock()):
+            if ref.key not in clients:
+                clients[ref.key] = await create_client(ref)
+    return clients[ref.key]
 
 
 async def close_shared_clients() -> None:
     """Close every shared client of the running loop (tests, benchmark teardown)."""
-    registry = _registry()
-    clients = list(registry.clients.values())
-    registry.clients.clear()
-    for client in clients:
+    clients, _ = _shared.pop(asyncio.get_running_loop(), ({}, {}))
+    for client in clients.values():
         await client.close()

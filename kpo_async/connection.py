@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import yaml
@@ -52,7 +52,7 @@ class ClusterRef:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ClusterRef:
         data = data or {}
-        return cls(**{k: data.get(k) for k in ("conn_id", "config_file", "cluster_context", "in_cluster")})
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
 
     @property
     def key(self) -> str:
@@ -304,9 +304,7 @@ def _check_context(kubeconfig: dict[str, Any], context: str | None, source: str)
             )
     if context not in names:
         raise InvalidArgumentError(
-            "cluster_context",
-            f"context {context!r} is not in kubeconfig {source}",
-            f"use one of {names}",
+            "cluster_context", f"context {context!r} is not in kubeconfig {source}", f"use one of {names}"
         )
     return context
 

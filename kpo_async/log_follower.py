@@ -22,9 +22,10 @@ from kpo_async.clients import ClusterClient
 from kpo_async.errors import ApiError, Forbidden, NotFound
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_SIDECAR_NAME
 from kpo_async.logs import ContainerLog, LogCursor, cursors_from_str, cursors_to_str
-from kpo_async.pod_state import ContainerState, PodState
+from kpo_async.pod_state import PodState
 from kpo_async.pods import patch_metadata, read_pod_json
 from kpo_async.retry import backoff_delay, describe, is_retryable
+from kpo_async.trigger_settings import MonitorSettings
 
 TAIL_LINES = 20
 TAIL_LINE_CHARS = 1000
@@ -76,12 +77,9 @@ def _wants(requested: Any, name: str) -> bool:
 class ContainerFollower:
     """One container's log, read to its end across dropped streams; its cursor only moves forward."""
 
-    def __init__(
-        self, logs: PodLogs, container: str, cursor: LogCursor, terminated: Callable[[], bool]
-    ) -> None:
+    def __init__(self, logs: PodLogs, container: str, cursor: LogCursor) -> None:
         self.logs = logs
         self.name = container
-        self._terminated = terminated
         self.ended = asyncio.Event()
         self.container_log = ContainerLog(
             logs.client.log_api_client,
@@ -111,7 +109,7 @@ class ContainerFollower:
                 ended = await self._read(follow=False)
                 if not ended:  # next read after poll_seconds, or at once when the container ends
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.ended.wait(), self.logs.poll_seconds)
+                        await asyncio.wait_for(self.ended.wait(), self.logs.settings.log_poll_seconds)
             if ended is None:
                 # A stream that delivered lines before it dropped was progress, not a failure.
                 failures = 1 if self.container_log.lines_delivered > delivered else failures + 1
@@ -123,7 +121,7 @@ class ContainerFollower:
 
     async def _read(self, *, follow: bool) -> bool | None:
         """True when the container has ended and every line was read; None after a transient error."""
-        terminated_before = self._terminated()
+        terminated_before = self.logs.container_ended(self.name)
         try:
             await self.container_log.read(follow=follow and not terminated_before)
         except NotFound:
@@ -149,9 +147,11 @@ class ContainerFollower:
 class PodLogs:
     """The logs of the requested containers of one pod: one follower and one cursor per container.
 
-    :param containers: the main containers to follow (``container_logs`` semantics; None: none).
-    :param init_containers: the init containers to follow (``init_container_logs`` semantics).
     :param state: the pod's latest known state (tells when a container has ended).
+    :param settings: whose logs to follow (``get_logs``, ``container_logs``,
+        ``init_container_logs``), how to log and mask their lines, how often to poll and checkpoint.
+    :param formatter: the task's `log_formatter` itself (a worker has it), else the one at
+        ``settings.log_formatter``.
     """
 
     def __init__(
@@ -164,13 +164,8 @@ class PodLogs:
         *,
         logger: Any,
         state: Callable[[], PodState | None],
-        containers: Any = None,
-        init_containers: Any = None,
-        prefix: bool = True,
-        formatter: Formatter | str | None = None,
-        secret_env_names: tuple[str, ...] = (),
-        poll_seconds: float = 10.0,
-        checkpoint_seconds: float = 300.0,
+        settings: MonitorSettings | None = None,
+        formatter: Formatter | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -179,12 +174,12 @@ class PodLogs:
         self.base = base_container
         self.log = logger
         self._state = state
-        self.requested = (containers, init_containers)
-        self.prefix = prefix
-        self._formatter = formatter
-        self.secret_env_names = secret_env_names
-        self.poll_seconds = poll_seconds
-        self.checkpoint_seconds = checkpoint_seconds
+        self.settings = settings = settings or MonitorSettings()
+        #: The main containers to follow (``container_logs`` semantics; None: none) and the init
+        #: containers (``init_container_logs`` semantics).
+        containers = (settings.container_logs or base_container) if settings.get_logs else None
+        self.requested = (containers, settings.init_container_logs)
+        self._formatter: Formatter | str | None = formatter or settings.log_formatter
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.followers: dict[str, ContainerFollower] = {}
         self._cursors = cursors_from_str(cursor, base_container)
@@ -257,7 +252,7 @@ class PodLogs:
 
     async def _mask_secret_env(self) -> None:
         """Register the values of the secret env vars with this process's secrets masker."""
-        if not self.secret_env_names:
+        if not self.settings.secret_env_names:
             return
         from kpo_async.airflow_compat import amask_secret, redact
 
@@ -265,32 +260,27 @@ class PodLogs:
         spec = pod.get("spec") or {}
         for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
             for env in container.get("env") or []:
-                if env.get("name") in self.secret_env_names and env.get("value"):
+                if env.get("name") in self.settings.secret_env_names and env.get("value"):
                     await amask_secret(env["value"])
         self._redact = redact  # only tasks with secret env vars pay for redaction
 
     def _start(self, name: str) -> None:
         cursor = self._cursors.get(name, LogCursor())
-        follower = ContainerFollower(self, name, cursor, lambda: self._ended(name))
+        follower = ContainerFollower(self, name, cursor)
         follower.task = asyncio.create_task(follower.follow(), name=f"logs-{self.pod_ref}-{name}")
         self.followers[name] = follower
-        if self.checkpoint_seconds and not self._tasks:
+        if self.settings.log_checkpoint_seconds and not self._tasks:
             checkpoints = self._checkpoint_periodically()
             self._tasks.append(asyncio.create_task(checkpoints, name=f"cursor-{self.pod_ref}"))
 
-    def _ended(self, name: str) -> bool:
+    def container_ended(self, name: str) -> bool:
         state = self._state()
-        if state is None:
-            return False
-        found: ContainerState | None = next(
-            (c for c in (*state.init_containers, *state.containers) if c.name == name), None
-        )
-        return state.finished or (found is not None and found.terminated)
+        return state is not None and state.ended(name)
 
     def on_line(self, container: str, line: str) -> None:
         if self._redact is not None:
             line = self._redact(line)  # the tail also lands in the event, stored in the metadata DB
-        text = f"[{container}] {line}" if self.prefix else line
+        text = f"[{container}] {line}" if self.settings.container_name_log_prefix_enabled else line
         if callable(self._formatter):
             with contextlib.suppress(Exception):  # a broken formatter must not lose the line
                 text = str(self._formatter(container, line))
@@ -304,7 +294,7 @@ class PodLogs:
         of a container still running (a sidecar), deliver what it has printed so far."""
         await self._start_late_containers()
         running = [f for f in self.followers.values() if f.task is not None and not f.task.done()]
-        ended = [f for f in running if f._terminated()]
+        ended = [f for f in running if self.container_ended(f.name)]
         for follower in ended:
             follower.ended.set()
         if ended and (await asyncio.wait([f.task for f in ended if f.task], timeout=FINISH_SECONDS))[1]:
@@ -335,7 +325,7 @@ class PodLogs:
     async def _checkpoint_periodically(self) -> None:
         """While lines flow, record the cursors now and then, bounding what a crash can repeat."""
         while True:
-            await asyncio.sleep(self.checkpoint_seconds)
+            await asyncio.sleep(self.settings.log_checkpoint_seconds)
             await self.checkpoint()
 
     async def checkpoint(self) -> None:

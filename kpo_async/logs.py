@@ -185,8 +185,6 @@ class ContainerLog:
         container: str,
         cursor: LogCursor,
         sink: Callable[[str], None],
-        *,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         self.api_client = api_client
         self.namespace = namespace
@@ -194,7 +192,6 @@ class ContainerLog:
         self.container = container
         self.cursor = cursor
         self.sink = sink
-        self.max_line_bytes = max_line_bytes
         self.lines_delivered = 0
 
     async def read(self, *, follow: bool) -> None:
@@ -227,7 +224,7 @@ class ContainerLog:
             verb="get",
             resource="pods/log",
         )
-        splitter = LineSplitter(self.max_line_bytes)
+        splitter = LineSplitter()
         resume = ResumeFilter(self.cursor)
         try:
             async for chunk in response.content.iter_any():

@@ -11,58 +11,21 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from kpo_async.callbacks import TriggerCallbacks
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError
-from kpo_async.identity import XCOM_SIDECAR_NAME
 from kpo_async.k8s_objects import to_v1pod
 from kpo_async.log_follower import Formatter, PodLogs
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_state import PodState
 from kpo_async.pods import pod_events, read_pod, read_pod_json
 from kpo_async.retry import describe
+from kpo_async.trigger_settings import MonitorSettings
 from kpo_async.watch import Subscription, shared_watcher, watch_refused
-from kpo_async.xcom import XComCollector, stop_sidecar
-
-
-@dataclass(frozen=True)
-class MonitorSettings:
-    """How to follow the pod. The field names are the trigger's kwargs (see `PodTrigger`)."""
-
-    base_container_name: str = "base"
-    get_logs: bool = True
-    do_xcom_push: bool = False
-    #: Wall-clock deadlines (epoch seconds), fixed when the task deferred: a restart keeps them.
-    startup_deadline: float | None = None
-    execution_deadline: float | None = None
-    #: How long to trust a silent watch before reading the pod directly.
-    fallback_poll_seconds: float = 60.0
-    #: Beyond the shared limit of follow streams, read new log lines this often instead.
-    log_poll_seconds: float = 10.0
-    #: How often to record the log cursor on the pod while lines flow (0: only on exit). Each is
-    #: a PATCH: 300 s keeps them near 0.2 per pod-minute; a SIGKILLed triggerer's successor
-    #: repeats at most that much output (a graceful stop repeats none).
-    log_checkpoint_seconds: float = 300.0
-    #: Log the pod's events (Scheduled, Pulling, FailedScheduling...) as they happen while it starts.
-    log_events_on_startup: bool = True
-    #: Env vars whose values are secrets: masked wherever this process logs (names only, no values).
-    secret_env_names: tuple[str, ...] = ()
-    #: Import paths of the task's `callbacks` classes, called here at the triggerer's moments.
-    callbacks: tuple[str, ...] = ()
-    #: Whose logs to stream: `container_logs` (a name, names or True; None: the base container) and
-    #: `init_container_logs`, each line prefixed with its container's name or not.
-    container_logs: Any = None
-    init_container_logs: Any = None
-    container_name_log_prefix_enabled: bool = True
-    #: Where this host imports `log_formatter` from (``module:qualname``); None: the default format.
-    log_formatter: str | None = None
-    #: The scheduling window's end (epoch seconds) and the startup window that follows scheduling.
-    #: Without them (kwargs stored by older versions) `startup_deadline` covers both.
-    schedule_deadline: float | None = None
-    startup_timeout_seconds: float | None = None
+from kpo_async.xcom import XComCollector
 
 
 class Stage(enum.Enum):
@@ -89,52 +52,36 @@ class PodMonitor:
         self.settings = settings
         self.log = logger
         self.stage = Stage.STARTING
-        base = settings.base_container_name
         self.logs = PodLogs(
             client,
             namespace,
             pod_name,
-            base,
+            settings.base_container_name,
             log_cursor,
             logger=logger,
             state=self._latest_state,
-            containers=(settings.container_logs or base) if settings.get_logs else None,
-            init_containers=settings.init_container_logs,
-            prefix=settings.container_name_log_prefix_enabled,
-            formatter=formatter or settings.log_formatter,
-            secret_env_names=settings.secret_env_names,
-            poll_seconds=settings.log_poll_seconds,
-            checkpoint_seconds=settings.log_checkpoint_seconds,
+            settings=settings,
+            formatter=formatter,
         )
         self.callbacks = TriggerCallbacks(settings.callbacks, logger) if settings.callbacks else None
         if self.callbacks is not None:
             self.logs.line_listener = self.callbacks.line
         self.xcom = XComCollector(client, namespace, pod_name, self._next_state, logger)
-        self._state: PodState | None = None
         self._polled: PodState | None = None
         self._seen: set[str] = set()
         self._seen_phase: str | None = None
         self._events_read_at = 0.0
         self._subscription: Subscription | None = None
 
-    @property
-    def log_cursor(self) -> str | None:
-        return self.logs.cursor
-
-    async def checkpoint(self) -> None:
-        await self.logs.checkpoint()
-
     async def run(self) -> PodOutcome:
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
         try:
             if self.callbacks is not None:
                 await self.callbacks.load()
-            outcome = None
+            outcome, state = None, None
             while outcome is None:
                 starting = self.stage is Stage.STARTING
-                deadline = (
-                    self._start_deadline(self._state)[0] if starting else self.settings.execution_deadline
-                )
+                deadline = self._start_deadline(state)[0] if starting else self.settings.execution_deadline
                 state = await self._next_state(deadline)
                 if state is not None:
                     self._report_progress(state)
@@ -159,7 +106,7 @@ class PodMonitor:
             if not state.started(self.settings.base_container_name):
                 return await self._startup_problem(state)
             await self._begin_running(state)
-        if state is not None and self._ended(state):
+        if state is not None and state.ended(self.settings.base_container_name):
             self.stage = Stage.ENDED
             await self.logs.finish()
             return await self._complete(state)
@@ -228,7 +175,7 @@ class PodMonitor:
         exit_code = base.exit_code if base is not None else None
         reason = (base.reason if base is not None else None) or state.reason
         if not (exit_code == 0 or (base is None and state.phase == "Succeeded")):
-            failed_xcom = await self._failed_pod_xcom(state)
+            failed_xcom = await self.xcom.collect_after_failure(state) if self.settings.do_xcom_push else None
             detail = (base.message if base is not None else None) or state.message or ""
             why = (
                 f"container {self.settings.base_container_name} of pod {self._pod_ref} exited with code "
@@ -240,7 +187,7 @@ class PodMonitor:
             try:
                 xcom = await self.xcom.collect(state)
             except KpoAsyncError as exc:
-                await self._stop_sidecar_quietly(state)
+                await self.xcom.stop_sidecar_quietly(state)
                 return self._outcome(Status.ERROR, state, "XComError", str(exc), exit_code)
         return self._outcome(Status.SUCCESS, state, reason, "", exit_code, xcom)
 
@@ -268,12 +215,11 @@ class PodMonitor:
                 raise watch_refused(refusal, self.namespace)
             state = subscription.state
             if state is not None and (changed or subscription.watcher.healthy):
-                self._state, self._polled = state, None
+                self._polled = None
                 return state
             if state is None and not (subscription.known_absent or not changed or _passed(deadline)):
                 continue  # the watch has not synced yet
-            self._state = await self._read_pod()
-            return self._state
+            return await self._read_pod()
 
     async def _read_pod(self) -> PodState | None:
         """Ask the API server directly; None when the pod does not exist."""
@@ -283,10 +229,6 @@ class PodMonitor:
             if self._polled is None:
                 raise  # nothing known at all: let the event say the cluster is unreachable
         return self._polled
-
-    def _ended(self, state: PodState) -> bool:
-        base = state.container(self.settings.base_container_name)
-        return state.finished or (base is not None and base.terminated)
 
     def _latest_state(self) -> PodState | None:
         return (self._subscription.state if self._subscription else None) or self._polled
@@ -298,15 +240,19 @@ class PodMonitor:
             self._seen_phase = state.phase
         for container in (*state.init_containers, *state.containers):
             key = f"{container.name}:{container.state}:{container.reason}"
-            if container.state == "waiting" and container.reason and key not in self._seen:
-                self._seen.add(key)
+            if container.state == "waiting" and container.reason and self._first_time(key):
                 self.log.info(
                     f"container {container.name} waiting: {container.reason}"
                     f"{': ' + container.message if container.message else ''}"
                 )
-        if state.unschedulable_message and f"unsched:{state.unschedulable_message}" not in self._seen:
-            self._seen.add(f"unsched:{state.unschedulable_message}")
+        if state.unschedulable_message and self._first_time(f"unsched:{state.unschedulable_message}"):
             self.log.info(f"pod {self._pod_ref} cannot be scheduled yet: {state.unschedulable_message}")
+
+    def _first_time(self, key: str) -> bool:
+        """Whether `key` (a waiting reason, an event ...) is new; remember it."""
+        new = key not in self._seen
+        self._seen.add(key)
+        return new
 
     async def _report_new_events(self) -> None:
         """Log events not seen yet; at most one events request per second per starting pod."""
@@ -324,31 +270,10 @@ class PodMonitor:
             return [f"(events unavailable: {describe(exc)})"]
         lines = []
         for item in items:
-            key = f"{(item.get('metadata') or {}).get('uid')}/{item.get('count')}"
-            if new_only and key in self._seen:
-                continue
-            self._seen.add(key)
-            lines.append(f"{item.get('reason')}: {item.get('message')}")
+            new = self._first_time(f"{(item.get('metadata') or {}).get('uid')}/{item.get('count')}")
+            if new or not new_only:
+                lines.append(f"{item.get('reason')}: {item.get('message')}")
         return lines[-10:]
-
-    async def _failed_pod_xcom(self, state: PodState) -> Any:
-        """The official operator pushes a failed pod's XCom too: read it unless the sidecar ended."""
-        sidecar = state.container(XCOM_SIDECAR_NAME)
-        if self.settings.do_xcom_push and sidecar is not None and not sidecar.terminated:
-            try:
-                return await self.xcom.collect(state)
-            except Exception as exc:
-                self.log.warning(f"could not read the XCom of failed pod {self._pod_ref}: {describe(exc)}")
-        await self._stop_sidecar_quietly(state)
-        return None
-
-    async def _stop_sidecar_quietly(self, state: PodState) -> None:
-        if not self.settings.do_xcom_push or state.finished:
-            return
-        try:
-            await stop_sidecar(self.client, self.namespace, self.pod_name)
-        except Exception as exc:  # the pod is being cleaned up by the operator anyway
-            self.log.warning(f"could not stop the XCom sidecar of {self._pod_ref}: {describe(exc)}")
 
     # -- the outcome ------------------------------------------------------------------------------
     @property

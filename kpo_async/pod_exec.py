@@ -18,7 +18,9 @@ from kpo_async.errors import KpoAsyncError
 
 STDOUT, STDERR, ERROR = 1, 2, 3
 #: Output kept from one exec; more is an error rather than unbounded memory.
-DEFAULT_MAX_OUTPUT = 32 * 1024 * 1024
+MAX_OUTPUT = 32 * 1024 * 1024
+#: How long the command may stay silent before the exec is given up.
+RECEIVE_TIMEOUT_SECONDS = 60.0
 
 
 class ExecError(KpoAsyncError):
@@ -33,14 +35,7 @@ class ExecResult:
 
 
 async def exec_in_container(
-    client: ClusterClient,
-    namespace: str,
-    pod: str,
-    container: str,
-    command: list[str],
-    *,
-    timeout: float = 60.0,
-    max_output: int = DEFAULT_MAX_OUTPUT,
+    client: ClusterClient, namespace: str, pod: str, container: str, command: list[str]
 ) -> ExecResult:
     query = urlencode(
         [("command", part) for part in command]
@@ -55,7 +50,7 @@ async def exec_in_container(
             url,
             protocols=("v4.channel.k8s.io",),
             headers=await client.auth_headers(),
-            timeout=aiohttp.ClientWSTimeout(ws_receive=timeout, ws_close=5),
+            timeout=aiohttp.ClientWSTimeout(ws_receive=RECEIVE_TIMEOUT_SECONDS, ws_close=5),
             max_msg_size=0,
         )
     except aiohttp.WSServerHandshakeError as exc:
@@ -76,8 +71,8 @@ async def exec_in_container(
                 stderr += payload[: max(0, 65536 - len(stderr))]
             elif channel == ERROR and payload:
                 status = json.loads(payload)
-            if len(stdout) > max_output:
-                raise ExecError(f"{what} produced more than {max_output} bytes of output")
+            if len(stdout) > MAX_OUTPUT:
+                raise ExecError(f"{what} produced more than {MAX_OUTPUT} bytes of output")
     return ExecResult(bytes(stdout), bytes(stderr), _exit_code(status, what))
 
 

@@ -33,8 +33,6 @@ class ContainerState:
     reason: str | None = None
     message: str | None = None
     exit_code: int | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
 
     @property
     def terminated(self) -> bool:
@@ -52,8 +50,6 @@ class ContainerState:
                     reason=detail.get("reason"),
                     message=detail.get("message"),
                     exit_code=detail.get("exitCode"),
-                    started_at=detail.get("startedAt"),
-                    finished_at=detail.get("finishedAt"),
                 )
         return cls(name=status.get("name", ""), state="unknown")
 
@@ -104,7 +100,13 @@ class PodState:
         )
 
     def container(self, name: str) -> ContainerState | None:
-        return next((c for c in self.containers if c.name == name), None)
+        """The named container's state, an init container's too (names are unique in a pod)."""
+        return next((c for c in (*self.init_containers, *self.containers) if c.name == name), None)
+
+    def ended(self, container: str) -> bool:
+        """The pod has finished, or the named container has terminated."""
+        found = self.container(container)
+        return self.finished or (found is not None and found.terminated)
 
     @property
     def finished(self) -> bool:

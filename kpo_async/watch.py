@@ -14,7 +14,6 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -29,6 +28,11 @@ from kpo_async.retry import backoff_delay, describe, is_retryable
 log = logging.getLogger(__name__)
 
 MANAGED_SELECTOR = f"{MANAGED_LABEL}=true"
+#: The server ends each watch request after this long (a fresh one resumes from the last version).
+WATCH_SECONDS = 290
+#: A watch silent for this long (no event, no bookmark) is considered stalled.
+STALL_SECONDS = 150.0
+LINGER_SECONDS = 30.0
 
 
 class Subscription:
@@ -48,9 +52,6 @@ class Subscription:
     def known_absent(self) -> bool:
         """The watcher is in sync and has no such pod: it does not exist (or was deleted)."""
         return self.watcher.synced.is_set() and self.name not in self.watcher.states
-
-    def _notify(self) -> None:
-        self._changed.set()
 
     async def wait(self, timeout: float | None) -> bool:
         """Wait for a change to this pod; False when `timeout` passed without one.
@@ -75,15 +76,7 @@ class Subscription:
 class PodWatcher:
     """List+watch of managed pods in one namespace of one cluster, shared by its subscribers."""
 
-    def __init__(
-        self,
-        client: ClusterClient,
-        namespace: str,
-        *,
-        watch_timeout: int = 290,
-        stall_timeout: float = 150.0,
-        linger: float = 30.0,
-    ) -> None:
+    def __init__(self, client: ClusterClient, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
         self.states: dict[str, PodState] = {}
@@ -92,9 +85,8 @@ class PodWatcher:
         #: The API server's refusal (401/403/404) of the last list, until a list succeeds again.
         self.refusal: ApiError | None = None
         self._subscribers: dict[str, set[Subscription]] = {}
-        self._watch_timeout = watch_timeout
-        self._stall_timeout = stall_timeout
-        self._linger = linger
+        #: How long the watch outlives its last subscriber (a new trigger often follows soon).
+        self._linger = LINGER_SECONDS
         self._task: asyncio.Task[None] | None = None
         self._idle_since: float | None = None
 
@@ -122,7 +114,7 @@ class PodWatcher:
 
     @property
     def healthy(self) -> bool:
-        return self.synced.is_set() and time.monotonic() - self.last_contact < self._stall_timeout
+        return self.synced.is_set() and time.monotonic() - self.last_contact < STALL_SECONDS
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -150,14 +142,12 @@ class PodWatcher:
                     # tell the subscribers now instead of at their fallback read. Keep trying,
                     # so that a fixed Role or a re-created namespace resumes the watch.
                     self.refusal = exc
-                    for name in list(self._subscribers):
-                        self._notify(name)
                 if not is_retryable(exc) and not isinstance(exc, (ValueError, KeyError)):
                     log.warning("watch of %s failed: %s", self.namespace, describe(exc))
                 failures += 1
                 self.synced.clear()
                 # Subscribers wait without a timer while the watch is healthy: wake them so they
-                # fall back to reading their pods until it recovers.
+                # fall back to reading their pods until it recovers (or learn of the refusal).
                 for name in list(self._subscribers):
                     self._notify(name)
                 delay = backoff_delay(exc, min(failures, 6))
@@ -188,20 +178,17 @@ class PodWatcher:
             continue_token = (body.get("metadata") or {}).get("continue")
             if not continue_token:
                 break
-        gone = set(self.states) - set(seen)
         changed = {n for n, s in seen.items() if self.states.get(n) != s}
         self.states = seen
         self.last_contact = time.monotonic()
         self.synced.set()
-        for name in gone | changed:
-            self._notify(name)
-        # Subscribers waiting for a pod the list does not have learn that it is absent.
-        for name in set(self._subscribers) - set(seen):
+        # Subscribers learn of their changed pods, and of pods the list does not have (gone or absent).
+        for name in changed | (set(self._subscribers) - set(seen)):
             self._notify(name)
         return str(body.get("metadata", {}).get("resourceVersion", ""))
 
     async def _watch(self, resource_version: str) -> str:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self._stall_timeout)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=STALL_SECONDS)
         response = await open_response(
             self.client.core.list_namespaced_pod(
                 self.namespace,
@@ -209,7 +196,7 @@ class PodWatcher:
                 watch=True,
                 resource_version=resource_version,
                 allow_watch_bookmarks=True,
-                timeout_seconds=self._watch_timeout,
+                timeout_seconds=WATCH_SECONDS,
                 _preload_content=False,
                 _request_timeout=timeout,
             ),
@@ -217,8 +204,9 @@ class PodWatcher:
             verb="watch",
         )
         try:
-            async for event in _events(response):
-                resource_version = self._apply(event) or resource_version
+            async for line in response.content:  # one JSON event per line
+                if line.strip():
+                    resource_version = self._apply(json.loads(line)) or resource_version
                 if self._should_stop():
                     break
         finally:
@@ -250,18 +238,7 @@ class PodWatcher:
 
     def _notify(self, name: str) -> None:
         for subscription in self._subscribers.get(name, ()):
-            subscription._notify()
-
-
-async def _events(response: Any) -> AsyncIterator[dict[str, Any]]:
-    content = response.content
-    while True:
-        line = await content.readline()
-        if not line:
-            return
-        line = line.strip()
-        if line:
-            yield json.loads(line)
+            subscription._changed.set()
 
 
 _watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], PodWatcher]] = (

@@ -13,7 +13,7 @@ from kpo_async.identity import XCOM_RESULT_ANNOTATION, XCOM_RETURN_FILE, XCOM_SI
 from kpo_async.pod_exec import exec_in_container
 from kpo_async.pod_state import ContainerState, PodState
 from kpo_async.pods import patch_metadata
-from kpo_async.retry import with_retries
+from kpo_async.retry import describe, with_retries
 
 _SNIPPET = 120
 #: XCom values up to this size are recorded on the pod before the sidecar is stopped.
@@ -93,6 +93,7 @@ class XComCollector:
         #: The pod's state after its next change or at the deadline; None once it is gone.
         self._next_state = next_state
         self.log = logger
+        self._pod_ref = f"{namespace}/{pod_name}"
 
     async def collect(self, state: PodState) -> Any:
         recorded = state.annotations.get(XCOM_RESULT_ANNOTATION)
@@ -111,6 +112,26 @@ class XComCollector:
             )
         await stop_sidecar(self.client, self.namespace, self.pod_name)
         return value
+
+    async def collect_after_failure(self, state: PodState) -> Any:
+        """The official operator pushes a failed pod's XCom too: read it unless the sidecar ended."""
+        sidecar = state.container(XCOM_SIDECAR_NAME)
+        if sidecar is not None and not sidecar.terminated:
+            try:
+                return await self.collect(state)
+            except Exception as exc:
+                self.log.warning(f"could not read the XCom of failed pod {self._pod_ref}: {describe(exc)}")
+        await self.stop_sidecar_quietly(state)
+        return None
+
+    async def stop_sidecar_quietly(self, state: PodState) -> None:
+        """Let the pod end without its result: the operator cleans the pod up anyway."""
+        if state.finished:
+            return
+        try:
+            await stop_sidecar(self.client, self.namespace, self.pod_name)
+        except Exception as exc:
+            self.log.warning(f"could not stop the XCom sidecar of {self._pod_ref}: {describe(exc)}")
 
     async def _wait_for_sidecar(self, state: PodState | None) -> None:
         """A base container can finish before the sidecar has even started: wait for it to run."""

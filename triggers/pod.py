@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
-from dataclasses import fields
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -20,10 +18,11 @@ from kpo_async.airflow_compat import atask_instance_state, triggerer_calls_on_ki
 from kpo_async.clients import ClusterClient, check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION
-from kpo_async.monitor import MonitorSettings, PodMonitor
+from kpo_async.monitor import PodMonitor
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pods import delete_pod, read_pod_json
 from kpo_async.retry import describe
+from kpo_async.trigger_settings import MonitorSettings
 
 #: Upper bound for work done while the triggerer is shutting down or cancelling us.
 _EXIT_WORK_SECONDS = 5.0
@@ -47,7 +46,7 @@ class PodTrigger(BaseTrigger):
     :param on_kill_action: ``delete_pod`` or ``keep_pod`` when a user kills the deferred task.
     :param cluster_fingerprint: the cluster the worker created the pod on (server URL, CA digest,
         connection; no secrets). The trigger refuses to follow the pod on another cluster.
-    :param settings: the fields of `kpo_async.monitor.MonitorSettings` (base_container_name,
+    :param settings: the fields of `kpo_async.trigger_settings.MonitorSettings` (base_container_name,
         get_logs, do_xcom_push, startup/execution deadlines, poll and checkpoint intervals,
         secret_env_names ...), written once there and stored as kwargs of the same names.
     """
@@ -70,17 +69,12 @@ class PodTrigger(BaseTrigger):
         self.log_cursor = log_cursor
         self.on_kill_action = on_kill_action
         self.cluster_fingerprint = cluster_fingerprint
-        self.settings = _settings(settings)
+        self.settings = MonitorSettings.from_kwargs(settings)
         self._monitor: PodMonitor | None = None
         self._fired = False
         self._cancelled = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        settings = {f.name: getattr(self.settings, f.name) for f in fields(MonitorSettings)}
-        settings["secret_env_names"] = list(self.settings.secret_env_names)
-        settings["callbacks"] = list(self.settings.callbacks)
-        if not settings["callbacks"]:  # tasks without callbacks store what earlier versions stored
-            del settings["callbacks"]
         return (
             "triggers.pod.PodTrigger",
             {
@@ -90,7 +84,7 @@ class PodTrigger(BaseTrigger):
                 "log_cursor": self.log_cursor,
                 "on_kill_action": self.on_kill_action,
                 "cluster_fingerprint": self.cluster_fingerprint,
-                **settings,
+                **self.settings.to_kwargs(),
             },
         )
 
@@ -122,7 +116,7 @@ class PodTrigger(BaseTrigger):
                 reason=exc.__class__.__name__,
                 message=f"the trigger following pod {self.namespace}/{self.pod_name} failed on the "
                 f"triggerer: {exc if str(exc) else describe(exc)}",
-                log_cursor=self._monitor.log_cursor if self._monitor else self.log_cursor,
+                log_cursor=self._monitor.logs.cursor if self._monitor else self.log_cursor,
             )
         self._fired = True
         yield TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
@@ -132,7 +126,7 @@ class PodTrigger(BaseTrigger):
         on Airflow < 3.3, a cancellation caused by a user's action on the task kills the pod."""
         if self._monitor is not None and not self._fired:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._monitor.checkpoint(), _EXIT_WORK_SECONDS)
+                await asyncio.wait_for(self._monitor.logs.checkpoint(), _EXIT_WORK_SECONDS)
         if self._cancelled and not self._fired and not triggerer_calls_on_kill():
             try:
                 await asyncio.wait_for(self._kill_if_task_left_deferral(), _SELF_KILL_SECONDS)
@@ -213,16 +207,3 @@ class PodTrigger(BaseTrigger):
         annotations = ((pod or {}).get("metadata") or {}).get("annotations") or {}
         follower = int(annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0))
         return follower if follower > mine else None
-
-
-def _settings(kwargs: dict[str, Any]) -> MonitorSettings:
-    """The monitor settings among stored kwargs; a kwarg this version does not know is dropped, so
-    that a trigger stored by another version is still re-created."""
-    known = {f.name for f in fields(MonitorSettings)}
-    unknown = sorted(set(kwargs) - known)
-    if unknown:
-        logging.getLogger(__name__).warning("PodTrigger: ignoring unknown kwargs %s", unknown)
-    values = {key: value for key, value in kwargs.items() if key in known}
-    values["secret_env_names"] = tuple(values.get("secret_env_names") or ())
-    values["callbacks"] = tuple(values.get("callbacks") or ())
-    return MonitorSettings(**values)
