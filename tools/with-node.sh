@@ -60,7 +60,7 @@ cd "$REPO"
 "$@"
 rc=$?
 if [ "$rc" != 0 ]; then
-  echo "$NAME: ${1##*/} exited $rc; node logs:" >&2
+  echo "$NAME: the command exited $rc; node logs:" >&2
   "$HERE/node.sh" logs 60 >&2 || true
 fi
 echo "$NAME: total $(($(date +%s) - t0))s (control plane $((t1 - t0))s, node $((t2 - t1))s)"
