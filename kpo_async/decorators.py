@@ -31,9 +31,18 @@ else:
 from kpo_async.identity import XCOM_RETURN_FILE
 from kpo_async.operator import AsyncKubernetesPodOperator
 
-#: The env var holding the program the pod runs (base64), and the command that runs it.
+#: The env var holding the program the pod runs (base64), and the command that runs it. The source
+#: goes into linecache and an exception is printed by `traceback`, so that the traceback shows the
+#: function's lines as from a script file (the interpreter's own printer reads only real files).
 SCRIPT_ENV = "__KPO_ASYNC_PYTHON_SCRIPT"
-RUN_SCRIPT = f"import base64, os; exec(compile(base64.b64decode(os.environ['{SCRIPT_ENV}']), 'task', 'exec'))"
+SCRIPT_NAME = "<kpo-async task>"
+RUN_SCRIPT = (
+    "import base64, linecache, os, sys, traceback\n"
+    f"s = base64.b64decode(os.environ['{SCRIPT_ENV}']).decode()\n"
+    f"linecache.cache[{SCRIPT_NAME!r}] = (len(s), None, s.splitlines(True), {SCRIPT_NAME!r})\n"
+    f"try: exec(compile(s, {SCRIPT_NAME!r}, 'exec'), {{'__name__': '__main__'}})\n"
+    "except Exception: traceback.print_exc(); sys.exit(1)"
+)
 
 
 class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOperator):

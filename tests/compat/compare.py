@@ -18,6 +18,9 @@ DESIGN_LABELS = {
     "already_checked",
     "run_id",
 }
+#: The env vars carrying a Python decorator's program: the official `@task.kubernetes`'s script and
+#: pickled arguments, `@task.kpo_async`'s one script holding both.
+DECORATOR_SCRIPT_ENV = {"__PYTHON_SCRIPT", "__PYTHON_INPUT", "__KPO_ASYNC_PYTHON_SCRIPT"}
 #: Set by the API server or the kubelet, never by the operator.
 SERVER_METADATA = {"uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"}
 _SUFFIX = re.compile(r"-[a-z0-9]{8}$")
@@ -66,6 +69,13 @@ def normalized_pod(pod: dict[str, Any]) -> dict[str, Any]:
             if c.get("name") == SIDECAR:
                 for key in ("command", "args", "image"):
                     c.pop(key, None)
+            if any(e.get("name") in DECORATOR_SCRIPT_ENV for e in c.get("env") or []):
+                # how each decorator hands its function to the pod's python (docs/migration.md)
+                c.pop("command", None)
+                c.pop("args", None)
+                c["env"] = [e for e in c["env"] if e.get("name") not in DECORATOR_SCRIPT_ENV] or None
+                if c["env"] is None:
+                    del c["env"]
     return pod
 
 
@@ -121,6 +131,33 @@ def official_container_lines(task_output: str) -> list[tuple[str, str]]:
             )
             kept += again[overlap:]
         out += [(container, line) for line in kept]
+    return out
+
+
+#: The official `@task.kubernetes` runs its function through `bash -cx`: the trace of that bootstrap.
+_BOOTSTRAP_TRACE = re.compile(r"^\++ (python -c |mkdir -p /airflow/xcom$|:$|python /tmp/script\.py )")
+
+
+def without_bootstrap_trace(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The lines minus the official Python decorator's `bash -x` trace of its bootstrap commands
+    (`@task.kpo_async` starts python directly; docs/migration.md)."""
+    return [(c, m) for c, m in lines if not _BOOTSTRAP_TRACE.match(m)]
+
+
+def without_traceback_frames(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The lines minus a Python traceback's frames (its indented lines between `Traceback (most
+    recent call last):` and the exception line): each Python decorator names and lays out the
+    program it runs its own way (docs/migration.md); the header and the exception line stay."""
+    out: list[tuple[str, str]] = []
+    in_traceback: set[str] = set()
+    for container, msg in lines:
+        if msg.startswith("Traceback (most recent call last):"):
+            in_traceback.add(container)
+        elif container in in_traceback:
+            if msg.startswith(" "):
+                continue
+            in_traceback.discard(container)
+        out.append((container, msg))
     return out
 
 

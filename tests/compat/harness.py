@@ -52,10 +52,22 @@ class DagRun:
         return "\n".join(b for b in blocks if re.match(rf"{re.escape(task_id)}\b", b))
 
 
+#: What a migrating user changes in a DAG file: the operator import, or the decorators' names.
+SWITCHES = (
+    (OFFICIAL_IMPORT, SWITCHED_IMPORT),
+    ("@task.kubernetes_cmd(", "@task.kpo_async_cmd("),
+    ("@task.kubernetes(", "@task.kpo_async("),
+)
+
+
 def switched_source(source: str) -> str:
-    """The DAG file with only the operator import changed."""
-    assert source.count(OFFICIAL_IMPORT) == 1, "a compat DAG imports the official operator once"
-    return source.replace(OFFICIAL_IMPORT, SWITCHED_IMPORT)
+    """The DAG file with only the operator import (or the decorators' names) changed."""
+    assert source.count(OFFICIAL_IMPORT) <= 1, "a compat DAG imports the official operator once"
+    switched = source
+    for official, ours in SWITCHES:
+        switched = switched.replace(official, ours)
+    assert switched != source, "a compat DAG uses the official operator or its decorators"
+    return switched
 
 
 class CompatHarness:
@@ -182,7 +194,10 @@ class CompatHarness:
             for task_id, key, value in db.execute(
                 "SELECT task_id, key, value FROM xcom WHERE dag_id=?", (run.dag_id,)
             ).fetchall():
-                run.xcoms.setdefault(task_id, {})[key] = json.loads(value) if value is not None else None
+                # SQLite hands a JSON number back as a number, the rest as JSON text
+                run.xcoms.setdefault(task_id, {})[key] = (
+                    json.loads(value) if isinstance(value, str) else value
+                )
         for pod in pods:
             labels = pod["metadata"].get("labels") or {}
             if labels.get("dag_id") == run.dag_id and IDENTITY_LABEL[run.variant] in labels:

@@ -289,3 +289,8 @@ def test_the_kpo_async_decorator_ships_the_function_to_a_python_pod(tmp_path) ->
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "hi 5"
     assert output.read_text() == "5"
+    # A failing function: the traceback shows its source lines, as from a script file.
+    env[SCRIPT_ENV] = base64.b64encode(runnable.replace("a + b)", "a / 0)", 1).encode()).decode()
+    ran = subprocess.run([sys.executable, "-c", RUN_SCRIPT], env=env, capture_output=True, text=True)
+    assert ran.returncode == 1 and "ZeroDivisionError" in ran.stderr
+    assert 'print(os.environ["GREETING"], a / 0)' in ran.stderr, ran.stderr

@@ -104,9 +104,9 @@ async def test_shell_exec_and_exit_code(v1: client.CoreV1Api, ws_v1: client.Core
 async def test_exec_unknown_binary(v1: client.CoreV1Api, ws_v1: client.CoreV1Api) -> None:
     await v1.create_namespaced_pod("default", pod_manifest("x4", "sleep 30"))
     await wait_phase(v1, "x4", ("Running",))
-    _, _, status = await run_exec(ws_v1, "x4", ["python3", "-c", "1"], "base")
+    _, _, status = await run_exec(ws_v1, "x4", ["ruby", "-e", "1"], "base")
     assert status["reason"] == "InternalError" and status["code"] == 500
-    assert 'exec: "python3": executable file not found in $PATH' in status["message"]
+    assert 'exec: "ruby": executable file not found in $PATH' in status["message"]
 
 
 async def handshake_error(ws_v1: client.CoreV1Api, pod: str, container: str | None) -> tuple[int, str]:

@@ -78,16 +78,16 @@ async def test_failed_and_oomkilled(v1: client.CoreV1Api) -> None:
 
 
 async def test_unknown_command_and_unsupported_syntax(v1: client.CoreV1Api) -> None:
-    await v1.create_namespaced_pod("default", pod_manifest("nf", "echo before; python3 -c 1; exit $?"))
+    await v1.create_namespaced_pod("default", pod_manifest("nf", "echo before; ruby -e 1; exit $?"))
     pod = await wait_phase(v1, "nf", ("Failed",))
     assert pod.status.container_statuses[0].state.terminated.exit_code == 127
-    assert await v1.read_namespaced_pod_log("nf", "default") == "before\nsh: python3: not found\n"
+    assert await v1.read_namespaced_pod_log("nf", "default") == "before\nsh: ruby: not found\n"
     await v1.create_namespaced_pod("default", pod_manifest("us", "case $x in a) echo a;; esac"))
     pod = await wait_phase(v1, "us", ("Failed",))
     assert pod.status.container_statuses[0].state.terminated.exit_code == 127
     assert "not supported by the kpo-async simulator" in await v1.read_namespaced_pod_log("us", "default")
     manifest = pod_manifest("bare", None)
-    manifest["spec"]["containers"][0]["command"] = ["python3", "main.py"]
+    manifest["spec"]["containers"][0]["command"] = ["ruby", "main.rb"]
     await v1.create_namespaced_pod("default", manifest)
     pod = await wait_phase(v1, "bare", ("Failed",))
     assert pod.status.container_statuses[0].state.terminated.exit_code == 127

@@ -138,3 +138,34 @@ async def test_files_are_shared_through_emptydir(v1: client.CoreV1Api, ws_v1: cl
         tty=False,
     )
     assert ctx_out == "shared\ncat: can't open '/tmp/note': No such file or directory\n"
+
+
+async def test_python_runs_on_the_containers_files(v1: client.CoreV1Api, ws_v1: client.CoreV1Api) -> None:
+    """`python` (what @task.kubernetes pods run) reads and writes the container's files, sees its env,
+    and what it writes into a shared volume is there for the sidecar."""
+    await v1.create_namespaced_pod("default", pod_manifest("py", "sleep 30", sidecar=True))
+    await wait_phase(v1, "py", ("Running",))
+    program = 'import sys; print(sys.argv[1:]); print(open("/tmp/in").read().strip(), end="")'
+    result = '{"who": os.environ["WHO"]}, open("/airflow/xcom/return.json", "w")'
+    write = f'import os, json; os.makedirs("/airflow/xcom", exist_ok=True); json.dump({result})'
+    script = (
+        f"echo '{program}' > /tmp/s.py; echo from-shell > /tmp/in; export WHO=env-var; "
+        f"python /tmp/s.py a b && python -c '{write}'; "
+        "echo; python -c 'raise SystemExit(4)'; echo status=$?"
+    )
+    out, err, code = await sh(ws_v1, "py", script)
+    assert (out, code) == ("['a', 'b']\nfrom-shell\nstatus=4\n", 0), err
+    sidecar = await ws_v1.connect_get_namespaced_pod_exec(
+        "py",
+        "default",
+        container="airflow-xcom-sidecar",
+        command=["cat", "/airflow/xcom/return.json"],
+        stdout=True,
+        stderr=True,
+        stdin=False,
+        tty=False,
+    )
+    # (the client turns a JSON-looking exec output into its repr)
+    assert sidecar in ('{"who": "env-var"}', "{'who': 'env-var'}"), sidecar
+    out, err, code = await sh(ws_v1, "py", "python -c 'import sys; print(1 / 0)'")
+    assert (out, code) == ("", 1) and err.rstrip().endswith("ZeroDivisionError: division by zero"), err

@@ -8,6 +8,7 @@ from __future__ import annotations
 import posixpath
 
 from kpo_async.testing.sim.shell import procs as _procs  # noqa: F401 - registers pgrep, id
+from kpo_async.testing.sim.shell import python as _python  # noqa: F401 - registers python, python3
 from kpo_async.testing.sim.shell.builtins import lookup, parse_sh_argv, run_argv
 from kpo_async.testing.sim.shell.interp import Shell, ShellExit, ShellHost
 from kpo_async.testing.sim.shell.io import (
