@@ -47,9 +47,10 @@ LOADED_BY_AIRFLOW = (
 #: events logged at the official levels, 3,993 with on_kill telling a user's kill from a trigger
 #: handed to another triggerer, 4,094 counting the decorators, 4,016 with the operator side's
 #: duplication removed (one client helper, one validation pass, table-driven connection form), then
-#: +17 for a cleared task's next try marking the pod it reattaches to.
+#: +17 for a cleared task's next try marking the pod it reattaches to, 3,963 with the trigger side's
+#: trimmed (settings written once, dead parameters and forwarding wrappers gone).
 #: Until it is brought down, this budget stops it growing.
-MAX_LINES = 4040
+MAX_LINES = 3970
 MAX_FUNCTION_LINES = 60
 SIGNATURE_EXEMPT = {("kpo_async.operator", "AsyncKubernetesPodOperator.__init__")}
 
