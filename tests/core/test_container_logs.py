@@ -4,11 +4,13 @@ resumable cursor per container; prefixes, levels, `log_formatter`; and the sched
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
 import pytest
 from kubernetes.client import models as k8s
+from kubernetes_asyncio import client, config
 
 from kpo_async.errors import PodFailedError
 from kpo_async.testing.harness import (
@@ -182,6 +184,40 @@ def test_schedule_timeout_is_its_own_window(sim_thread) -> None:
     assert time.monotonic() - started < 30  # not startup_timeout_seconds
     assert "was not scheduled before schedule_timeout_seconds" in str(info.value)
     assert "FailedScheduling" in str(info.value)
+
+
+def test_a_pod_scheduled_late_still_gets_its_whole_startup_window(sim_thread) -> None:
+    """The autoscaling case: the pod waits ~4 s to be scheduled (its claim appears late, as a node
+    would), then has startup_timeout_seconds (2 s) from there, not from the deferral."""
+    claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}}
+
+    async def create_claim_later() -> None:
+        await asyncio.sleep(4)
+        api = await config.new_client_from_config(config_file=sim_thread.kubeconfig_path)
+        async with api:
+            await client.CoreV1Api(api).create_namespaced_persistent_volume_claim(
+                "default", {"metadata": {"name": "late-claim"}, "spec": claim}
+            )
+
+    op = make_operator(
+        sim_thread,
+        name="scheduled-late",
+        cmds=["sh", "-c"],
+        arguments=["echo started"],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "late-claim"}}],
+        volume_mounts=[{"name": "data", "mountPath": "/data"}],
+        schedule_timeout_seconds=60,
+        startup_timeout_seconds=2,
+    )
+    started = time.monotonic()
+    creator = threading.Thread(target=asyncio.run, args=(create_claim_later(),))
+    creator.start()
+    try:
+        event, _ = run_task(op)
+    finally:
+        creator.join()
+    assert event["status"] == "success", event
+    assert time.monotonic() - started > 4
 
 
 def rendered(logs: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -200,7 +200,8 @@ def test_dry_run_prints_the_pod_yaml_and_creates_nothing(sim_thread, capsys) -> 
 
 
 def test_a_subclass_drives_the_pod_with_the_official_method_names(sim_thread) -> None:
-    """What GKE/EKS-style subclasses call: build_pod_request_obj, get_or_create_pod, find_pod, cleanup."""
+    """What GKE/EKS-style subclasses call: build_pod_request_obj, get_or_create_pod, find_pod, client,
+    cleanup, hook."""
     op = make_operator(sim_thread, name="subclass-api", cmds=["sh", "-c"], arguments=["sleep 30"])
     ti = FakeTI(op.task_id)
     context = context_for(ti)
@@ -210,6 +211,9 @@ def test_a_subclass_drives_the_pod_with_the_official_method_names(sim_thread) ->
     assert op.get_or_create_pod(request, context).metadata.uid == created.metadata.uid  # adopted, not twice
     found = op.find_pod("default", context)
     assert found is not None and found.metadata.uid == created.metadata.uid
+    # The official `client`: a sync CoreV1Api on the task's cluster (callbacks and subclasses use it).
+    read = op.client.read_namespaced_pod(created.metadata.name, "default")
+    assert read.metadata.uid == created.metadata.uid
     op.cleanup(pod=found, remote_pod=found, context=context)  # on_finish_action=delete_pod
     assert op.find_pod("default", context) is None
     assert op.hook.kubernetes_conn_id == "kubernetes_default"
