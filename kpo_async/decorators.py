@@ -41,7 +41,9 @@ RUN_SCRIPT = (
     f"s = base64.b64decode(os.environ['{SCRIPT_ENV}']).decode()\n"
     f"linecache.cache[{SCRIPT_NAME!r}] = (len(s), None, s.splitlines(True), {SCRIPT_NAME!r})\n"
     f"try: exec(compile(s, {SCRIPT_NAME!r}, 'exec'), {{'__name__': '__main__'}})\n"
-    "except Exception: traceback.print_exc(); sys.exit(1)"
+    # What the function printed comes before its traceback, as in the official's pods: on a real
+    # node stdout is a pipe (block-buffered) read apart from stderr.
+    "except Exception: sys.stdout.flush(); traceback.print_exc(); sys.exit(1)"
 )
 
 
