@@ -45,9 +45,7 @@ with DAG(dag_id="compat_python_decorator", schedule=None, start_date=datetime(20
 
     @task.kubernetes(namespace=NS, image="python:3.12-slim", get_logs=True)
     def raises() -> None:
-        # Flushed: stdout and stderr are separate pipes, and a line still buffered at the raise
-        # comes before or after the traceback depending on the cluster (docs/migration.md).
-        print("before the error", flush=True)
+        print("before the error")
         raise ValueError("the function failed")
 
     summed = add(base_number(), 2, scale=10)
