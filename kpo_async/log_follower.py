@@ -21,6 +21,7 @@ from typing import Any
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ApiError, Forbidden, NotFound
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_SIDECAR_NAME
+from kpo_async.log_records import LineBatcher, wait_until_read
 from kpo_async.logs import ContainerLog, LogCursor, cursors_from_str, cursors_to_str
 from kpo_async.pod_state import PodState
 from kpo_async.pods import patch_metadata, read_pod_json
@@ -189,6 +190,7 @@ class PodLogs:
         self._tasks: list[asyncio.Task[None]] = []
         #: Told each line (container name, line) as it is logged, e.g. for ``progress_callback``.
         self.line_listener: Callable[[str, str], None] | None = None
+        self._records = LineBatcher(lambda level, text: getattr(self.log, level)(text))
 
     @property
     def cursor(self) -> str | None:
@@ -284,7 +286,7 @@ class PodLogs:
         if callable(self._formatter):
             with contextlib.suppress(Exception):  # a broken formatter must not lose the line
                 text = str(self._formatter(container, line))
-        getattr(self.log, line_level(line))(text)
+        self._records.add(line_level(line), text)
         self.tail.append((line if container == self.base else f"[{container}] {line}")[:TAIL_LINE_CHARS])
         if self.line_listener is not None:
             self.line_listener(container, line)
@@ -307,6 +309,8 @@ class PodLogs:
                 await follower.task
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(follower.container_log.read(follow=False), FINISH_SECONDS)
+        self._records.flush()
+        await wait_until_read()  # the last lines reach the task's log before the trigger ends
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *(f.task for f in self.followers.values() if f.task is not None)]
@@ -321,6 +325,7 @@ class PodLogs:
         self._tasks = []
         for follower in self.followers.values():
             follower.task = None
+        self._records.flush()
 
     async def _checkpoint_periodically(self) -> None:
         """While lines flow, record the cursors now and then, bounding what a crash can repeat."""
@@ -330,6 +335,7 @@ class PodLogs:
 
     async def checkpoint(self) -> None:
         """Record the cursors on the pod so a re-created trigger resumes after the last lines."""
+        self._records.flush()  # the cursor must not pass a line that is not written yet
         cursor = self.cursor
         if cursor == self._checkpointed or cursor is None:
             return

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 
+from kpo_async.testing import logcapture
 from kpo_async.testing.procs import StackError, wait_until
 
 TERMINAL_RUN_STATES = ("success", "failed")
@@ -55,8 +56,7 @@ class TaskLog:
         return [line.event for line in self.lines if try_number is None or line.try_number == try_number]
 
     def pod_lines(self, try_number: int | None = None, container: str = "base") -> list[str]:
-        prefix = f"[{container}] "
-        return [e[len(prefix) :] for e in self.events(try_number) if e.startswith(prefix)]
+        return logcapture.pod_lines(self.events(try_number), container)
 
 
 class AirflowApi:

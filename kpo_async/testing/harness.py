@@ -150,12 +150,15 @@ async def run_until(
 
 
 async def close_process_state() -> None:
-    """Stop the shared watches and close the shared clients of the running loop."""
+    """Stop the shared watches and close the shared clients of the running loop; the next
+    trigger starts with a fresh log record budget, as in a new triggerer process."""
     from kpo_async.clients import close_shared_clients
+    from kpo_async.log_records import shared_budget
     from kpo_async.watch import stop_shared_watchers
 
     await stop_shared_watchers()
     await close_shared_clients()
+    shared_budget.cache_clear()
 
 
 async def _alone(trigger: Any, timeout: float) -> dict[str, Any]:

@@ -80,3 +80,12 @@ def _lower_levels() -> list[tuple[logging.Logger, int]]:
             lowered.append((logger, logger.level))
             logger.setLevel(logging.DEBUG)
     return lowered
+
+
+def pod_lines(events: Sequence[dict[str, Any] | str], container: str = "base") -> list[str]:
+    """The pod's lines the trigger logged for `container`, in order, from captured events (dicts
+    with ``event``) or event texts. Under load one record carries several lines, each prefixed
+    (kpo_async.log_records), so records are split on newlines."""
+    prefix = f"[{container}] "
+    texts = (e if isinstance(e, str) else str(e.get("event", "")) for e in events)
+    return [line[len(prefix) :] for text in texts for line in text.split("\n") if line.startswith(prefix)]

@@ -26,6 +26,7 @@ import yaml
 from packaging.version import Version
 
 from kpo_async.airflow_compat import triggerer_calls_on_kill
+from kpo_async.testing import logcapture
 from tests.airflow.services import (
     EXAMPLE_DAGS,
     TEST_DAGS,
@@ -131,8 +132,7 @@ def lines_in_file(path: Path) -> list[int]:
             event = str(json.loads(raw).get("event", ""))
         except ValueError:
             event = raw
-        if event.startswith("[base] "):
-            out.extend(numbered([event[len("[base] ") :]]))
+        out.extend(numbered(logcapture.pod_lines([event])))
     return out
 
 

@@ -15,7 +15,7 @@ from kubernetes_asyncio import client, config
 from kpo_async import AsyncKubernetesPodOperator
 from kpo_async.errors import InvalidArgumentError, PodFailedError
 from kpo_async.pods import FINALIZED_LABEL
-from kpo_async.testing import harness
+from kpo_async.testing import harness, logcapture
 from kpo_async.testing.harness import FakeTI, behavior, context_for, make_operator, resume, submit
 from kpo_async.testing.logcapture import capture_logs
 
@@ -40,7 +40,7 @@ def list_pods(sim, namespace: str = "default") -> list[dict[str, Any]]:
 
 
 def pod_lines(logs: list[dict[str, Any]]) -> list[str]:
-    return [e["event"].removeprefix("[base] ") for e in logs if str(e.get("event", "")).startswith("[base] ")]
+    return logcapture.pod_lines(logs)
 
 
 def test_success_streams_logs_and_pushes_xcom(sim_thread) -> None:

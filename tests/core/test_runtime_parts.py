@@ -28,6 +28,7 @@ from kpo_async.errors import (
 )
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_RESULT_ANNOTATION, XCOM_SIDECAR_NAME
 from kpo_async.log_follower import PodLogs
+from kpo_async.log_records import shared_budget
 from kpo_async.monitor import MonitorSettings, PodMonitor, Stage
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod
@@ -279,6 +280,33 @@ async def test_pod_logs_follow_a_running_container(client: ClusterClient) -> Non
         await logs.stop()
         subscription.close()
     assert logger.infos == [f"[base] line {i}" for i in range(1, 16)]
+
+
+async def test_lines_held_under_load_are_written_before_the_cursor_is_recorded(
+    client: ClusterClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the process's log record budget lines wait to be written together; a checkpoint must
+    not record a cursor past a line that is not in the log yet, or a crash would lose it."""
+    monkeypatch.setenv("AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND", "0.01")  # one record at once
+    shared_budget.cache_clear()
+    await client.core.create_namespaced_pod(
+        "default", pod_body("held", duration_seconds=1, log_lines_per_second=10)
+    )
+    state = await wait_until(client, "held", lambda s: s.finished)
+    logger = Lines()
+    logs = PodLogs(client, "default", "held", "base", None, logger=logger, state=lambda: state)
+    logs.requested = ("base", None)
+    try:
+        await logs.update(state)
+        await asyncio.wait_for(asyncio.gather(*(f.task for f in logs.followers.values() if f.task)), 20)
+        assert logger.infos == ["[base] line 1"]  # read to the end; the other nine are held
+        await logs.checkpoint()
+        assert logger.infos == ["[base] line 1", "\n".join(f"[base] line {i}" for i in range(2, 11))]
+        state = await wait_until(client, "held", lambda s: LOG_CURSOR_ANNOTATION in s.annotations)
+        assert state.annotations[LOG_CURSOR_ANNOTATION] == logs.cursor
+    finally:
+        await logs.stop()
+        shared_budget.cache_clear()
 
 
 # -- XComCollector --------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from kpo_async.airflow_compat import TaskDeferred
 from kpo_async.errors import PodFailedError
 from kpo_async.logs import ContainerLog, LogCursor
 from kpo_async.pods import FINALIZED_LABEL
-from kpo_async.testing import harness, procs
+from kpo_async.testing import harness, logcapture, procs
 from kpo_async.testing.harness import submit
 from tests.e2e.conftest import (
     ANN,
@@ -75,7 +75,7 @@ def run_task(op: AsyncKubernetesPodOperator, ti: harness.FakeTI | None = None) -
 
 
 def pod_lines(logs: list[dict[str, Any]]) -> list[str]:
-    return [e["event"].removeprefix("[base] ") for e in logs if str(e.get("event", "")).startswith("[base] ")]
+    return logcapture.pod_lines(logs)
 
 
 def task_selector(ti: FakeTI) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, config
 
+from kpo_async.testing import logcapture
 from kpo_async.testing.harness import (
     FakeTI,
     SimProcess,
@@ -169,8 +170,7 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1, what: str = 
 
 def pod_lines(logs: list[dict[str, Any]], container: str = "base") -> list[str]:
     """The pod log lines the trigger delivered, from structlog's captured events."""
-    prefix = f"[{container}] "
-    return [str(e["event"])[len(prefix) :] for e in logs if str(e.get("event", "")).startswith(prefix)]
+    return logcapture.pod_lines(logs, container)
 
 
 def numbered(count: int, template: str = "line {i}") -> list[str]:

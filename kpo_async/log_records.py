@@ -1,0 +1,167 @@
+"""Turn a pod's lines into log records at a rate the triggerer can write.
+
+In a real triggerer every log record crosses a socket to the triggerer's supervisor process, which
+decodes, masks, renders and writes it in the same thread that does the triggerer's database work:
+about a millisecond of its CPU per record, whatever the record's length. A supervisor that falls
+behind blocks every trigger's event loop (docs/scale.md). So the lines of all pods followed in
+one process share a budget of records a second (``AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND``):
+while it lasts, each line is its own record at once; past it, each pod's waiting lines are written
+together, one record per run of lines of one level, each pod once per (waiting pods / budget)
+seconds. No line is dropped or reordered; only the grouping and the delay change with the load.
+
+Held lines are written on whole-second ticks of the event loop's clock, all pods' records of a tick
+back to back: the supervisor wakes up for every read of its log socket and then runs a round of
+database queries over all of its triggers, so one burst a second costs it far less than the same
+records spread over the second.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import fcntl
+import functools
+import math
+import os
+import stat
+import termios
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: Records a second per process. At ~1 ms of supervisor CPU each, 100 keep it near 10 % of a core.
+DEFAULT_RECORDS_PER_SECOND = 100.0
+#: Records that may be written at once before the rate applies (a burst at a pod's start or end).
+BURST_SECONDS = 5.0
+#: Waiting lines are written at the latest after this (a bound on what a user waits to see) ...
+MAX_DELAY_SECONDS = 30.0
+#: ... and not sooner than this once the budget is spent.
+MIN_DELAY_SECONDS = 0.5
+#: Held lines are written on multiples of this (seconds of the loop's clock), together.
+TICK_SECONDS = 1.0
+#: Held lines are written as soon as they add up to this many characters: memory stays bounded
+#: (a pod printing 100 MB at once is written in records of this size).
+MAX_HELD_CHARS = 64 * 1024
+
+
+class RecordBudget:
+    """A token bucket shared by every `LineBatcher` of the process."""
+
+    def __init__(self, per_second: float, burst_seconds: float = BURST_SECONDS) -> None:
+        self.per_second = per_second
+        self.capacity = max(1.0, per_second * burst_seconds)
+        self.tokens = self.capacity
+        self._refilled = time.monotonic()
+        #: Batchers holding lines; they share the budget, so each waits longer when there are more.
+        self.waiting: set[LineBatcher] = set()
+
+    @classmethod
+    def from_environment(cls) -> RecordBudget:
+        value = os.environ.get("AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND", "")
+        return cls(float(value) if value.strip() else DEFAULT_RECORDS_PER_SECOND)
+
+    def take(self, records: int = 1, *, force: bool = False) -> bool:
+        """Spend `records`; False (and nothing spent) if the budget is out, unless `force`."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self._refilled) * self.per_second)
+        self._refilled = now
+        if self.tokens < records and not force:
+            return False
+        self.tokens = max(-self.capacity, self.tokens - records)
+        return True
+
+    def delay(self) -> float:
+        """How long a batcher waits before writing its lines, now that the budget is spent."""
+        return min(MAX_DELAY_SECONDS, max(MIN_DELAY_SECONDS, len(self.waiting) / self.per_second))
+
+
+@functools.cache
+def shared_budget() -> RecordBudget:
+    """The process's budget (one triggerer process: one budget for all its triggers)."""
+    return RecordBudget.from_environment()
+
+
+class LineBatcher:
+    """One pod's lines on their way to its logger: written at once, or held and written together.
+
+    :param write: called with (logger method name, text) per record, e.g. ``("info", "[base] a")``.
+    """
+
+    def __init__(self, write: Callable[[str, str], Any], budget: RecordBudget | None = None) -> None:
+        self._write = write
+        self._budget = budget or shared_budget()
+        self._held: list[tuple[str, str]] = []
+        self._held_chars = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, level: str, text: str) -> None:
+        if not self._held and self._budget.take():
+            self._write(level, text)
+            return
+        self._held.append((level, text))
+        self._held_chars += len(text)
+        if self._held_chars >= MAX_HELD_CHARS:
+            self.flush()
+        elif self._timer is None:
+            self._budget.waiting.add(self)
+            loop = asyncio.get_running_loop()
+            due = math.ceil((loop.time() + self._budget.delay()) / TICK_SECONDS) * TICK_SECONDS
+            self._timer = loop.call_at(due, self.flush)
+
+    def flush(self) -> None:
+        """Write every held line now: one record per run of lines at the same level."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._budget.waiting.discard(self)
+        held, self._held, self._held_chars = self._held, [], 0
+        start = 0
+        for end in range(1, len(held) + 1):
+            if end == len(held) or held[end][0] != held[start][0]:
+                self._budget.take(force=True)
+                self._write(held[start][0], "\n".join(text for _, text in held[start:end]))
+                start = end
+
+
+#: How long a trigger waits for the triggerer's supervisor to read its last records.
+READ_BACK_SECONDS = 1.0
+_READ_BACK_POLL_SECONDS = 0.02
+
+
+def _log_channel_fd() -> int | None:
+    """The socket this process's structlog output goes to (a trigger runner's channel to its
+    supervisor), or None elsewhere (a worker, a test) or on an Airflow that keeps it elsewhere."""
+    import structlog
+
+    factory = structlog.get_config().get("logger_factory")
+    output = getattr(factory, "io", None) or getattr(factory, "_file", None)
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        fd = output.fileno()  # type: ignore[union-attr]
+        if stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return int(fd)
+    return None
+
+
+def _unread_bytes(fd: int) -> int:
+    """Bytes written to the Unix socket `fd` that its reader has not read yet (SIOCOUTQ)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.TIOCOUTQ, count)
+    return count[0]
+
+
+async def wait_until_read(timeout: float = READ_BACK_SECONDS) -> None:
+    """Wait (bounded) until the triggerer's supervisor has read what this process logged.
+
+    The supervisor reads the log channel 4 KiB per turn of its loop and closes a trigger's log file
+    as soon as the trigger has finished: a trigger's last lines still queued behind other triggers'
+    records would then miss the task's log. A non-blocking ioctl, polled briefly.
+    """
+    fd = _log_channel_fd()
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        for _ in range(math.ceil(timeout / _READ_BACK_POLL_SECONDS)):
+            if _unread_bytes(fd) == 0:
+                return
+            await asyncio.sleep(_READ_BACK_POLL_SECONDS)

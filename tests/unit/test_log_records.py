@@ -1,0 +1,129 @@
+"""`kpo_async.log_records`: pod lines become log records at a bounded rate, none lost or reordered."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kpo_async import log_records
+from kpo_async.log_records import MAX_HELD_CHARS, LineBatcher, RecordBudget, shared_budget, wait_until_read
+
+
+class Records:
+    def __init__(self) -> None:
+        self.written: list[tuple[str, str]] = []
+
+    def __call__(self, level: str, text: str) -> None:
+        self.written.append((level, text))
+
+
+async def test_each_line_is_its_own_record_at_once_while_the_budget_lasts() -> None:
+    records = Records()
+    batcher = LineBatcher(records, RecordBudget(per_second=10, burst_seconds=1))
+    for i in range(10):
+        batcher.add("info", f"[base] line {i}")
+    assert records.written == [("info", f"[base] line {i}") for i in range(10)]
+
+
+async def test_past_the_budget_lines_wait_then_go_together_one_record_per_level_run() -> None:
+    records = Records()
+    budget = RecordBudget(per_second=2, burst_seconds=0.5)  # one record at once, then 2 a second
+    batcher = LineBatcher(records, budget)
+    batcher.add("info", "[base] first")
+    for level, text in [("info", "a"), ("info", "b"), ("warning", "W"), ("info", "c")]:
+        batcher.add(level, f"[base] {text}")
+    assert records.written == [("info", "[base] first")]  # the rest is held ...
+    assert budget.waiting == {batcher}
+    # ... until the delay has passed, on the next whole tick
+    await asyncio.sleep(log_records.MIN_DELAY_SECONDS + log_records.TICK_SECONDS + 0.2)
+    assert records.written == [
+        ("info", "[base] first"),
+        ("info", "[base] a\n[base] b"),
+        ("warning", "[base] W"),
+        ("info", "[base] c"),
+    ]
+    assert budget.waiting == set()
+
+
+async def test_held_lines_are_written_once_they_reach_the_size_bound() -> None:
+    records = Records()
+    batcher = LineBatcher(records, RecordBudget(per_second=1, burst_seconds=0))
+    batcher.add("info", "x")  # spends the only token
+    line = "y" * 1000
+    count = MAX_HELD_CHARS // len(line) + 1  # the line that reaches the bound
+    for _ in range(count):
+        batcher.add("info", line)
+    assert records.written == [("info", "x"), ("info", "\n".join([line] * count))]
+    batcher.flush()  # nothing left: no empty record
+    assert len(records.written) == 2
+
+
+async def test_each_pod_waits_longer_when_more_pods_share_the_budget() -> None:
+    budget = RecordBudget(per_second=100)
+    assert budget.delay() == log_records.MIN_DELAY_SECONDS
+    budget.waiting.update(LineBatcher(Records(), budget) for _ in range(1000))
+    assert budget.delay() == pytest.approx(10.0)  # 1,000 pods at 100 records a second
+    budget.waiting.update(LineBatcher(Records(), budget) for _ in range(9000))
+    assert budget.delay() == log_records.MAX_DELAY_SECONDS
+
+
+def test_the_budget_is_set_per_process_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND", "250")
+    shared_budget.cache_clear()
+    try:
+        assert shared_budget().per_second == 250
+        assert shared_budget() is shared_budget()
+    finally:
+        shared_budget.cache_clear()
+
+
+async def test_every_pods_held_lines_are_written_together_on_the_same_tick() -> None:
+    """The supervisor wakes up (and queries its database) per read of the log socket: held records
+    of all pods go out back to back, not spread over the second."""
+    loop = asyncio.get_running_loop()
+    written_at: dict[str, float] = {}
+    budget = RecordBudget(per_second=4, burst_seconds=0)  # one token, 4 a second
+
+    def writer(pod: str) -> LineBatcher:
+        return LineBatcher(lambda level, text: written_at.setdefault(pod, loop.time()), budget)
+
+    first, second = writer("a"), writer("b")
+    tick = log_records.TICK_SECONDS
+    await asyncio.sleep(tick - loop.time() % tick + 0.05)  # just after a tick
+    budget.take(force=True)  # spent: a and b each wait the least delay, 0.5 s
+    first.add("info", "[base] from a")
+    await asyncio.sleep(0.2)
+    second.add("info", "[base] from b")  # 0.2 s later, due in the same tick
+    await asyncio.sleep(log_records.MIN_DELAY_SECONDS + 2 * log_records.TICK_SECONDS + 0.5)
+    assert set(written_at) == {"a", "b"}
+    assert written_at["b"] - written_at["a"] == pytest.approx(0, abs=0.01)  # one after the other
+    assert written_at["a"] % log_records.TICK_SECONDS == pytest.approx(0, abs=0.05)
+
+
+async def test_a_trigger_waits_until_the_supervisor_has_read_its_last_records() -> None:
+    """The log channel is a socket to the supervisor (a socketpair here, as in a trigger runner)."""
+    import socket
+
+    import structlog
+
+    ours, supervisor = socket.socketpair()
+    old = structlog.get_config()
+    with ours, supervisor, ours.makefile("wb", buffering=0) as channel:
+        structlog.configure(logger_factory=structlog.BytesLoggerFactory(file=channel))
+        try:
+            records = b'{"event": "[base] last line"}\n' * 300
+            channel.write(records)
+            waiting = asyncio.create_task(wait_until_read(timeout=5))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # nothing read yet
+            read = 0
+            while read < len(records) - 4096:  # the supervisor's loop, 4 KiB a turn ...
+                read += len(supervisor.recv(4096))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # ... not all of it yet
+            while read < len(records):
+                read += len(supervisor.recv(4096))
+            await asyncio.wait_for(waiting, 0.5)
+        finally:
+            structlog.configure(**old)
