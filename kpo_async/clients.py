@@ -9,6 +9,7 @@ short API calls). On a worker, `open_client` gives a private client for one `asy
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import hashlib
 import os
@@ -18,6 +19,7 @@ import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
@@ -28,22 +30,43 @@ from kpo_async.errors import KpoAsyncError
 
 #: Concurrent short API requests per cluster (watch streams and exec sessions count here too).
 API_POOL_SIZE = 64
+#: Concurrently followed log streams per cluster: Airflow's default triggerer capacity.
+LOG_STREAMS = 1000
+#: asyncio's read buffer per TLS connection, KiB (its own default is 256).
+TLS_READ_BUFFER_KIB = 16
 
 
 @dataclass(frozen=True)
 class ClientLimits:
     api_connections: int = API_POOL_SIZE
     #: Upper bound of concurrently followed log streams; past it triggers read logs periodically.
-    log_streams: int = 500
+    log_streams: int = LOG_STREAMS
+    tls_read_buffer_kib: int = TLS_READ_BUFFER_KIB
 
     @classmethod
     def from_environment(cls) -> ClientLimits:
-        """Limits from ``AIRFLOW__KPO_ASYNC__API_CONNECTIONS`` / ``..._MAX_LOG_STREAMS`` (Airflow's
-        naming for a ``[kpo_async]`` config section), so a triggerer can be tuned per deployment."""
+        """Limits from ``AIRFLOW__KPO_ASYNC__API_CONNECTIONS`` / ``..._MAX_LOG_STREAMS`` /
+        ``..._TLS_READ_BUFFER_KIB`` (Airflow's naming for a ``[kpo_async]`` config section), so a
+        triggerer can be tuned per deployment."""
         return cls(
             api_connections=int(os.environ.get("AIRFLOW__KPO_ASYNC__API_CONNECTIONS", API_POOL_SIZE)),
-            log_streams=int(os.environ.get("AIRFLOW__KPO_ASYNC__MAX_LOG_STREAMS", 500)),
+            log_streams=int(os.environ.get("AIRFLOW__KPO_ASYNC__MAX_LOG_STREAMS", LOG_STREAMS)),
+            tls_read_buffer_kib=int(
+                os.environ.get("AIRFLOW__KPO_ASYNC__TLS_READ_BUFFER_KIB", TLS_READ_BUFFER_KIB)
+            ),
         )
+
+
+def limit_tls_read_buffer(kib: int) -> None:
+    """Cap the read buffer asyncio allocates, zero-filled, for every TLS connection of this process.
+
+    asyncio's is 256 KiB (``asyncio.sslproto.SSLProtocol.max_size``, a class attribute, so the cap
+    is the whole process's). With one connection per followed log it was 240 of the ~280 KiB each
+    streamed pod cost a triggerer. TLS records are at most 16 KiB: a smaller buffer only means
+    more, smaller reads of bulk data. 0 keeps asyncio's default; the cap never raises it.
+    """
+    protocol: Any = asyncio.sslproto.SSLProtocol  # max_size is not in the type stubs
+    protocol.max_size = min(protocol.max_size, kib * 1024 or protocol.max_size)
 
 
 class _RestClient(RESTClientObject):
@@ -87,6 +110,7 @@ class ClusterClient:
         self.config = config
         self.configuration = configuration
         self.limits = limits
+        limit_tls_read_buffer(limits.tls_read_buffer_kib)
         self.api_client = _ApiClient(
             configuration, _RestClient(configuration, ssl_context, limits.api_connections)
         )

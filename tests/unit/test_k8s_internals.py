@@ -6,12 +6,16 @@ pyproject.toml is raised.
   an SSL context on the event loop) and set the parents' attributes themselves;
 - `connection.load_configuration` reads ``KubeConfigLoader._user`` and drives the exec plugin
   through ``exec_plugin_expiry`` / ``load_from_exec_plugin`` / ``token``;
-- `Configuration.refresh_api_key_hook` and ``get_api_key_with_prefix`` carry the refreshed token.
+- `Configuration.refresh_api_key_hook` and ``get_api_key_with_prefix`` carry the refreshed token;
+- and one asyncio internal: `clients.limit_tls_read_buffer` caps
+  ``asyncio.sslproto.SSLProtocol.max_size``, the size of the buffer each TLS connection allocates.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
+import asyncio.sslproto
 import inspect
 import ssl
 import textwrap
@@ -20,7 +24,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.rest import RESTClientObject
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
-from kpo_async.clients import _ApiClient, _RestClient
+from kpo_async.clients import _ApiClient, _RestClient, limit_tls_read_buffer
 
 
 def attributes_set_in(function: object) -> set[str]:
@@ -81,3 +85,22 @@ def test_configuration_runs_the_refresh_hook_for_the_bearer_token() -> None:
     assert "refresh_api_key_hook" in vars(Configuration())
     assert inspect.iscoroutinefunction(Configuration.get_api_key_with_prefix)
     assert "refresh_api_key_hook" in inspect.getsource(Configuration.get_api_key_with_prefix)
+
+
+def test_a_tls_connection_s_read_buffer_follows_the_cap() -> None:
+    protocol_class = asyncio.sslproto.SSLProtocol
+    before = protocol_class.max_size
+    loop = asyncio.new_event_loop()
+    try:
+        limit_tls_read_buffer(0)  # 0: asyncio's own
+        assert protocol_class.max_size == before
+        limit_tls_read_buffer(before // 1024 * 2)  # never raised
+        assert protocol_class.max_size == before
+        limit_tls_read_buffer(16)
+        assert protocol_class.max_size == 16 * 1024
+        context = ssl.create_default_context()
+        connection = protocol_class(loop, asyncio.Protocol(), context, None)
+        assert len(connection._ssl_buffer) == 16 * 1024  # what each connection allocates
+    finally:
+        protocol_class.max_size = before
+        loop.close()
