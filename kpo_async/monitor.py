@@ -3,7 +3,7 @@
 `PodMonitor.run` is what `triggers.pod.PodTrigger` runs on the triggerer. It learns about the pod
 from the shared watch (`kpo_async.watch`), never by polling it, except as a fallback while the
 watch is unhealthy. Stages: STARTING (until the base container runs) -> RUNNING (until it has
-ended; `LogFollower` tails the log meanwhile) -> finished: the outcome, with the XCom result
+ended; `PodLogs` tails the log meanwhile) -> finished: the outcome, with the XCom result
 collected by `XComCollector` on success. The result is a `PodOutcome`.
 """
 

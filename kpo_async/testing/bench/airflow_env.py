@@ -80,6 +80,8 @@ class TriggerLog:
     path: Path
     triggerer_id: str
     lines: list[tuple[int, float]] = field(default_factory=list)
+    #: Log records that carried pod lines (fewer than the lines when records were batched).
+    records: int = 0
     fired_at: float | None = None
     other: list[str] = field(default_factory=list)
 
@@ -95,9 +97,11 @@ def read_trigger_log(path: Path) -> TriggerLog:
             event = str(entry.get("event", ""))
             stamp = entry.get("timestamp")
             at = epoch(stamp) if isinstance(stamp, str) else 0.0
-            match = _LINE.match(event)
-            if match:
-                log.lines.append((int(match.group(1)), at))
+            # A record carries one line, or several when the triggerer was past its record budget.
+            numbers = [int(m.group(1)) for part in event.split("\n") if (m := _LINE.match(part))]
+            if numbers:
+                log.records += 1
+                log.lines.extend((number, at) for number in numbers)
             elif event == "Trigger fired event":
                 log.fired_at = at if log.fired_at is None else min(log.fired_at, at)
             else:

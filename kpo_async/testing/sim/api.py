@@ -618,6 +618,8 @@ class Api:
         container = self._log_container(pod, q.get("container", ""))
         opts = self._log_options(name, q)
         log = self.kubelet.container_for_log(ns, name, container, _truthy(q.get("previous")))
+        if _truthy(q.get("follow")):
+            self.stats.followed(name)
         self.stats.gauge("open_log_streams", 1)
         try:
             resp, out = await stream_response(request, "text/plain")

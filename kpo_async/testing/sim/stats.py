@@ -56,6 +56,8 @@ class Stats:
         self.open_watches = 0
         self.open_log_streams = 0
         self.open_exec_sessions = 0
+        #: Pods whose log was read with ``follow=true`` at least once (streamed, not polled).
+        self.followed_pods: set[str] = set()
 
     def count(self, key: str) -> None:
         with self._lock:
@@ -64,6 +66,10 @@ class Stats:
     def connection(self) -> None:
         with self._lock:
             self.connections_opened += 1
+
+    def followed(self, pod: str) -> None:
+        with self._lock:
+            self.followed_pods.add(pod)
 
     def gauge(self, name: str, delta: int) -> None:
         with self._lock:
@@ -77,6 +83,7 @@ class Stats:
                 "open_watches": self.open_watches,
                 "open_log_streams": self.open_log_streams,
                 "open_exec_sessions": self.open_exec_sessions,
+                "followed_pods": sorted(self.followed_pods),
             }
 
     def reset(self) -> None:
