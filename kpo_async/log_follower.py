@@ -191,6 +191,7 @@ class PodLogs:
         #: Told each line (container name, line) as it is logged, e.g. for ``progress_callback``.
         self.line_listener: Callable[[str, str], None] | None = None
         self._records = LineBatcher(lambda level, text: getattr(self.log, level)(text))
+        self._read_back = 0
 
     @property
     def cursor(self) -> str | None:
@@ -310,7 +311,9 @@ class PodLogs:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(follower.container_log.read(follow=False), FINISH_SECONDS)
         self._records.flush()
-        await wait_until_read()  # the last lines reach the task's log before the trigger ends
+        if self._records.records > self._read_back:  # the last lines reach the task's log
+            self._read_back = self._records.records  # before the trigger ends
+            await wait_until_read()
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *(f.task for f in self.followers.values() if f.task is not None)]

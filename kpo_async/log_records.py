@@ -1,18 +1,16 @@
 """Turn a pod's lines into log records at a rate the triggerer can write.
 
-In a real triggerer every log record crosses a socket to the triggerer's supervisor process, which
-decodes, masks, renders and writes it in the same thread that does the triggerer's database work:
-about a millisecond of its CPU per record, whatever the record's length. A supervisor that falls
-behind blocks every trigger's event loop (docs/scale.md). So the lines of all pods followed in
-one process share a budget of records a second (``AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND``):
-while it lasts, each line is its own record at once; past it, each pod's waiting lines are written
-together, one record per run of lines of one level, each pod once per (waiting pods / budget)
-seconds. No line is dropped or reordered; only the grouping and the delay change with the load.
-
-Held lines are written on whole-second ticks of the event loop's clock, all pods' records of a tick
-back to back: the supervisor wakes up for every read of its log socket and then runs a round of
-database queries over all of its triggers, so one burst a second costs it far less than the same
-records spread over the second.
+In a real triggerer every log record crosses a socket to the triggerer's supervisor process. The
+supervisor reads that socket 4 KiB per turn of its loop, and every turn also queries the database
+for all of its triggers: at 1,000 pods printing a line a second, one record per line (~300 bytes
+with Airflow's context) kept it busy most of a core, and a supervisor that falls behind blocks
+every trigger's event loop (docs/scale.md). So the lines of all pods followed in one process share
+a budget of records a second (``AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND``). While it lasts,
+each line is its own record at once. Past it, and until no pod's lines wait, each pod's lines are
+held and written together: one record per run of lines of one level, each pod once per (waiting
+pods / budget) seconds, all pods' records on the same whole-second tick, back to back, so that
+the socket is quiet in between. No line is dropped or reordered; only the grouping and the delay
+change with the load.
 """
 
 from __future__ import annotations
@@ -94,9 +92,14 @@ class LineBatcher:
         self._held: list[tuple[str, str]] = []
         self._held_chars = 0
         self._timer: asyncio.TimerHandle | None = None
+        #: Records written so far (a trigger waits for the supervisor to read the last ones).
+        self.records = 0
 
     def add(self, level: str, text: str) -> None:
-        if not self._held and self._budget.take():
+        # Once lines wait anywhere, every pod's wait for the tick: nothing reaches the supervisor
+        # between ticks, so its socket drains and `wait_until_read` returns early.
+        if not self._budget.waiting and self._budget.take():
+            self.records += 1
             self._write(level, text)
             return
         self._held.append((level, text))
@@ -120,6 +123,7 @@ class LineBatcher:
         for end in range(1, len(held) + 1):
             if end == len(held) or held[end][0] != held[start][0]:
                 self._budget.take(force=True)
+                self.records += 1
                 self._write(held[start][0], "\n".join(text for _, text in held[start:end]))
                 start = end
 
@@ -151,17 +155,25 @@ def _unread_bytes(fd: int) -> int:
 
 
 async def wait_until_read(timeout: float = READ_BACK_SECONDS) -> None:
-    """Wait (bounded) until the triggerer's supervisor has read what this process logged.
+    """Wait (bounded) until the triggerer's supervisor has read what this process has logged so far.
 
     The supervisor reads the log channel 4 KiB per turn of its loop and closes a trigger's log file
     as soon as the trigger has finished: a trigger's last lines still queued behind other triggers'
-    records would then miss the task's log. A non-blocking ioctl, polled briefly.
+    records would then miss the task's log. Other triggers keep writing behind ours, so the queue
+    may never be empty: what has been read since is counted instead (each fall of the queue's
+    length between two looks is at least that much read), until it covers what was queued.
     """
     fd = _log_channel_fd()
     if fd is None:
         return
     with contextlib.suppress(OSError):
+        queued = last = _unread_bytes(fd)
+        read = 0
         for _ in range(math.ceil(timeout / _READ_BACK_POLL_SECONDS)):
-            if _unread_bytes(fd) == 0:
+            if read >= queued:
                 return
             await asyncio.sleep(_READ_BACK_POLL_SECONDS)
+            now = _unread_bytes(fd)
+            if now == 0:
+                return
+            read, last = read + max(0, last - now), now

@@ -127,3 +127,34 @@ async def test_a_trigger_waits_until_the_supervisor_has_read_its_last_records() 
             await asyncio.wait_for(waiting, 0.5)
         finally:
             structlog.configure(**old)
+
+
+async def test_the_wait_ends_once_its_records_are_read_while_others_keep_writing_behind_them() -> None:
+    """Other triggers' records arrive in bursts behind ours: the queue never empties, yet the wait
+    ends once the supervisor has read as much as was queued when it began."""
+    import socket
+
+    import structlog
+
+    ours, supervisor = socket.socketpair()
+    old = structlog.get_config()
+    with ours, supervisor, ours.makefile("wb", buffering=0) as channel:
+        structlog.configure(logger_factory=structlog.BytesLoggerFactory(file=channel))
+        try:
+            record = b'{"event": "[base] a line"}\n'
+            for _ in range(30):
+                channel.write(record)  # ours, one record a write as structlog does
+            waiting = asyncio.create_task(wait_until_read(timeout=5))
+            supervisor.setblocking(False)
+            for turn in range(80):
+                if turn % 10 == 9:
+                    for _ in range(10):
+                        channel.write(record)  # a burst of other triggers' records
+                await asyncio.sleep(0.02)
+                supervisor.recv(len(record))  # the supervisor reads one record a turn
+                if waiting.done():
+                    break
+            assert waiting.done() and turn < 60, turn  # read its 30 records, not waited for 5 s
+            assert log_records._unread_bytes(ours.fileno()) > 0  # others' records still queued
+        finally:
+            structlog.configure(**old)

@@ -57,6 +57,20 @@ class Triggerer:
                 out[proc.pid] = times.user + times.system
         return out
 
+    def roles(self) -> dict[int, str]:
+        """What each process of the tree is: Airflow's supervisor (the root, with the database
+        loop), the trigger runner (the event loop) or the log server."""
+        out: dict[int, str] = {}
+        for proc in self.tree():
+            with contextlib.suppress(psutil.Error):
+                if proc.pid == self.proc.pid:
+                    out[proc.pid] = "supervisor"
+                else:
+                    out[proc.pid] = (
+                        "log server" if "serve-logs" in " ".join(proc.cmdline()) else "trigger runner"
+                    )
+        return out
+
     def rss_kib(self) -> int:
         total = 0
         for proc in self.tree():

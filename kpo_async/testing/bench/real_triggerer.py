@@ -194,6 +194,7 @@ async def run_design(design: str, n: int, args: argparse.Namespace) -> dict[str,
             "rss": triggerer.rss_kib(),
             "load": loadavg(),
             "procs": len(triggerer.tree()),
+            "roles": triggerer.roles(),
         }
         # Completion: every task instance leaves `deferred` (the triggerer recorded its event).
         deadline = end_at + args.end_spread + 240
@@ -223,6 +224,16 @@ async def run_design(design: str, n: int, args: argparse.Namespace) -> dict[str,
         await asyncio.to_thread(airflow.stop)
         await sim.stop()
         airflow.cleanup(args.keep_workdir)
+
+
+def _cpu_by_role(
+    before: dict[int, float], after: dict[int, float], roles: dict[int, str], window: float
+) -> dict:
+    out: dict[str, float] = {}
+    for pid, seconds in after.items():
+        role = roles.get(pid, "other")
+        out[role] = out.get(role, 0.0) + 100 * (seconds - before.get(pid, 0.0)) / window
+    return {role: round(pct, 1) for role, pct in out.items()}
 
 
 async def _wait(predicate: Any, timeout: float, what: str, poll: float = 1.0) -> None:
@@ -305,6 +316,7 @@ def _analyze(
         "cpu_pct": 100 * cpu / window,
         "cpu_s_per_pod_min": cpu / pod_minutes,
         "cpu_baseline_pct": b["baseline_cpu_pct"],
+        "cpu_pct_by_process": _cpu_by_role(a["cpu"], b["cpu"], b["roles"], window),
         "cpu_added_pct": 100 * cpu / window - b["baseline_cpu_pct"],
         "lag_p50_ms": percentile(lags, 50),
         "lag_p99_ms": percentile(lags, 99),
@@ -385,7 +397,8 @@ def print_report(runs: list[dict[str, Any]]) -> None:
         print(f"   per pod-minute: { {k: round(v, 3) for k, v in run['requests_per_pod_min'].items()} }")
         print(
             f"   RSS {run['rss_baseline_mb']:.0f} -> {run['rss_steady_mb']:.0f} MB; load at window end "
-            f"{run['load_window_end']}; {run['triggerer_processes']} triggerer processes; "
+            f"{run['load_window_end']}; {run['triggerer_processes']} triggerer processes "
+            f"(CPU % of a core: {run['cpu_pct_by_process']}); "
             f"notes {run['notes']}"
         )
         if run["missing_examples"]:
