@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-#: Records a second per process. At ~1 ms of supervisor CPU each, 100 keep it near 10 % of a core.
+#: Records a second per process: with 1,000 chatty pods, 100 (of ~10 lines each) kept the
+#: supervisor at 15-20 % of a core (docs/scale.md).
 DEFAULT_RECORDS_PER_SECOND = 100.0
 #: Records that may be written at once before the rate applies (a burst at a pod's start or end).
 BURST_SECONDS = 5.0

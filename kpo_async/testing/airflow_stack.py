@@ -226,7 +226,12 @@ class AirflowStack(AirflowApi):
 
     def airflow_env(self) -> dict[str, str]:
         """The environment of every Airflow process of the stack."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
+        # The caller's Airflow settings are dropped, kpo-async's own (AIRFLOW__KPO_ASYNC__*) kept.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "PYTEST")) or k.startswith("AIRFLOW__KPO_ASYNC__")
+        }
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),

@@ -120,7 +120,15 @@ def test_client_limits_come_from_the_environment(monkeypatch) -> None:
 
     monkeypatch.setenv("AIRFLOW__KPO_ASYNC__MAX_LOG_STREAMS", "7")
     monkeypatch.setenv("AIRFLOW__KPO_ASYNC__API_CONNECTIONS", "9")
-    assert ClientLimits.from_environment() == ClientLimits(api_connections=9, log_streams=7)
+    monkeypatch.setenv("AIRFLOW__KPO_ASYNC__TLS_READ_BUFFER_KIB", "0")
+    assert ClientLimits.from_environment() == ClientLimits(
+        api_connections=9, log_streams=7, tls_read_buffer_kib=0
+    )
+    for name in ("MAX_LOG_STREAMS", "API_CONNECTIONS", "TLS_READ_BUFFER_KIB"):
+        monkeypatch.delenv(f"AIRFLOW__KPO_ASYNC__{name}")
+    assert ClientLimits.from_environment() == ClientLimits(
+        api_connections=64, log_streams=1000, tls_read_buffer_kib=16
+    )
 
 
 async def test_past_the_stream_limit_logs_are_read_periodically_and_completely(

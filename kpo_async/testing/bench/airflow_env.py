@@ -313,6 +313,24 @@ class BenchAirflow:
             out[(task_id, index)] = (state, _event_payload(kwargs))
         return out
 
+    def events_recorded_at(self, run_id: str) -> dict[tuple[str, int], float]:
+        """(task_id, map_index) -> when the triggerer recorded the task's event (epoch seconds):
+        the task instance's last update, as nothing else touches it after its event here."""
+        rows = self.query(
+            "SELECT task_id, map_index, updated_at FROM task_instance "
+            "WHERE dag_id=? AND run_id=? AND state='scheduled'",
+            (BENCH_DAG_ID, run_id),
+        )
+        out: dict[tuple[str, int], float] = {}
+        for task_id, index, updated in rows:
+            if isinstance(updated, str):
+                updated = epoch(updated)
+            elif updated is not None:
+                updated = updated.timestamp()
+            if updated is not None:
+                out[(task_id, index)] = float(updated)
+        return out
+
     def trigger_logs(self, run_id: str, task_id: str) -> dict[int, list[TriggerLog]]:
         """map_index -> the trigger log files of that task instance (one per triggerer that ran it)."""
         folder = self.task_logs / f"dag_id={BENCH_DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"

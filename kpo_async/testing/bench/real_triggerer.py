@@ -213,6 +213,7 @@ async def run_design(design: str, n: int, args: argparse.Namespace) -> dict[str,
             notes.append(str(exc))
         await asyncio.sleep(3)  # the last lines and events reach the files
         b["baseline_cpu_pct"] = baseline_cpu_pct
+        b["recorded"] = airflow.events_recorded_at(run_id)
         b["followed"] = set((await _sim_stats(kubeconfig)).get("followed_pods", []))
         printed = await _pod_logs(client, "default", [p.name for p in pods])
         logs = await asyncio.to_thread(airflow.trigger_logs, run_id, design)
@@ -267,6 +268,7 @@ def _analyze(
     cpu = cpu_delta(a["cpu"], b["cpu"])
     lags = [s for at, samples in probe if a["t"] <= at <= b["t"] for s in samples]
     latencies = {"streamed": [], "polled": []}
+    recorded_latencies: list[float] = []
     printed_total = delivered_total = missing_total = duplicate_total = records_total = 0
     line_delays: list[float] = []
     correct = 0
@@ -308,6 +310,9 @@ def _analyze(
         ended = observer.terminated_at.get(pod.name)
         if fired is not None and ended is not None:
             latencies[kind].append((fired - ended) * 1000)
+        recorded = b["recorded"].get((design, pod.index))
+        if recorded is not None and ended is not None:
+            recorded_latencies.append((recorded - ended) * 1000)
     all_lat = latencies["streamed"] + latencies["polled"]
     return {
         "design": design,
@@ -344,6 +349,9 @@ def _analyze(
         "t2e_polled_p99_ms": percentile(latencies["polled"], 99),
         "t2e_p99_ms": percentile(all_lat, 99),
         "t2e_max_ms": max(all_lat, default=float("nan")),
+        "t2db_pods": len(recorded_latencies),
+        "t2db_p50_ms": percentile(recorded_latencies, 50),
+        "t2db_p99_ms": percentile(recorded_latencies, 99),
         "events_correct": correct,
         "load_window_end": b["load"],
         "triggerer_processes": b["procs"],
@@ -371,6 +379,7 @@ ROWS = [
     ("terminate->event streamed p50 / p99 ms", None),
     ("terminate->event polled p50 / p99 ms", None),
     ("terminate->event p99 ms (all)", "t2e_p99_ms"),
+    ("terminate->event in the DB p50 / p99 ms", None),
     ("events correct", "events_correct"),
 ]
 PER_POD = {"rss_kib_per_pod", "cpu_s_per_pod_min", "requests_total_per_pod_min", "lag_p99_ms", "t2e_p99_ms"}
@@ -381,6 +390,8 @@ def _cell(run: dict | None, label: str, key: str | None) -> str:
         return "-"
     if key is not None:
         return fmt_num(run[key])
+    if "in the DB" in label:
+        return f"{fmt_num(run['t2db_p50_ms'])} / {fmt_num(run['t2db_p99_ms'])} ({run['t2db_pods']} pods)"
     if label.startswith("line printed"):
         return f"{fmt_num(run['line_delay_p50_s'])} / {fmt_num(run['line_delay_p99_s'])}"
     if label.startswith("pods"):
