@@ -60,14 +60,14 @@ class RecordBudget:
         value = os.environ.get("AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND", "")
         return cls(float(value) if value.strip() else DEFAULT_RECORDS_PER_SECOND)
 
-    def take(self, records: int = 1, *, force: bool = False) -> bool:
-        """Spend `records`; False (and nothing spent) if the budget is out, unless `force`."""
+    def take(self, *, force: bool = False) -> bool:
+        """Spend one record; False (and nothing spent) if the budget is out, unless `force`."""
         now = time.monotonic()
         self.tokens = min(self.capacity, self.tokens + (now - self._refilled) * self.per_second)
         self._refilled = now
-        if self.tokens < records and not force:
+        if self.tokens < 1 and not force:
             return False
-        self.tokens = max(-self.capacity, self.tokens - records)
+        self.tokens = max(-self.capacity, self.tokens - 1)
         return True
 
     def delay(self) -> float:
@@ -97,8 +97,8 @@ class LineBatcher:
         self.records = 0
 
     def add(self, level: str, text: str) -> None:
-        # Once lines wait anywhere, every pod's wait for the tick: nothing reaches the supervisor
-        # between ticks, so its socket drains and `wait_until_read` returns early.
+        # Once lines wait anywhere, every pod's lines wait for the tick: nothing reaches the
+        # supervisor between ticks, so its socket drains and `wait_until_read` returns early.
         if not self._budget.waiting and self._budget.take():
             self.records += 1
             self._write(level, text)

@@ -91,3 +91,4 @@ class Stats:
         with self._lock:
             self.requests.clear()
             self.connections_opened = 0
+            self.followed_pods.clear()
