@@ -9,8 +9,10 @@ a budget of records a second (``AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND``). W
 each line is its own record at once. Past it, and until no pod's lines wait, each pod's lines are
 held and written together: one record per run of lines of one level, each pod once per (waiting
 pods / budget) seconds, all pods' records on the same whole-second tick, back to back, so that
-the socket is quiet in between. No line is dropped or reordered; only the grouping and the delay
-change with the load.
+the socket is quiet in between. A write to that socket blocks the whole event loop once the
+supervisor has fallen behind (it is busiest when many pods end at once), so held lines also wait
+for a later tick while the socket holds more than half of what it can. No line is dropped or
+reordered; only the grouping and the delay change with the load.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import fcntl
 import functools
 import math
 import os
+import socket
 import stat
 import termios
 import time
@@ -42,6 +45,9 @@ TICK_SECONDS = 1.0
 #: Held lines are written as soon as they add up to this many characters: memory stays bounded
 #: (a pod printing 100 MB at once is written in records of this size).
 MAX_HELD_CHARS = 64 * 1024
+#: Held lines wait for a later tick while the log channel's unread bytes exceed this share of its
+#: send buffer: the rest is room for Airflow's own records and for writes that cannot wait.
+CHANNEL_BUSY_SHARE = 0.5
 
 
 class RecordBudget:
@@ -109,9 +115,19 @@ class LineBatcher:
             self.flush()
         elif self._timer is None:
             self._budget.waiting.add(self)
-            loop = asyncio.get_running_loop()
-            due = math.ceil((loop.time() + self._budget.delay()) / TICK_SECONDS) * TICK_SECONDS
-            self._timer = loop.call_at(due, self.flush)
+            self._schedule(self._budget.delay())
+
+    def _schedule(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = math.ceil((loop.time() + delay) / TICK_SECONDS) * TICK_SECONDS
+        self._timer = loop.call_at(due, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._timer = None
+        if log_channel_busy():  # writing now could block the loop until the supervisor reads
+            self._schedule(TICK_SECONDS / 2)  # the next tick
+            return
+        self.flush()
 
     def flush(self) -> None:
         """Write every held line now: one record per run of lines at the same level."""
@@ -146,6 +162,26 @@ def _log_channel_fd() -> int | None:
         if stat.S_ISSOCK(os.fstat(fd).st_mode):
             return int(fd)
     return None
+
+
+@functools.cache
+def _send_buffer(fd: int) -> int:
+    sock = socket.socket(fileno=fd)
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+    finally:
+        sock.detach()  # the descriptor stays the process's log channel
+
+
+def log_channel_busy() -> bool:
+    """Whether the supervisor has yet to read more than `CHANNEL_BUSY_SHARE` of the log channel."""
+    fd = _log_channel_fd()
+    if fd is None:
+        return False
+    try:
+        return _unread_bytes(fd) > CHANNEL_BUSY_SHARE * _send_buffer(fd)
+    except OSError:
+        return False
 
 
 def _unread_bytes(fd: int) -> int:

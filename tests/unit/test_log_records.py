@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -156,5 +157,36 @@ async def test_the_wait_ends_once_its_records_are_read_while_others_keep_writing
                     break
             assert waiting.done() and turn < 60, turn  # read its 30 records, not waited for 5 s
             assert log_records._unread_bytes(ours.fileno()) > 0  # others' records still queued
+        finally:
+            structlog.configure(**old)
+
+
+async def test_held_lines_wait_while_the_supervisor_is_behind_so_the_write_cannot_block() -> None:
+    """A full log channel blocks the writer (the whole event loop): past half of it, held lines
+    stay held, tick after tick, until the supervisor has caught up."""
+    import socket
+
+    import structlog
+
+    ours, supervisor = socket.socketpair()
+    old = structlog.get_config()
+    with ours, supervisor, ours.makefile("wb", buffering=0) as channel:
+        structlog.configure(logger_factory=structlog.BytesLoggerFactory(file=channel))
+        try:
+            assert not log_records.log_channel_busy()
+            while not log_records.log_channel_busy():  # other triggers' records, unread
+                channel.write(b'{"event": "[base] a line of another pod"}\n' * 20)
+            records = Records()
+            batcher = LineBatcher(records, RecordBudget(per_second=1, burst_seconds=0))
+            batcher.add("info", "[base] x")  # spends the only token
+            batcher.add("info", "[base] y")
+            await asyncio.sleep(log_records.MIN_DELAY_SECONDS + 2.5 * log_records.TICK_SECONDS)
+            assert records.written == [("info", "[base] x")]  # two ticks passed: still held
+            supervisor.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while supervisor.recv(65536):  # the supervisor catches up
+                    pass
+            await asyncio.sleep(log_records.TICK_SECONDS + 0.2)
+            assert records.written == [("info", "[base] x"), ("info", "[base] y")]
         finally:
             structlog.configure(**old)
