@@ -127,7 +127,7 @@ def test_client_limits_come_from_the_environment(monkeypatch) -> None:
     for name in ("MAX_LOG_STREAMS", "API_CONNECTIONS", "TLS_READ_BUFFER_KIB"):
         monkeypatch.delenv(f"AIRFLOW__KPO_ASYNC__{name}")
     assert ClientLimits.from_environment() == ClientLimits(
-        api_connections=64, log_streams=1000, tls_read_buffer_kib=16
+        api_connections=64, log_streams=1000, tls_read_buffer_kib=8
     )
 
 
