@@ -71,12 +71,16 @@ class Triggerer:
                     )
         return out
 
-    def rss_kib(self) -> int:
-        total = 0
+    def rss_by_pid(self) -> dict[int, int]:
+        """Resident KiB of each process of the tree."""
+        out: dict[int, int] = {}
         for proc in self.tree():
             with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss // 1024
-        return total
+                out[proc.pid] = proc.memory_info().rss // 1024
+        return out
+
+    def rss_kib(self) -> int:
+        return sum(self.rss_by_pid().values())
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -87,6 +87,11 @@ def _trigger_for(config: dict[str, Any], task_id: str, index: int) -> Any:
         from kpo_async.testing.bench.probe import LagProbeTrigger
 
         return LagProbeTrigger(preload=config.get("preload") or [])
+    if config.get("floor_until"):  # Airflow's own cost: a trigger that only waits
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        moment = datetime.datetime.fromtimestamp(config["floor_until"], tz=datetime.timezone.utc)
+        return DateTimeTrigger(moment=moment)
     from kpo_async.testing.bench.common import official_trigger, our_trigger
 
     pod = config["pods"][task_id][index]

@@ -182,7 +182,28 @@ class MiniTriggerer:
                 sample["sim_error"] = repr(exc)
         if label in ("baseline", "window_end"):
             sample["gc_objects"] = len(gc.get_objects())  # after the CPU reading: not in the window
+            self._trace_memory(label)
         self.samples[label] = sample
+
+    def _trace_memory(self, label: str) -> None:
+        """With KPO_BENCH_TRACEMALLOC=FILE: where the memory added between the baseline and the
+        window's end was allocated (Python allocations only; OpenSSL's are not seen)."""
+        import tracemalloc
+
+        path = os.environ.get("KPO_BENCH_TRACEMALLOC")
+        if not path:
+            return
+        if label == "baseline":
+            tracemalloc.start(1)
+            self._memory_baseline = tracemalloc.take_snapshot()
+            return
+        diff = tracemalloc.take_snapshot().compare_to(self._memory_baseline, "lineno")
+        n = max(1, len(self.config["pods"]))
+        with open(path, "w") as out:
+            out.write(f"KiB per pod, by allocating line ({n} pods)\n")
+            out.write(f"{sum(d.size_diff for d in diff) / 1024 / n:8.2f} total\n")
+            for stat in diff[:60]:
+                out.write(f"{stat.size_diff / 1024 / n:8.2f} {stat.count_diff / n:7.2f} {stat.traceback}\n")
 
     async def snapshot_at(self, when: float, label: str) -> None:
         await asyncio.sleep(max(0.0, when - time.time()))

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=120.0, help="steady window, seconds (default 120)")
     p.add_argument("--warmup", type=float, help="seconds from deferral to window (default 30 + N/40)")
     p.add_argument("--end-spread", type=float, default=20.0)
-    p.add_argument("--design", choices=("ours", "official", "both"), default="both")
+    p.add_argument("--design", choices=("ours", "official", "both", "none"), default="both")
     p.add_argument("--official-cap", type=int, default=500, help="official design at min(N, cap) pods")
     p.add_argument("--logging-interval", type=int, default=10, help="official trigger's logging_interval")
     p.add_argument(
@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=("postgres", "sqlite"),
         default="postgres",
         help="metadata DB (default postgres, via tools/postgres.sh; SQLite locks under 1,000 triggers)",
+    )
+    p.add_argument(
+        "--airflow-floor",
+        action="store_true",
+        help="also measure Airflow's own cost per deferred task (N DateTimeTriggers that only wait)",
     )
     p.add_argument("--json-out")
     p.add_argument("--keep-workdir", action="store_true")
@@ -135,7 +140,7 @@ async def run_design(design: str, n: int, args: argparse.Namespace) -> dict[str,
             {"run_id": run_id, "defer": [[PROBE_TASK, -1]], "preload": [TRIGGER_MODULES[design]]},
         )
         await _wait(lambda: len(airflow.probe_samples(run_id)) >= 3, 180, "the lag probe's first reports")
-        baseline_rss = triggerer.rss_kib()
+        baseline_rss = triggerer.rss_by_pid()
         # Airflow's own cost: the triggerer with only the probe (heartbeats, trigger queries).
         cpu_before, idle_from = triggerer.cpu_by_pid(), time.time()
         await asyncio.sleep(BASELINE_SECONDS)
@@ -191,7 +196,7 @@ async def run_design(design: str, n: int, args: argparse.Namespace) -> dict[str,
             "t": time.time(),
             "cpu": triggerer.cpu_by_pid(),
             "sim": await _sim_stats(kubeconfig),
-            "rss": triggerer.rss_kib(),
+            "rss": triggerer.rss_by_pid(),
             "load": loadavg(),
             "procs": len(triggerer.tree()),
             "roles": triggerer.roles(),
@@ -211,6 +216,7 @@ async def run_design(design: str, n: int, args: argparse.Namespace) -> dict[str,
             await _wait(all_done, max(30.0, deadline - time.time()), "every event", poll=2.0)
         except RuntimeError as exc:  # report what there is: the figures say how far it got
             notes.append(str(exc))
+        b["end"] = {"t": time.time(), "cpu": triggerer.cpu_by_pid()}
         await asyncio.sleep(3)  # the last lines and events reach the files
         b["baseline_cpu_pct"] = baseline_cpu_pct
         b["recorded"] = airflow.events_recorded_at(run_id)
@@ -224,6 +230,51 @@ async def run_design(design: str, n: int, args: argparse.Namespace) -> dict[str,
         await client.close()
         await asyncio.to_thread(airflow.stop)
         await sim.stop()
+        airflow.cleanup(args.keep_workdir)
+
+
+async def run_floor(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Airflow's own cost per deferred task: the same triggerer with N of Airflow's DateTimeTriggers,
+    which only wait (no pod, no log line), measured like a design's steady window."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"kpo-bench-rt-floor-{n}-"))
+    airflow = BenchAirflow(
+        workdir,
+        counts={"ours": n},
+        kubeconfig=str(workdir / "unused"),
+        database=args.database,
+        capacity=n + 10,
+    )
+    run_id = f"rt-floor-{n}-{int(time.time())}"
+    try:
+        await asyncio.to_thread(airflow.setup)
+        await asyncio.to_thread(airflow.deferrals, "run", {"run_id": run_id})
+        triggerer = airflow.start_triggerer()
+        await asyncio.to_thread(airflow.deferrals, "defer", {"run_id": run_id, "defer": [[PROBE_TASK, -1]]})
+        await _wait(lambda: len(airflow.probe_samples(run_id)) >= 3, 180, "the lag probe's first reports")
+        baseline = triggerer.rss_by_pid()
+        until = time.time() + 60 + n / 10 + args.duration + 60
+        config = {"run_id": run_id, "floor_until": until, "defer": [["ours", i] for i in range(n)]}
+        await asyncio.to_thread(airflow.deferrals, "defer", config)
+        await asyncio.sleep(30 + n / 40)  # the triggerer picks them all up
+        before, start = triggerer.cpu_by_pid(), time.time()
+        await asyncio.sleep(args.duration)
+        after, window = triggerer.cpu_by_pid(), time.time() - start
+        rss, roles = triggerer.rss_by_pid(), triggerer.roles()
+        running = airflow.query("SELECT count(*) FROM trigger WHERE triggerer_id IS NOT NULL")[0][0]
+        rss_by_role: dict[str, float] = {}
+        for pid, kib in rss.items():
+            role = roles.get(pid, "other")
+            rss_by_role[role] = rss_by_role.get(role, 0.0) + (kib - baseline.get(pid, 0)) / n
+        return {
+            "n": n,
+            "running": running,
+            "cpu_pct": 100 * cpu_delta(before, after) / window,
+            "cpu_pct_by_process": _cpu_by_role(before, after, roles, window),
+            "rss_kib_per_task": (sum(rss.values()) - sum(baseline.values())) / n,
+            "rss_kib_per_task_by_process": {k: round(v, 1) for k, v in rss_by_role.items()},
+        }
+    finally:
+        await asyncio.to_thread(airflow.stop)
         airflow.cleanup(args.keep_workdir)
 
 
@@ -256,7 +307,7 @@ def _analyze(
     observer: Observer,
     a: dict,
     b: dict,
-    baseline_rss: int,
+    baseline_rss: dict[int, int],
     notes: list[str],
 ) -> dict[str, Any]:
     window = b["t"] - a["t"]
@@ -267,6 +318,13 @@ def _analyze(
     requests = {k: v for k, v in requests.items() if v and not k.startswith("get /sim")}
     cpu = cpu_delta(a["cpu"], b["cpu"])
     lags = [s for at, samples in probe if a["t"] <= at <= b["t"] for s in samples]
+    # While the pods end (the window's end until every event is recorded): events, last lines.
+    end = b["end"]
+    lags_end = [s for at, samples in probe if b["t"] < at <= end["t"] for s in samples]
+    rss_by_role: dict[str, float] = {}
+    for pid, kib in b["rss"].items():
+        role = b["roles"].get(pid, "other")
+        rss_by_role[role] = rss_by_role.get(role, 0.0) + (kib - baseline_rss.get(pid, 0)) / n
     latencies = {"streamed": [], "polled": []}
     recorded_latencies: list[float] = []
     printed_total = delivered_total = missing_total = duplicate_total = records_total = 0
@@ -327,9 +385,14 @@ def _analyze(
         "lag_p99_ms": percentile(lags, 99),
         "lag_max_ms": max(lags, default=float("nan")),
         "lag_samples": len(lags),
-        "rss_baseline_mb": baseline_rss / 1024,
-        "rss_steady_mb": b["rss"] / 1024,
-        "rss_kib_per_pod": (b["rss"] - baseline_rss) / n,
+        "lag_end_p99_ms": percentile(lags_end, 99),
+        "lag_end_max_ms": max(lags_end, default=float("nan")),
+        "end_s": round(end["t"] - b["t"], 1),
+        "cpu_pct_by_process_end": _cpu_by_role(b["cpu"], end["cpu"], b["roles"], end["t"] - b["t"]),
+        "rss_baseline_mb": sum(baseline_rss.values()) / 1024,
+        "rss_steady_mb": sum(b["rss"].values()) / 1024,
+        "rss_kib_per_pod": (sum(b["rss"].values()) - sum(baseline_rss.values())) / n,
+        "rss_kib_per_pod_by_process": {k: round(v, 1) for k, v in rss_by_role.items()},
         "requests": requests,
         "requests_per_pod_min": {k: v / pod_minutes for k, v in requests.items()},
         "requests_total_per_pod_min": sum(requests.values()) / pod_minutes,
@@ -409,8 +472,13 @@ def print_report(runs: list[dict[str, Any]]) -> None:
         print(
             f"   RSS {run['rss_baseline_mb']:.0f} -> {run['rss_steady_mb']:.0f} MB; load at window end "
             f"{run['load_window_end']}; {run['triggerer_processes']} triggerer processes "
-            f"(CPU % of a core: {run['cpu_pct_by_process']}); "
-            f"notes {run['notes']}"
+            f"(CPU % of a core: {run['cpu_pct_by_process']}; RSS KiB per pod: "
+            f"{run['rss_kib_per_pod_by_process']}); notes {run['notes']}"
+        )
+        print(
+            f"   while the pods ended ({run['end_s']} s after the window): CPU % of a core "
+            f"{run['cpu_pct_by_process_end']}, event-loop lag p99 {fmt_num(run['lag_end_p99_ms'])} ms, "
+            f"max {fmt_num(run['lag_end_max_ms'])} ms"
         )
         if run["missing_examples"]:
             print(f"   missing lines, examples: {run['missing_examples']}")
@@ -458,17 +526,28 @@ def print_report(runs: list[dict[str, Any]]) -> None:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    designs = ["ours", "official"] if args.design == "both" else [args.design]
+    designs = {"both": ["ours", "official"], "none": []}.get(args.design, [args.design])
     runs = []
     for design in designs:
         n = args.pods if design == "ours" else min(args.pods, args.official_cap)
         print(f"{time.strftime('%H:%M:%S')} {design}: N={n}, load {loadavg()}", flush=True)
         runs.append(await run_design(design, n, args))
-    print_report(runs)
+    if runs:
+        print_report(runs)
+    if args.airflow_floor:
+        print(f"{time.strftime('%H:%M:%S')} Airflow's own: N={args.pods} DateTimeTriggers", flush=True)
+        floor = await run_floor(args.pods, args)
+        print(
+            f"\n== Airflow's own cost of {floor['n']} deferred tasks whose triggers only wait "
+            f"(DateTimeTrigger; {floor['running']} running): CPU {floor['cpu_pct']:.1f}% of a core "
+            f"{floor['cpu_pct_by_process']}, RSS {floor['rss_kib_per_task']:.1f} KiB per task "
+            f"{floor['rss_kib_per_task_by_process']}"
+        )
+        runs.append({"design": "airflow-floor", **floor})
     if args.json_out:
         with open(args.json_out, "w") as handle:  # noqa: ASYNC230 (the runs are over)
             json.dump(runs, handle, indent=1, default=str)
-    ok = all(r["events_correct"] == r["n"] for r in runs)
+    ok = all(r["events_correct"] == r["n"] for r in runs if "events_correct" in r)
     return 0 if ok else 1
 
 
