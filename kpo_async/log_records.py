@@ -36,7 +36,8 @@ from typing import Any
 DEFAULT_RECORDS_PER_SECOND = 100.0
 #: Records that may be written at once before the rate applies (a burst at a pod's start or end).
 BURST_SECONDS = 5.0
-#: Waiting lines are written at the latest after this (a bound on what a user waits to see) ...
+#: Waiting lines are written at the latest after this, unless the supervisor is behind (a bound
+#: on what a user waits to see) ...
 MAX_DELAY_SECONDS = 30.0
 #: ... and not sooner than this once the budget is spent.
 MIN_DELAY_SECONDS = 0.5
