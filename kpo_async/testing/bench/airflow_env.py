@@ -79,9 +79,6 @@ class Triggerer:
                 out[proc.pid] = proc.memory_info().rss // 1024
         return out
 
-    def rss_kib(self) -> int:
-        return sum(self.rss_by_pid().values())
-
     def alive(self) -> bool:
         return self.proc.poll() is None
 
