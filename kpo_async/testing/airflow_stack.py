@@ -48,6 +48,7 @@ from kpo_async.testing.procs import (
     epoch,
     free_port,
     group_alive,
+    inherited_env,
     stop_process_group,
     stop_process_groups,
     wait_until,
@@ -226,12 +227,7 @@ class AirflowStack(AirflowApi):
 
     def airflow_env(self) -> dict[str, str]:
         """The environment of every Airflow process of the stack."""
-        # The caller's Airflow settings are dropped, kpo-async's own (AIRFLOW__KPO_ASYNC__*) kept.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW", "PYTEST")) or k.startswith("AIRFLOW__KPO_ASYNC__")
-        }
+        env = inherited_env()
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),

@@ -29,6 +29,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def inherited_env() -> dict[str, str]:
+    """This process's environment for a child Airflow process: the caller's Airflow and pytest
+    settings dropped, kpo-async's own (``AIRFLOW__KPO_ASYNC__*``) kept."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW", "PYTEST")) or k.startswith("AIRFLOW__KPO_ASYNC__")
+    }
+
+
 def epoch(text: str) -> float:
     """An ISO-8601 timestamp (``Z`` or an offset) as seconds since the epoch."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

@@ -27,7 +27,7 @@ import psutil
 
 from kpo_async.testing.bench.deferrals import BENCH_DAG_ID, dag_source
 from kpo_async.testing.postgres import query_postgres, start_postgres, stop_postgres
-from kpo_async.testing.procs import epoch, free_port
+from kpo_async.testing.procs import epoch, free_port, inherited_env
 
 REPO = Path(__file__).resolve().parents[3]
 AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
@@ -166,7 +166,7 @@ class BenchAirflow:
         self.airflow("dags", "reserialize", timeout=300)
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTEST"))}
+        env = inherited_env()  # forwards our settings, e.g. AIRFLOW__KPO_ASYNC__MAX_LOG_STREAMS
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
@@ -192,8 +192,6 @@ class BenchAirflow:
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             }
         )
-        # Forwarded settings of ours (e.g. AIRFLOW__KPO_ASYNC__MAX_LOG_STREAMS) and the caller's.
-        env.update({k: v for k, v in os.environ.items() if k.startswith("AIRFLOW__KPO_ASYNC__")})
         env.update(self.extra_env)
         return env
 

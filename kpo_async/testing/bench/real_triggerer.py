@@ -261,31 +261,27 @@ async def run_floor(n: int, args: argparse.Namespace) -> dict[str, Any]:
         after, window = triggerer.cpu_by_pid(), time.time() - start
         rss, roles = triggerer.rss_by_pid(), triggerer.roles()
         running = airflow.query("SELECT count(*) FROM trigger WHERE triggerer_id IS NOT NULL")[0][0]
-        rss_by_role: dict[str, float] = {}
-        for pid, kib in rss.items():
-            role = roles.get(pid, "other")
-            rss_by_role[role] = rss_by_role.get(role, 0.0) + (kib - baseline.get(pid, 0)) / n
         return {
             "n": n,
             "running": running,
             "cpu_pct": 100 * cpu_delta(before, after) / window,
-            "cpu_pct_by_process": _cpu_by_role(before, after, roles, window),
+            "cpu_pct_by_process": _by_role(before, after, roles, 100 / window),
             "rss_kib_per_task": (sum(rss.values()) - sum(baseline.values())) / n,
-            "rss_kib_per_task_by_process": {k: round(v, 1) for k, v in rss_by_role.items()},
+            "rss_kib_per_task_by_process": _by_role(baseline, rss, roles, 1 / n),
         }
     finally:
         await asyncio.to_thread(airflow.stop)
         airflow.cleanup(args.keep_workdir)
 
 
-def _cpu_by_role(
-    before: dict[int, float], after: dict[int, float], roles: dict[int, str], window: float
-) -> dict:
+def _by_role(before: dict[int, Any], after: dict[int, Any], roles: dict[int, str], scale: float) -> dict:
+    """Per process role, the growth of a per-process figure (CPU seconds, RSS KiB) times `scale`:
+    100 / window gives % of a core, 1 / N per deferred task."""
     out: dict[str, float] = {}
-    for pid, seconds in after.items():
+    for pid, value in after.items():
         role = roles.get(pid, "other")
-        out[role] = out.get(role, 0.0) + 100 * (seconds - before.get(pid, 0.0)) / window
-    return {role: round(pct, 1) for role, pct in out.items()}
+        out[role] = out.get(role, 0.0) + (value - before.get(pid, 0)) * scale
+    return {role: round(figure, 1) for role, figure in out.items()}
 
 
 async def _wait(predicate: Any, timeout: float, what: str, poll: float = 1.0) -> None:
@@ -321,10 +317,6 @@ def _analyze(
     # While the pods end (the window's end until every event is recorded): events, last lines.
     end = b["end"]
     lags_end = [s for at, samples in probe if b["t"] < at <= end["t"] for s in samples]
-    rss_by_role: dict[str, float] = {}
-    for pid, kib in b["rss"].items():
-        role = b["roles"].get(pid, "other")
-        rss_by_role[role] = rss_by_role.get(role, 0.0) + (kib - baseline_rss.get(pid, 0)) / n
     latencies = {"streamed": [], "polled": []}
     recorded_latencies: list[float] = []
     printed_total = delivered_total = missing_total = duplicate_total = records_total = 0
@@ -379,7 +371,7 @@ def _analyze(
         "cpu_pct": 100 * cpu / window,
         "cpu_s_per_pod_min": cpu / pod_minutes,
         "cpu_baseline_pct": b["baseline_cpu_pct"],
-        "cpu_pct_by_process": _cpu_by_role(a["cpu"], b["cpu"], b["roles"], window),
+        "cpu_pct_by_process": _by_role(a["cpu"], b["cpu"], b["roles"], 100 / window),
         "cpu_added_pct": 100 * cpu / window - b["baseline_cpu_pct"],
         "lag_p50_ms": percentile(lags, 50),
         "lag_p99_ms": percentile(lags, 99),
@@ -388,11 +380,11 @@ def _analyze(
         "lag_end_p99_ms": percentile(lags_end, 99),
         "lag_end_max_ms": max(lags_end, default=float("nan")),
         "end_s": round(end["t"] - b["t"], 1),
-        "cpu_pct_by_process_end": _cpu_by_role(b["cpu"], end["cpu"], b["roles"], end["t"] - b["t"]),
+        "cpu_pct_by_process_end": _by_role(b["cpu"], end["cpu"], b["roles"], 100 / (end["t"] - b["t"])),
         "rss_baseline_mb": sum(baseline_rss.values()) / 1024,
         "rss_steady_mb": sum(b["rss"].values()) / 1024,
         "rss_kib_per_pod": (sum(b["rss"].values()) - sum(baseline_rss.values())) / n,
-        "rss_kib_per_pod_by_process": {k: round(v, 1) for k, v in rss_by_role.items()},
+        "rss_kib_per_pod_by_process": _by_role(baseline_rss, b["rss"], b["roles"], 1 / n),
         "requests": requests,
         "requests_per_pod_min": {k: v / pod_minutes for k, v in requests.items()},
         "requests_total_per_pod_min": sum(requests.values()) / pod_minutes,
