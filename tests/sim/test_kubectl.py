@@ -99,3 +99,101 @@ async def test_kubectl_watch_and_events(cluster: SimCluster) -> None:
 async def test_kubectl_unauthorized(cluster: SimCluster) -> None:
     rc, _, err = await kubectl(cluster, "--token", "wrong", "get", "pods")
     assert rc == 1 and "You must be logged in to the server" in err
+
+
+MANIFESTS = """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: airflow-jobs
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: kpo-async
+  namespace: airflow-jobs
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: airflow-jobs
+data:
+  mode: first
+"""
+
+
+async def test_kubectl_create_namespace_and_typed_objects(cluster: SimCluster) -> None:
+    """`kubectl create namespace|configmap|secret|serviceaccount` post protobuf bodies."""
+    rc, out, err = await kubectl(cluster, "create", "namespace", "airflow-jobs")
+    assert (rc, out.strip()) == (0, "namespace/airflow-jobs created"), err
+    rc, out, err = await kubectl(
+        cluster, "-n", "airflow-jobs", "create", "configmap", "settings", "--from-literal=mode=first"
+    )
+    assert (rc, out.strip()) == (0, "configmap/settings created"), err
+    rc, out, err = await kubectl(
+        cluster, "-n", "airflow-jobs", "create", "secret", "generic", "token", "--from-literal=key=s3cret"
+    )
+    assert (rc, out.strip()) == (0, "secret/token created"), err
+    rc, out, err = await kubectl(cluster, "-n", "airflow-jobs", "create", "serviceaccount", "kpo-async")
+    assert (rc, out.strip()) == (0, "serviceaccount/kpo-async created"), err
+
+    rc, out, err = await kubectl(cluster, "get", "namespace", "airflow-jobs", "-o", "json")
+    namespace = json.loads(out)
+    assert namespace["status"]["phase"] == "Active"
+    assert namespace["metadata"]["labels"] == {"kubernetes.io/metadata.name": "airflow-jobs"}
+    assert "generateName" not in namespace["metadata"]
+    rc, out, err = await kubectl(cluster, "-n", "airflow-jobs", "get", "configmap", "settings", "-o", "json")
+    assert json.loads(out)["data"] == {"mode": "first"}
+    rc, out, err = await kubectl(cluster, "-n", "airflow-jobs", "get", "secret", "token", "-o", "json")
+    secret = json.loads(out)
+    assert secret["data"] == {"key": "czNjcmV0"} and secret["type"] == "Opaque"
+    rc, out, err = await kubectl(cluster, "-n", "airflow-jobs", "get", "serviceaccounts")
+    assert sorted(line.split()[0] for line in out.strip().splitlines()[1:]) == ["default", "kpo-async"]
+
+    rc, out, err = await kubectl(cluster, "create", "namespace", "airflow-jobs")
+    assert rc == 1 and 'namespaces "airflow-jobs" already exists' in err
+    # a pod can now run there
+    rc, out, err = await kubectl(
+        cluster, "-n", "airflow-jobs", "run", "hello", "--image=alpine:3.20", "--restart=Never", "--",
+        "sh", "-c", "echo hi",
+    )  # fmt: skip
+    assert (rc, out.strip()) == (0, "pod/hello created"), err
+
+
+async def test_kubectl_create_f_and_apply_f(cluster: SimCluster) -> None:
+    """Client-side validation finds the server validates fields itself, as a real server does."""
+    rc, out, err = await kubectl(cluster, "create", "-f", "-", stdin=MANIFESTS.encode())
+    assert rc == 0, err
+    assert out.split("\n")[:3] == [
+        "namespace/airflow-jobs created",
+        "serviceaccount/kpo-async created",
+        "configmap/settings created",
+    ]
+    rc, out, err = await kubectl(cluster, "create", "-f", "-", stdin=MANIFESTS.encode())
+    assert rc == 1 and 'namespaces "airflow-jobs" already exists' in err
+
+    changed = MANIFESTS.replace("mode: first", "mode: second")
+    rc, out, err = await kubectl(cluster, "apply", "-f", "-", stdin=changed.encode())
+    assert rc == 0, err
+    assert "configmap/settings configured" in out
+    rc, out, err = await kubectl(cluster, "apply", "-f", "-", stdin=changed.encode())
+    assert rc == 0, err
+    assert out.split("\n")[:3] == [
+        "namespace/airflow-jobs unchanged",
+        "serviceaccount/kpo-async unchanged",
+        "configmap/settings unchanged",
+    ]
+    rc, out, err = await kubectl(cluster, "-n", "airflow-jobs", "get", "configmap", "settings", "-o", "json")
+    assert json.loads(out)["data"] == {"mode": "second"}
+
+    fresh = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: applied\n"
+    rc, out, err = await kubectl(cluster, "apply", "-f", "-", stdin=fresh.encode())
+    assert (rc, out.strip()) == (0, "namespace/applied created"), err
+
+
+async def test_kubectl_create_f_leaves_validation_to_the_server(cluster: SimCluster) -> None:
+    bad = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers: []\n"
+    rc, _, err = await kubectl(cluster, "create", "-f", "-", stdin=bad.encode())
+    assert rc == 1
+    assert 'The Pod "p" is invalid: spec.containers: Required value' in err

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kpo_async.testing.sim import discovery
+from kpo_async.testing.sim import discovery, protobuf
 from kpo_async.testing.sim.config import SimConfig
 from kpo_async.testing.sim.errors import (
     ApiError,
@@ -58,6 +58,8 @@ async def read_body(request: web.Request) -> Any:
     if not raw:
         raise bad_request("the body of the request was empty")
     ctype = request.content_type or "application/json"
+    if ctype == protobuf.MEDIA_TYPE:
+        return protobuf.decode_object(raw)
     try:
         if "yaml" in ctype:
             return yaml.safe_load(raw)
@@ -128,7 +130,8 @@ class Api:
             web.get("/apis/", self.apis),
             web.get("/openapi/v3", self.openapi_v3),
             web.get("/openapi/v3/", self.openapi_v3),
-            web.get("/openapi/v3/api/v1", self.openapi_v3_core),
+            web.get("/openapi/v3/api/v1", self.openapi_v3_group),
+            web.get("/openapi/v3/apis/{group}/v1", self.openapi_v3_group),
             # pods
             web.get("/api/v1/pods", self.list_pods_all),
             web.get("/api/v1/watch/pods", self.list_pods_all),
@@ -191,8 +194,11 @@ class Api:
     async def openapi_v3(self, request: web.Request) -> web.Response:
         return json_response(discovery.openapi_v3_root())
 
-    async def openapi_v3_core(self, request: web.Request) -> web.Response:
-        return json_response(discovery.openapi_v3_core())
+    async def openapi_v3_group(self, request: web.Request) -> web.Response:
+        document = discovery.openapi_v3_group(request.match_info.get("group", ""))
+        if document is None:
+            raise web.HTTPNotFound()
+        return json_response(document)
 
     # --- generic list / watch / get ---
     async def _list_or_watch(

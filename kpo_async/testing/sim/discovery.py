@@ -130,44 +130,73 @@ def scheduling_resource_list() -> dict[str, Any]:
     }
 
 
+#: (group, resource, kind, namespaced) of everything the simulator creates, as the OpenAPI v3
+#: document lists them.
+_SERVED_KINDS = (
+    ("", "pods", "Pod", True),
+    ("", "events", "Event", True),
+    ("", "namespaces", "Namespace", False),
+    ("", "secrets", "Secret", True),
+    ("", "configmaps", "ConfigMap", True),
+    ("", "persistentvolumeclaims", "PersistentVolumeClaim", True),
+    ("", "serviceaccounts", "ServiceAccount", True),
+    ("scheduling.k8s.io", "priorityclasses", "PriorityClass", False),
+)
+
+
+def _group_path(group: str) -> str:
+    return f"apis/{group}/v1" if group else "api/v1"
+
+
 def openapi_v3_root() -> dict[str, Any]:
-    return {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=kpoasyncsim"}}}
+    groups = sorted({group for group, *_ in _SERVED_KINDS})
+    return {
+        "paths": {
+            _group_path(g): {"serverRelativeURL": f"/openapi/v3/{_group_path(g)}?hash=kpoasyncsim"}
+            for g in groups
+        }
+    }
 
 
-def _op(op_id: str, params: list[str], kind: str = "") -> dict[str, Any]:
-    op: dict[str, Any] = {
+def _op(op_id: str, params: list[str], group: str, kind: str) -> dict[str, Any]:
+    return {
         "operationId": op_id,
         "parameters": [{"name": p, "in": "query", "schema": {"type": "string"}} for p in params],
         "responses": {"200": {"description": "OK"}},
+        "x-kubernetes-group-version-kind": {"group": group, "version": "v1", "kind": kind},
     }
-    if kind:
-        op["x-kubernetes-group-version-kind"] = {"group": "", "version": "v1", "kind": kind}
-    return op
 
 
-def openapi_v3_core() -> dict[str, Any]:
-    """Just enough for kubectl's field-validation probe (it checks `fieldValidation` is accepted)."""
+def openapi_v3_group(group: str) -> dict[str, Any] | None:
+    """The paths of one group's objects, their operations tagged with their kind.
+
+    kubectl reads it to learn that the server validates fields itself (every write accepts
+    ``fieldValidation``); it then skips its client-side schema validation, which would need the
+    OpenAPI v2 schemas the simulator does not serve.
+    """
+    kinds = [(resource, kind, namespaced) for g, resource, kind, namespaced in _SERVED_KINDS if g == group]
+    if not kinds:
+        return None
     write = ["dryRun", "fieldManager", "fieldValidation", "pretty"]
+    prefix = "/" + _group_path(group)
     paths: dict[str, Any] = {}
-    for res, kind in (("pods", "Pod"), ("events", "Event")):
-        paths[f"/api/v1/namespaces/{{namespace}}/{res}"] = {
-            "get": _op(f"listCoreV1Namespaced{kind}", ["labelSelector", "fieldSelector", "watch"], kind),
-            "post": _op(f"createCoreV1Namespaced{kind}", write, kind),
+    for resource, kind, namespaced in kinds:
+        scope = "Namespaced" if namespaced else ""
+        collection = f"{prefix}/namespaces/{{namespace}}/{resource}" if namespaced else f"{prefix}/{resource}"
+        paths[collection] = {
+            "get": _op(f"list{scope}{kind}", ["labelSelector", "fieldSelector", "watch"], group, kind),
+            "post": _op(f"create{scope}{kind}", write, group, kind),
         }
-        paths[f"/api/v1/namespaces/{{namespace}}/{res}/{{name}}"] = {
-            "get": _op(f"readCoreV1Namespaced{kind}", [], kind),
-            "put": _op(f"replaceCoreV1Namespaced{kind}", write, kind),
-            "patch": _op(f"patchCoreV1Namespaced{kind}", [*write, "force"], kind),
-            "delete": _op(f"deleteCoreV1Namespaced{kind}", ["gracePeriodSeconds", "dryRun"], kind),
+        paths[collection + "/{name}"] = {
+            "get": _op(f"read{scope}{kind}", [], group, kind),
+            "put": _op(f"replace{scope}{kind}", write, group, kind),
+            "patch": _op(f"patch{scope}{kind}", [*write, "force"], group, kind),
+            "delete": _op(f"delete{scope}{kind}", ["gracePeriodSeconds", "dryRun"], group, kind),
         }
-    paths["/api/v1/namespaces"] = {
-        "post": _op("createCoreV1Namespace", write),
-        "get": _op("listCoreV1Namespace", []),
-    }
-    paths["/api/v1/namespaces/{name}"] = {"patch": _op("patchCoreV1Namespace", [*write, "force"])}
+    title = f"Kubernetes {group or 'core'} v1 (kpo-async sim)"
     return {
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes (kpo-async sim)", "version": "v1.32.0"},
+        "info": {"title": title, "version": VERSION["gitVersion"]},
         "paths": paths,
         "components": {"schemas": {}},
     }
