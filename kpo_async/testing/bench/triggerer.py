@@ -65,12 +65,26 @@ def auto_warmup(design: str, n: int) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kpo-async bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="kpo-async bench",
+        description=(
+            "Measure a triggerer's load (CPU, memory, API requests, event latency) while N pods are "
+            "deferred to it, for kpo-async's trigger and for the official provider's (which needs "
+            "the bench extra: pip install 'kpo-async[bench]'). Runs on a fresh embedded cluster, "
+            "or on a running cluster with --cluster-kubeconfig."
+        ),
+        epilog='How to read the results: "Running many pods" in the kpo-async documentation.',
+    )
     p.add_argument("--pods", type=int, default=200, help="deferred pods (triggers) per run (default 200)")
     p.add_argument(
         "--duration", type=float, default=120.0, help="seconds of measured steady state (default 120)"
     )
-    p.add_argument("--design", choices=("ours", "official", "both"), default="both")
+    p.add_argument(
+        "--design",
+        choices=("ours", "official", "both"),
+        default="both",
+        help="which trigger to measure: kpo-async's (ours), the official provider's, or both (default)",
+    )
     p.add_argument("--get-logs", action="store_true", help="get_logs=True (ours streams logs)")
     p.add_argument("--log-rate", type=float, default=1.0, help="log lines per second per pod with --get-logs")
     p.add_argument(
@@ -99,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster-kubeconfig", help="use this running cluster instead of a fresh simulator")
     p.add_argument(
         "--namespace",
-        help="namespace of the bench pods (default: 'default'; on --cluster-kubeconfig the context's "
-        "namespace, else 'default'; the real control plane of tools/cluster.sh wants kpo-async-e2e)",
+        help="namespace of the bench pods (default: 'default'; with --cluster-kubeconfig the context's "
+        "namespace, else 'default')",
     )
     p.add_argument(
         "--gc-freeze",
@@ -117,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json-out", help="also write the full results (JSON) to this file")
     p.add_argument("--plot", help="write a PNG of CPU and requests vs N (most useful with --sweep)")
     p.add_argument("--replot", nargs="+", metavar="JSON", help="only plot/print saved --json-out results")
-    p.add_argument("--keep-workdir", action="store_true")
+    p.add_argument(
+        "--keep-workdir", action="store_true", help="keep the working directory (logs, kubeconfig) afterwards"
+    )
     return p
 
 
