@@ -457,7 +457,7 @@ def test_doctor_reports_the_missing_pods_exec_permission(cluster: Cluster) -> No
     missing = [line for line in out.stdout.splitlines() if "[MISSING]" in line]
     assert [line.split()[1:3] for line in missing] == [["create", "pods/exec"], ["get", "pods/exec"]]
     assert "missing permission: create pods/exec in namespace kpo-async-e2e" in out.stderr
-    assert "docs/rbac.md" in out.stdout
+    assert '"RBAC: the least privilege kpo-async needs" in the kpo-async documentation' in out.stdout
 
 
 # ---------------------------------------------------------------------------------------------------
