@@ -25,9 +25,34 @@ from kpo_async.testing.harness import SimProcess
 EXAMPLES = ("example_kpo_async_hello_name", "example_kpo_async_xcom_etl", "example_kpo_async_remote_cluster")
 _INTERESTING = re.compile(
     r"\[base\] |loaded transformed data point|Hello, |hello from|pod .* is (Pending|Running|"
-    r"Succeeded|Failed)|created pod|deleted pod|Marking task|DagRun Finished|state=|ERROR|"
+    r"Succeeded|Failed)|created pod|deleted pod|new_state=|DagRun Finished|ERROR|error|"
     r"Traceback|Error"
 )
+#: Airflow's structured log line: time, [level], the message padded, [logger], key=value fields.
+_STRUCTURED = re.compile(r"^\S+Z \[(?P<level>\w+)\s*\] (?P<message>.*?)\s+\[[\w.]+\](?P<fields>.*)$")
+_SHOWN_FIELDS = re.compile(r"\b(new_state=\w+)")
+#: aiohttp's report of the clients still open when `airflow dags test` exits (shown with --verbose).
+_AIOHTTP_AT_EXIT = re.compile(
+    r"Unclosed (client session|connector)|^(client_session|connector|connections): "
+)
+
+
+def compact(line: str) -> str | None:
+    """The line as the demo shows it, or None to skip it: a structured line keeps its message
+    (and a state change its new state), without time, logger and request fields."""
+    if _AIOHTTP_AT_EXIT.search(line):
+        return None
+    match = _STRUCTURED.match(line)
+    if match is None:
+        return line if _INTERESTING.search(line) else None
+    message, fields = match["message"], match["fields"]
+    if not _INTERESTING.search(message + fields):
+        return None
+    if message.startswith("DagRun Finished"):
+        dropped = r", (logical_date|run_id|run_start_date|run_end_date|data_interval_\w+)=[^,]*"
+        return re.sub(dropped, "", message).rstrip(", ")
+    state = _SHOWN_FIELDS.search(fields)
+    return f"{message} ({state[1]})" if state else message
 
 
 def example_dags_folder() -> Path:
@@ -135,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             result = airflow(env, "dags", "test", dag_id)
             output = result.stdout + result.stderr
             for line in output.splitlines():
-                if args.verbose or _INTERESTING.search(line):
-                    print(f"  {line}")
+                shown = line if args.verbose else compact(line)
+                if shown is not None:
+                    print(f"  {shown}")
             ok = result.returncode == 0 and "state=failed" not in output
             failures += not ok
             print(f"=== {dag_id}: {'success' if ok else 'FAILED'} in {time.monotonic() - started:.1f}s")
