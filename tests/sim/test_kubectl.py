@@ -197,3 +197,34 @@ async def test_kubectl_create_f_leaves_validation_to_the_server(cluster: SimClus
     rc, _, err = await kubectl(cluster, "create", "-f", "-", stdin=bad.encode())
     assert rc == 1
     assert 'The Pod "p" is invalid: spec.containers: Required value' in err
+
+
+async def test_kpo_async_sim_creates_the_namespaces_it_is_given(tmp_path) -> None:
+    import sys
+
+    kubeconfig = tmp_path / "sim.kubeconfig"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kpo_async.cli", "sim", "--kubeconfig", str(kubeconfig),
+        "--namespace", "airflow-jobs", "--namespace", "team-a",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        printed = [(await asyncio.wait_for(proc.stdout.readline(), 60)).decode() for _ in range(4)]
+        assert printed[0] == f"kubeconfig: {kubeconfig}\n"
+        assert printed[2] == "namespaces: default, airflow, airflow-jobs, team-a\n"
+        assert printed[3] == "Running until Ctrl-C.\n"
+        run = await asyncio.create_subprocess_exec(
+            KUBECTL, "--kubeconfig", str(kubeconfig), "get", "namespaces", "-o", "name",
+            stdout=asyncio.subprocess.PIPE, env={**os.environ, "HOME": str(tmp_path)},
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(run.communicate(), 30)
+        assert sorted(out.decode().split()) == [
+            "namespace/airflow",
+            "namespace/airflow-jobs",
+            "namespace/default",
+            "namespace/team-a",
+        ]
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
