@@ -70,3 +70,15 @@ def test_connection_problems_name_doctors_flags(sim_thread, capsys) -> None:
     assert code == 1
     assert "PROBLEM: Invalid --config-file: kubeconfig '/nonexistent/kubeconfig' does not exist" in err
     assert "pass --conn-id" in err and "kubernetes_conn_id" not in err
+
+
+def test_an_identity_allowed_nothing_in_the_namespace_is_told_to_bind_a_role(capsys) -> None:
+    required = doctor.REQUIRED_PERMISSIONS
+    nothing = frozenset(f"{verb} {resource}{'/' + sub if sub else ''}" for verb, resource, sub, _ in required)
+    with SimCluster(SimConfig(denied=nothing)).in_thread() as cluster:
+        kubeconfig = cluster.kubeconfig_path
+        code, out, err = run_doctor(capsys, "--config-file", kubeconfig, "--namespace", "airflow")
+    assert code == 1
+    assert out.count("[MISSING]") == len(doctor.REQUIRED_PERMISSIONS)
+    assert "PROBLEM: this identity may do nothing in namespace airflow: no Role there is bound to it." in err
+    assert '"RBAC: the least privilege kpo-async needs" in the kpo-async documentation' in out
