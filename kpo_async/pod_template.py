@@ -13,6 +13,12 @@ from kpo_async.k8s_objects import checked_api_dict
 
 _FILE = "pod_template_file"
 _DICT = "pod_template_dict"
+_UNREADABLE = {
+    FileNotFoundError: "does not exist",
+    IsADirectoryError: "is a directory",
+    PermissionError: "is not readable by the worker's user",
+    UnicodeDecodeError: "is not UTF-8 text",
+}
 
 
 def read_pod_template(path: str) -> dict[str, Any]:
@@ -20,21 +26,15 @@ def read_pod_template(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as stream:
             text = stream.read()
-    except FileNotFoundError:
-        problem = f"{path!r} does not exist"
-    except IsADirectoryError:
-        problem = f"{path!r} is a directory"
-    except PermissionError:
-        problem = f"{path!r} is not readable by the worker's user"
-    except UnicodeDecodeError as exc:
-        problem = f"{path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-    except OSError as exc:
-        problem = f"{path!r} cannot be read ({exc.strerror or exc})"
-    else:
-        return parse_pod_template(text, source=path)
-    raise InvalidArgumentError(
-        _FILE, problem, "pass the path of a YAML or JSON Pod manifest that exists on the worker"
-    )
+    except (OSError, UnicodeDecodeError) as exc:
+        known = _UNREADABLE.get(type(exc))
+        problem = known if known and isinstance(exc, OSError) else f"{known or 'cannot be read'} ({exc})"
+        raise InvalidArgumentError(
+            _FILE,
+            f"{path!r} {problem}",
+            "pass the path of a YAML or JSON Pod manifest that exists on the worker",
+        ) from None
+    return parse_pod_template(text, source=path)
 
 
 def parse_pod_template(text: str, *, source: str) -> dict[str, Any]:
