@@ -47,10 +47,6 @@ _API_RESOURCE_KEYS = frozenset({"limits", "requests", "claims"})
 
 _POD_NAME_ARGUMENT = re.compile(r"^[A-Za-z0-9_.-]+$")  # what the official operator accepts for `name`
 
-_IMAGE_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
-_TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
-_DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
-
 
 # --- arguments -----------------------------------------------------------------------------------------
 
@@ -124,9 +120,6 @@ def validate_arguments(args: PodArguments) -> dict[str, Any]:
         _check_image(argument, getattr(args, argument))
     for argument in ("cmds", "arguments", "configmaps"):
         _check_string_list(argument, getattr(args, argument))
-    check_choice("image_pull_policy", args.image_pull_policy, _IMAGE_PULL_POLICIES)
-    check_choice("termination_message_policy", args.termination_message_policy, _TERMINATION_MESSAGE_POLICIES)
-    check_choice("dnspolicy", args.dnspolicy, _DNS_POLICIES)
     _check_seconds("termination_grace_period", args.termination_grace_period, minimum=0)
     _check_seconds("active_deadline_seconds", args.active_deadline_seconds, minimum=1)
     if args.resources is not None and args.container_resources is not None:
@@ -340,27 +333,7 @@ def _resources(argument: str, value: Any) -> dict[str, Any] | None:
                 section, resource = RESOURCE_KEYS[key]
                 result.setdefault(section, {})[resource] = quantity
         value = result
-    data = checked_api_dict(value, "V1ResourceRequirements", argument=argument)
-    for section in ("limits", "requests"):
-        for resource in data.get(section) or {}:
-            _check_resource_name(argument, resource)
-    return data or None
-
-
-#: Resource names the API server knows without a domain prefix.
-_STANDARD_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage", "storage"})
-
-
-def _check_resource_name(argument: str, resource: str) -> None:
-    """A misspelt name (``memroy``) would be rejected by the API server: say so before creating."""
-    if resource in _STANDARD_RESOURCES or resource.startswith("hugepages-") or "/" in resource:
-        return
-    raise InvalidArgumentError(
-        argument,
-        f"{resource!r} is not a resource name the API server accepts",
-        "use cpu, memory, ephemeral-storage, hugepages-<size>, or a domain-prefixed name such as "
-        "nvidia.com/gpu",
-    )
+    return checked_api_dict(value, "V1ResourceRequirements", argument=argument) or None
 
 
 def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]) -> None:
