@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -125,7 +126,7 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
                 "pass kubernetes_conn_id (a connection of type kubernetes), config_file, or in_cluster=True",
             )
         return ClusterConfig(ref, None, None, True, namespace, verify_ssl, "in-cluster", extras, found_conn)
-    current = _loader(kubeconfig, context, source).current_context
+    current = _loader(kubeconfig, context, source).current_context or {}
     namespace = namespace or current["context"].get("namespace")
     return ClusterConfig(
         ref, kubeconfig, current["name"], False, namespace, verify_ssl, source, extras, found_conn
@@ -251,7 +252,7 @@ async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
 async def _read_kubeconfig(path: str, *, argument: str) -> dict[str, Any] | None:
     """The parsed kubeconfig file; None if it does not exist."""
     try:
-        text = await asyncio.to_thread(_read_text, path)
+        text = await asyncio.to_thread(lambda: Path(path).expanduser().read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -261,11 +262,6 @@ async def _read_kubeconfig(path: str, *, argument: str) -> dict[str, Any] | None
             "make it a file readable by the Airflow user",
         ) from None
     return _parse_kubeconfig(text, source=path)
-
-
-def _read_text(path: str) -> str:
-    with open(os.path.expanduser(path), encoding="utf-8") as handle:
-        return handle.read()
 
 
 def _parse_kubeconfig(value: Any, *, source: str) -> dict[str, Any]:
@@ -290,19 +286,15 @@ def _loader(kubeconfig: dict[str, Any], context: str | None, source: str) -> Kub
     except ConfigException as exc:
         names = [entry.get("name") for entry in kubeconfig.get("contexts") or [] if isinstance(entry, dict)]
         context = context or kubeconfig.get("current-context")
-        if not context:
-            problem, argument, fix = f"kubeconfig {source} has no current-context", "cluster_context", ""
-        elif context not in names:
-            problem, argument, fix = (
-                f"context {context!r} is not in kubeconfig {source}",
-                "cluster_context",
-                "",
-            )
-        else:
-            problem, argument = f"kubeconfig from {source} is incomplete ({exc})", "config_file"
-            fix = "point at a complete kubeconfig (kind: Config with clusters, users and contexts)"
+        if context in names:
+            raise InvalidArgumentError(
+                "config_file",
+                f"kubeconfig from {source} is incomplete ({exc})",
+                "point at a complete kubeconfig (kind: Config with clusters, users and contexts)",
+            ) from None
+        problem = f"context {context!r} is not in" if context else "there is no current-context in"
         raise InvalidArgumentError(
-            argument, problem, fix or f"pass cluster_context, one of {names}"
+            "cluster_context", f"{problem} kubeconfig {source}", f"pass cluster_context, one of {names}"
         ) from None
 
 

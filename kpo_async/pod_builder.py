@@ -184,17 +184,13 @@ def _string_map(argument: str, value: Any, none: str | None = "") -> dict[str, A
     if not isinstance(value, Mapping):
         raise InvalidArgumentError(argument, f"expected a dict, got {type(value).__name__}", "pass a dict")
     for key, item in value.items():
-        _check_string_value(argument, key, item)
+        if item is not None and not isinstance(item, str):
+            raise InvalidArgumentError(
+                argument,
+                f"the value of {key!r} is a {type(item).__name__}",
+                f"pass it as a string: str({item!r})",
+            )
     return {key: none if item is None else item for key, item in value.items()}
-
-
-def _check_string_value(argument: str, key: Any, value: Any) -> None:
-    if value is not None and not isinstance(value, str):
-        raise InvalidArgumentError(
-            argument,
-            f"the value of {key!r} is a {type(value).__name__}",
-            f"pass it as a string: str({value!r})",
-        )
 
 
 # --- arguments -> API JSON -----------------------------------------------------------------------------

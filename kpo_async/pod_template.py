@@ -89,12 +89,5 @@ def _checked(data: Any, *, argument: str, source: str) -> dict[str, Any]:
     spec = data.get("spec")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("containers"), list):
         raise InvalidArgumentError(argument, f"{source} has no spec.containers list", fix)
-    for n, container in enumerate(spec["containers"]):
-        if not isinstance(container, Mapping) or not container.get("name"):
-            raise InvalidArgumentError(
-                argument,
-                f"{source}: spec.containers[{n}] has no name",
-                "name it (the base container: 'base')",
-            )
     pod: dict[str, Any] = checked_api_dict(dict(data), "V1Pod", argument=argument, where=source)
     return pod

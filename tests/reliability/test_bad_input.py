@@ -160,7 +160,7 @@ def write(path: Path, text: str) -> str:
         (lambda d: write(d / "empty.yaml", ""), ["is empty"]),
         (
             lambda d: write(d / "noname.yaml", "kind: Pod\nspec:\n  containers:\n    - image: x\n"),
-            ["spec.containers[0] has no name"],
+            ["spec.containers[0]: required field 'name' is missing"],
         ),
     ],
     ids=["missing", "directory", "bad-yaml", "not-a-pod", "a-list", "empty", "unnamed-container"],
