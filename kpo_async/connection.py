@@ -308,15 +308,10 @@ def _base_path(source: str) -> str:
 
 
 def _first(*values: Any) -> Any:
-    for value in values:
-        if value is not None and value != "":
-            return value
-    return None
+    return next((value for value in values if value is not None and value != ""), None)
 
 
 def _as_bool(value: Any) -> bool | None:
     if value is None or value == "":
         return None
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
