@@ -459,10 +459,8 @@ def _reconcile(base: dict[str, Any], client: dict[str, Any], base_container_name
 
 
 def _base_index(containers: list[Any], base_container_name: str) -> int | None:
-    for n, container in enumerate(containers):
-        if container.get("name") == base_container_name:
-            return n
-    return 0 if containers else None
+    named = (n for n, container in enumerate(containers) if container.get("name") == base_container_name)
+    return next(named, 0 if containers else None)
 
 
 def _reconcile_containers(base: list[Any], client: list[Any], base_container_name: str) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -48,12 +49,9 @@ def pod_template_from_dict(d: Mapping[str, Any], source: str = _DICT) -> dict[st
 
 
 def _load(text: str, source: str) -> Any:
-    json_error = None
     if text.lstrip().startswith("{"):
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # JSON may indent with tabs, which YAML refuses
             return json.loads(text)
-        except json.JSONDecodeError as exc:  # may still be YAML flow style; report JSON's error if not
-            json_error = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -61,7 +59,7 @@ def _load(text: str, source: str) -> Any:
             raise InvalidArgumentError(
                 _FILE, f"{source} holds several YAML documents", "keep only the Pod in the file"
             ) from None
-        problem = json_error or _yaml_problem(exc)
+        problem = _yaml_problem(exc)
     raise InvalidArgumentError(
         _FILE, f"{source} is not valid YAML or JSON ({problem})", "correct the syntax at that position"
     )
