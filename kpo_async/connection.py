@@ -240,13 +240,9 @@ async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
             "or remove kubernetes_conn_id to use config_file / the default kubeconfig",
         ) from None
     raw = conn.extra_dejson or {}
-    extras: dict[str, Any] = {}
-    for name in CONNECTION_EXTRAS:
-        # Old connections store extras as extra__kubernetes__<name>; both forms keep working.
-        value = raw.get(name, raw.get(f"extra__kubernetes__{name}"))
-        if value not in (None, ""):
-            extras[name] = value
-    return extras
+    # Old connections store extras as extra__kubernetes__<name>; both forms keep working.
+    extras = {name: raw.get(name, raw.get(f"extra__kubernetes__{name}")) for name in CONNECTION_EXTRAS}
+    return {name: value for name, value in extras.items() if value not in (None, "")}
 
 
 async def _read_kubeconfig(path: str, *, argument: str) -> dict[str, Any] | None:
