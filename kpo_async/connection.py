@@ -17,15 +17,17 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes_asyncio.client import Configuration
+from kubernetes_asyncio.config.config_exception import ConfigException
 from kubernetes_asyncio.config.incluster_config import (
     SERVICE_CERT_FILENAME,
     SERVICE_HOST_ENV_NAME,
-    SERVICE_PORT_ENV_NAME,
     SERVICE_TOKEN_FILENAME,
+    InClusterConfigLoader,
 )
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
@@ -114,37 +116,44 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
             "use exactly one of in_cluster, config_file / the connection's kube_config_path, "
             "or the connection's inline kube_config",
         )
-    if in_cluster:
-        return ClusterConfig(ref, None, None, True, namespace, verify_ssl, "in-cluster", extras, found_conn)
-    if inline:
-        kubeconfig = _parse_kubeconfig(inline, source=f"connection {ref.conn_id!r} extra kube_config")
-        source = f"connection {ref.conn_id!r}"
-    elif config_path:
-        argument = (
-            "config_file" if ref.config_file else f"kubernetes_conn_id ({ref.conn_id!r} kube_config_path)"
-        )
-        kubeconfig = await _read_kubeconfig(str(config_path), argument=argument)
-        source = str(config_path)
-    else:
-        default_path = _default_kubeconfig_path()
-        default_exists = bool(default_path) and await asyncio.to_thread(os.path.exists, str(default_path))
-        if default_path and default_exists:
-            kubeconfig = await _read_kubeconfig(default_path, argument="config_file")
-            source = default_path
-        elif os.environ.get(SERVICE_HOST_ENV_NAME):
-            source = "in-cluster"
-            return ClusterConfig(ref, None, None, True, namespace, verify_ssl, source, extras, found_conn)
-        else:
+    kubeconfig, source = (None, "") if in_cluster else await _find_kubeconfig(ref, config_path, inline)
+    if kubeconfig is None:  # in-cluster: asked for, or no kubeconfig here but a cluster's env vars
+        if not in_cluster and not os.environ.get(SERVICE_HOST_ENV_NAME):
             raise InvalidArgumentError(
                 "kubernetes_conn_id",
                 f"no Kubernetes configuration found on host {socket.gethostname()!r} "
                 "(no connection, no config_file, no ~/.kube/config, not in a cluster)",
                 "pass kubernetes_conn_id (a connection of type kubernetes), config_file, or in_cluster=True",
             )
-    context = _check_context(kubeconfig, context, source)
-    if namespace is None:
-        namespace = _context_namespace(kubeconfig, context)
-    return ClusterConfig(ref, kubeconfig, context, False, namespace, verify_ssl, source, extras, found_conn)
+        return ClusterConfig(ref, None, None, True, namespace, verify_ssl, "in-cluster", extras, found_conn)
+    current = _loader(kubeconfig, context, source).current_context or {}
+    namespace = namespace or current["context"].get("namespace")
+    return ClusterConfig(
+        ref, kubeconfig, current["name"], False, namespace, verify_ssl, source, extras, found_conn
+    )
+
+
+async def _find_kubeconfig(
+    ref: ClusterRef, path: str | None, inline: Any
+) -> tuple[dict[str, Any] | None, str]:
+    """The kubeconfig the connection or task names, else the host's default one (None if absent); and
+    where it came from."""
+    if inline:
+        source = f"connection {ref.conn_id!r}"
+        return _parse_kubeconfig(inline, source=f"{source} extra kube_config"), source
+    if not path:
+        path = _default_kubeconfig_path()
+        return await _read_kubeconfig(path, argument="config_file"), path
+    argument = "config_file" if ref.config_file else f"kubernetes_conn_id ({ref.conn_id!r} kube_config_path)"
+    kubeconfig = await _read_kubeconfig(str(path), argument=argument)
+    if kubeconfig is None:
+        raise InvalidArgumentError(
+            argument,
+            f"kubeconfig {str(path)!r} does not exist on host {socket.gethostname()!r}",
+            "make the file available at that path on every worker and triggerer host, or put the "
+            "kubeconfig inline in a kubernetes connection (extra kube_config) and pass kubernetes_conn_id",
+        )
+    return kubeconfig, str(path)
 
 
 async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.SSLContext]:
@@ -158,11 +167,7 @@ async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.
     if config.in_cluster:
         await asyncio.to_thread(_load_in_cluster, configuration)
     else:
-        loader = KubeConfigLoader(
-            config_dict=config.kubeconfig,
-            active_context=config.context,
-            config_base_path=_base_path(config.source),
-        )
+        loader = _loader(config.kubeconfig or {}, config.context, config.source)
         await asyncio.to_thread(asyncio.run, loader.load_and_set(configuration))
         if "exec" in (loader._user or {}):
             configuration.refresh_api_key_hook = _exec_token_refresher(loader)
@@ -205,19 +210,16 @@ def _exec_token_refresher(loader: KubeConfigLoader) -> Callable[[Configuration],
 
 
 def _load_in_cluster(configuration: Configuration) -> None:
-    host, port = os.environ.get(SERVICE_HOST_ENV_NAME), os.environ.get(SERVICE_PORT_ENV_NAME)
-    if not host or not port or not os.path.exists(SERVICE_TOKEN_FILENAME):
+    try:
+        InClusterConfigLoader(
+            token_filename=SERVICE_TOKEN_FILENAME, cert_filename=SERVICE_CERT_FILENAME
+        ).load_and_set(configuration)
+    except ConfigException as exc:
         raise InvalidArgumentError(
             "in_cluster",
-            "in_cluster=True but this process is not running in a Kubernetes pod "
-            f"({SERVICE_HOST_ENV_NAME} unset or no service-account token)",
+            f"in_cluster=True but this process is not running in a Kubernetes pod ({exc})",
             "run the worker and triggerer in the cluster, or pass kubernetes_conn_id / config_file",
-        )
-    from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
-
-    InClusterConfigLoader(
-        token_filename=SERVICE_TOKEN_FILENAME, cert_filename=SERVICE_CERT_FILENAME
-    ).load_and_set(configuration)
+        ) from None
 
 
 async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
@@ -238,26 +240,18 @@ async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
             "or remove kubernetes_conn_id to use config_file / the default kubeconfig",
         ) from None
     raw = conn.extra_dejson or {}
-    extras: dict[str, Any] = {}
-    for name in CONNECTION_EXTRAS:
-        # Old connections store extras as extra__kubernetes__<name>; both forms keep working.
-        value = raw.get(name, raw.get(f"extra__kubernetes__{name}"))
-        if value not in (None, ""):
-            extras[name] = value
-    return extras
+    # Old connections store extras as extra__kubernetes__<name>; both forms keep working.
+    extras = {name: raw.get(name, raw.get(f"extra__kubernetes__{name}")) for name in CONNECTION_EXTRAS}
+    return {name: value for name, value in extras.items() if value not in (None, "")}
 
 
-async def _read_kubeconfig(path: str, *, argument: str) -> dict[str, Any]:
+async def _read_kubeconfig(path: str, *, argument: str) -> dict[str, Any] | None:
+    """The parsed kubeconfig file; None if it does not exist."""
     try:
-        text = await asyncio.to_thread(_read_text, path)
+        text = await asyncio.to_thread(lambda: Path(path).expanduser().read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InvalidArgumentError(
-            argument,
-            f"kubeconfig {path!r} does not exist on host {socket.gethostname()!r}",
-            "make the file available at that path on every worker and triggerer host, or put the "
-            "kubeconfig inline in a kubernetes connection (extra kube_config) and pass kubernetes_conn_id",
-        ) from None
-    except (PermissionError, IsADirectoryError) as exc:
+        return None
+    except OSError as exc:
         raise InvalidArgumentError(
             argument,
             f"kubeconfig {path!r} cannot be read on host {socket.gethostname()!r}: {exc.strerror}",
@@ -266,61 +260,42 @@ async def _read_kubeconfig(path: str, *, argument: str) -> dict[str, Any]:
     return _parse_kubeconfig(text, source=path)
 
 
-def _read_text(path: str) -> str:
-    with open(os.path.expanduser(path), encoding="utf-8") as handle:
-        return handle.read()
-
-
 def _parse_kubeconfig(value: Any, *, source: str) -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        config = dict(value)
-    else:
-        try:
-            config = yaml.safe_load(value)  # YAML is a superset of JSON: both forms parse
-        except yaml.YAMLError as exc:
-            raise InvalidArgumentError(
-                "config_file",
-                f"kubeconfig from {source} is not valid YAML/JSON ({exc.__class__.__name__})",
-                "fix the kubeconfig syntax (check it with `kubectl config view --kubeconfig FILE`)",
-            ) from None
-    if not isinstance(config, dict) or not config.get("clusters") or not config.get("contexts"):
+    try:  # YAML is a superset of JSON: both forms parse
+        config = dict(value) if isinstance(value, Mapping) else yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        config = exc
+    if not isinstance(config, dict):
+        kind = type(config).__name__
         raise InvalidArgumentError(
             "config_file",
-            f"kubeconfig from {source} has no clusters or contexts",
-            "point at a complete kubeconfig (kind: Config with clusters, users and contexts)",
+            f"kubeconfig from {source} is not valid YAML/JSON of a kubeconfig ({kind})",
+            "fix the kubeconfig syntax (check it with `kubectl config view --kubeconfig FILE`)",
         )
     return config
 
 
-def _check_context(kubeconfig: dict[str, Any], context: str | None, source: str) -> str:
-    names = [c.get("name") for c in kubeconfig.get("contexts") or []]
-    if context is None:
-        context = kubeconfig.get("current-context")
-        if not context:
+def _loader(kubeconfig: dict[str, Any], context: str | None, source: str) -> KubeConfigLoader:
+    """The client's loader on this kubeconfig and context: it checks both (and does no I/O yet)."""
+    try:
+        return KubeConfigLoader(kubeconfig, active_context=context, config_base_path=_base_path(source))
+    except ConfigException as exc:
+        names = [entry.get("name") for entry in kubeconfig.get("contexts") or [] if isinstance(entry, dict)]
+        context = context or kubeconfig.get("current-context")
+        if context in names:
             raise InvalidArgumentError(
-                "cluster_context",
-                f"kubeconfig {source} has no current-context",
-                f"pass cluster_context, one of {names}",
-            )
-    if context not in names:
+                "config_file",
+                f"kubeconfig from {source} is incomplete ({exc})",
+                "point at a complete kubeconfig (kind: Config with clusters, users and contexts)",
+            ) from None
+        problem = f"context {context!r} is not in" if context else "there is no current-context in"
         raise InvalidArgumentError(
-            "cluster_context", f"context {context!r} is not in kubeconfig {source}", f"use one of {names}"
-        )
-    return context
+            "cluster_context", f"{problem} kubeconfig {source}", f"pass cluster_context, one of {names}"
+        ) from None
 
 
-def _context_namespace(kubeconfig: dict[str, Any], context: str) -> str | None:
-    for entry in kubeconfig.get("contexts") or []:
-        if entry.get("name") == context:
-            return (entry.get("context") or {}).get("namespace")
-    return None
-
-
-def _default_kubeconfig_path() -> str | None:
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return env.split(os.pathsep)[0]
-    return os.path.expanduser("~/.kube/config")
+def _default_kubeconfig_path() -> str:
+    return os.path.expanduser((os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0])
 
 
 def _base_path(source: str) -> str:
@@ -329,15 +304,10 @@ def _base_path(source: str) -> str:
 
 
 def _first(*values: Any) -> Any:
-    for value in values:
-        if value is not None and value != "":
-            return value
-    return None
+    return next((value for value in values if value is not None and value != ""), None)
 
 
 def _as_bool(value: Any) -> bool | None:
     if value is None or value == "":
         return None
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)

@@ -53,7 +53,10 @@ class ApiError(KpoAsyncError):
         self.status = status
         self.message = message
         self.headers = headers  # keeps Retry-After for the retry loop
-        super().__init__(f"{what} failed: HTTP {status}: {message}")
+        super().__init__(self.summary())
+
+    def summary(self) -> str:
+        return f"{self.what} failed: HTTP {self.status}: {self.message}"
 
 
 class NotFound(ApiError):
@@ -79,21 +82,22 @@ class Unauthorized(ApiError):
 class Refused(ApiError):
     """403 from an admission check (ResourceQuota, PodSecurity), not from a missing Role rule."""
 
-    def __init__(self, what: str, status: int, message: str, headers: Any = None) -> None:
-        super().__init__(what, status, message, headers)
-        self.args = (f"{what} was refused ({status}): {message}",)
+    def summary(self) -> str:
+        return f"{self.what} was refused ({self.status}): {self.message}"
 
 
 class Forbidden(ApiError, PermissionDeniedError):
     """403 from RBAC: the message names the verb and resource the Role must grant."""
 
     def __init__(self, what: str, verb: str, resource: str, message: str = "") -> None:
-        super().__init__(what, 403, message)
         self.verb = verb
         self.resource = resource
-        self.args = (
-            f"{what} was forbidden (403): the operator's identity needs the {verb!r} verb on "
-            f"{resource} in this namespace. Fix: grant it in the Role (see docs/rbac.md).",
+        super().__init__(what, 403, message)
+
+    def summary(self) -> str:
+        return (
+            f"{self.what} was forbidden (403): the operator's identity needs the {self.verb!r} verb on "
+            f"{self.resource} in this namespace. Fix: grant it in the Role (see docs/rbac.md)."
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -39,30 +39,13 @@ _SCALAR_CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {
 _MODEL_CONFIGURATION = Configuration()
 
 
-@dataclass(frozen=True)
-class _Schema:
-    cls: type
-    types: dict[str, str]  # API key -> openapi type
-    attrs: dict[str, str]  # API key -> python attribute
-    api_keys: dict[str, str]  # python attribute -> API key
-
-
 @cache
-def _schema(type_name: str | None) -> _Schema | None:
+def _model(type_name: str | None) -> tuple[Any, dict[str, tuple[str, str]]] | None:
+    """The ``kubernetes_asyncio`` model class of that name, and its fields: API key -> (attribute, type)."""
     cls = getattr(async_models, type_name, None) if type_name else None
     if cls is None or not hasattr(cls, "openapi_types"):
         return None
-    api_keys = dict(cls.attribute_map)
-    return _Schema(
-        cls=cls,
-        types={api_keys[attr]: kind for attr, kind in cls.openapi_types.items()},
-        attrs={key: attr for attr, key in api_keys.items()},
-        api_keys=api_keys,
-    )
-
-
-def _type_name(model: str | type | None) -> str | None:
-    return model if model is None or isinstance(model, str) else model.__name__
+    return cls, {cls.attribute_map[attr]: (attr, kind) for attr, kind in cls.openapi_types.items()}
 
 
 def is_model(obj: Any) -> bool:
@@ -70,11 +53,12 @@ def is_model(obj: Any) -> bool:
     return not isinstance(obj, type) and hasattr(obj, "openapi_types") and hasattr(obj, "attribute_map")
 
 
-def to_api_dict(obj: Any, model: str | type | None = None) -> Any:
+def to_api_dict(obj: Any, model: str | None = None) -> Any:
     """Return ``obj`` as API JSON: camelCase keys, ``None`` dropped, datetimes as RFC 3339 strings.
 
-    ``model`` (a model class of either client, or its name such as ``"V1Volume"``) is the type ``obj`` is
-    expected to be; it only matters for dicts, whose Python-client-style keys it lets us rename.
+    ``model`` (a model's name such as ``"V1Volume"``, or an openapi type such as ``"list[V1Volume]"``) is
+    the type ``obj`` is expected to be; it only matters for dicts, whose Python-client-style keys it lets
+    us rename.
     Raises ``TypeError`` for values that are not JSON-like, dicts, lists or Kubernetes models.
     """
     if obj is None or isinstance(obj, (str, bool, int, float)):
@@ -89,12 +73,11 @@ def to_api_dict(obj: Any, model: str | type | None = None) -> Any:
             for attr, kind in obj.openapi_types.items()
             if (value := getattr(obj, attr, None)) is not None
         }
-    type_name = _type_name(model)
     if isinstance(obj, (list, tuple)):
-        match = _LIST_TYPE.match(type_name or "")
+        match = _LIST_TYPE.match(model or "")
         return [to_api_dict(item, match[1] if match else None) for item in obj]
     if isinstance(obj, dict):
-        return _dict_to_api(obj, type_name)
+        return _dict_to_api(obj, model)
     raise TypeError(
         f"cannot use a {type(obj).__name__} as Kubernetes API data "
         "(expected a Kubernetes model object, a dict or a list)"
@@ -102,19 +85,15 @@ def to_api_dict(obj: Any, model: str | type | None = None) -> Any:
 
 
 def _dict_to_api(data: dict[str, Any], type_name: str | None) -> dict[str, Any]:
-    match = _DICT_TYPE.match(type_name or "")
-    if match:
+    """A map's values, or a model's fields with their Python-client-style keys renamed, as API JSON."""
+    if match := _DICT_TYPE.match(type_name or ""):
         return {key: to_api_dict(value, match[2]) for key, value in data.items() if value is not None}
-    schema = _schema(type_name)
+    cls, fields = _model(type_name) or (None, {})
     result = {}
     for key, value in data.items():
-        if value is None:
-            continue
-        if schema is None:
-            result[key] = to_api_dict(value)
-            continue
-        api_key = key if key in schema.types else schema.api_keys.get(key, key)
-        result[api_key] = to_api_dict(value, schema.types.get(api_key))
+        if value is not None:
+            api_key = key if key in fields or cls is None else cls.attribute_map.get(key, key)
+            result[api_key] = to_api_dict(value, fields[api_key][1] if api_key in fields else None)
     return result
 
 
@@ -125,14 +104,13 @@ def _rfc3339(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ")
 
 
-def from_api_dict(data: Any, model: str | type, *, unknown: list[str] | None = None) -> Any:
+def from_api_dict(data: Any, model: str, *, unknown: list[str] | None = None) -> Any:
     """Build a ``kubernetes_asyncio`` model (or list/dict of them) from API JSON.
 
     Keys the model does not know are skipped; pass a list as ``unknown`` to collect their paths (with a
     "did you mean" hint). Raises ``ValueError`` naming the path of a value of the wrong shape.
     """
-    type_name = _type_name(model) or "object"
-    return _deserialize(to_api_dict(data, type_name), type_name, "", unknown)
+    return _deserialize(to_api_dict(data, model), model, "", unknown)
 
 
 def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
@@ -145,6 +123,13 @@ def pod_to_dict(pod: Any) -> dict[str, Any]:
     """Return a pod (object of either client, or dict) as API JSON."""
     body: dict[str, Any] = to_api_dict(pod, "V1Pod")
     return body
+
+
+def pod_env(pod: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every ``env`` entry of a pod's (API JSON) init and app containers."""
+    spec = pod.get("spec") or {}
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        yield from container.get("env") or []
 
 
 def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") -> Any:
@@ -181,31 +166,29 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
         return _parse_datetime(data)
     if type_name in _SCALAR_TYPES:
         return _scalar(data, type_name, path)
-    schema = _schema(type_name)
-    if schema is None:
+    model = _model(type_name)
+    if model is None:
         return data
     if not isinstance(data, dict):
         raise ValueError(f"{path or 'value'} must be a mapping ({type_name}), got {type(data).__name__}")
+    cls, fields = model
     kwargs = {}
     for key, value in data.items():
         child = f"{path}.{key}" if path else key
-        if key in schema.attrs:
-            kwargs[schema.attrs[key]] = _deserialize(value, schema.types[key], child, unknown)
+        if key in fields:
+            attr, kind = fields[key]
+            kwargs[attr] = _deserialize(value, kind, child, unknown)
         elif unknown is not None:
-            unknown.append(_unknown_hint(child, key, schema))
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            unknown.append(f"'{child}' (did you mean '{close[0]}'?)" if close else f"'{child}'")
     try:
-        return schema.cls(**kwargs, local_vars_configuration=_MODEL_CONFIGURATION)
+        return cls(**kwargs, local_vars_configuration=_MODEL_CONFIGURATION)
     except ValueError as exc:  # the model's own required-field / enum checks
         missing = _MISSING_FIELD.search(str(exc))
         if missing:
-            field = schema.api_keys.get(missing[1], missing[1])
+            field = cls.attribute_map.get(missing[1], missing[1])
             raise ValueError(f"{path or type_name}: required field '{field}' is missing") from None
         raise ValueError(f"{path or type_name}: {exc}") from None
-
-
-def _unknown_hint(path: str, key: str, schema: _Schema) -> str:
-    close = difflib.get_close_matches(key, list(schema.types), n=1)
-    return f"'{path}' (did you mean '{close[0]}'?)" if close else f"'{path}'"
 
 
 def _scalar(data: Any, type_name: str, path: str) -> Any:

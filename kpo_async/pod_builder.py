@@ -19,7 +19,6 @@ from kpo_async.errors import InvalidArgumentError
 from kpo_async.identity import (
     MANAGED_LABEL,
     POD_NAME_UNSAFE,
-    QUALIFIED_NAME,
     SUFFIX_LENGTH,
     XCOM_MOUNT_PATH,
     XCOM_SIDECAR_NAME,
@@ -46,16 +45,7 @@ RESOURCE_KEYS: dict[str, tuple[str, str]] = {
 }
 _API_RESOURCE_KEYS = frozenset({"limits", "requests", "claims"})
 
-_ANNOTATIONS_MAX_BYTES = 256 * 1024
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _POD_NAME_ARGUMENT = re.compile(r"^[A-Za-z0-9_.-]+$")  # what the official operator accepts for `name`
-_QUANTITY = re.compile(r"^\+?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?$")
-
-_IMAGE_PULL_POLICIES = ("Always", "IfNotPresent", "Never")
-_TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
-_DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 
 
 # --- arguments -----------------------------------------------------------------------------------------
@@ -120,38 +110,23 @@ def validate_arguments(args: PodArguments) -> dict[str, Any]:
     """Raise ``InvalidArgumentError`` for the first unusable argument (call it after template rendering);
     return the pod the arguments describe, as API JSON (only what they set).
 
+    Only what the API server cannot judge (or judges less helpfully) is checked here: the shape of
+    each argument, the official operator's own rules and misspellings. Values such as a label or a
+    quantity are the API server's to judge: its 422 names the field when the pod is created.
     Whether an image is given at all is checked by ``build_pod``: a template may provide it.
     """
-    _validate_scalars(args)
-    return _arguments_layer(args)
-
-
-def _validate_scalars(args: PodArguments) -> None:
     _check_pod_name(args.name)
-    _check_pattern("namespace", args.namespace, _DNS_LABEL, 63, "a DNS-1123 label such as 'data-jobs'")
-    _check_pattern("base_container_name", args.base_container_name, _DNS_LABEL, 63, "a name like 'base'")
-    _check_pattern(
-        "service_account_name", args.service_account_name, _DNS_SUBDOMAIN, 253, "a name like 'airflow-jobs'"
-    )
-    _check_pattern("hostname", args.hostname, _DNS_LABEL, 63, "a DNS-1123 label")
-    _check_pattern("subdomain", args.subdomain, _DNS_LABEL, 63, "a DNS-1123 label")
-    _check_image("image", args.image)
-    _check_image("xcom_sidecar_image", args.xcom_sidecar_image)
-    _check_string_list("cmds", args.cmds)
-    _check_string_list("arguments", args.arguments)
-    _check_string_list("configmaps", args.configmaps)
-    check_choice("image_pull_policy", args.image_pull_policy, _IMAGE_PULL_POLICIES)
-    check_choice("termination_message_policy", args.termination_message_policy, _TERMINATION_MESSAGE_POLICIES)
-    check_choice("dnspolicy", args.dnspolicy, _DNS_POLICIES)
-    _check_int("termination_grace_period", args.termination_grace_period, minimum=0)
-    _check_int("active_deadline_seconds", args.active_deadline_seconds, minimum=1)
-    _check_string_map("labels", args.labels, values_are_labels=True)
-    _check_string_map("node_selector", args.node_selector, values_are_labels=True)
-    _check_string_map("annotations", args.annotations, values_are_labels=False)
+    for argument in ("image", "xcom_sidecar_image"):
+        _check_image(argument, getattr(args, argument))
+    for argument in ("cmds", "arguments", "configmaps"):
+        _check_string_list(argument, getattr(args, argument))
+    _check_seconds("termination_grace_period", args.termination_grace_period, minimum=0)
+    _check_seconds("active_deadline_seconds", args.active_deadline_seconds, minimum=1)
     if args.resources is not None and args.container_resources is not None:
         raise InvalidArgumentError(
             "resources", "both resources and container_resources are given", "pass only one of them"
         )
+    return _arguments_layer(args)
 
 
 def _check_pod_name(name: str | None) -> None:
@@ -168,37 +143,24 @@ def _check_pod_name(name: str | None) -> None:
         raise InvalidArgumentError("name", f"{name!r} has no letter or digit", "use a name like 'my-task'")
 
 
-def _check_pattern(
-    argument: str, value: Any, pattern: re.Pattern[str], max_length: int, example: str
-) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or len(value) > max_length or not pattern.match(value):
-        raise InvalidArgumentError(
-            argument,
-            f"{value!r} is not valid (lowercase letters, digits and '-', at most {max_length} characters, "
-            "starting and ending with a letter or digit)",
-            f"use {example}",
-        )
-
-
 def _check_image(argument: str, value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not value.strip() or any(ch.isspace() for ch in value):
+    # The API server only refuses an empty image; a space would fail later, when the node pulls it.
+    if value is not None and (
+        not isinstance(value, str) or not value.strip() or any(map(str.isspace, value))
+    ):
         raise InvalidArgumentError(
             argument, f"{value!r} is not an image reference", "pass an image such as 'python:3.12-slim'"
         )
 
 
 def _check_string_list(argument: str, value: Any) -> None:
-    if value is None:
-        return
     if isinstance(value, str):
         raise InvalidArgumentError(
             argument, f"got the string {value!r}, expected a list of strings", f"use {argument}=[{value!r}]"
         )
-    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+    if value is not None and (
+        not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value)
+    ):
         raise InvalidArgumentError(argument, f"{value!r} is not a list of strings", "pass a list of strings")
 
 
@@ -207,70 +169,28 @@ def check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> None:
         raise InvalidArgumentError(argument, f"{value!r} is not allowed", f"use one of {', '.join(choices)}")
 
 
-def _check_int(argument: str, value: Any, *, minimum: int) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _check_seconds(argument: str, value: Any, *, minimum: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
         raise InvalidArgumentError(
             argument, f"{value!r} is not a whole number of seconds >= {minimum}", f"pass an int >= {minimum}"
         )
 
 
-def _check_string_map(argument: str, value: Any, *, values_are_labels: bool) -> None:
+def _string_map(argument: str, value: Any, none: str | None = "") -> dict[str, Any]:
+    """A dict of strings (``labels``, ``env_vars`` ...), its None values replaced by ``none`` (the official
+    operator sends a None label as ""). Keys and values are the API server's to judge."""
     if value is None:
-        return
+        return {}
     if not isinstance(value, Mapping):
         raise InvalidArgumentError(argument, f"expected a dict, got {type(value).__name__}", "pass a dict")
     for key, item in value.items():
-        _check_qualified_key(argument, key)
-        if values_are_labels:
-            _check_label_value(argument, key, item)
-        else:
-            _check_string_value(argument, key, item)
-    if not values_are_labels:
-        size = sum(len(key.encode()) + len(item.encode()) for key, item in value.items())
-        if size > _ANNOTATIONS_MAX_BYTES:
+        if item is not None and not isinstance(item, str):
             raise InvalidArgumentError(
-                argument, f"they total {size} bytes, over the 256 KiB limit", "store large data elsewhere"
+                argument,
+                f"the value of {key!r} is a {type(item).__name__}",
+                f"pass it as a string: str({item!r})",
             )
-
-
-def _check_qualified_key(argument: str, key: Any) -> None:
-    prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
-    ok = (
-        bool(name)
-        and len(name) <= 63
-        and QUALIFIED_NAME.match(name) is not None
-        and (not prefix or (len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix) is not None))
-    )
-    if not ok:
-        raise InvalidArgumentError(
-            argument,
-            f"the key {key!r} is not a valid Kubernetes key",
-            "use an optional DNS-subdomain prefix and '/', then a name of at most 63 letters, digits, "
-            "'-', '_' or '.', starting and ending with a letter or digit (e.g. 'example.com/team')",
-        )
-
-
-def _check_label_value(argument: str, key: str, value: Any) -> None:
-    if value is None:  # the official operator turns None into an empty value
-        return
-    _check_string_value(argument, key, value)
-    if value and (len(value) > 63 or not QUALIFIED_NAME.match(value)):
-        raise InvalidArgumentError(
-            argument,
-            f"the value {value!r} of {key!r} is not a valid label value",
-            "use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
-        )
-
-
-def _check_string_value(argument: str, key: Any, value: Any) -> None:
-    if not isinstance(value, str):
-        raise InvalidArgumentError(
-            argument,
-            f"the value of {key!r} is a {type(value).__name__}",
-            f"pass it as a string: str({value!r})",
-        )
+    return {key: none if item is None else item for key, item in value.items()}
 
 
 # --- arguments -> API JSON -----------------------------------------------------------------------------
@@ -286,7 +206,7 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
             "args": list(args.arguments or []),
             "env": _env(args),
             "envFrom": _env_from(args),
-            "ports": _ports(args.ports),
+            "ports": _objects("ports", args.ports, "V1ContainerPort"),
             "volumeMounts": _objects("volume_mounts", args.volume_mounts, "V1VolumeMount"),
             "resources": _resources("resources", args.resources)
             or _resources("container_resources", args.container_resources),
@@ -315,7 +235,7 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
             "schedulerName": args.schedulername,
             "priorityClassName": args.priority_class_name,
             "runtimeClassName": args.runtime_class_name,
-            "nodeSelector": _label_map(args.node_selector),
+            "nodeSelector": _string_map("node_selector", args.node_selector),
             "affinity": _object("affinity", args.affinity, "V1Affinity"),
             "tolerations": _objects("tolerations", args.tolerations, "V1Toleration"),
             "activeDeadlineSeconds": args.active_deadline_seconds,
@@ -327,16 +247,11 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
         {
             "name": args.name,
             "namespace": args.namespace,
-            "labels": _label_map(args.labels),
-            "annotations": dict(args.annotations or {}),
+            "labels": _string_map("labels", args.labels),
+            "annotations": _string_map("annotations", args.annotations),
         }
     )
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
-
-
-def _label_map(value: Mapping[str, Any] | None) -> dict[str, str]:
-    # The official operator sends a None label value as an empty one.
-    return {key: "" if item is None else item for key, item in (value or {}).items()}
 
 
 def _set_only(fields: dict[str, Any]) -> dict[str, Any]:
@@ -369,7 +284,9 @@ def _objects(argument: str, values: Any, model: str) -> list[Any]:
 def _env(args: PodArguments) -> list[Any]:
     env_vars = args.env_vars
     if isinstance(env_vars, Mapping):
-        env = [_env_var(name, value) for name, value in env_vars.items()]
+        env = [
+            {"name": name, "value": value} for name, value in _string_map("env_vars", env_vars, None).items()
+        ]
     elif env_vars is None or isinstance(env_vars, (list, tuple)):
         env = _objects("env_vars", env_vars, "V1EnvVar")
     else:
@@ -378,39 +295,12 @@ def _env(args: PodArguments) -> list[Any]:
             f"expected a dict or a list of k8s.V1EnvVar, got {type(env_vars).__name__}",
             "pass a dict",
         )
-    for item in env:
-        _check_env_name(item.get("name"))
     return env + _objects("pod_runtime_info_envs", args.pod_runtime_info_envs, "V1EnvVar")
-
-
-def _env_var(name: Any, value: Any) -> dict[str, Any]:
-    if value is not None:
-        _check_string_value("env_vars", name, value)
-    return {"name": name} if value is None else {"name": name, "value": value}
-
-
-def _check_env_name(name: Any) -> None:
-    # Kubernetes >= 1.34 accepts any printable ASCII except '='; older clusters are stricter.
-    if not isinstance(name, str) or not name or "=" in name or not all(" " <= ch <= "~" for ch in name):
-        raise InvalidArgumentError(
-            "env_vars", f"{name!r} is not a valid environment variable name", "use a name like 'MY_VAR'"
-        )
 
 
 def _env_from(args: PodArguments) -> list[Any]:
     config_maps = [{"configMapRef": {"name": name}} for name in args.configmaps or []]
     return _objects("env_from", args.env_from, "V1EnvFromSource") + config_maps
-
-
-def _ports(ports: Any) -> list[Any]:
-    result = _objects("ports", ports, "V1ContainerPort")
-    for port in result:
-        number = port.get("containerPort")
-        if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536:
-            raise InvalidArgumentError(
-                "ports", f"containerPort {number!r} is not a port number", "use an int from 1 to 65535"
-            )
-    return result
 
 
 def _image_pull_secrets(value: Any) -> list[Any]:
@@ -439,40 +329,7 @@ def _resources(argument: str, value: Any) -> dict[str, Any] | None:
                 section, resource = RESOURCE_KEYS[key]
                 result.setdefault(section, {})[resource] = quantity
         value = result
-    data = checked_api_dict(value, "V1ResourceRequirements", argument=argument)
-    for section in ("limits", "requests"):
-        for resource, quantity in (data.get(section) or {}).items():
-            _check_resource_name(argument, resource)
-            data[section][resource] = _quantity(argument, resource, quantity)
-    return data or None
-
-
-#: Resource names the API server knows without a domain prefix.
-_STANDARD_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage", "storage"})
-
-
-def _check_resource_name(argument: str, resource: str) -> None:
-    """A misspelt name (``memroy``) would be rejected by the API server: say so before creating."""
-    if resource in _STANDARD_RESOURCES or resource.startswith("hugepages-") or "/" in resource:
-        return
-    raise InvalidArgumentError(
-        argument,
-        f"{resource!r} is not a resource name the API server accepts",
-        "use cpu, memory, ephemeral-storage, hugepages-<size>, or a domain-prefixed name such as "
-        "nvidia.com/gpu",
-    )
-
-
-def _quantity(argument: str, resource: str, quantity: Any) -> str:
-    if isinstance(quantity, (int, float)) and not isinstance(quantity, bool):
-        quantity = str(quantity)
-    if not isinstance(quantity, str) or not _QUANTITY.match(quantity):
-        raise InvalidArgumentError(
-            argument,
-            f"{quantity!r} is not a Kubernetes quantity for {resource}",
-            "use a number with an optional suffix, such as '500m', '2', '512Mi' or '1Gi'",
-        )
-    return quantity
+    return checked_api_dict(value, "V1ResourceRequirements", argument=argument) or None
 
 
 def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -602,10 +459,8 @@ def _reconcile(base: dict[str, Any], client: dict[str, Any], base_container_name
 
 
 def _base_index(containers: list[Any], base_container_name: str) -> int | None:
-    for n, container in enumerate(containers):
-        if container.get("name") == base_container_name:
-            return n
-    return 0 if containers else None
+    named = (n for n, container in enumerate(containers) if container.get("name") == base_container_name)
+    return next(named, 0 if containers else None)
 
 
 def _reconcile_containers(base: list[Any], client: list[Any], base_container_name: str) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +14,12 @@ from kpo_async.k8s_objects import checked_api_dict
 
 _FILE = "pod_template_file"
 _DICT = "pod_template_dict"
+_UNREADABLE = {
+    FileNotFoundError: "does not exist",
+    IsADirectoryError: "is a directory",
+    PermissionError: "is not readable by the worker's user",
+    UnicodeDecodeError: "is not UTF-8 text",
+}
 
 
 def read_pod_template(path: str) -> dict[str, Any]:
@@ -20,21 +27,15 @@ def read_pod_template(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as stream:
             text = stream.read()
-    except FileNotFoundError:
-        problem = f"{path!r} does not exist"
-    except IsADirectoryError:
-        problem = f"{path!r} is a directory"
-    except PermissionError:
-        problem = f"{path!r} is not readable by the worker's user"
-    except UnicodeDecodeError as exc:
-        problem = f"{path!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-    except OSError as exc:
-        problem = f"{path!r} cannot be read ({exc.strerror or exc})"
-    else:
-        return parse_pod_template(text, source=path)
-    raise InvalidArgumentError(
-        _FILE, problem, "pass the path of a YAML or JSON Pod manifest that exists on the worker"
-    )
+    except (OSError, UnicodeDecodeError) as exc:
+        known = _UNREADABLE.get(type(exc))
+        problem = known if known and isinstance(exc, OSError) else f"{known or 'cannot be read'} ({exc})"
+        raise InvalidArgumentError(
+            _FILE,
+            f"{path!r} {problem}",
+            "pass the path of a YAML or JSON Pod manifest that exists on the worker",
+        ) from None
+    return parse_pod_template(text, source=path)
 
 
 def parse_pod_template(text: str, *, source: str) -> dict[str, Any]:
@@ -48,12 +49,9 @@ def pod_template_from_dict(d: Mapping[str, Any], source: str = _DICT) -> dict[st
 
 
 def _load(text: str, source: str) -> Any:
-    json_error = None
     if text.lstrip().startswith("{"):
-        try:
+        with contextlib.suppress(json.JSONDecodeError):  # JSON may indent with tabs, which YAML refuses
             return json.loads(text)
-        except json.JSONDecodeError as exc:  # may still be YAML flow style; report JSON's error if not
-            json_error = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -61,7 +59,7 @@ def _load(text: str, source: str) -> Any:
             raise InvalidArgumentError(
                 _FILE, f"{source} holds several YAML documents", "keep only the Pod in the file"
             ) from None
-        problem = json_error or _yaml_problem(exc)
+        problem = _yaml_problem(exc)
     raise InvalidArgumentError(
         _FILE, f"{source} is not valid YAML or JSON ({problem})", "correct the syntax at that position"
     )
@@ -89,12 +87,5 @@ def _checked(data: Any, *, argument: str, source: str) -> dict[str, Any]:
     spec = data.get("spec")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("containers"), list):
         raise InvalidArgumentError(argument, f"{source} has no spec.containers list", fix)
-    for n, container in enumerate(spec["containers"]):
-        if not isinstance(container, Mapping) or not container.get("name"):
-            raise InvalidArgumentError(
-                argument,
-                f"{source}: spec.containers[{n}] has no name",
-                "name it (the base container: 'base')",
-            )
     pod: dict[str, Any] = checked_api_dict(dict(data), "V1Pod", argument=argument, where=source)
     return pod

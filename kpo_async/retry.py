@@ -44,20 +44,13 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def backoff_delay(exc: BaseException | None, attempt: int, backoff: Backoff = DEFAULT_BACKOFF) -> float:
-    """The jittered delay before retry `attempt`, never shorter than the server's Retry-After."""
-    delay = backoff.delay(attempt)
-    hinted = retry_after_seconds(exc) if exc is not None else None
-    return max(delay, min(hinted, backoff.cap)) if hinted is not None else delay
-
-
-def retry_after_seconds(exc: BaseException) -> float | None:
-    """The server's Retry-After (seconds form) on a 429/503, if any."""
-    headers = getattr(exc, "headers", None) or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    """The jittered delay before retry `attempt`, never shorter than the server's Retry-After (in
+    seconds, on a 429/503)."""
+    delay, headers = backoff.delay(attempt), getattr(exc, "headers", None)
     try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+        return max(delay, min(float(headers["Retry-After"]), backoff.cap))  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):  # no headers, no Retry-After, or an HTTP date
+        return delay
 
 
 async def with_retries(

@@ -56,22 +56,10 @@ def assert_cause_and_fix(error: BaseException, *cause: str) -> None:
     ("kwargs", "argument", "cause"),
     [
         ({"name": "Not_A_Valid_Name!"}, "name", ["'Not_A_Valid_Name!'", "not a usable pod name"]),
-        ({"labels": {"bad key!": "v"}}, "labels", ["'bad key!'", "not a valid Kubernetes key"]),
-        ({"labels": {"team": "data eng"}}, "labels", ["'data eng'", "'team'", "not a valid label value"]),
-        ({"labels": {"team": "x" * 64}}, "labels", ["not a valid label value"]),
+        ({"labels": {"team": 3}}, "labels", ["'team'", "str(3)"]),
         ({"container_resources": {"limit_cpuu": "1"}}, "container_resources", ["unknown key 'limit_cpuu'"]),
-        ({"container_resources": {"limits": {"cpu": "lots"}}}, "container_resources", ["'lots'", "cpu"]),
-        ({"namespace": "Bad_Namespace"}, "namespace", ["'Bad_Namespace'"]),
     ],
-    ids=[
-        "pod-name",
-        "label-key",
-        "label-value",
-        "label-too-long",
-        "resources-key",
-        "resources-quantity",
-        "namespace-syntax",
-    ],
+    ids=["pod-name", "label-type", "resources-key"],
 )
 def test_invalid_arguments_fail_before_any_request(sim, kwargs: dict[str, Any], argument: str, cause) -> None:
     task_id = f"bad-{argument.replace('_', '-')}"
@@ -81,11 +69,73 @@ def test_invalid_arguments_fail_before_any_request(sim, kwargs: dict[str, Any], 
     assert_cause_and_fix(error, f"Invalid {argument}", *cause)
 
 
-def test_a_misspelled_resource_name_inside_limits_is_rejected(sim, cleanup_pods) -> None:
-    cleanup_pods.append("typo-limits")
-    op = make_operator(sim, "typo-limits", container_resources={"limits": {"memroy": "1Gi"}})
-    error = fails_before_touching_the_cluster(sim, op)
-    assert_cause_and_fix(error, "memroy")
+# Gaps of the embedded cluster: kube-apiserver refuses these values with a 422 naming the field.
+SIM_GAP = pytest.mark.xfail(strict=True, reason="the embedded cluster does not validate this field yet")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "cause"),
+    [
+        ({"labels": {"bad key!": "v"}}, ["metadata.labels", "bad key!"]),
+        ({"labels": {"team": "data eng"}}, ["metadata.labels", "data eng"]),
+        ({"labels": {"team": "x" * 64}}, ["metadata.labels", "must be no more than 63 characters"]),
+        ({"labels": {"Bad_Prefix/app": "v"}}, ["metadata.labels", "Bad_Prefix/app"]),
+        ({"annotations": {"-bad": "v"}}, ["metadata.annotations", "-bad"]),
+        ({"container_resources": {"limits": {"cpu": "lots"}}}, ["resources.limits[cpu]", "lots"]),
+        ({"container_resources": {"limits": {"cpu": "1 core"}}}, ["resources.limits[cpu]", "1 core"]),
+        ({"resources": {"limit_cpu": "-1"}}, ["resources.limits[cpu]", "greater than or equal to 0"]),
+        ({"resources": {"limit_cpu": True}}, ["resources.limits[cpu]", "true"]),
+        ({"env_vars": {"A=B": "1"}}, ["env[0].name", "A=B"]),
+        ({"env_vars": {"": "1"}}, ["env[0].name", "Required value"]),
+        ({"base_container_name": "Base"}, ["spec.containers[0].name", "Base"]),
+        ({"image_pull_policy": "Sometimes"}, ["imagePullPolicy", "Sometimes", "IfNotPresent"]),
+        ({"namespace": "Bad_Namespace"}, ["Bad_Namespace", "not found"]),
+        ({"namespace": "x" * 64}, ["x" * 64, "not found"]),
+        pytest.param({"node_selector": {"disk": "s s d"}}, ["spec.nodeSelector", "s s d"], marks=SIM_GAP),
+        pytest.param({"ports": [{"containerPort": 70000}]}, ["ports[0].containerPort"], marks=SIM_GAP),
+        pytest.param({"service_account_name": "Bad_SA"}, ["spec.serviceAccountName"], marks=SIM_GAP),
+        pytest.param({"hostname": "Host_1"}, ["spec.hostname", "Host_1"], marks=SIM_GAP),
+        pytest.param({"termination_message_policy": "Stdout"}, ["terminationMessagePolicy"], marks=SIM_GAP),
+        pytest.param({"dnspolicy": "Cluster"}, ["spec.dnsPolicy", "ClusterFirst"], marks=SIM_GAP),
+        pytest.param({"container_resources": {"limits": {"memroy": "1Gi"}}}, ["memroy"], marks=SIM_GAP),
+    ],
+    ids=[
+        "label-key",
+        "label-value",
+        "label-too-long",
+        "label-prefix",
+        "annotation-key",
+        "quantity",
+        "quantity-with-space",
+        "quantity-negative",
+        "quantity-bool",
+        "env-name",
+        "env-name-empty",
+        "container-name",
+        "pull-policy",
+        "namespace-syntax",
+        "namespace-too-long",
+        "node-selector",
+        "container-port",
+        "service-account",
+        "hostname",
+        "termination-message-policy",
+        "dns-policy",
+        "resource-name",
+    ],
+)
+def test_values_the_api_server_refuses_fail_at_submit_and_leave_no_pod(
+    sim, cleanup_pods, request: pytest.FixtureRequest, kwargs: dict[str, Any], cause: list[str]
+) -> None:
+    """Label, quantity, name and env syntax are the API server's to judge: its 422 names the field."""
+    name = f"refused-{request.node.callspec.id}"
+    cleanup_pods.append(name)  # for the embedded cluster's gaps (xfail), which create the pod
+    op = make_operator(sim, name, **kwargs)
+    with pytest.raises(InvalidArgumentError) as info:
+        op.execute(context_for(FakeTI(op.task_id)))
+    assert_cause_and_fix(info.value, *cause)
+    assert live_pods(sim, name) == []
+    assert live_pods(sim, name, namespace=kwargs.get("namespace", "default")) == []
 
 
 def write(path: Path, text: str) -> str:
@@ -110,7 +160,7 @@ def write(path: Path, text: str) -> str:
         (lambda d: write(d / "empty.yaml", ""), ["is empty"]),
         (
             lambda d: write(d / "noname.yaml", "kind: Pod\nspec:\n  containers:\n    - image: x\n"),
-            ["spec.containers[0] has no name"],
+            ["spec.containers[0]: required field 'name' is missing"],
         ),
     ],
     ids=["missing", "directory", "bad-yaml", "not-a-pod", "a-list", "empty", "unnamed-container"],

@@ -127,3 +127,22 @@ async def test_default_connection_id_may_be_absent(
     monkeypatch.setenv("KUBECONFIG", str(config_path))
     config = await resolve_cluster(ClusterRef(conn_id="kubernetes_default"))
     assert config.source == str(config_path)
+
+
+async def test_in_cluster_outside_a_pod_names_the_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client's in-cluster loader checks the service env vars and token; we name the argument."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    config = await resolve_cluster(ClusterRef(in_cluster=True))
+    with pytest.raises(InvalidArgumentError) as info:
+        await load_configuration(config)
+    assert info.value.argument == "in_cluster"
+    assert "not running in a Kubernetes pod (Service host/port is not set.)" in str(info.value)
+
+
+async def test_an_incomplete_kubeconfig_names_what_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "no-clusters"
+    path.write_text(yaml.safe_dump({**kubeconfig(), "clusters": []}))
+    with pytest.raises(InvalidArgumentError) as info:
+        await resolve_cluster(ClusterRef(config_file=str(path)))
+    assert info.value.argument == "config_file"
+    assert "is incomplete" in str(info.value) and "clusters" in str(info.value)

@@ -5,7 +5,9 @@ pyproject.toml is raised.
 - `clients._RestClient` / `clients._ApiClient` skip their parents' ``__init__`` (which would build
   an SSL context on the event loop) and set the parents' attributes themselves;
 - `connection.load_configuration` reads ``KubeConfigLoader._user`` and drives the exec plugin
-  through ``exec_plugin_expiry`` / ``load_from_exec_plugin`` / ``token``;
+  through ``exec_plugin_expiry`` / ``load_from_exec_plugin`` / ``token``; `connection._loader` lets
+  the ``KubeConfigLoader`` constructor check the context (``ConfigException``) and reads its
+  ``current_context`` (covered by tests/unit/test_connection.py);
 - `Configuration.refresh_api_key_hook` and ``get_api_key_with_prefix`` carry the refreshed token;
 - and one asyncio internal: `clients.limit_tls_read_buffer` caps
   ``asyncio.sslproto.SSLProtocol.max_size``, the size of the buffer each TLS connection allocates.

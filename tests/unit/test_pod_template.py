@@ -110,7 +110,7 @@ def test_pod_template_from_dict() -> None:
         ("- a\n- b\n", "holds a list"),
         ("kind: Deployment\nspec: {}\n", "is a Deployment, not a Pod"),
         ("kind: Pod\nmetadata: {name: x}\n", "has no spec.containers"),
-        ("spec:\n  containers:\n    - image: x\n", "spec.containers[0] has no name"),
+        ("spec:\n  containers:\n    - image: x\n", "spec.containers[0]: required field 'name' is missing"),
         ("spec:\n  containers: [{name: base}]\n---\nkind: Pod\n", "several YAML documents"),
         ("spec:\n  containers: [{name: base\n", "line 3"),
         ('{"spec": {"containers": [}}', "line 1, column 26"),
