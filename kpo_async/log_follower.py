@@ -208,7 +208,7 @@ class PodLogs:
             *(c for c in state.init_containers if _wants(init_containers, c.name)),
             *(c for c in state.containers if _wants(containers, c.name)),
         ]:
-            if container.name in self.followers or container.state not in ("running", "terminated"):
+            if container.name in self.followers or not container.running_or_done:
                 waiting = waiting or container.name not in self.followers
                 continue
             await self._prepare(state)

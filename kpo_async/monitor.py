@@ -9,7 +9,6 @@ collected by `XComCollector` on success. The result is a `PodOutcome`.
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import replace
 from typing import Any
@@ -26,12 +25,6 @@ from kpo_async.retry import describe
 from kpo_async.trigger_settings import MonitorSettings
 from kpo_async.watch import Subscription, shared_watcher, watch_refused
 from kpo_async.xcom import XComCollector
-
-
-class Stage(enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    ENDED = "ended"
 
 
 class PodMonitor:
@@ -51,7 +44,8 @@ class PodMonitor:
         self.pod_name = pod_name
         self.settings = settings
         self.log = logger
-        self.stage = Stage.STARTING
+        #: Past STARTING: the base container ran (RUNNING until it ends).
+        self.started = False
         self.logs = PodLogs(
             client,
             namespace,
@@ -80,8 +74,7 @@ class PodMonitor:
                 await self.callbacks.load()
             outcome, state = None, None
             while outcome is None:
-                starting = self.stage is Stage.STARTING
-                deadline = self._start_deadline(state)[0] if starting else self.settings.execution_deadline
+                deadline = self.settings.execution_deadline if self.started else self._start_deadline(state)[0]
                 state = await self._next_state(deadline)
                 if state is not None:
                     self._report_progress(state)
@@ -99,7 +92,7 @@ class PodMonitor:
     async def _step(self, state: PodState | None) -> PodOutcome | None:
         """Act on the pod's latest state: move to the next stage, or the outcome when it ends."""
         pod = self._pod_ref
-        if self.stage is Stage.STARTING:
+        if not self.started:
             if state is None:
                 why = f"pod {pod} was deleted or never created before it started; see the pod's events"
                 return self._outcome(Status.ERROR, None, None, why)
@@ -107,7 +100,6 @@ class PodMonitor:
                 return await self._startup_problem(state)
             await self._begin_running(state)
         if state is not None and state.ended(self.settings.base_container_name):
-            self.stage = Stage.ENDED
             await self.logs.finish()
             return await self._complete(state)
         if state is None or state.deleting:
@@ -122,7 +114,7 @@ class PodMonitor:
         return None
 
     async def _begin_running(self, state: PodState) -> None:
-        self.stage = Stage.RUNNING
+        self.started = True
         if self.callbacks is not None:
             self.callbacks.client = self.client.core
             self.callbacks.pod = to_v1pod(
@@ -236,17 +228,15 @@ class PodMonitor:
     # -- progress reports -------------------------------------------------------------------------
     def _report_progress(self, state: PodState) -> None:
         if state.phase != self._seen_phase:
-            self.log.info(f"pod {self._pod_ref} is {state.phase}")
+            self.log.info("pod %s is %s", self._pod_ref, state.phase)
             self._seen_phase = state.phase
         for container in (*state.init_containers, *state.containers):
             key = f"{container.name}:{container.state}:{container.reason}"
             if container.state == "waiting" and container.reason and self._first_time(key):
-                self.log.info(
-                    f"container {container.name} waiting: {container.reason}"
-                    f"{': ' + container.message if container.message else ''}"
-                )
+                detail = f": {container.message}" if container.message else ""
+                self.log.info("container %s waiting: %s%s", container.name, container.reason, detail)
         if state.unschedulable_message and self._first_time(f"unsched:{state.unschedulable_message}"):
-            self.log.info(f"pod {self._pod_ref} cannot be scheduled yet: {state.unschedulable_message}")
+            self.log.info("pod %s cannot be scheduled yet: %s", self._pod_ref, state.unschedulable_message)
 
     def _first_time(self, key: str) -> bool:
         """Whether `key` (a waiting reason, an event ...) is new; remember it."""
@@ -261,7 +251,7 @@ class PodMonitor:
             return
         self._events_read_at = now
         for line in await self._event_lines(new_only=True):
-            self.log.info(f"pod {self._pod_ref} event: {line}")
+            self.log.info("pod %s event: %s", self._pod_ref, line)
 
     async def _event_lines(self, *, new_only: bool = False) -> list[str]:
         try:

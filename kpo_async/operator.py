@@ -550,7 +550,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             client,
             trigger.namespace,
             trigger.pod_name,
-            trigger.monitor_settings(),
+            trigger.settings,
             log_cursor=None,
             logger=self.log,
             formatter=self.log_formatter,

@@ -41,7 +41,7 @@ def test_serialize_round_trip_keeps_every_argument() -> None:
     stored = json.loads(json.dumps(kwargs))  # what the metadata DB keeps
     recreated = PodTrigger(**stored)
     assert recreated.serialize() == (classpath, kwargs)
-    assert recreated.monitor_settings() == original.monitor_settings()
+    assert recreated.settings == original.settings
 
 
 PLUGIN = """
