@@ -46,16 +46,9 @@ class PodMonitor:
         self.log = logger
         #: Past STARTING: the base container ran (RUNNING until it ends).
         self.started = False
+        state = self._latest_state
         self.logs = PodLogs(
-            client,
-            namespace,
-            pod_name,
-            settings.base_container_name,
-            log_cursor,
-            logger=logger,
-            state=self._latest_state,
-            settings=settings,
-            formatter=formatter,
+            client, namespace, pod_name, settings, log_cursor, logger=logger, state=state, formatter=formatter
         )
         self.callbacks = TriggerCallbacks(settings.callbacks, logger) if settings.callbacks else None
         if self.callbacks is not None:
@@ -74,7 +67,9 @@ class PodMonitor:
                 await self.callbacks.load()
             outcome, state = None, None
             while outcome is None:
-                deadline = self.settings.execution_deadline if self.started else self._start_deadline(state)[0]
+                deadline = (
+                    self.settings.execution_deadline if self.started else self._start_deadline(state)[0]
+                )
                 state = await self._next_state(deadline)
                 if state is not None:
                     self._report_progress(state)
@@ -279,17 +274,8 @@ class PodMonitor:
         exit_code: int | None = None,
         xcom: Any = None,
     ) -> PodOutcome:
-        return PodOutcome(
-            status=status,
-            namespace=self.namespace,
-            pod_name=self.pod_name,
-            pod_uid=state.uid if state else None,
-            phase=state.phase if state else None,
-            exit_code=exit_code,
-            reason=reason,
-            message=message,
-            xcom=xcom,
-        )
+        uid, phase = (state.uid, state.phase) if state else (None, None)
+        return PodOutcome(status, self.namespace, self.pod_name, uid, phase, exit_code, reason, message, xcom)
 
 
 def _passed(deadline: float | None) -> bool:

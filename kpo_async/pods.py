@@ -5,6 +5,7 @@ Every call goes through `kpo_async.api` (typed errors, bounded retries; a 403 na
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes_asyncio.client import V1Pod
@@ -116,9 +117,11 @@ async def patch_metadata(
     return True
 
 
-async def mark_finalized(client: ClusterClient, namespace: str, name: str) -> None:
-    """Label a kept pod as consumed so that no later try adopts it."""
-    await patch_metadata(client, namespace, name, what="labelling", labels={FINALIZED_LABEL: "true"})
+def container_env(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The env entries (API JSON) of every init and main container of `pod`."""
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return [env for container in containers for env in container.get("env") or []]
 
 
 async def pod_events(client: ClusterClient, namespace: str, name: str) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ async def read_xcom(client: ClusterClient, namespace: str, pod: str, logger: Any
     )
     if result.exit_code == 0 and result.stdout.strip() == NO_RESULT.encode():
         if logger is not None:
-            logger.warning(f"do_xcom_push=True but {XCOM_RETURN_FILE} is missing or empty: the XCom is None")
+            logger.warning("do_xcom_push=True but %s is missing or empty: the XCom is None", XCOM_RETURN_FILE)
         return None
     if result.exit_code != 0:
         reason = result.stderr.decode("utf-8", "replace").strip() or f"exit code {result.exit_code}"
@@ -120,7 +120,7 @@ class XComCollector:
             try:
                 return await self.collect(state)
             except Exception as exc:
-                self.log.warning(f"could not read the XCom of failed pod {self._pod_ref}: {describe(exc)}")
+                self.log.warning("could not read the XCom of failed pod %s: %s", self._pod_ref, describe(exc))
         await self.stop_sidecar_quietly(state)
         return None
 
@@ -131,7 +131,7 @@ class XComCollector:
         try:
             await stop_sidecar(self.client, self.namespace, self.pod_name)
         except Exception as exc:
-            self.log.warning(f"could not stop the XCom sidecar of {self._pod_ref}: {describe(exc)}")
+            self.log.warning("could not stop the XCom sidecar of %s: %s", self._pod_ref, describe(exc))
 
     async def _wait_for_sidecar(self, state: PodState | None) -> None:
         """A base container can finish before the sidecar has even started: wait for it to run."""

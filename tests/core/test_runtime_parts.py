@@ -239,8 +239,9 @@ async def test_pod_logs_read_everything_once_and_checkpoint(client: ClusterClien
     state = await wait_until(client, "chatty", lambda s: s.finished)
 
     async def read_all(logger: Lines) -> PodLogs:
-        logs = PodLogs(client, "default", "chatty", "base", None, logger=logger, state=lambda: state)
-        logs.requested = ("base", None)
+        logs = PodLogs(
+            client, "default", "chatty", MonitorSettings(), None, logger=logger, state=lambda: state
+        )
         await logs.update(state)
         await logs.finish()
         await logs.stop()
@@ -268,10 +269,10 @@ async def test_pod_logs_follow_a_running_container(client: ClusterClient) -> Non
     state = await wait_until(client, "streaming", lambda s: s.started("base"))
     subscription = shared_watcher(client, "default").subscribe("streaming")
     logger = Lines()
+    settings = MonitorSettings()
     logs = PodLogs(
-        client, "default", "streaming", "base", None, logger=logger, state=lambda: subscription.state
+        client, "default", "streaming", settings, None, logger=logger, state=lambda: subscription.state
     )
-    logs.requested = ("base", None)
     try:
         await logs.update(state)
         await wait_until(client, "streaming", lambda s: s.finished)
@@ -294,8 +295,7 @@ async def test_lines_held_under_load_are_written_before_the_cursor_is_recorded(
     )
     state = await wait_until(client, "held", lambda s: s.finished)
     logger = Lines()
-    logs = PodLogs(client, "default", "held", "base", None, logger=logger, state=lambda: state)
-    logs.requested = ("base", None)
+    logs = PodLogs(client, "default", "held", MonitorSettings(), None, logger=logger, state=lambda: state)
     try:
         await logs.update(state)
         await asyncio.wait_for(asyncio.gather(*(f.task for f in logs.followers.values() if f.task)), 20)
