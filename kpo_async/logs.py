@@ -130,13 +130,12 @@ class LineSplitter:
                 self._append(chunk[start:])
                 return lines
             self._append(chunk[start:end])
-            lines.append((bytes(self._buffer), self._dropped))
-            self._buffer.clear()
-            self._dropped = 0
+            lines.extend(self.flush() or [(b"", 0)])  # an empty line is a line too
             start = end + 1
 
     def flush(self) -> list[tuple[bytes, int]]:
-        """The unterminated last line, if any (a log that does not end with a newline)."""
+        """The line held so far, if any: the unterminated last line of a log that does not end with
+        a newline."""
         if not self._buffer and not self._dropped:
             return []
         line = (bytes(self._buffer), self._dropped)

@@ -50,9 +50,8 @@ class PodMonitor:
         self.logs = PodLogs(
             client, namespace, pod_name, settings, log_cursor, logger=logger, state=state, formatter=formatter
         )
-        self.callbacks = TriggerCallbacks(settings.callbacks, logger) if settings.callbacks else None
-        if self.callbacks is not None:
-            self.logs.line_listener = self.callbacks.line
+        self.callbacks = TriggerCallbacks(settings.callbacks, logger)  # none: nothing to load or call
+        self.logs.line_listener = self.callbacks.line if settings.callbacks else None
         self.xcom = XComCollector(client, namespace, pod_name, self._next_state, logger)
         self._polled: PodState | None = None
         self._seen: set[str] = set()
@@ -63,8 +62,7 @@ class PodMonitor:
     async def run(self) -> PodOutcome:
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
         try:
-            if self.callbacks is not None:
-                await self.callbacks.load()
+            await self.callbacks.load()
             outcome, state = None, None
             while outcome is None:
                 deadline = (
@@ -80,8 +78,7 @@ class PodMonitor:
             return replace(outcome, log_tail=tail, log_cursor=self.logs.cursor)
         finally:
             await self.logs.stop()
-            if self.callbacks is not None:
-                await self.callbacks.close()
+            await self.callbacks.close()
             self._subscription.close()
 
     async def _step(self, state: PodState | None) -> PodOutcome | None:
@@ -110,7 +107,7 @@ class PodMonitor:
 
     async def _begin_running(self, state: PodState) -> None:
         self.started = True
-        if self.callbacks is not None:
+        if self.settings.callbacks:
             self.callbacks.client = self.client.core
             self.callbacks.pod = to_v1pod(
                 await read_pod_json(self.client, self.namespace, self.pod_name) or {}

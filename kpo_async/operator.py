@@ -34,7 +34,6 @@ from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION, TaskIdentity, belongs
 from kpo_async.k8s_objects import is_model, pod_to_dict, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.log_follower import formatter_path
-from kpo_async.monitor import PodMonitor
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod, check_choice
 from kpo_async.pod_state import PodState
@@ -456,7 +455,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 self.log_formatter,
             )
         if not self.deferrable:
-            return self.execute_complete(context, self._on_cluster(lambda c: self._monitor_here(c, trigger)))
+            # Followed in this worker process by the trigger's own engine.
+            outcome = self._on_cluster(lambda client: trigger.follow(client, self.log, self.log_formatter))
+            return self.execute_complete(context, outcome.to_payload())
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
@@ -500,11 +501,11 @@ class AsyncKubernetesPodOperator(BaseOperator):
         candidates = await pods.find_task_pods(client, namespace, task_selector(identity, include_try=False))
         current = [c for c in candidates if c.labels.get("try_number") == str(identity.try_number)]
         earlier = [c for c in candidates if c not in current]
-        if current:
-            chosen = current[0]
+        chosen = current[0] if current else None
+        if chosen is not None:
             self.log.info("found pod %s/%s created earlier by this same try", namespace, chosen.name)
         elif earlier and self.reattach_on_restart:
-            chosen, earlier = earlier[0], earlier[1:]
+            chosen = earlier.pop(0)
             self.log.info(
                 "reattaching to pod %s/%s (created by try %s)",
                 namespace,
@@ -516,8 +517,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 client, namespace, chosen.name, what="adopting", annotations=followed
             ):
                 chosen = None  # gone meanwhile: this try creates its own
-        else:
-            chosen = None
         for stale in earlier:  # nothing left orphaned by interrupted tries
             self.log.info("deleting pod %s/%s left by an interrupted earlier try", namespace, stale.name)
             await pods.delete_pod(client, namespace, stale.name)
@@ -539,19 +538,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 "clear the task again once it is gone"
             )
         return existing
-
-    async def _monitor_here(self, client: ClusterClient, trigger: PodTrigger) -> dict[str, Any]:
-        """deferrable=False: run the trigger's monitor in this worker process instead."""
-        monitor = PodMonitor(
-            client,
-            trigger.namespace,
-            trigger.pod_name,
-            trigger.settings,
-            log_cursor=None,
-            logger=self.log,
-            formatter=self.log_formatter,
-        )
-        return (await monitor.run()).to_payload()
 
     # -- resume: finalize ----------------------------------------------------------------------
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:

@@ -19,6 +19,7 @@ from kpo_async.airflow_compat import atask_instance_state, triggerer_calls_on_ki
 from kpo_async.clients import ClusterClient, check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION
+from kpo_async.log_follower import Formatter
 from kpo_async.monitor import PodMonitor
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pods import delete_pod, read_pod_json
@@ -135,15 +136,7 @@ class PodTrigger(BaseTrigger):
         try:
             client = await shared_client(ClusterRef.from_dict(self.cluster))
             check_same_cluster(self.cluster_fingerprint, client, self._pod_ref)
-            self._monitor = PodMonitor(
-                client,
-                self.namespace,
-                self.pod_name,
-                self.settings,
-                log_cursor=self.log_cursor,
-                logger=self.log,
-            )
-            outcome = await self._monitor.run()
+            outcome = await self.follow(client, self.log)
         except asyncio.CancelledError:
             self._cancelled = True
             raise
@@ -160,6 +153,21 @@ class PodTrigger(BaseTrigger):
             )
         self._fired = True
         yield TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
+
+    async def follow(
+        self, client: ClusterClient, logger: Any, formatter: Formatter | None = None
+    ) -> PodOutcome:
+        """Follow the pod to its end: here, or on the worker of a task with ``deferrable=False``."""
+        self._monitor = PodMonitor(
+            client,
+            self.namespace,
+            self.pod_name,
+            self.settings,
+            log_cursor=self.log_cursor,
+            logger=logger,
+            formatter=formatter,
+        )
+        return await self._monitor.run()
 
     async def cleanup(self) -> None:
         """Runs on every exit. Unless the event fired, record the log cursor for our successor;

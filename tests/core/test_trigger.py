@@ -14,7 +14,7 @@ import yaml
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import MANAGED_LABEL
-from kpo_async.testing.harness import BEHAVIOR
+from kpo_async.testing.harness import BEHAVIOR, first_event
 from kpo_async.watch import stop_shared_watchers
 from triggers.pod import PodTrigger
 
@@ -42,6 +42,44 @@ def test_serialize_round_trip_keeps_every_argument() -> None:
     recreated = PodTrigger(**stored)
     assert recreated.serialize() == (classpath, kwargs)
     assert recreated.settings == original.settings
+
+
+async def test_a_row_stored_by_the_previous_version_resumes_and_runs(sim) -> None:
+    """The kwargs `PodTrigger.serialize()` wrote before the settings became explicit parameters
+    (with callbacks, as a task with callbacks stored them), as the metadata DB keeps them, plus one
+    kwarg only a newer version knows: the trigger is re-created and follows its pod to the end."""
+    cluster = ClusterRef(config_file=sim.kubeconfig_path).to_dict()
+    stored = json.loads(
+        """{"pod_name": "stored-row", "namespace": "default", "log_cursor": null,
+        "on_kill_action": "delete_pod", "cluster_fingerprint": null, "base_container_name": "base",
+        "get_logs": true, "do_xcom_push": false, "startup_deadline": 0, "execution_deadline": null,
+        "fallback_poll_seconds": 30.0, "log_poll_seconds": 10.0, "log_checkpoint_seconds": 300.0,
+        "log_events_on_startup": true, "secret_env_names": [], "callbacks": ["no.such.Callback"],
+        "container_logs": null, "init_container_logs": null, "container_name_log_prefix_enabled": true,
+        "log_formatter": null, "schedule_deadline": null, "startup_timeout_seconds": null,
+        "setting_of_a_newer_version": 1}"""
+    )
+    stored.update(cluster=cluster, startup_deadline=time.time() + 30)
+    pod: dict[str, Any] = {
+        "metadata": {
+            "name": "stored-row",
+            "labels": {MANAGED_LABEL: "true"},
+            "annotations": {BEHAVIOR: json.dumps({"duration_seconds": 1, "log_lines_per_second": 4})},
+        },
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
+    }
+    try:
+        client = await shared_client(ClusterRef(config_file=sim.kubeconfig_path))
+        await client.core.create_namespaced_pod("default", pod)
+        trigger = PodTrigger(**stored)
+        assert trigger.settings.callbacks == ("no.such.Callback",)
+        del stored["setting_of_a_newer_version"]
+        assert trigger.serialize()[1] == stored  # the same row again, the unknown kwarg dropped
+        event = await first_event(trigger)
+        assert (event["status"], event["exit_code"]) == ("success", 0)
+    finally:
+        await stop_shared_watchers()
+        await close_shared_clients()
 
 
 PLUGIN = """
