@@ -82,10 +82,6 @@ class ContainerFollower:
         self._error: BaseException | None = None
         self.task = asyncio.create_task(self.follow(), name=f"logs-{logs.pod_ref}-{container}")
 
-    @property
-    def cursor(self) -> LogCursor:
-        return self.container_log.cursor
-
     async def follow(self) -> None:
         """Read the log until the container has ended and every line was read, resuming after drops."""
         failures = 0
@@ -188,7 +184,7 @@ class PodLogs:
     @property
     def cursor(self) -> str | None:
         """Every container's cursor, as stored in trigger kwargs and the pod's annotation."""
-        current = {**self._cursors, **{n: f.cursor for n, f in self.followers.items()}}
+        current = {**self._cursors, **{n: f.container_log.cursor for n, f in self.followers.items()}}
         return cursors_to_str(current, self.base)
 
     async def update(self, state: PodState) -> bool:
@@ -215,7 +211,7 @@ class PodLogs:
             base = state.container(self.base)
             if not await self.update(state) or state.finished or not (base and base.terminated):
                 return
-            if state.fatal_waiting():
+            if state.fatal_waiting():  # a sidecar that cannot start will not start in time either
                 return
             await asyncio.sleep(LATE_START_POLL_SECONDS)  # the shared watch keeps the state current
 
