@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import inspect
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ CALL_SECONDS = 30.0
 LINE_QUEUE = 1000
 
 
+@functools.cache  # asked at every call, on the triggerer's loop: a failed import is not retried
 def execution_mode(name: str) -> Any:
     """The official ``ExecutionMode`` member called `name` (a ``str`` enum), or `name` itself.
 
