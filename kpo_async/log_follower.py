@@ -26,7 +26,7 @@ from kpo_async.logs import ContainerLog, LogCursor, cursors_from_str, cursors_to
 from kpo_async.pod_state import PodState
 from kpo_async.pods import container_env, patch_metadata, read_pod_json
 from kpo_async.retry import backoff_delay, describe, is_retryable
-from kpo_async.trigger_settings import MonitorSettings
+from kpo_async.trigger_settings import ContainerSelection, MonitorSettings
 
 TAIL_LINES = 20
 TAIL_LINE_CHARS = 1000
@@ -55,7 +55,7 @@ def formatter_path(formatter: Formatter | None) -> str | None:
     return f"{module}:{qualname}"
 
 
-def _wants(requested: Any, name: str) -> bool:
+def _wants(requested: ContainerSelection, name: str) -> bool:
     """`container_logs`/`init_container_logs` semantics: True (all but the XCom sidecar), a name, or names."""
     if requested is True:
         return name != XCOM_SIDECAR_NAME

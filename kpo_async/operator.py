@@ -38,6 +38,7 @@ from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod, check_choice
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
+from kpo_async.trigger_settings import ContainerSelection
 from triggers.pod import PodTrigger
 
 if TYPE_CHECKING:
@@ -130,8 +131,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
     log_events_on_startup: bool
     log_events_on_failure: bool
     schedule_timeout_seconds: int | None
-    container_logs: Any
-    init_container_logs: Any
+    container_logs: ContainerSelection
+    init_container_logs: ContainerSelection
     container_name_log_prefix_enabled: bool
     log_formatter: Callable[[str, str], str] | None
     log_pod_spec_on_failure: bool
@@ -159,7 +160,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         startup_timeout_seconds: int = 120,
         get_logs: bool = True,
         base_container_name: str | None = None,
-        container_logs: Any = None,
+        container_logs: ContainerSelection = None,
         image_pull_policy: str | None = None,
         annotations: dict[str, Any] | None = None,
         container_resources: Any = None,
@@ -204,7 +205,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         xcom_sidecar_container_security_context: Context | None = None,
         callbacks: Any = None,
         schedule_timeout_seconds: int | None = None,
-        init_container_logs: Any = None,
+        init_container_logs: ContainerSelection = None,
         container_name_log_prefix_enabled: bool = True,
         log_formatter: Callable[[str, str], str] | None = None,
         log_pod_spec_on_failure: bool = True,

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 
 #: `container_logs` / `init_container_logs`: True (every container but the XCom sidecar), a
 #: container's name or names; None: the base container (`container_logs`) or none (init ones).
-ContainerSelection = bool | str | Sequence[str] | None
+ContainerSelection = bool | str | Collection[str] | None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION
 from kpo_async.log_follower import Formatter
 from kpo_async.monitor import PodMonitor
 from kpo_async.outcome import PodOutcome, Status
-from kpo_async.pods import delete_pod, read_pod_json
+from kpo_async.pods import delete_pod, read_pod
 from kpo_async.retry import describe
 from kpo_async.trigger_settings import ContainerSelection, MonitorSettings
 
@@ -31,7 +31,7 @@ _EXIT_WORK_SECONDS = 5.0
 #: Upper bound for the kill a cancelled trigger does itself on Airflow < 3.3 (the state lookup and
 #: the pod delete), as the triggerer's ``on_kill_timeout`` bounds ``on_kill`` on 3.3+.
 _SELF_KILL_SECONDS = 30.0
-#: Upper bound for the task state lookup of a cancelled trigger (Airflow < 3.3).
+#: Upper bound for the task state lookup that decides a kill (`on_kill`).
 _STATE_SECONDS = 20.0
 #: Task states in which a worker may still resume this try (or the trigger lives on elsewhere):
 #: a cancelled trigger whose task is in one of them leaves the pod alone.
@@ -48,6 +48,7 @@ class PodTrigger(BaseTrigger):
     :param on_kill_action: ``delete_pod`` or ``keep_pod`` when a user kills the deferred task.
     :param cluster_fingerprint: the cluster the worker created the pod on (server URL, CA digest,
         connection; no secrets). The trigger refuses to follow the pod on another cluster.
+
     The other parameters are the fields of `kpo_async.trigger_settings.MonitorSettings`, which
     says what each one means. A kwarg this version does not know (a row stored by another
     version) is dropped with a warning, so that the row still resumes; mypy refuses one in code.
@@ -251,7 +252,6 @@ class PodTrigger(BaseTrigger):
         mine = getattr(getattr(self, "task_instance", None), "try_number", None)
         if mine is None:  # not run by a triggerer: nothing to compare with
             return None
-        pod = await read_pod_json(client, self.namespace, self.pod_name)
-        annotations = ((pod or {}).get("metadata") or {}).get("annotations") or {}
-        follower = int(annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0))
+        pod = await read_pod(client, self.namespace, self.pod_name)
+        follower = int(pod.annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0)) if pod is not None else 0
         return follower if follower > mine else None
