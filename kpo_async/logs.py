@@ -57,8 +57,7 @@ class Timestamp:
         return datetime.fromtimestamp(self.seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def __str__(self) -> str:
-        base = datetime.fromtimestamp(self.seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{base}.{self.nanos:09d}Z"
+        return f"{self.since_time()[:-1]}.{self.nanos:09d}Z"
 
 
 @functools.lru_cache(maxsize=64)
@@ -170,28 +169,21 @@ def decode_line(raw: bytes, dropped: int) -> tuple[Timestamp | None, str]:
     return stamp, text
 
 
+@dataclass(eq=False)
 class ContainerLog:
     """A container's log, read from a cursor that advances as each line is delivered.
 
     `cursor` is current even when a read fails half-way, so the next read resumes exactly there.
     """
 
-    def __init__(
-        self,
-        api_client: Any,
-        namespace: str,
-        pod: str,
-        container: str,
-        cursor: LogCursor,
-        sink: Callable[[str], None],
-    ) -> None:
-        self.api_client = api_client
-        self.namespace = namespace
-        self.pod = pod
-        self.container = container
-        self.cursor = cursor
-        self.sink = sink
-        self.lines_delivered = 0
+    api_client: Any
+    namespace: str
+    pod: str
+    container: str
+    cursor: LogCursor
+    #: Told each line delivered.
+    sink: Callable[[str], None]
+    lines_delivered: int = 0
 
     async def read(self, *, follow: bool) -> None:
         """Deliver the lines after the cursor; with `follow`, until the stream ends.

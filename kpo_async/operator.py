@@ -175,8 +175,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         hostnetwork: bool = False,
         host_aliases: list[Any] | None = None,
         tolerations: list[Any] | None = None,
-        security_context: Context | None = None,
-        container_security_context: Context | None = None,
+        security_context: Any = None,
+        container_security_context: Any = None,
         dnspolicy: str | None = None,
         schedulername: str | None = None,
         full_pod_spec: Any = None,
@@ -202,7 +202,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         hostname: str | None = None,
         subdomain: str | None = None,
         dns_config: Any = None,
-        xcom_sidecar_container_security_context: Context | None = None,
+        xcom_sidecar_container_security_context: Any = None,
         callbacks: Any = None,
         schedule_timeout_seconds: int | None = None,
         init_container_logs: ContainerSelection = None,
@@ -330,19 +330,15 @@ class AsyncKubernetesPodOperator(BaseOperator):
         )
         arguments = self.pod_arguments(namespace)
         extras = connection_extras or {}
-        if extras.get("xcom_sidecar_container_image"):
-            arguments.xcom_sidecar_image = extras["xcom_sidecar_container_image"]
-        if extras.get("xcom_sidecar_container_resources"):
-            resources = extras["xcom_sidecar_container_resources"]
+        arguments.xcom_sidecar_image = (
+            extras.get("xcom_sidecar_container_image") or arguments.xcom_sidecar_image
+        )
+        if resources := extras.get("xcom_sidecar_container_resources"):
             arguments.xcom_sidecar_resources = (
                 json.loads(resources) if isinstance(resources, str) else resources
             )
-        pod = build_pod(
-            arguments,
-            identity=self.task_identity(context),
-            template=template,
-            full_pod_spec=self.full_pod_spec,
-        )
+        identity = self.task_identity(context)
+        pod = build_pod(arguments, identity=identity, template=template, full_pod_spec=self.full_pod_spec)
         # The deployment's cluster policy (airflow_local_settings.pod_mutation_hook), as for the
         # official operator; looked up at call time so that settings loaded later apply.
         import airflow.settings
@@ -378,10 +374,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
         async def find(client: ClusterClient) -> V1Pod | None:
             selector = task_selector(self.task_identity(context), include_try=True)
-            for state in await pods.find_task_pods(client, namespace, selector):
-                raw = await pods.read_pod_json(client, namespace, state.name)
-                return to_v1pod(raw) if raw else None
-            return None
+            found = await pods.find_task_pods(client, namespace, selector)
+            raw = await pods.read_pod_json(client, namespace, found[0].name) if found else None
+            return to_v1pod(raw) if raw else None
 
         return self._on_cluster(find)
 
