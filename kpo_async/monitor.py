@@ -120,12 +120,10 @@ class PodMonitor:
             await self._report_new_events()
         init = state.failed_init()
         if init is not None:
-            why = (
-                f"init container {init.name} exited with code {init.exit_code}: {init.message or init.reason}"
-            )
-            return self._outcome(
-                Status.FAILED, state, init.reason or "InitContainerFailed", why, init.exit_code
-            )
+            detail = init.message or init.reason
+            why = f"init container {init.name} exited with code {init.exit_code}: {detail}"
+            reason = init.reason or "InitContainerFailed"
+            return self._outcome(Status.FAILED, state, reason, why, init.exit_code)
         fatal = state.fatal_waiting()
         if fatal is not None and fatal.reason != "ErrImagePull":  # ErrImagePull may be transient
             why = f"container {fatal.name} cannot start: {fatal.reason}: {fatal.message or ''}".rstrip(": ")

@@ -231,11 +231,15 @@ class PodTrigger(BaseTrigger):
         return f"{self.namespace}/{self.pod_name}"
 
     async def _delete_pod(self) -> None:
+        """Delete the pod, unless a later try of the task adopted it meanwhile: a cleared task's
+        next try may reattach to the pod before this cancelled trigger gets to kill it."""
         if self.on_kill_action != "delete_pod":
             return
         client = await shared_client(ClusterRef.from_dict(self.cluster))
-        follower = await self._later_try_following(client)
-        if follower is not None:
+        pod = await read_pod(client, self.namespace, self.pod_name)
+        follower = int(pod.annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0)) if pod is not None else 0
+        mine = getattr(getattr(self, "task_instance", None), "try_number", None)  # None: no triggerer
+        if mine is not None and follower > mine:
             self.log.warning(
                 "pod %s is followed by try %s of the task now (the task was cleared and reattached "
                 "to it): left running",
@@ -245,13 +249,3 @@ class PodTrigger(BaseTrigger):
             return
         await delete_pod(client, self.namespace, self.pod_name)
         self.log.info("deleted pod %s because the task was killed", self._pod_ref)
-
-    async def _later_try_following(self, client: ClusterClient) -> int | None:
-        """The try that adopted the pod since this trigger's try deferred, if any: a cleared task's
-        next try may reattach to the pod before this cancelled trigger gets to kill it."""
-        mine = getattr(getattr(self, "task_instance", None), "try_number", None)
-        if mine is None:  # not run by a triggerer: nothing to compare with
-            return None
-        pod = await read_pod(client, self.namespace, self.pod_name)
-        follower = int(pod.annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0)) if pod is not None else 0
-        return follower if follower > mine else None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import MANAGED_LABEL
 from kpo_async.testing.harness import BEHAVIOR, first_event
+from kpo_async.trigger_settings import MonitorSettings
 from kpo_async.watch import stop_shared_watchers
 from triggers.pod import PodTrigger
 
@@ -35,13 +38,32 @@ def test_serialize_round_trip_keeps_every_argument() -> None:
         log_poll_seconds=7.0,
         log_checkpoint_seconds=30.0,
         log_events_on_startup=False,
+        schedule_deadline=1795740030.0,
+        startup_timeout_seconds=90.0,
+        secret_env_names=["API_KEY"],
+        callbacks=["callbacks.Mine"],
+        container_logs=["base", "sidecar"],
+        init_container_logs=True,
+        container_name_log_prefix_enabled=False,
+        log_formatter="formatters:short",
+        cluster_fingerprint={"server": "https://k8s:6443"},
     )
+    # Every setting differs from its default, so that one not passed through would show.
+    assert all(getattr(original.settings, f.name) != f.default for f in fields(MonitorSettings))
     classpath, kwargs = original.serialize()
     assert classpath == "triggers.pod.PodTrigger"
     stored = json.loads(json.dumps(kwargs))  # what the metadata DB keeps
     recreated = PodTrigger(**stored)
     assert recreated.serialize() == (classpath, kwargs)
     assert recreated.settings == original.settings
+    assert recreated.cluster_fingerprint == original.cluster_fingerprint
+
+
+def test_every_setting_is_a_typed_trigger_parameter_with_the_same_default() -> None:
+    parameters = inspect.signature(PodTrigger).parameters
+    for field in fields(MonitorSettings):
+        assert field.name in parameters, f"PodTrigger has no parameter {field.name}"
+        assert parameters[field.name].default == field.default, field.name
 
 
 async def test_a_row_stored_by_the_previous_version_resumes_and_runs(sim) -> None:
