@@ -224,10 +224,7 @@ class PodLogs:
         recorded = cursors_from_str(state.annotations.get(LOG_CURSOR_ANNOTATION), self.base)
         for name, cursor in recorded.items():
             mine = self._cursors.get(name, LogCursor())
-            if cursor.timestamp is not None and (
-                mine.timestamp is None
-                or (cursor.timestamp, cursor.count_at_timestamp) > (mine.timestamp, mine.count_at_timestamp)
-            ):
+            if cursor.timestamp is not None and (mine.timestamp is None or cursor > mine):
                 self._cursors[name] = cursor
         self._checkpointed = self.cursor
         await self._mask_secret_env()

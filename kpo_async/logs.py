@@ -66,7 +66,7 @@ def _utc_second(whole: str) -> int:
     return Timestamp._parse_slow(whole + "Z").seconds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class LogCursor:
     """Where a container's log has been delivered up to: serializable into trigger kwargs."""
 
