@@ -32,6 +32,7 @@ try:
 except ImportError:  # Airflow 3.0
     from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef]
 
+# The names imported above, re-exported (the functions below are this module's own).
 __all__ = [
     "AirflowException",
     "AirflowNotFoundException",
@@ -39,11 +40,6 @@ __all__ = [
     "AirflowTaskTimeout",
     "BaseHook",
     "TaskDeferred",
-    "aget_connection",
-    "amask_secret",
-    "atask_instance_state",
-    "redact",
-    "triggerer_calls_on_kill",
 ]
 
 

@@ -1,8 +1,8 @@
 """User callbacks: the official provider's ``KubernetesPodOperatorCallback`` API, at our moments.
 
-On the worker (`call`): the moments the official operator calls in deferrable mode, with the
-same method names and keyword arguments (``mode="sync"`` there, as the official). On the
-triggerer (`TriggerCallbacks`): the moments the official never calls in deferrable mode
+On the worker (the operator's ``_callback``): the moments the official operator calls in
+deferrable mode, with the same method names and keyword arguments (``mode="sync"`` there, as the
+official). On the triggerer (`TriggerCallbacks`): the moments the official never calls in deferrable mode
 (``on_pod_starting``, ``progress_callback`` for each log line) with ``mode="async"``. The trigger
 carries the classes' import paths; a class the triggerer cannot import is skipped with one
 warning. Sync callbacks run in a thread, bounded in time, so the triggerer's loop never blocks.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import inspect
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ CALL_SECONDS = 30.0
 LINE_QUEUE = 1000
 
 
+@functools.cache  # asked at every call, on the triggerer's loop: a failed import is not retried
 def execution_mode(name: str) -> Any:
     """The official ``ExecutionMode`` member called `name` (a ``str`` enum), or `name` itself.
 
@@ -36,25 +38,20 @@ def execution_mode(name: str) -> Any:
     return ExecutionMode(name)
 
 
-def as_list(callbacks: Any) -> list[Any]:
-    """The official operator's forms: None, one class (or instance), or a list of them."""
-    if not callbacks:
-        return []
-    return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+async def import_object(path: str) -> Any:
+    """The object at ``module:qualname`` or ``module.name``, imported off the event loop (an
+    import reads and runs files); ImportError/AttributeError if absent."""
+    module, _, qualname = path.partition(":") if ":" in path else path.rpartition(".")
+    target: Any = await asyncio.to_thread(importlib.import_module, module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
 
 
 def classpaths(callbacks: Sequence[Any]) -> tuple[str, ...]:
     """Import paths of the callback classes, for the trigger's kwargs."""
     classes = [c if inspect.isclass(c) else type(c) for c in callbacks]
     return tuple(f"{c.__module__}.{c.__qualname__}" for c in classes)
-
-
-def call(callbacks: Sequence[Any], method: str, **kwargs: Any) -> None:
-    """Call `method` of every callback on the worker; an exception fails the task, as the official."""
-    for callback in callbacks:
-        function = getattr(callback, method, None)
-        if function is not None:
-            function(**kwargs)
 
 
 class TriggerCallbacks:
@@ -71,21 +68,19 @@ class TriggerCallbacks:
         self.client: Any = None
 
     async def load(self) -> None:
-        """Import the classes, off the event loop (an import reads and runs files)."""
+        """Import the classes."""
         for path in self.paths:
-            module, _, name = path.rpartition(".")
             try:
-                target: Any = await asyncio.to_thread(importlib.import_module, module)
-                for part in name.split("."):
-                    target = getattr(target, part)
+                self.targets.append(await import_object(path))
             except Exception as exc:
                 self.log.warning(
-                    f"callback {path} cannot be imported on the triggerer ({exc.__class__.__name__}: "
-                    f"{exc}): its on_pod_starting and progress_callback are skipped. Fix: define the "
-                    "class in a module installed on the triggerer, not in the DAG file"
+                    "callback %s cannot be imported on the triggerer (%s: %s): its on_pod_starting and "
+                    "progress_callback are skipped. Fix: define the class in a module installed on the "
+                    "triggerer, not in the DAG file",
+                    path,
+                    exc.__class__.__name__,
+                    exc,
                 )
-                continue
-            self.targets.append(target)
 
     async def call(self, method: str, **kwargs: Any) -> None:
         for target in self.targets:
@@ -100,7 +95,7 @@ class TriggerCallbacks:
                     await asyncio.wait_for(asyncio.to_thread(function, **kwargs), CALL_SECONDS)
             except Exception as exc:  # a callback never stops the pod being followed
                 self.log.warning(
-                    f"callback {method} of {target.__name__} failed: {exc.__class__.__name__}: {exc}"
+                    "callback %s of %s failed: %s: %s", method, target.__name__, exc.__class__.__name__, exc
                 )
 
     def line(self, container: str, line: str) -> None:

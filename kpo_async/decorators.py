@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
 
 if TYPE_CHECKING:  # type-checked against the newest layout
+    from airflow.sdk import Context
     from airflow.sdk.bases.decorator import determine_kwargs
     from airflow.sdk.definitions.context import context_merge
 else:
@@ -59,7 +60,7 @@ class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOpera
         kwargs.setdefault("name", f"k8s-airflow-pod-{python_callable.__name__}")
         super().__init__(python_callable=python_callable, cmds=["python", "-c", RUN_SCRIPT], **kwargs)
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> Any:
         self.add_script()
         return super().execute(context)
 
@@ -113,7 +114,7 @@ class KpoAsyncCmdDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOperator
         kwargs.setdefault("name", f"k8s-airflow-pod-{python_callable.__name__}")
         super().__init__(python_callable=python_callable, **kwargs)
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> Any:
         context_merge(context, self.op_kwargs)
         function = self.python_callable
         command = function(*self.op_args, **determine_kwargs(function, self.op_args, context))

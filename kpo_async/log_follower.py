@@ -13,20 +13,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import importlib
 import re
 from collections.abc import Callable
 from typing import Any
 
+from kpo_async.callbacks import import_object
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ApiError, Forbidden, NotFound
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_SIDECAR_NAME
 from kpo_async.log_records import LineBatcher, wait_until_read
 from kpo_async.logs import ContainerLog, LogCursor, cursors_from_str, cursors_to_str
 from kpo_async.pod_state import PodState
-from kpo_async.pods import patch_metadata, read_pod_json
+from kpo_async.pods import container_env, patch_metadata, read_pod_json
 from kpo_async.retry import backoff_delay, describe, is_retryable
-from kpo_async.trigger_settings import MonitorSettings
+from kpo_async.trigger_settings import ContainerSelection, MonitorSettings
 
 TAIL_LINES = 20
 TAIL_LINE_CHARS = 1000
@@ -55,18 +55,7 @@ def formatter_path(formatter: Formatter | None) -> str | None:
     return f"{module}:{qualname}"
 
 
-async def import_formatter(path: str | None) -> Formatter | None:
-    """The formatter at `path`, imported off the event loop; ImportError/AttributeError if absent."""
-    if not path:
-        return None
-    module_name, _, qualname = path.partition(":")
-    target: Any = await asyncio.to_thread(importlib.import_module, module_name)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target  # type: ignore[no-any-return]
-
-
-def _wants(requested: Any, name: str) -> bool:
+def _wants(requested: ContainerSelection, name: str) -> bool:
     """`container_logs`/`init_container_logs` semantics: True (all but the XCom sidecar), a name, or names."""
     if requested is True:
         return name != XCOM_SIDECAR_NAME
@@ -91,11 +80,7 @@ class ContainerFollower:
             lambda line: logs.on_line(container, line),
         )
         self._error: BaseException | None = None
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def cursor(self) -> LogCursor:
-        return self.container_log.cursor
+        self.task = asyncio.create_task(self.follow(), name=f"logs-{logs.pod_ref}-{container}")
 
     async def follow(self) -> None:
         """Read the log until the container has ended and every line was read, resuming after drops."""
@@ -138,7 +123,11 @@ class ContainerFollower:
                 raise
             fix = ". Fix: grant 'get' on pods/log (see docs/rbac.md)" if isinstance(exc, Forbidden) else ""
             self.logs.log.warning(
-                f"cannot read the log of {self.logs.pod_ref} container {self.name}: {describe(exc)}{fix}"
+                "cannot read the log of %s container %s: %s%s",
+                self.logs.pod_ref,
+                self.name,
+                describe(exc),
+                fix,
             )
             return True
         # A read that began after termination saw everything; otherwise read once more to be sure.
@@ -160,34 +149,33 @@ class PodLogs:
         client: ClusterClient,
         namespace: str,
         pod_name: str,
-        base_container: str,
+        settings: MonitorSettings,
         cursor: str | None,
         *,
         logger: Any,
         state: Callable[[], PodState | None],
-        settings: MonitorSettings | None = None,
         formatter: Formatter | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.pod_name = pod_name
         self.pod_ref = f"{namespace}/{pod_name}"
-        self.base = base_container
+        self.base = settings.base_container_name
         self.log = logger
         self._state = state
-        self.settings = settings = settings or MonitorSettings()
+        self.settings = settings
         #: The main containers to follow (``container_logs`` semantics; None: none) and the init
         #: containers (``init_container_logs`` semantics).
-        containers = (settings.container_logs or base_container) if settings.get_logs else None
+        containers = (settings.container_logs or self.base) if settings.get_logs else None
         self.requested = (containers, settings.init_container_logs)
         self._formatter: Formatter | str | None = formatter or settings.log_formatter
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.followers: dict[str, ContainerFollower] = {}
-        self._cursors = cursors_from_str(cursor, base_container)
+        self._cursors = cursors_from_str(cursor, self.base)
         self._checkpointed = self.cursor
         self._redact: Callable[..., Any] | None = None
         self._prepared = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._checkpoints: asyncio.Task[None] | None = None
         #: Told each line (container name, line) as it is logged, e.g. for ``progress_callback``.
         self.line_listener: Callable[[str, str], None] | None = None
         self._records = LineBatcher(lambda level, text: getattr(self.log, level)(text))
@@ -196,7 +184,7 @@ class PodLogs:
     @property
     def cursor(self) -> str | None:
         """Every container's cursor, as stored in trigger kwargs and the pod's annotation."""
-        current = {**self._cursors, **{n: f.cursor for n, f in self.followers.items()}}
+        current = {**self._cursors, **{n: f.container_log.cursor for n, f in self.followers.items()}}
         return cursors_to_str(current, self.base)
 
     async def update(self, state: PodState) -> bool:
@@ -208,7 +196,7 @@ class PodLogs:
             *(c for c in state.init_containers if _wants(init_containers, c.name)),
             *(c for c in state.containers if _wants(containers, c.name)),
         ]:
-            if container.name in self.followers or container.state not in ("running", "terminated"):
+            if container.name in self.followers or not container.running_or_done:
                 waiting = waiting or container.name not in self.followers
                 continue
             await self._prepare(state)
@@ -223,7 +211,7 @@ class PodLogs:
             base = state.container(self.base)
             if not await self.update(state) or state.finished or not (base and base.terminated):
                 return
-            if state.fatal_waiting():
+            if state.fatal_waiting():  # a sidecar that cannot start will not start in time either
                 return
             await asyncio.sleep(LATE_START_POLL_SECONDS)  # the shared watch keeps the state current
 
@@ -236,20 +224,19 @@ class PodLogs:
         recorded = cursors_from_str(state.annotations.get(LOG_CURSOR_ANNOTATION), self.base)
         for name, cursor in recorded.items():
             mine = self._cursors.get(name, LogCursor())
-            if cursor.timestamp is not None and (
-                mine.timestamp is None
-                or (cursor.timestamp, cursor.count_at_timestamp) > (mine.timestamp, mine.count_at_timestamp)
-            ):
+            if cursor.timestamp is not None and (mine.timestamp is None or cursor > mine):
                 self._cursors[name] = cursor
         self._checkpointed = self.cursor
         await self._mask_secret_env()
         if isinstance(self._formatter, str):
             try:
-                self._formatter = await import_formatter(self._formatter)
+                self._formatter = await import_object(self._formatter)
             except Exception as exc:
                 self.log.warning(
-                    f"log_formatter {self._formatter} cannot be imported on this host ({describe(exc)}): "
-                    "lines are logged as [container] line instead (see docs/arguments.md#log_formatter)"
+                    "log_formatter %s cannot be imported on this host (%s): lines are logged as "
+                    "[container] line instead (see docs/arguments.md#log_formatter)",
+                    self._formatter,
+                    describe(exc),
                 )
                 self._formatter = None
 
@@ -259,22 +246,16 @@ class PodLogs:
             return
         from kpo_async.airflow_compat import amask_secret, redact
 
-        pod = await read_pod_json(self.client, self.namespace, self.pod_name) or {}
-        spec = pod.get("spec") or {}
-        for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-            for env in container.get("env") or []:
-                if env.get("name") in self.settings.secret_env_names and env.get("value"):
-                    await amask_secret(env["value"])
+        for env in container_env(await read_pod_json(self.client, self.namespace, self.pod_name) or {}):
+            if env.get("name") in self.settings.secret_env_names and env.get("value"):
+                await amask_secret(env["value"])
         self._redact = redact  # only tasks with secret env vars pay for redaction
 
     def _start(self, name: str) -> None:
-        cursor = self._cursors.get(name, LogCursor())
-        follower = ContainerFollower(self, name, cursor)
-        follower.task = asyncio.create_task(follower.follow(), name=f"logs-{self.pod_ref}-{name}")
-        self.followers[name] = follower
-        if self.settings.log_checkpoint_seconds and not self._tasks:
+        self.followers[name] = ContainerFollower(self, name, self._cursors.get(name, LogCursor()))
+        if self.settings.log_checkpoint_seconds and self._checkpoints is None:
             checkpoints = self._checkpoint_periodically()
-            self._tasks.append(asyncio.create_task(checkpoints, name=f"cursor-{self.pod_ref}"))
+            self._checkpoints = asyncio.create_task(checkpoints, name=f"cursor-{self.pod_ref}")
 
     def container_ended(self, name: str) -> bool:
         state = self._state()
@@ -296,15 +277,13 @@ class PodLogs:
         """The base container has ended: wait (bounded) for the rest of each ended container's log;
         of a container still running (a sidecar), deliver what it has printed so far."""
         await self._start_late_containers()
-        running = [f for f in self.followers.values() if f.task is not None and not f.task.done()]
+        running = [f for f in self.followers.values() if not f.task.done()]
         ended = [f for f in running if self.container_ended(f.name)]
         for follower in ended:
             follower.ended.set()
-        if ended and (await asyncio.wait([f.task for f in ended if f.task], timeout=FINISH_SECONDS))[1]:
-            self.log.warning(f"gave up waiting for the rest of {self.pod_ref}'s log")
-        for follower in running:
-            if follower in ended or follower.task is None:
-                continue
+        if ended and (await asyncio.wait([f.task for f in ended], timeout=FINISH_SECONDS))[1]:
+            self.log.warning("gave up waiting for the rest of %s's log", self.pod_ref)
+        for follower in (f for f in running if f not in ended):
             follower.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await follower.task
@@ -316,18 +295,13 @@ class PodLogs:
             await wait_until_read()
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *(f.task for f in self.followers.values() if f.task is not None)]
-        for task in tasks:
-            if not task.done():
-                task.cancel()
+        for task in filter(None, [self._checkpoints, *(f.task for f in self.followers.values())]):
+            task.cancel()  # no effect on a task that is done
             with contextlib.suppress(asyncio.CancelledError):
                 try:
                     await task
                 except Exception as exc:
-                    self.log.warning(f"could not read the rest of {self.pod_ref}'s log: {describe(exc)}")
-        self._tasks = []
-        for follower in self.followers.values():
-            follower.task = None
+                    self.log.warning("could not read the rest of %s's log: %s", self.pod_ref, describe(exc))
         self._records.flush()
 
     async def _checkpoint_periodically(self) -> None:
@@ -351,6 +325,6 @@ class PodLogs:
                 annotations={LOG_CURSOR_ANNOTATION: cursor},
             )
         except Exception as exc:  # a lost checkpoint only means repeated lines after a restart
-            self.log.warning(f"could not record the log cursor of {self.pod_ref}: {describe(exc)}")
+            self.log.warning("could not record the log cursor of %s: %s", self.pod_ref, describe(exc))
             return
         self._checkpointed = cursor

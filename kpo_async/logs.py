@@ -57,8 +57,7 @@ class Timestamp:
         return datetime.fromtimestamp(self.seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def __str__(self) -> str:
-        base = datetime.fromtimestamp(self.seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{base}.{self.nanos:09d}Z"
+        return f"{self.since_time()[:-1]}.{self.nanos:09d}Z"
 
 
 @functools.lru_cache(maxsize=64)
@@ -67,7 +66,7 @@ def _utc_second(whole: str) -> int:
     return Timestamp._parse_slow(whole + "Z").seconds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class LogCursor:
     """Where a container's log has been delivered up to: serializable into trigger kwargs."""
 
@@ -130,13 +129,12 @@ class LineSplitter:
                 self._append(chunk[start:])
                 return lines
             self._append(chunk[start:end])
-            lines.append((bytes(self._buffer), self._dropped))
-            self._buffer.clear()
-            self._dropped = 0
+            lines.extend(self.flush() or [(b"", 0)])  # an empty line is a line too
             start = end + 1
 
     def flush(self) -> list[tuple[bytes, int]]:
-        """The unterminated last line, if any (a log that does not end with a newline)."""
+        """The line held so far, if any: the unterminated last line of a log that does not end with
+        a newline."""
         if not self._buffer and not self._dropped:
             return []
         line = (bytes(self._buffer), self._dropped)
@@ -171,28 +169,21 @@ def decode_line(raw: bytes, dropped: int) -> tuple[Timestamp | None, str]:
     return stamp, text
 
 
+@dataclass(eq=False)
 class ContainerLog:
     """A container's log, read from a cursor that advances as each line is delivered.
 
     `cursor` is current even when a read fails half-way, so the next read resumes exactly there.
     """
 
-    def __init__(
-        self,
-        api_client: Any,
-        namespace: str,
-        pod: str,
-        container: str,
-        cursor: LogCursor,
-        sink: Callable[[str], None],
-    ) -> None:
-        self.api_client = api_client
-        self.namespace = namespace
-        self.pod = pod
-        self.container = container
-        self.cursor = cursor
-        self.sink = sink
-        self.lines_delivered = 0
+    api_client: Any
+    namespace: str
+    pod: str
+    container: str
+    cursor: LogCursor
+    #: Told each line delivered.
+    sink: Callable[[str], None]
+    lines_delivered: int = 0
 
     async def read(self, *, follow: bool) -> None:
         """Deliver the lines after the cursor; with `follow`, until the stream ends.

@@ -9,7 +9,6 @@ collected by `XComCollector` on success. The result is a `PodOutcome`.
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import replace
 from typing import Any
@@ -26,12 +25,6 @@ from kpo_async.retry import describe
 from kpo_async.trigger_settings import MonitorSettings
 from kpo_async.watch import Subscription, shared_watcher, watch_refused
 from kpo_async.xcom import XComCollector
-
-
-class Stage(enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    ENDED = "ended"
 
 
 class PodMonitor:
@@ -51,21 +44,14 @@ class PodMonitor:
         self.pod_name = pod_name
         self.settings = settings
         self.log = logger
-        self.stage = Stage.STARTING
+        #: Past STARTING: the base container ran (RUNNING until it ends).
+        self.started = False
+        state = self._latest_state
         self.logs = PodLogs(
-            client,
-            namespace,
-            pod_name,
-            settings.base_container_name,
-            log_cursor,
-            logger=logger,
-            state=self._latest_state,
-            settings=settings,
-            formatter=formatter,
+            client, namespace, pod_name, settings, log_cursor, logger=logger, state=state, formatter=formatter
         )
-        self.callbacks = TriggerCallbacks(settings.callbacks, logger) if settings.callbacks else None
-        if self.callbacks is not None:
-            self.logs.line_listener = self.callbacks.line
+        self.callbacks = TriggerCallbacks(settings.callbacks, logger)  # none: nothing to load or call
+        self.logs.line_listener = self.callbacks.line if settings.callbacks else None
         self.xcom = XComCollector(client, namespace, pod_name, self._next_state, logger)
         self._polled: PodState | None = None
         self._seen: set[str] = set()
@@ -76,12 +62,12 @@ class PodMonitor:
     async def run(self) -> PodOutcome:
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
         try:
-            if self.callbacks is not None:
-                await self.callbacks.load()
+            await self.callbacks.load()
             outcome, state = None, None
             while outcome is None:
-                starting = self.stage is Stage.STARTING
-                deadline = self._start_deadline(state)[0] if starting else self.settings.execution_deadline
+                deadline = (
+                    self.settings.execution_deadline if self.started else self._start_deadline(state)[0]
+                )
                 state = await self._next_state(deadline)
                 if state is not None:
                     self._report_progress(state)
@@ -92,14 +78,13 @@ class PodMonitor:
             return replace(outcome, log_tail=tail, log_cursor=self.logs.cursor)
         finally:
             await self.logs.stop()
-            if self.callbacks is not None:
-                await self.callbacks.close()
+            await self.callbacks.close()
             self._subscription.close()
 
     async def _step(self, state: PodState | None) -> PodOutcome | None:
         """Act on the pod's latest state: move to the next stage, or the outcome when it ends."""
         pod = self._pod_ref
-        if self.stage is Stage.STARTING:
+        if not self.started:
             if state is None:
                 why = f"pod {pod} was deleted or never created before it started; see the pod's events"
                 return self._outcome(Status.ERROR, None, None, why)
@@ -107,7 +92,6 @@ class PodMonitor:
                 return await self._startup_problem(state)
             await self._begin_running(state)
         if state is not None and state.ended(self.settings.base_container_name):
-            self.stage = Stage.ENDED
             await self.logs.finish()
             return await self._complete(state)
         if state is None or state.deleting:
@@ -122,8 +106,8 @@ class PodMonitor:
         return None
 
     async def _begin_running(self, state: PodState) -> None:
-        self.stage = Stage.RUNNING
-        if self.callbacks is not None:
+        self.started = True
+        if self.settings.callbacks:
             self.callbacks.client = self.client.core
             self.callbacks.pod = to_v1pod(
                 await read_pod_json(self.client, self.namespace, self.pod_name) or {}
@@ -136,12 +120,10 @@ class PodMonitor:
             await self._report_new_events()
         init = state.failed_init()
         if init is not None:
-            why = (
-                f"init container {init.name} exited with code {init.exit_code}: {init.message or init.reason}"
-            )
-            return self._outcome(
-                Status.FAILED, state, init.reason or "InitContainerFailed", why, init.exit_code
-            )
+            detail = init.message or init.reason
+            why = f"init container {init.name} exited with code {init.exit_code}: {detail}"
+            reason = init.reason or "InitContainerFailed"
+            return self._outcome(Status.FAILED, state, reason, why, init.exit_code)
         fatal = state.fatal_waiting()
         if fatal is not None and fatal.reason != "ErrImagePull":  # ErrImagePull may be transient
             why = f"container {fatal.name} cannot start: {fatal.reason}: {fatal.message or ''}".rstrip(": ")
@@ -236,17 +218,15 @@ class PodMonitor:
     # -- progress reports -------------------------------------------------------------------------
     def _report_progress(self, state: PodState) -> None:
         if state.phase != self._seen_phase:
-            self.log.info(f"pod {self._pod_ref} is {state.phase}")
+            self.log.info("pod %s is %s", self._pod_ref, state.phase)
             self._seen_phase = state.phase
         for container in (*state.init_containers, *state.containers):
             key = f"{container.name}:{container.state}:{container.reason}"
             if container.state == "waiting" and container.reason and self._first_time(key):
-                self.log.info(
-                    f"container {container.name} waiting: {container.reason}"
-                    f"{': ' + container.message if container.message else ''}"
-                )
+                detail = f": {container.message}" if container.message else ""
+                self.log.info("container %s waiting: %s%s", container.name, container.reason, detail)
         if state.unschedulable_message and self._first_time(f"unsched:{state.unschedulable_message}"):
-            self.log.info(f"pod {self._pod_ref} cannot be scheduled yet: {state.unschedulable_message}")
+            self.log.info("pod %s cannot be scheduled yet: %s", self._pod_ref, state.unschedulable_message)
 
     def _first_time(self, key: str) -> bool:
         """Whether `key` (a waiting reason, an event ...) is new; remember it."""
@@ -261,7 +241,7 @@ class PodMonitor:
             return
         self._events_read_at = now
         for line in await self._event_lines(new_only=True):
-            self.log.info(f"pod {self._pod_ref} event: {line}")
+            self.log.info("pod %s event: %s", self._pod_ref, line)
 
     async def _event_lines(self, *, new_only: bool = False) -> list[str]:
         try:
@@ -289,17 +269,8 @@ class PodMonitor:
         exit_code: int | None = None,
         xcom: Any = None,
     ) -> PodOutcome:
-        return PodOutcome(
-            status=status,
-            namespace=self.namespace,
-            pod_name=self.pod_name,
-            pod_uid=state.uid if state else None,
-            phase=state.phase if state else None,
-            exit_code=exit_code,
-            reason=reason,
-            message=message,
-            xcom=xcom,
-        )
+        uid, phase = (state.uid, state.phase) if state else (None, None)
+        return PodOutcome(status, self.namespace, self.pod_name, uid, phase, exit_code, reason, message, xcom)
 
 
 def _passed(deadline: float | None) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import fields
 from datetime import timedelta
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.sdk import BaseOperator
 
@@ -34,14 +34,15 @@ from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION, TaskIdentity, belongs
 from kpo_async.k8s_objects import is_model, pod_to_dict, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.log_follower import formatter_path
-from kpo_async.monitor import PodMonitor
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod, check_choice
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
+from kpo_async.trigger_settings import ContainerSelection
 from triggers.pod import PodTrigger
 
 if TYPE_CHECKING:
+    from airflow.sdk import Context
     from kubernetes_asyncio.client import V1Pod
 
 T = TypeVar("T")
@@ -130,8 +131,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
     log_events_on_startup: bool
     log_events_on_failure: bool
     schedule_timeout_seconds: int | None
-    container_logs: Any
-    init_container_logs: Any
+    container_logs: ContainerSelection
+    init_container_logs: ContainerSelection
     container_name_log_prefix_enabled: bool
     log_formatter: Callable[[str, str], str] | None
     log_pod_spec_on_failure: bool
@@ -159,7 +160,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         startup_timeout_seconds: int = 120,
         get_logs: bool = True,
         base_container_name: str | None = None,
-        container_logs: Any = None,
+        container_logs: ContainerSelection = None,
         image_pull_policy: str | None = None,
         annotations: dict[str, Any] | None = None,
         container_resources: Any = None,
@@ -204,7 +205,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         xcom_sidecar_container_security_context: Any = None,
         callbacks: Any = None,
         schedule_timeout_seconds: int | None = None,
-        init_container_logs: Any = None,
+        init_container_logs: ContainerSelection = None,
         container_name_log_prefix_enabled: bool = True,
         log_formatter: Callable[[str, str], str] | None = None,
         log_pod_spec_on_failure: bool = True,
@@ -238,14 +239,19 @@ class AsyncKubernetesPodOperator(BaseOperator):
         # BaseOperator owns `self.resources` (executor resources); the guide's pod resources dict
         # is the pod's, so it lives under another name.
         self.pod_resources = resources
-        self.skip_on_exit_code = _exit_codes(skip_on_exit_code)
-        self.callbacks = user_callbacks.as_list(callbacks)
+        self.skip_on_exit_code: Container[int] = (
+            (skip_on_exit_code,) if isinstance(skip_on_exit_code, int) else skip_on_exit_code or ()
+        )
+        # The official operator's forms: None, one class (or instance), or a list of them.
+        self.callbacks = (
+            list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else []
+        )
         self._submitted: tuple[str, str] | None = None
         self._secret_env_names: list[str] = []
         self._fingerprint: dict[str, Any] | None = None
 
     def _render_nested_template_fields(
-        self, content: Any, context: Any, jinja_env: Any, seen_oids: set[int]
+        self, content: Any, context: Context, jinja_env: Any, seen_oids: set[int]
     ) -> None:
         """Render the templated attributes of Kubernetes objects inside template fields."""
         nested = NESTED_TEMPLATE_FIELDS.get(type(content).__name__) if is_model(content) else None
@@ -280,30 +286,18 @@ class AsyncKubernetesPodOperator(BaseOperator):
         api = sync_config.new_client_from_config_dict(config.kubeconfig, context=config.context)
         return sync_client.CoreV1Api(api)
 
-    def _callback(self, method: str, context: Any, **kwargs: Any) -> None:
-        """A worker-side moment of the official callbacks (``mode="sync"``, as the official)."""
-        if self.callbacks:
-            user_callbacks.call(
-                self.callbacks,
-                method,
-                client=self.client,
-                mode=user_callbacks.execution_mode("sync"),
-                context=context,
-                operator=self,
-                **kwargs,
-            )
+    def _callback(self, method: str, context: Context, **kwargs: Any) -> None:
+        """A worker-side moment of the official callbacks (``mode="sync"``, as the official); an
+        exception fails the task, as with the official operator."""
+        for function in filter(None, (getattr(callback, method, None) for callback in self.callbacks)):
+            mode = user_callbacks.execution_mode("sync")
+            function(client=self.client, mode=mode, context=context, operator=self, **kwargs)
 
     @staticmethod
-    def task_identity(context: Any) -> TaskIdentity:
+    def task_identity(context: Context) -> TaskIdentity:
         ti = context["ti"]
         map_index = ti.map_index if ti.map_index is not None else -1
-        return TaskIdentity(
-            dag_id=ti.dag_id,
-            task_id=ti.task_id,
-            run_id=ti.run_id,
-            map_index=map_index,
-            try_number=ti.try_number,
-        )
+        return TaskIdentity(ti.dag_id, ti.task_id, ti.run_id, map_index, ti.try_number)
 
     def pod_arguments(self, namespace: str) -> PodArguments:
         """The pod-shaping arguments: the operator's attributes named as `PodArguments`' fields."""
@@ -318,7 +312,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         return None
 
     def build_pod(
-        self, context: Any, default_namespace: str | None, connection_extras: dict[str, Any] | None = None
+        self, context: Context, default_namespace: str | None, connection_extras: dict[str, Any] | None = None
     ) -> V1Pod:
         """The pod this task runs; pure apart from reading the template file.
 
@@ -336,19 +330,15 @@ class AsyncKubernetesPodOperator(BaseOperator):
         )
         arguments = self.pod_arguments(namespace)
         extras = connection_extras or {}
-        if extras.get("xcom_sidecar_container_image"):
-            arguments.xcom_sidecar_image = extras["xcom_sidecar_container_image"]
-        if extras.get("xcom_sidecar_container_resources"):
-            resources = extras["xcom_sidecar_container_resources"]
+        arguments.xcom_sidecar_image = (
+            extras.get("xcom_sidecar_container_image") or arguments.xcom_sidecar_image
+        )
+        if resources := extras.get("xcom_sidecar_container_resources"):
             arguments.xcom_sidecar_resources = (
                 json.loads(resources) if isinstance(resources, str) else resources
             )
-        pod = build_pod(
-            arguments,
-            identity=self.task_identity(context),
-            template=template,
-            full_pod_spec=self.full_pod_spec,
-        )
+        identity = self.task_identity(context)
+        pod = build_pod(arguments, identity=identity, template=template, full_pod_spec=self.full_pod_spec)
         # The deployment's cluster policy (airflow_local_settings.pod_mutation_hook), as for the
         # official operator; looked up at call time so that settings loaded later apply.
         import airflow.settings
@@ -364,13 +354,13 @@ class AsyncKubernetesPodOperator(BaseOperator):
         """The connection's hook (the connection form only: the cluster is reached through `client`)."""
         return KubernetesConnectionHook(self.kubernetes_conn_id or DEFAULT_CONN_ID)
 
-    def build_pod_request_obj(self, context: Any = None) -> V1Pod:
+    def build_pod_request_obj(self, context: Context | None = None) -> V1Pod:
         """The pod this task creates; without a context, as a first try of a ``dry_run`` run."""
         if context is None:
             ti = SimpleNamespace(
                 dag_id=self.dag_id, task_id=self.task_id, run_id="dry_run", map_index=-1, try_number=1
             )
-            context = {"ti": ti}
+            context = cast("Context", {"ti": ti})
         return self.build_pod(context, None)
 
     def dry_run(self) -> None:
@@ -379,19 +369,18 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
         print(yaml.safe_dump(pod_to_dict(self.build_pod_request_obj()), sort_keys=False))
 
-    def find_pod(self, namespace: str, context: Any, *, exclude_checked: bool = True) -> V1Pod | None:
+    def find_pod(self, namespace: str, context: Context, *, exclude_checked: bool = True) -> V1Pod | None:
         """This try's pod in `namespace`, or None. Finalized (checked) pods are always excluded."""
 
         async def find(client: ClusterClient) -> V1Pod | None:
             selector = task_selector(self.task_identity(context), include_try=True)
-            for state in await pods.find_task_pods(client, namespace, selector):
-                raw = await pods.read_pod_json(client, namespace, state.name)
-                return to_v1pod(raw) if raw else None
-            return None
+            found = await pods.find_task_pods(client, namespace, selector)
+            raw = await pods.read_pod_json(client, namespace, found[0].name) if found else None
+            return to_v1pod(raw) if raw else None
 
         return self._on_cluster(find)
 
-    def get_or_create_pod(self, pod_request_obj: V1Pod, context: Any) -> V1Pod:
+    def get_or_create_pod(self, pod_request_obj: V1Pod, context: Context) -> V1Pod:
         """Adopt this task's pod (as `execute` does) or create `pod_request_obj`; the pod as created."""
 
         async def get_or_create(client: ClusterClient) -> V1Pod:
@@ -404,7 +393,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
         return self._on_cluster(get_or_create)
 
-    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> None:
+    def cleanup(
+        self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Context | None = None
+    ) -> None:
         """Delete or keep the pod as `on_finish_action` says, judging by `remote_pod`'s phase."""
         phase = getattr(getattr(remote_pod, "status", None), "phase", None)
         outcome = PodOutcome(
@@ -416,7 +407,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self._on_cluster(lambda client: self._cleanup_pod(client, outcome))
 
     # -- execute: submit and defer -------------------------------------------------------------
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> Any:
         # The pod is built and validated before the first API call: a bad spec creates nothing.
         identity = self.task_identity(context)
         if self.callbacks:
@@ -460,14 +451,16 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 self.log_formatter,
             )
         if not self.deferrable:
-            return self.execute_complete(context, self._on_cluster(lambda c: self._monitor_here(c, trigger)))
+            # Followed in this worker process by the trigger's own engine.
+            outcome = self._on_cluster(lambda client: trigger.follow(client, self.log, self.log_formatter))
+            return self.execute_complete(context, outcome.to_payload())
         self.defer(
             trigger=trigger,
             method_name="execute_complete",
             timeout=self.execution_timeout + _DEFERRAL_GRACE if self.execution_timeout else None,
         )
 
-    async def _submit(self, context: Any, identity: TaskIdentity) -> tuple[PodState, str]:
+    async def _submit(self, context: Context, identity: TaskIdentity) -> tuple[PodState, str]:
         async with open_client(self.cluster_ref) as client:
             state, namespace = await self._create(context, identity, client)
             if self.callbacks:
@@ -476,7 +469,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             return state, namespace
 
     async def _create(
-        self, context: Any, identity: TaskIdentity, client: ClusterClient
+        self, context: Context, identity: TaskIdentity, client: ClusterClient
     ) -> tuple[PodState, str]:
         pod = self.build_pod(context, client.default_namespace, client.config.extras)
         self._callback("on_pod_manifest_created", context, pod_request=pod)
@@ -504,11 +497,11 @@ class AsyncKubernetesPodOperator(BaseOperator):
         candidates = await pods.find_task_pods(client, namespace, task_selector(identity, include_try=False))
         current = [c for c in candidates if c.labels.get("try_number") == str(identity.try_number)]
         earlier = [c for c in candidates if c not in current]
-        if current:
-            chosen = current[0]
+        chosen = current[0] if current else None
+        if chosen is not None:
             self.log.info("found pod %s/%s created earlier by this same try", namespace, chosen.name)
         elif earlier and self.reattach_on_restart:
-            chosen, earlier = earlier[0], earlier[1:]
+            chosen = earlier.pop(0)
             self.log.info(
                 "reattaching to pod %s/%s (created by try %s)",
                 namespace,
@@ -520,8 +513,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 client, namespace, chosen.name, what="adopting", annotations=followed
             ):
                 chosen = None  # gone meanwhile: this try creates its own
-        else:
-            chosen = None
         for stale in earlier:  # nothing left orphaned by interrupted tries
             self.log.info("deleting pod %s/%s left by an interrupted earlier try", namespace, stale.name)
             await pods.delete_pod(client, namespace, stale.name)
@@ -544,21 +535,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
             )
         return existing
 
-    async def _monitor_here(self, client: ClusterClient, trigger: PodTrigger) -> dict[str, Any]:
-        """deferrable=False: run the trigger's monitor in this worker process instead."""
-        monitor = PodMonitor(
-            client,
-            trigger.namespace,
-            trigger.pod_name,
-            trigger.monitor_settings(),
-            log_cursor=None,
-            logger=self.log,
-            formatter=self.log_formatter,
-        )
-        return (await monitor.run()).to_payload()
-
     # -- resume: finalize ----------------------------------------------------------------------
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         outcome = PodOutcome.from_payload(event)
         namespace, pod_name = outcome.namespace, outcome.pod_name
         if self.callbacks:
@@ -586,7 +564,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 ti.xcom_push(key=str(key), value=item)
         ti.xcom_push(key="return_value", value=value)
 
-    async def _finalize(self, client: ClusterClient, outcome: PodOutcome, context: Any, event: Any) -> None:
+    async def _finalize(
+        self, client: ClusterClient, outcome: PodOutcome, context: Context, event: Any
+    ) -> None:
         if self.callbacks:  # the official moments, with the pod as it is now (None once gone)
             raw = await pods.read_pod_json(client, outcome.namespace, outcome.pod_name)
             pod = to_v1pod(raw) if raw else None
@@ -610,7 +590,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
             if await pods.delete_pod(client, namespace, pod_name):
                 self.log.info("deleted pod %s/%s", namespace, pod_name)
         else:
-            await pods.mark_finalized(client, namespace, pod_name)
+            # Labelled as consumed, so that no later try adopts it.
+            finalized = {pods.FINALIZED_LABEL: "true"}
+            await pods.patch_metadata(client, namespace, pod_name, what="labelling", labels=finalized)
             self.log.info("kept pod %s/%s (on_finish_action=%s)", namespace, pod_name, self.on_finish_action)
 
     async def _report_failure(self, client: ClusterClient, namespace: str, pod_name: str) -> None:
@@ -642,21 +624,21 @@ class AsyncKubernetesPodOperator(BaseOperator):
                     "Pod Event: %s - %s", event.get("reason"), event.get("message")
                 )
         if pod is not None and self.log_pod_spec_on_failure:
-            spec = pod.get("spec") or {}
-            for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-                for env in container.get("env") or []:
-                    if env.get("value"):
-                        env["value"] = redact(env["value"], env.get("name"))
+            for env in pods.container_env(pod):
+                if env.get("value"):
+                    env["value"] = redact(env["value"], env.get("name"))
             shown = {"metadata": {k: pod["metadata"].get(k) for k in ("name", "namespace", "labels")}}
-            self.log.info("pod spec: %s", json.dumps({**shown, "spec": spec}, sort_keys=True))
+            self.log.info(
+                "pod spec: %s", json.dumps({**shown, "spec": pod.get("spec") or {}}, sort_keys=True)
+            )
 
-    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         # Airflow's deferral timeout fired before our trigger's event.
         if next_method == "__fail__" and self.on_kill_action == "delete_pod":
             self._on_cluster(lambda client: self._delete_current_pods(client, context))
         return super().resume_execution(next_method, next_kwargs, context)
 
-    async def _delete_current_pods(self, client: ClusterClient, context: Any) -> None:
+    async def _delete_current_pods(self, client: ClusterClient, context: Context) -> None:
         identity = self.task_identity(context)
         # Where execute put the pod (its namespace may come from a template or full_pod_spec).
         namespace = (
@@ -703,17 +685,5 @@ def secret_env_names(pod: V1Pod) -> list[str]:
     """
     from kpo_async.airflow_compat import redact
 
-    names = set()
-    for container in [*(pod.spec.init_containers or []), *pod.spec.containers]:
-        for env in container.env or []:
-            if env.value and redact(env.value, env.name) != env.value:
-                names.add(env.name)
-    return sorted(names)
-
-
-def _exit_codes(value: int | Container[int] | None) -> Container[int]:
-    if value is None:
-        return ()
-    if isinstance(value, int):
-        return (value,)
-    return value
+    env = pods.container_env(to_api_dict(pod))
+    return sorted({e["name"] for e in env if e.get("value") and redact(e["value"], e["name"]) != e["value"]})

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-PENDING, RUNNING, SUCCEEDED, FAILED, UNKNOWN = "Pending", "Running", "Succeeded", "Failed", "Unknown"
+Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+#: Which of a container status's ``state`` keys is set ("unknown": none yet).
+ContainerStateKind = Literal["waiting", "running", "terminated", "unknown"]
 #: Waiting reasons that mean the pod will not start without someone fixing something.
 FATAL_WAITING_REASONS = frozenset(
     {
@@ -29,7 +31,7 @@ FATAL_WAITING_REASONS = frozenset(
 @dataclass(frozen=True)
 class ContainerState:
     name: str
-    state: str  # "waiting" | "running" | "terminated" | "unknown"
+    state: ContainerStateKind
     reason: str | None = None
     message: str | None = None
     exit_code: int | None = None
@@ -38,10 +40,15 @@ class ContainerState:
     def terminated(self) -> bool:
         return self.state == "terminated"
 
+    @property
+    def running_or_done(self) -> bool:
+        return self.state in ("running", "terminated")
+
     @classmethod
     def from_api(cls, status: Mapping[str, Any]) -> ContainerState:
         state = status.get("state") or {}
-        for kind in ("terminated", "running", "waiting"):
+        kinds: tuple[ContainerStateKind, ...] = ("terminated", "running", "waiting")
+        for kind in kinds:
             detail = state.get(kind)
             if detail is not None:
                 return cls(
@@ -60,7 +67,7 @@ class PodState:
     namespace: str
     uid: str
     resource_version: str
-    phase: str
+    phase: Phase
     reason: str | None
     message: str | None
     deleting: bool
@@ -85,7 +92,7 @@ class PodState:
             namespace=meta.get("namespace", ""),
             uid=meta.get("uid", ""),
             resource_version=meta.get("resourceVersion", ""),
-            phase=status.get("phase") or PENDING,
+            phase=status.get("phase") or "Pending",
             reason=status.get("reason"),
             message=status.get("message"),
             deleting=meta.get("deletionTimestamp") is not None,
@@ -110,12 +117,12 @@ class PodState:
 
     @property
     def finished(self) -> bool:
-        return self.phase in (SUCCEEDED, FAILED)
+        return self.phase in ("Succeeded", "Failed")
 
     def started(self, base_container: str) -> bool:
         """The pod got past startup: its base container ran (or the pod already ended)."""
         base = self.container(base_container)
-        return self.finished or (base is not None and base.state in ("running", "terminated"))
+        return self.finished or (base is not None and base.running_or_done)
 
     def fatal_waiting(self) -> ContainerState | None:
         """A container (init or regular) stuck for a reason that will not fix itself."""

@@ -5,6 +5,8 @@ Every call goes through `kpo_async.api` (typed errors, bounded retries; a 403 na
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 from kubernetes_asyncio.client import V1Pod
@@ -62,16 +64,20 @@ async def create_pod(client: ClusterClient, pod: V1Pod) -> PodState | None:
     return PodState.from_api(body)
 
 
-async def read_pod_json(client: ClusterClient, namespace: str, name: str) -> dict[str, Any] | None:
-    """The pod as the API server returns it; None if it does not exist."""
+async def _unless_gone(
+    request: Callable[[], Awaitable[Any]], *, what: str, verb: str
+) -> dict[str, Any] | None:
+    """`api.call`'s JSON body; None when the pod does not exist (any more)."""
     try:
-        return await api.call(
-            lambda: client.core.read_namespaced_pod(name, namespace, _preload_content=False),
-            what=f"reading pod {namespace}/{name}",
-            verb="get",
-        )
+        return await api.call(request, what=what, verb=verb)
     except NotFound:
         return None
+
+
+async def read_pod_json(client: ClusterClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The pod as the API server returns it; None if it does not exist."""
+    request = partial(client.core.read_namespaced_pod, name, namespace, _preload_content=False)
+    return await _unless_gone(request, what=f"reading pod {namespace}/{name}", verb="get")
 
 
 async def read_pod(client: ClusterClient, namespace: str, name: str) -> PodState | None:
@@ -79,46 +85,32 @@ async def read_pod(client: ClusterClient, namespace: str, name: str) -> PodState
     return None if body is None else PodState.from_api(body)
 
 
-async def delete_pod(
-    client: ClusterClient, namespace: str, name: str, grace_period_seconds: int | None = None
-) -> bool:
-    """Delete the pod; False if it was already gone."""
-    try:
-        await api.call(
-            lambda: client.core.delete_namespaced_pod(
-                name,
-                namespace,
-                grace_period_seconds=grace_period_seconds,  # type: ignore[arg-type]  # None: the pod's own
-                _preload_content=False,
-            ),
-            what=f"deleting pod {namespace}/{name}",
-            verb="delete",
-        )
-    except NotFound:
-        return False
-    return True
+async def delete_pod(client: ClusterClient, namespace: str, name: str) -> bool:
+    """Delete the pod (with its own grace period); False if it was already gone."""
+    request = partial(client.core.delete_namespaced_pod, name, namespace, _preload_content=False)
+    return await _unless_gone(request, what=f"deleting pod {namespace}/{name}", verb="delete") is not None
 
 
 async def patch_metadata(
     client: ClusterClient, namespace: str, name: str, *, what: str, **metadata: dict[str, str]
 ) -> bool:
     """Merge `metadata` (labels, annotations) into the pod's; False if the pod is gone."""
-    try:
-        await api.call(
-            lambda: client.core.patch_namespaced_pod(  # type: ignore[call-arg]  # passed on to the request
-                name, namespace, {"metadata": metadata}, _content_type=MERGE_PATCH, _preload_content=False
-            ),
-            what=f"{what} pod {namespace}/{name}",
-            verb="patch",
-        )
-    except NotFound:
-        return False
-    return True
+    request = partial(  # type: ignore[call-arg]  # _content_type is passed on to the request
+        client.core.patch_namespaced_pod,
+        name,
+        namespace,
+        {"metadata": metadata},
+        _content_type=MERGE_PATCH,
+        _preload_content=False,
+    )
+    return await _unless_gone(request, what=f"{what} pod {namespace}/{name}", verb="patch") is not None
 
 
-async def mark_finalized(client: ClusterClient, namespace: str, name: str) -> None:
-    """Label a kept pod as consumed so that no later try adopts it."""
-    await patch_metadata(client, namespace, name, what="labelling", labels={FINALIZED_LABEL: "true"})
+def container_env(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The env entries (API JSON) of every init and main container of `pod`."""
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return [env for container in containers for env in container.get("env") or []]
 
 
 async def pod_events(client: ClusterClient, namespace: str, name: str) -> list[dict[str, Any]]:

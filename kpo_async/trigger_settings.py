@@ -1,14 +1,17 @@
 """`MonitorSettings`: how a trigger follows its pod, stored as the trigger's kwargs.
 
-Written once here: `PodTrigger` stores these fields under their own names, `PodMonitor` and
-`PodLogs` read them. Kwargs stored by another version still load (`from_kwargs`).
+`PodTrigger` takes these fields as typed keyword arguments of the same names and stores them so;
+`PodMonitor` and `PodLogs` read them.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Collection
+from dataclasses import dataclass
+
+#: `container_logs` / `init_container_logs`: True (every container but the XCom sidecar), a
+#: container's name or names; None: the base container (`container_logs`) or none (init ones).
+ContainerSelection = bool | str | Collection[str] | None
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,8 @@ class MonitorSettings:
     callbacks: tuple[str, ...] = ()
     #: Whose logs to stream: `container_logs` (a name, names or True; None: the base container) and
     #: `init_container_logs`, each line prefixed with its container's name or not.
-    container_logs: Any = None
-    init_container_logs: Any = None
+    container_logs: ContainerSelection = None
+    init_container_logs: ContainerSelection = None
     container_name_log_prefix_enabled: bool = True
     #: Where this host imports `log_formatter` from (``module:qualname``); None: the default format.
     log_formatter: str | None = None
@@ -46,26 +49,3 @@ class MonitorSettings:
     #: Without them (kwargs stored by older versions) `startup_deadline` covers both.
     schedule_deadline: float | None = None
     startup_timeout_seconds: float | None = None
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> MonitorSettings:
-        """The settings among stored kwargs; a kwarg this version does not know is dropped, so
-        that a trigger stored by another version is still re-created."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            logging.getLogger(__name__).warning("PodTrigger: ignoring unknown kwargs %s", unknown)
-        values = {key: value for key, value in kwargs.items() if key in known}
-        values["secret_env_names"] = tuple(values.get("secret_env_names") or ())
-        values["callbacks"] = tuple(values.get("callbacks") or ())
-        return cls(**values)
-
-    def to_kwargs(self) -> dict[str, Any]:
-        """The settings as JSON-ready kwargs; tasks without callbacks store what earlier versions
-        stored."""
-        kwargs = asdict(self)
-        kwargs["secret_env_names"] = list(self.secret_env_names)
-        kwargs["callbacks"] = list(self.callbacks)
-        if not self.callbacks:
-            del kwargs["callbacks"]
-        return kwargs

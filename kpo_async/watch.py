@@ -134,9 +134,7 @@ class PodWatcher:
                     resource_version = await self._watch(resource_version)
             except Gone:
                 log.info("watch of %s expired (410 Gone): re-listing", self.namespace)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except Exception as exc:  # (a cancellation is no Exception: it ends the loop)
                 if isinstance(exc, ApiError) and exc.status in (401, 403, 404):
                     # Refused credentials or a missing namespace will not fix themselves soon:
                     # tell the subscribers now instead of at their fallback read. Keep trying,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kpo_async.clients import ClusterClient
@@ -36,7 +37,7 @@ async def read_xcom(client: ClusterClient, namespace: str, pod: str, logger: Any
     )
     if result.exit_code == 0 and result.stdout.strip() == NO_RESULT.encode():
         if logger is not None:
-            logger.warning(f"do_xcom_push=True but {XCOM_RETURN_FILE} is missing or empty: the XCom is None")
+            logger.warning("do_xcom_push=True but %s is missing or empty: the XCom is None", XCOM_RETURN_FILE)
         return None
     if result.exit_code != 0:
         reason = result.stderr.decode("utf-8", "replace").strip() or f"exit code {result.exit_code}"
@@ -72,6 +73,7 @@ async def stop_sidecar(client: ClusterClient, namespace: str, pod: str) -> None:
     )
 
 
+@dataclass
 class XComCollector:
     """Collect the XCom result of a pod whose base container succeeded, exactly once.
 
@@ -79,21 +81,16 @@ class XComCollector:
     re-created after that moment still has it.
     """
 
-    def __init__(
-        self,
-        client: ClusterClient,
-        namespace: str,
-        pod_name: str,
-        next_state: Callable[[float | None], Awaitable[PodState | None]],
-        logger: Any = None,
-    ) -> None:
-        self.client = client
-        self.namespace = namespace
-        self.pod_name = pod_name
-        #: The pod's state after its next change or at the deadline; None once it is gone.
-        self._next_state = next_state
-        self.log = logger
-        self._pod_ref = f"{namespace}/{pod_name}"
+    client: ClusterClient
+    namespace: str
+    pod_name: str
+    #: The pod's state after its next change or at the deadline; None once it is gone.
+    next_state: Callable[[float | None], Awaitable[PodState | None]]
+    log: Any = None
+
+    @property
+    def _pod_ref(self) -> str:
+        return f"{self.namespace}/{self.pod_name}"
 
     async def collect(self, state: PodState) -> Any:
         recorded = state.annotations.get(XCOM_RESULT_ANNOTATION)
@@ -120,7 +117,7 @@ class XComCollector:
             try:
                 return await self.collect(state)
             except Exception as exc:
-                self.log.warning(f"could not read the XCom of failed pod {self._pod_ref}: {describe(exc)}")
+                self.log.warning("could not read the XCom of failed pod %s: %s", self._pod_ref, describe(exc))
         await self.stop_sidecar_quietly(state)
         return None
 
@@ -131,7 +128,7 @@ class XComCollector:
         try:
             await stop_sidecar(self.client, self.namespace, self.pod_name)
         except Exception as exc:
-            self.log.warning(f"could not stop the XCom sidecar of {self._pod_ref}: {describe(exc)}")
+            self.log.warning("could not stop the XCom sidecar of %s: %s", self._pod_ref, describe(exc))
 
     async def _wait_for_sidecar(self, state: PodState | None) -> None:
         """A base container can finish before the sidecar has even started: wait for it to run."""
@@ -145,14 +142,11 @@ class XComCollector:
             ended = state is None or no_sidecar or (sidecar is not None and sidecar.terminated)
             if ended or time.time() >= deadline:
                 raise XComError(self._problem(state, sidecar))
-            state = await self._next_state(deadline)
+            state = await self.next_state(deadline)
 
     def _problem(self, state: PodState | None, sidecar: ContainerState | None) -> str:
         """Why the XCom cannot be read, blaming the user only when the pod spec is at fault."""
-        what = (
-            f"cannot read the XCom result of {self.namespace}/{self.pod_name}: "
-            f"the {XCOM_SIDECAR_NAME} container"
-        )
+        what = f"cannot read the XCom result of {self._pod_ref}: the {XCOM_SIDECAR_NAME} container"
         if state is None:
             return f"{what} is gone with its pod (deleted before the result was read)"
         if state.reason or state.message:  # e.g. Evicted: the node took the pod away

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict
+from typing import Any, NoReturn
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -18,18 +19,19 @@ from kpo_async.airflow_compat import atask_instance_state, triggerer_calls_on_ki
 from kpo_async.clients import ClusterClient, check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION
+from kpo_async.log_follower import Formatter
 from kpo_async.monitor import PodMonitor
 from kpo_async.outcome import PodOutcome, Status
-from kpo_async.pods import delete_pod, read_pod_json
+from kpo_async.pods import delete_pod, read_pod
 from kpo_async.retry import describe
-from kpo_async.trigger_settings import MonitorSettings
+from kpo_async.trigger_settings import ContainerSelection, MonitorSettings
 
 #: Upper bound for work done while the triggerer is shutting down or cancelling us.
 _EXIT_WORK_SECONDS = 5.0
 #: Upper bound for the kill a cancelled trigger does itself on Airflow < 3.3 (the state lookup and
 #: the pod delete), as the triggerer's ``on_kill_timeout`` bounds ``on_kill`` on 3.3+.
 _SELF_KILL_SECONDS = 30.0
-#: Upper bound for the task state lookup of a cancelled trigger (Airflow < 3.3).
+#: Upper bound for the task state lookup that decides a kill (`on_kill`).
 _STATE_SECONDS = 20.0
 #: Task states in which a worker may still resume this try (or the trigger lives on elsewhere):
 #: a cancelled trigger whose task is in one of them leaves the pod alone.
@@ -46,9 +48,10 @@ class PodTrigger(BaseTrigger):
     :param on_kill_action: ``delete_pod`` or ``keep_pod`` when a user kills the deferred task.
     :param cluster_fingerprint: the cluster the worker created the pod on (server URL, CA digest,
         connection; no secrets). The trigger refuses to follow the pod on another cluster.
-    :param settings: the fields of `kpo_async.trigger_settings.MonitorSettings` (base_container_name,
-        get_logs, do_xcom_push, startup/execution deadlines, poll and checkpoint intervals,
-        secret_env_names ...), written once there and stored as kwargs of the same names.
+
+    The other parameters are the fields of `kpo_async.trigger_settings.MonitorSettings`, which
+    says what each one means. A kwarg this version does not know (a row stored by another
+    version) is dropped with a warning, so that the row still resumes; mypy refuses one in code.
     """
 
     def __init__(
@@ -60,21 +63,63 @@ class PodTrigger(BaseTrigger):
         log_cursor: str | None = None,
         on_kill_action: str = "delete_pod",
         cluster_fingerprint: dict[str, Any] | None = None,
-        **settings: Any,
+        base_container_name: str = "base",
+        get_logs: bool = True,
+        do_xcom_push: bool = False,
+        startup_deadline: float | None = None,
+        execution_deadline: float | None = None,
+        schedule_deadline: float | None = None,
+        startup_timeout_seconds: float | None = None,
+        fallback_poll_seconds: float = 60.0,
+        log_poll_seconds: float = 10.0,
+        log_checkpoint_seconds: float = 300.0,
+        log_events_on_startup: bool = True,
+        secret_env_names: Sequence[str] = (),
+        callbacks: Sequence[str] = (),
+        container_logs: ContainerSelection = None,
+        init_container_logs: ContainerSelection = None,
+        container_name_log_prefix_enabled: bool = True,
+        log_formatter: str | None = None,
+        **from_another_version: NoReturn,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        if from_another_version:  # stored by another version: a row must still resume
+            self.log.warning("PodTrigger: ignoring unknown kwargs %s", sorted(from_another_version))
         self.pod_name = pod_name
         self.namespace = namespace
         self.cluster = cluster
         self.log_cursor = log_cursor
         self.on_kill_action = on_kill_action
         self.cluster_fingerprint = cluster_fingerprint
-        self.settings = MonitorSettings.from_kwargs(settings)
+        self.settings = MonitorSettings(
+            base_container_name=base_container_name,
+            get_logs=get_logs,
+            do_xcom_push=do_xcom_push,
+            startup_deadline=startup_deadline,
+            execution_deadline=execution_deadline,
+            schedule_deadline=schedule_deadline,
+            startup_timeout_seconds=startup_timeout_seconds,
+            fallback_poll_seconds=fallback_poll_seconds,
+            log_poll_seconds=log_poll_seconds,
+            log_checkpoint_seconds=log_checkpoint_seconds,
+            log_events_on_startup=log_events_on_startup,
+            secret_env_names=tuple(secret_env_names),
+            callbacks=tuple(callbacks),
+            container_logs=container_logs,
+            init_container_logs=init_container_logs,
+            container_name_log_prefix_enabled=container_name_log_prefix_enabled,
+            log_formatter=log_formatter,
+        )
         self._monitor: PodMonitor | None = None
         self._fired = False
         self._cancelled = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        settings = asdict(self.settings)
+        settings["secret_env_names"] = list(self.settings.secret_env_names)
+        settings["callbacks"] = list(self.settings.callbacks)
+        if not self.settings.callbacks:  # what versions before callbacks stored
+            del settings["callbacks"]
         return (
             "triggers.pod.PodTrigger",
             {
@@ -84,26 +129,15 @@ class PodTrigger(BaseTrigger):
                 "log_cursor": self.log_cursor,
                 "on_kill_action": self.on_kill_action,
                 "cluster_fingerprint": self.cluster_fingerprint,
-                **self.settings.to_kwargs(),
+                **settings,
             },
         )
-
-    def monitor_settings(self) -> MonitorSettings:
-        return self.settings
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             client = await shared_client(ClusterRef.from_dict(self.cluster))
-            check_same_cluster(self.cluster_fingerprint, client, f"{self.namespace}/{self.pod_name}")
-            self._monitor = PodMonitor(
-                client,
-                self.namespace,
-                self.pod_name,
-                self.settings,
-                log_cursor=self.log_cursor,
-                logger=self.log,
-            )
-            outcome = await self._monitor.run()
+            check_same_cluster(self.cluster_fingerprint, client, self._pod_ref)
+            outcome = await self.follow(client, self.log)
         except asyncio.CancelledError:
             self._cancelled = True
             raise
@@ -114,44 +148,48 @@ class PodTrigger(BaseTrigger):
                 self.namespace,
                 self.pod_name,
                 reason=exc.__class__.__name__,
-                message=f"the trigger following pod {self.namespace}/{self.pod_name} failed on the "
+                message=f"the trigger following pod {self._pod_ref} failed on the "
                 f"triggerer: {exc if str(exc) else describe(exc)}",
                 log_cursor=self._monitor.logs.cursor if self._monitor else self.log_cursor,
             )
         self._fired = True
         yield TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
 
+    async def follow(
+        self, client: ClusterClient, logger: Any, formatter: Formatter | None = None
+    ) -> PodOutcome:
+        """Follow the pod to its end: here, or on the worker of a task with ``deferrable=False``."""
+        self._monitor = PodMonitor(
+            client,
+            self.namespace,
+            self.pod_name,
+            self.settings,
+            log_cursor=self.log_cursor,
+            logger=logger,
+            formatter=formatter,
+        )
+        return await self._monitor.run()
+
     async def cleanup(self) -> None:
         """Runs on every exit. Unless the event fired, record the log cursor for our successor;
-        on Airflow < 3.3, a cancellation caused by a user's action on the task kills the pod."""
+        on Airflow < 3.3, which only cancels the trigger, call `on_kill` ourselves."""
         if self._monitor is not None and not self._fired:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._monitor.logs.checkpoint(), _EXIT_WORK_SECONDS)
         if self._cancelled and not self._fired and not triggerer_calls_on_kill():
             try:
-                await asyncio.wait_for(self._kill_if_task_left_deferral(), _SELF_KILL_SECONDS)
+                await asyncio.wait_for(self.on_kill(), _SELF_KILL_SECONDS)
             except Exception as exc:  # the pod stays; the task's next try or a user cleans it up
-                self.log.warning(
-                    f"could not tell whether pod {self.namespace}/{self.pod_name} should be deleted "
-                    f"after the trigger was cancelled; leaving it: {describe(exc)}"
-                )
-
-    async def _kill_if_task_left_deferral(self) -> None:
-        """Airflow before 3.3 cancels a trigger the same way whether a user marked or cleared its
-        task or the triggerer merely stops or hands it to another triggerer. The task's current
-        state tells them apart: a task no worker will resume any more means the user acted."""
-        state = await self._task_state()
-        if state in _TASK_STILL_SERVED:
-            return
-        self.log.info(f"the trigger was cancelled and its task is now {state or 'cleared'}: killing the pod")
-        await self._delete_pod()
+                self.log.warning("could not kill pod %s; leaving it: %s", self._pod_ref, describe(exc))
 
     async def on_kill(self) -> None:
-        """Airflow 3.3+: a user marked the deferred task failed/success or cleared it: stop the pod.
+        """A user marked the deferred task failed/success or cleared it: stop the pod, unless a
+        worker may still resume the task (its current state tells).
 
-        Airflow also calls this when another triggerer took the trigger over (a busy triggerer
-        whose heartbeat aged out finds its trigger assigned elsewhere): the task is then still
-        deferred, and the pod, followed by the other triggerer, must live on.
+        Airflow 3.3+ calls this, also when another triggerer took the trigger over (a busy
+        triggerer whose heartbeat aged out finds its trigger assigned elsewhere): the pod,
+        followed by the other triggerer, must live on. Before 3.3 Airflow only cancels a trigger,
+        the same way as when the triggerer stops or hands it over, and `cleanup` calls this.
         """
         try:
             state = await self._task_state()
@@ -160,17 +198,22 @@ class PodTrigger(BaseTrigger):
             # on_kill for triggers taken over too (seen under load): a pod possibly followed
             # elsewhere is not deleted on a guess. A user's kill on a healthy triggerer is answered.
             self.log.warning(
-                f"could not read the task's state, so pod {self.namespace}/{self.pod_name} is left "
-                f"running ({describe(exc)}); if the task was marked failed or success, delete it by hand"
+                "could not read the task's state, so pod %s is left running (%s); if the task was "
+                "marked failed or success, delete it by hand",
+                self._pod_ref,
+                describe(exc),
             )
             return
         if state in _TASK_STILL_SERVED:
-            self.log.warning(
-                f"this triggerer dropped the trigger of a task that is still {state} (another "
-                f"triggerer took it over, or a later try follows the pod): pod "
-                f"{self.namespace}/{self.pod_name} is left running"
-            )
+            if triggerer_calls_on_kill():  # before 3.3: a stop or hand-over, nothing to report
+                self.log.warning(
+                    "this triggerer dropped the trigger of a task that is still %s (another triggerer "
+                    "took it over, or a later try follows the pod): pod %s is left running",
+                    state,
+                    self._pod_ref,
+                )
             return
+        self.log.info("the trigger was cancelled and its task is now %s: killing the pod", state or "cleared")
         await self._delete_pod()
 
     async def _task_state(self) -> str | None:
@@ -183,27 +226,26 @@ class PodTrigger(BaseTrigger):
         # trigger runner (3.0 checks the ids). A busy supervisor can take seconds to answer.
         return await asyncio.wait_for(asyncio.shield(atask_instance_state(task_instance)), _STATE_SECONDS)
 
+    @property
+    def _pod_ref(self) -> str:
+        return f"{self.namespace}/{self.pod_name}"
+
     async def _delete_pod(self) -> None:
+        """Delete the pod, unless a later try of the task adopted it meanwhile: a cleared task's
+        next try may reattach to the pod before this cancelled trigger gets to kill it."""
         if self.on_kill_action != "delete_pod":
             return
         client = await shared_client(ClusterRef.from_dict(self.cluster))
-        follower = await self._later_try_following(client)
-        if follower is not None:
+        pod = await read_pod(client, self.namespace, self.pod_name)
+        follower = int(pod.annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0)) if pod is not None else 0
+        mine = getattr(getattr(self, "task_instance", None), "try_number", None)  # None: no triggerer
+        if mine is not None and follower > mine:
             self.log.warning(
-                f"pod {self.namespace}/{self.pod_name} is followed by try {follower} of the task now "
-                "(the task was cleared and reattached to it): left running"
+                "pod %s is followed by try %s of the task now (the task was cleared and reattached "
+                "to it): left running",
+                self._pod_ref,
+                follower,
             )
             return
         await delete_pod(client, self.namespace, self.pod_name)
-        self.log.info(f"deleted pod {self.namespace}/{self.pod_name} because the task was killed")
-
-    async def _later_try_following(self, client: ClusterClient) -> int | None:
-        """The try that adopted the pod since this trigger's try deferred, if any: a cleared task's
-        next try may reattach to the pod before this cancelled trigger gets to kill it."""
-        mine = getattr(getattr(self, "task_instance", None), "try_number", None)
-        if mine is None:  # not run by a triggerer: nothing to compare with
-            return None
-        pod = await read_pod_json(client, self.namespace, self.pod_name)
-        annotations = ((pod or {}).get("metadata") or {}).get("annotations") or {}
-        follower = int(annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0))
-        return follower if follower > mine else None
+        self.log.info("deleted pod %s because the task was killed", self._pod_ref)

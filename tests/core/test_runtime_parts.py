@@ -29,7 +29,7 @@ from kpo_async.errors import (
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_RESULT_ANNOTATION, XCOM_SIDECAR_NAME
 from kpo_async.log_follower import PodLogs
 from kpo_async.log_records import shared_budget
-from kpo_async.monitor import MonitorSettings, PodMonitor, Stage
+from kpo_async.monitor import MonitorSettings, PodMonitor
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod
 from kpo_async.pod_state import PodState
@@ -50,11 +50,11 @@ class Lines:
         self.infos: list[str] = []
         self.warnings: list[str] = []
 
-    def info(self, message: str) -> None:
-        self.infos.append(message)
+    def info(self, message: str, *args: Any) -> None:
+        self.infos.append(message % args if args else message)
 
-    def warning(self, message: str) -> None:
-        self.warnings.append(message)
+    def warning(self, message: str, *args: Any) -> None:
+        self.warnings.append(message % args if args else message)
 
 
 @pytest.fixture
@@ -223,8 +223,8 @@ def test_trigger_kwargs_stored_by_an_older_version_still_construct() -> None:
     assert classpath == "triggers.pod.PodTrigger"
     assert {key: kwargs[key] for key in stored} == stored  # newer settings are added with defaults
     assert kwargs["schedule_deadline"] is None  # so startup_deadline still covers scheduling
-    assert trigger.monitor_settings().secret_env_names == ("API_KEY",)
-    assert trigger.monitor_settings().base_container_name == "main"
+    assert trigger.settings.secret_env_names == ("API_KEY",)
+    assert trigger.settings.base_container_name == "main"
     # A kwarg from another version is dropped rather than failing the re-creation.
     assert PodTrigger(**stored, retired_setting=1).serialize() == trigger.serialize()
 
@@ -239,8 +239,9 @@ async def test_pod_logs_read_everything_once_and_checkpoint(client: ClusterClien
     state = await wait_until(client, "chatty", lambda s: s.finished)
 
     async def read_all(logger: Lines) -> PodLogs:
-        logs = PodLogs(client, "default", "chatty", "base", None, logger=logger, state=lambda: state)
-        logs.requested = ("base", None)
+        logs = PodLogs(
+            client, "default", "chatty", MonitorSettings(), None, logger=logger, state=lambda: state
+        )
         await logs.update(state)
         await logs.finish()
         await logs.stop()
@@ -268,10 +269,10 @@ async def test_pod_logs_follow_a_running_container(client: ClusterClient) -> Non
     state = await wait_until(client, "streaming", lambda s: s.started("base"))
     subscription = shared_watcher(client, "default").subscribe("streaming")
     logger = Lines()
+    settings = MonitorSettings()
     logs = PodLogs(
-        client, "default", "streaming", "base", None, logger=logger, state=lambda: subscription.state
+        client, "default", "streaming", settings, None, logger=logger, state=lambda: subscription.state
     )
-    logs.requested = ("base", None)
     try:
         await logs.update(state)
         await wait_until(client, "streaming", lambda s: s.finished)
@@ -294,8 +295,7 @@ async def test_lines_held_under_load_are_written_before_the_cursor_is_recorded(
     )
     state = await wait_until(client, "held", lambda s: s.finished)
     logger = Lines()
-    logs = PodLogs(client, "default", "held", "base", None, logger=logger, state=lambda: state)
-    logs.requested = ("base", None)
+    logs = PodLogs(client, "default", "held", MonitorSettings(), None, logger=logger, state=lambda: state)
     try:
         await logs.update(state)
         await asyncio.wait_for(asyncio.gather(*(f.task for f in logs.followers.values() if f.task)), 20)
@@ -356,9 +356,9 @@ async def test_monitor_moves_through_its_stages(client: ClusterClient) -> None:
         "default", pod_body("staged", duration_seconds=0.5, log_lines_per_second=4, exit_code=2)
     )
     monitor = monitor_for(client, "staged", startup_seconds=20)
-    assert monitor.stage is Stage.STARTING
+    assert not monitor.started
     outcome = await monitor.run()
-    assert monitor.stage is Stage.ENDED
+    assert monitor.started  # the base container ran
     assert (outcome.status, outcome.exit_code) == (Status.FAILED, 2)
     assert outcome.log_tail == ("line 1", "line 2")
 
@@ -367,5 +367,5 @@ async def test_monitor_moves_through_its_stages(client: ClusterClient) -> None:
     await client.core.create_namespaced_pod("default", body)
     stuck = monitor_for(client, "unschedulable", startup_seconds=1)
     outcome = await stuck.run()
-    assert stuck.stage is Stage.STARTING
+    assert not stuck.started
     assert (outcome.status, outcome.reason) == (Status.TIMEOUT, "StartupTimeout")

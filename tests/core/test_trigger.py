@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ import yaml
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import MANAGED_LABEL
-from kpo_async.testing.harness import BEHAVIOR
+from kpo_async.testing.harness import BEHAVIOR, first_event
+from kpo_async.trigger_settings import MonitorSettings
 from kpo_async.watch import stop_shared_watchers
 from triggers.pod import PodTrigger
 
@@ -35,13 +38,70 @@ def test_serialize_round_trip_keeps_every_argument() -> None:
         log_poll_seconds=7.0,
         log_checkpoint_seconds=30.0,
         log_events_on_startup=False,
+        schedule_deadline=1795740030.0,
+        startup_timeout_seconds=90.0,
+        secret_env_names=["API_KEY"],
+        callbacks=["callbacks.Mine"],
+        container_logs=["base", "sidecar"],
+        init_container_logs=True,
+        container_name_log_prefix_enabled=False,
+        log_formatter="formatters:short",
+        cluster_fingerprint={"server": "https://k8s:6443"},
     )
+    # Every setting differs from its default, so that one not passed through would show.
+    assert all(getattr(original.settings, f.name) != f.default for f in fields(MonitorSettings))
     classpath, kwargs = original.serialize()
     assert classpath == "triggers.pod.PodTrigger"
     stored = json.loads(json.dumps(kwargs))  # what the metadata DB keeps
     recreated = PodTrigger(**stored)
     assert recreated.serialize() == (classpath, kwargs)
-    assert recreated.monitor_settings() == original.monitor_settings()
+    assert recreated.settings == original.settings
+    assert recreated.cluster_fingerprint == original.cluster_fingerprint
+
+
+def test_every_setting_is_a_typed_trigger_parameter_with_the_same_default() -> None:
+    parameters = inspect.signature(PodTrigger).parameters
+    for field in fields(MonitorSettings):
+        assert field.name in parameters, f"PodTrigger has no parameter {field.name}"
+        assert parameters[field.name].default == field.default, field.name
+
+
+async def test_a_row_stored_by_the_previous_version_resumes_and_runs(sim) -> None:
+    """The kwargs `PodTrigger.serialize()` wrote before the settings became explicit parameters
+    (with callbacks, as a task with callbacks stored them), as the metadata DB keeps them, plus one
+    kwarg only a newer version knows: the trigger is re-created and follows its pod to the end."""
+    cluster = ClusterRef(config_file=sim.kubeconfig_path).to_dict()
+    stored = json.loads(
+        """{"pod_name": "stored-row", "namespace": "default", "log_cursor": null,
+        "on_kill_action": "delete_pod", "cluster_fingerprint": null, "base_container_name": "base",
+        "get_logs": true, "do_xcom_push": false, "startup_deadline": 0, "execution_deadline": null,
+        "fallback_poll_seconds": 30.0, "log_poll_seconds": 10.0, "log_checkpoint_seconds": 300.0,
+        "log_events_on_startup": true, "secret_env_names": [], "callbacks": ["no.such.Callback"],
+        "container_logs": null, "init_container_logs": null, "container_name_log_prefix_enabled": true,
+        "log_formatter": null, "schedule_deadline": null, "startup_timeout_seconds": null,
+        "setting_of_a_newer_version": 1}"""
+    )
+    stored.update(cluster=cluster, startup_deadline=time.time() + 30)
+    pod: dict[str, Any] = {
+        "metadata": {
+            "name": "stored-row",
+            "labels": {MANAGED_LABEL: "true"},
+            "annotations": {BEHAVIOR: json.dumps({"duration_seconds": 1, "log_lines_per_second": 4})},
+        },
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
+    }
+    try:
+        client = await shared_client(ClusterRef(config_file=sim.kubeconfig_path))
+        await client.core.create_namespaced_pod("default", pod)
+        trigger = PodTrigger(**stored)
+        assert trigger.settings.callbacks == ("no.such.Callback",)
+        del stored["setting_of_a_newer_version"]
+        assert trigger.serialize()[1] == stored  # the same row again, the unknown kwarg dropped
+        event = await first_event(trigger)
+        assert (event["status"], event["exit_code"]) == ("success", 0)
+    finally:
+        await stop_shared_watchers()
+        await close_shared_clients()
 
 
 PLUGIN = """
