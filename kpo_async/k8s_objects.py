@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -123,13 +122,6 @@ def pod_to_dict(pod: Any) -> dict[str, Any]:
     """Return a pod (object of either client, or dict) as API JSON."""
     body: dict[str, Any] = to_api_dict(pod, "V1Pod")
     return body
-
-
-def pod_env(pod: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every ``env`` entry of a pod's (API JSON) init and app containers."""
-    spec = pod.get("spec") or {}
-    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-        yield from container.get("env") or []
 
 
 def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") -> Any:
