@@ -14,7 +14,8 @@ import yaml
 
 from kpo_async import __version__
 
-PROVIDER_INFO: dict[str, Any] = yaml.safe_load(Path(__file__).with_name("provider.yaml").read_text())
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when PyYAML was built with it
+PROVIDER_INFO: dict[str, Any] = yaml.load(Path(__file__).with_name("provider.yaml").read_text(), _LOADER)
 _CONNECTION = PROVIDER_INFO["connection-types"][0]
 CONNECTION_TYPE: str = _CONNECTION["connection-type"]
 #: Connection fields Airflow's form hides: the cluster is described by the extras alone.
