@@ -1,6 +1,6 @@
 """Extra link from a task to its pod, when a dashboard URL template is configured.
 
-Set ``[kpo_async] pod_url_template`` (or ``AIRFLOW__KPO_ASYNC__POD_URL_TEMPLATE``), e.g.
+Set ``[kpo_async] pod_url_template`` (docs/settings.md), e.g.
 ``https://dashboard.example/#/pod/{namespace}/{pod}?namespace={namespace}``.
 """
 
@@ -11,6 +11,8 @@ from typing import Any
 from airflow.sdk import BaseOperatorLink
 from airflow.sdk.bases.xcom import BaseXCom
 
+from kpo_async.settings import setting
+
 #: XCom keys under which the operator records which pod it runs (the official operator's names).
 POD_NAME_XCOM = "pod_name"
 POD_NAMESPACE_XCOM = "pod_namespace"
@@ -20,9 +22,7 @@ class PodLink(BaseOperatorLink):
     name = "Kubernetes Pod"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        from airflow.configuration import conf
-
-        template = conf.get("kpo_async", "pod_url_template", fallback="")
+        template: str = setting("pod_url_template")
         if not template:
             return ""
         name = BaseXCom.get_value(ti_key=ti_key, key=POD_NAME_XCOM)

@@ -5,7 +5,7 @@ supervisor reads that socket 4 KiB per turn of its loop, and every turn also que
 for all of its triggers: at 1,000 pods printing a line a second, one record per line (~300 bytes
 with Airflow's context) kept it busy most of a core, and a supervisor that falls behind blocks
 every trigger's event loop (docs/scale.md). So the lines of all pods followed in one process share
-a budget of records a second (``AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND``). While it lasts,
+a budget of records a second (``[kpo_async] log_records_per_second``). While it lasts,
 each line is its own record at once. Past it, and until no pod's lines wait, each pod's lines are
 held and written together: one record per run of lines of one level, each pod once per (waiting
 pods / budget) seconds, all pods' records on the same whole-second tick, back to back, so that
@@ -31,9 +31,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-#: Records a second per process: with 1,000 chatty pods, 100 (of ~10 lines each) kept the
-#: supervisor at 15-20 % of a core (docs/scale.md).
-DEFAULT_RECORDS_PER_SECOND = 100.0
+from kpo_async.settings import setting
+
 #: Records that may be written at once before the rate applies (a burst at a pod's start or end).
 BURST_SECONDS = 5.0
 #: Waiting lines are written at the latest after this, unless the supervisor is behind (a bound
@@ -62,11 +61,6 @@ class RecordBudget:
         #: Batchers holding lines; they share the budget, so each waits longer when there are more.
         self.waiting: set[LineBatcher] = set()
 
-    @classmethod
-    def from_environment(cls) -> RecordBudget:
-        value = os.environ.get("AIRFLOW__KPO_ASYNC__LOG_RECORDS_PER_SECOND", "")
-        return cls(float(value) if value.strip() else DEFAULT_RECORDS_PER_SECOND)
-
     def take(self, *, force: bool = False) -> bool:
         """Spend one record; False (and nothing spent) if the budget is out, unless `force`."""
         now = time.monotonic()
@@ -85,7 +79,7 @@ class RecordBudget:
 @functools.cache
 def shared_budget() -> RecordBudget:
     """The process's budget (one triggerer process: one budget for all its triggers)."""
-    return RecordBudget.from_environment()
+    return RecordBudget(setting("log_records_per_second"))
 
 
 class LineBatcher:

@@ -218,11 +218,18 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if ignored:
             self.log.debug("accepted for compatibility, without effect here: %s", ", ".join(ignored))
         if is_delete_operator_pod is not None:
-            warnings.warn(
-                "is_delete_operator_pod is deprecated; use on_finish_action='delete_pod' or 'keep_pod'",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+            import sys
+
+            from airflow.exceptions import AirflowProviderDeprecationWarning
+
+            with warnings.catch_warnings():
+                if not sys.warnoptions:  # shown, as Python hides a DeprecationWarning; -W still decides
+                    warnings.simplefilter("default", AirflowProviderDeprecationWarning)
+                warnings.warn(
+                    "is_delete_operator_pod is deprecated; use on_finish_action='delete_pod' or 'keep_pod'",
+                    AirflowProviderDeprecationWarning,
+                    stacklevel=2,
+                )
             on_finish_action = "delete_pod" if is_delete_operator_pod else "keep_pod"
         check_choice("on_finish_action", on_finish_action, ON_FINISH_ACTIONS)
         check_choice("on_kill_action", on_kill_action, ON_KILL_ACTIONS)

@@ -87,6 +87,8 @@ class DagTester:
         assert result.returncode == 0, output[-6000:]
         assert "state=failed" not in output, output[-6000:]
         assert re.search(rf"DagRun Finished: dag_id={dag_id}.*state=success", output), output[-6000:]
+        # The shared API clients are closed when the inline trigger's loop ends, not reported by aiohttp.
+        assert "Unclosed" not in output, output[-6000:]
         return output
 
     def close(self) -> None:

@@ -181,12 +181,10 @@ def test_client_limits_come_from_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW__KPO_ASYNC__MAX_LOG_STREAMS", "7")
     monkeypatch.setenv("AIRFLOW__KPO_ASYNC__API_CONNECTIONS", "9")
     monkeypatch.setenv("AIRFLOW__KPO_ASYNC__TLS_READ_BUFFER_KIB", "0")
-    assert ClientLimits.from_environment() == ClientLimits(
-        api_connections=9, log_streams=7, tls_read_buffer_kib=0
-    )
+    assert ClientLimits.configured() == ClientLimits(api_connections=9, log_streams=7, tls_read_buffer_kib=0)
     for name in ("MAX_LOG_STREAMS", "API_CONNECTIONS", "TLS_READ_BUFFER_KIB"):
         monkeypatch.delenv(f"AIRFLOW__KPO_ASYNC__{name}")
-    assert ClientLimits.from_environment() == ClientLimits(
+    assert ClientLimits.configured() == ClientLimits(
         api_connections=64, log_streams=1000, tls_read_buffer_kib=8
     )
 

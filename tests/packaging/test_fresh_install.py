@@ -2,13 +2,17 @@
 
 Builds this repository's wheel, creates an empty venv, installs the wheel with its dependencies
 resolved from the package index, then runs what a user runs: ``kpo-async --help``, ``airflow
-providers list`` and ``kpo-async demo --dag example_kpo_async_hello_name``. Slow (about a minute
-with a warm package cache, several without one), so opt-in: ``pytest -m packaging tests/packaging``.
+providers list``, ``kpo-async demo --dag example_kpo_async_hello_name``, and ``airflow dags test`` of
+a DAG written as the official operator's guide writes them (``kubernetes.client.models``). Slow
+(a minute or two with a warm package cache, several without one), so opt-in:
+``pytest -m packaging tests/packaging``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from kpo_async.testing.harness import SimProcess
 
 pytestmark = pytest.mark.packaging
 
@@ -111,6 +117,7 @@ def test_the_wheel_carries_the_example_dags_and_the_trigger(wheel: Path) -> None
     for example in EXAMPLES:
         assert f"kpo_async/example_dags/{example}" in names
     assert "triggers/pod.py" in names
+    assert "kpo_async/provider.yaml" in names  # the provider info and the settings' declarations
     assert "kpo_async/testing/sim/__main__.py" in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -142,6 +149,13 @@ def test_airflow_lists_the_provider(work: Path, venv: Path) -> None:
     assert "kpo-async" in out.stdout
     hooks = run([str(venv / "bin" / "airflow"), "providers", "hooks"], env=env, cwd=work, timeout=300)
     assert "kpo_async_kubernetes" in hooks.stdout
+    settings = run(
+        [str(venv / "bin" / "airflow"), "config", "list", "--section", "kpo_async", "--show-values"],
+        env=env,
+        cwd=work,
+        timeout=300,
+    )
+    assert "max_log_streams = 1000" in settings.stdout, settings.stdout
 
 
 def test_the_demo_runs_hello_name(work: Path, venv: Path) -> None:
@@ -154,3 +168,56 @@ def test_the_demo_runs_hello_name(work: Path, venv: Path) -> None:
     assert "Hello, your_name" in out.stdout
     assert "example_kpo_async_hello_name: success" in out.stdout
     assert "all examples succeeded" in out.stdout
+
+
+#: A DAG as the official operator's guide writes one: the pod's parts as `kubernetes.client.models`.
+GUIDE_DAG = """
+from datetime import datetime
+
+from airflow.sdk import DAG
+from kubernetes.client import models as k8s
+
+from kpo_async import AsyncKubernetesPodOperator
+
+with DAG(dag_id="guide_models", start_date=datetime(2026, 1, 1), schedule=None):
+    AsyncKubernetesPodOperator(
+        task_id="with_models",
+        name="with-models",
+        image="alpine:3.20",
+        cmds=["sh", "-c"],
+        arguments=['echo "greeting=$GREETING"'],
+        env_vars=[k8s.V1EnvVar(name="GREETING", value="from a V1EnvVar")],
+        container_resources=k8s.V1ResourceRequirements(
+            requests={"cpu": "100m", "memory": "64Mi"}, limits={"memory": "128Mi"}
+        ),
+        volumes=[k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource())],
+        volume_mounts=[k8s.V1VolumeMount(name="scratch", mount_path="/scratch")],
+    )
+"""
+
+
+def test_a_guide_dag_using_kubernetes_models_runs(work: Path, venv: Path) -> None:
+    """`kubernetes` (the sync client) comes with kpo-async: the guide's `k8s.V1...` objects import
+    and reach the pod, and the run ends without aiohttp's "Unclosed" noise."""
+    home = work / "guide"
+    (home / "dags").mkdir(parents=True)
+    (home / "dags" / "guide_models.py").write_text(GUIDE_DAG)
+    sim = SimProcess(str(home))
+    try:
+        env = clean_env(home, venv)
+        env.update(
+            AIRFLOW__CORE__DAGS_FOLDER=str(home / "dags"),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW_CONN_KUBERNETES_DEFAULT=json.dumps(
+                {"conn_type": "kubernetes", "extra": {"kube_config_path": sim.kubeconfig_path}}
+            ),
+        )
+        airflow = str(venv / "bin" / "airflow")
+        run([airflow, "db", "migrate"], env=env, cwd=home, timeout=600)
+        result = run([airflow, "dags", "test", "guide_models"], env=env, cwd=home, timeout=600)
+    finally:
+        sim.stop()
+    output = result.stdout + result.stderr
+    assert "greeting=from a V1EnvVar" in output, output[-6000:]
+    assert re.search(r"DagRun Finished: dag_id=guide_models.*state=success", output), output[-6000:]
+    assert "Unclosed" not in output, output[-6000:]
