@@ -31,17 +31,11 @@ _INTERESTING = re.compile(
 #: Airflow's structured log line: time, [level], the message padded, [logger], key=value fields.
 _STRUCTURED = re.compile(r"^\S+Z \[(?P<level>\w+)\s*\] (?P<message>.*?)\s+\[[\w.]+\](?P<fields>.*)$")
 _SHOWN_FIELDS = re.compile(r"\b(new_state=\w+)")
-#: aiohttp's report of the clients still open when `airflow dags test` exits (shown with --verbose).
-_AIOHTTP_AT_EXIT = re.compile(
-    r"Unclosed (client session|connector)|^(client_session|connector|connections): "
-)
 
 
 def compact(line: str) -> str | None:
     """The line as the demo shows it, or None to skip it: a structured line keeps its message
     (and a state change its new state), without time, logger and request fields."""
-    if _AIOHTTP_AT_EXIT.search(line):
-        return None
     match = _STRUCTURED.match(line)
     if match is None:
         return line if _INTERESTING.search(line) else None
