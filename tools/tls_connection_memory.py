@@ -74,7 +74,9 @@ def measure(session_tickets: bool, connections: int) -> float:
         probe.close()
         files = generate(directory)
         ours, theirs = multiprocessing.Pipe()
-        server = multiprocessing.Process(target=_serve, args=(files, session_tickets, port, theirs), daemon=True)
+        server = multiprocessing.Process(
+            target=_serve, args=(files, session_tickets, port, theirs), daemon=True
+        )
         server.start()
         try:
             ours.recv()
