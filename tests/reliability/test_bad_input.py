@@ -28,7 +28,7 @@ from tests.reliability.conftest import (
     stored_kwargs,
     submit,
     trigger_from,
-    wait_for,
+    wait_until,
 )
 
 
@@ -238,7 +238,7 @@ def test_the_xcom_collected_before_the_pod_went_away_is_still_delivered(sim, wha
     pod = deferred.trigger.pod_name
     if what == "deleted":
         delete_now(sim, pod)
-        wait_for(lambda: read_pod(sim, pod) is None, what="the pod to go")
+        wait_until(lambda: read_pod(sim, pod) is None, what="the pod to go")
     else:
         sim.evict("default", pod)
     assert op.execute_complete(context_for(ti), event) == {"k": 1}
@@ -257,9 +257,9 @@ def test_a_pod_deleted_after_its_container_finished_is_never_a_success_without_x
     ti = FakeTI(name)
     deferred = submit(op, ti)
     pod = deferred.trigger.pod_name
-    wait_for(lambda: _base_terminated(sim, pod), what="the base container to finish")
+    wait_until(lambda: _base_terminated(sim, pod), what="the base container to finish")
     delete_now(sim, pod)  # before the (slow) triggerer read the XCom
-    wait_for(lambda: read_pod(sim, pod) is None, what="the pod to go")
+    wait_until(lambda: read_pod(sim, pod) is None, what="the pod to go")
     event = run_trigger(trigger_from(*stored_kwargs(deferred)))
     assert event["status"] != "success" and event["xcom"] is None
     assert "deleted" in event["message"]
@@ -274,7 +274,7 @@ def test_a_pod_evicted_after_its_container_finished_is_never_a_success_without_x
     ti = FakeTI(name)
     deferred = submit(op, ti)
     pod = deferred.trigger.pod_name
-    wait_for(lambda: _base_terminated(sim, pod), what="the base container to finish")
+    wait_until(lambda: _base_terminated(sim, pod), what="the base container to finish")
     sim.evict("default", pod, "The node was low on resource: memory.")  # kills the XCom sidecar
     time.sleep(0.3)
     event = run_trigger(trigger_from(*stored_kwargs(deferred)))
@@ -291,7 +291,7 @@ def test_an_eviction_that_lost_the_xcom_says_the_pod_was_evicted(sim) -> None:
     ti = FakeTI(name)
     deferred = submit(op, ti)
     pod = deferred.trigger.pod_name
-    wait_for(lambda: _base_terminated(sim, pod), what="the base container to finish")
+    wait_until(lambda: _base_terminated(sim, pod), what="the base container to finish")
     sim.evict("default", pod, "The node was low on resource: memory.")
     time.sleep(0.3)
     event = run_trigger(trigger_from(*stored_kwargs(deferred)))
