@@ -5,7 +5,8 @@ operator reads), `submit` (``execute`` up to its ``TaskDeferred``), `stored_kwar
 the metadata DB keeps it). The triggerer side: `trigger_from` (re-created from its stored form),
 `drive` and `first_event` (``TriggerRunner.run_trigger``: iterate ``run()``, always ``cleanup()``),
 `run_until` (until some lines are delivered, then a graceful or a hard triggerer stop),
-`run_trigger` (a fresh event loop, as a triggerer process with only this trigger). Then `resume`
+`run_trigger` (a fresh event loop, as a triggerer process with only this trigger), `run_deferred`
+(the trigger of a ``TaskDeferred``, from its stored form). Then `resume`
 (``execute_complete`` with the event) and `run_task` for all of it. `SimProcess` starts the embedded
 cluster in its own process. Around them: `pod_body` and `create_pods` (bare managed pods the
 simulator runs by their behaviour annotation), `live_pods` (what a task left on the cluster) and
@@ -250,9 +251,15 @@ def run_trigger(trigger: Any, timeout: float = 60) -> dict[str, Any]:
     return asyncio.run(_alone(trigger, timeout))
 
 
+def run_deferred(deferred: Any, timeout: float = 60) -> dict[str, Any]:
+    """The triggerer's side of a `TaskDeferred`: its trigger re-created from the stored form, run to
+    its first event (`run_trigger`)."""
+    return run_trigger(trigger_from(*stored_kwargs(deferred)), timeout)
+
+
 def resume(op: Any, ti: FakeTI, deferred: Any, timeout: float = 60) -> tuple[dict[str, Any], Any]:
     """Triggerer then worker: the event, and what `execute_complete` returned."""
-    event = run_trigger(trigger_from(*stored_kwargs(deferred)), timeout)
+    event = run_deferred(deferred, timeout)
     return event, getattr(op, deferred.method_name)(context_for(ti), event)
 
 
