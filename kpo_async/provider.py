@@ -7,15 +7,11 @@ task decorators and the ``[kpo_async]`` settings. Provider discovery must not im
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kpo_async import __version__
+from kpo_async.settings import PROVIDER_INFO
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when PyYAML was built with it
-PROVIDER_INFO: dict[str, Any] = yaml.load(Path(__file__).with_name("provider.yaml").read_text(), _LOADER)
 _CONNECTION = PROVIDER_INFO["connection-types"][0]
 CONNECTION_TYPE: str = _CONNECTION["connection-type"]
 #: Connection fields Airflow's form hides: the cluster is described by the extras alone.

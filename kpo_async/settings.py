@@ -2,7 +2,8 @@
 
 Read through Airflow's configuration, so ``airflow.cfg`` and ``AIRFLOW__KPO_ASYNC__<NAME>`` both
 work, and declared in the provider info, so ``airflow config list --section kpo_async`` shows them.
-The options (type, default, example, description) are data, in ``provider.yaml``'s ``config``.
+The options (type, default, example, description) are data, in ``provider.yaml``'s ``config``;
+this module loads that file, which also holds the rest of the provider info (``provider.py``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from pathlib import Path
 from typing import Any
 
-from kpo_async.provider import PROVIDER_INFO
+import yaml
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when PyYAML was built with it
+#: Airflow's provider info (no ``versions``): the operator, trigger, hook, connection form, extra
+#: link, task decorators and the ``[kpo_async]`` settings.
+PROVIDER_INFO: dict[str, Any] = yaml.load(Path(__file__).with_name("provider.yaml").read_text(), _LOADER)
 
 SECTION = "kpo_async"
 #: Each option's Airflow fields (description, version_added, type, example, default).

@@ -11,7 +11,10 @@ workshop for ``kpo-async sim|demo|bench``) and ``triggers/``. Rules:
    imports included) holds at most ``MAX_LINES`` lines of code, not counting docstrings,
    comments and blank lines;
 4. no function longer than ``MAX_FUNCTION_LINES`` such lines; the operator's constructor, whose
-   signature declares the official operator's arguments, is measured without its signature.
+   signature declares the official operator's arguments, is measured without its signature;
+5. the rooms of docs/architecture.md's room table are the code's: each runtime module is in
+   exactly one room, every file the table names exists, and a module imports (lazily or not) only
+   modules of its own room or of the rooms its "May import" column names.
 
 Usage: ``python tools/check_layout.py [--report]`` (exit status 1 on a violation).
 """
@@ -21,11 +24,14 @@ from __future__ import annotations
 import argparse
 import ast
 import io
+import re
 import sys
 import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ROOMS_PAGE = Path("docs/architecture.md")
+ROOMS_HEADING = "## The rooms"
 WORKSHOP = "kpo_async.testing"
 ENTRY_POINTS = {"kpo_async.cli"}
 #: What Airflow loads on a worker or triggerer: DAG files import the operator, the triggerer
@@ -58,11 +64,11 @@ MAX_FUNCTION_LINES = 60
 SIGNATURE_EXEMPT = {("kpo_async.operator", "AsyncKubernetesPodOperator.__init__")}
 
 
-def runtime_modules() -> dict[str, Path]:
-    paths = [*sorted((ROOT / "kpo_async").glob("*.py")), *sorted((ROOT / "triggers").glob("*.py"))]
+def runtime_modules(root: Path = ROOT) -> dict[str, Path]:
+    paths = [*sorted((root / "kpo_async").glob("*.py")), *sorted((root / "triggers").glob("*.py"))]
     modules = {}
     for path in paths:
-        parts = path.relative_to(ROOT).with_suffix("").parts
+        parts = path.relative_to(root).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         if name not in ENTRY_POINTS:
             modules[name] = path
@@ -169,16 +175,147 @@ def long_functions(module: str, tree: ast.Module, lines: set[int]) -> list[str]:
     return problems
 
 
+def runtime_imports(tree: ast.Module, module: str, modules: dict[str, Path]) -> set[str]:
+    """The runtime modules `module` imports anywhere (``from kpo_async import api`` is kpo_async.api)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in modules)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".")[: -node.level] if module.count(".") else [module]
+                base = ".".join([*package, node.module] if node.module else package)
+            for alias in node.names:
+                target = f"{base}.{alias.name}"
+                found.add(target if target in modules else base)
+    found.discard(module)
+    return found & set(modules)
+
+
+class Room:
+    def __init__(self, name: str, files: list[str], may_import: list[str]) -> None:
+        self.name, self.files, self.may_import = name, files, may_import
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _plain(text: str) -> str:
+    """A room's name as the table writes it, without emphasis or a note in parentheses."""
+    return re.sub(r"\(.*?\)", "", text).replace("*", "").replace("`", "").strip()
+
+
+def _room_files(cell: str, root: Path) -> list[str]:
+    """Paths of the backticked files and folders; a bare name is in the folder named before it."""
+    folder, paths = "", []
+    for name in re.findall(r"`([^`]+)`", cell):
+        if "/" in name and (root / name.split("/")[0]).is_dir():  # a path from the project's root
+            folder = name if name.endswith("/") else name.rpartition("/")[0] + "/"
+            paths.append(name)
+        else:
+            paths.append(folder + name)
+    return paths
+
+
+def read_rooms(root: Path) -> list[Room]:
+    """The room table under ``## The rooms`` of docs/architecture.md."""
+    lines = (root / ROOMS_PAGE).read_text().splitlines()
+    start = lines.index(ROOMS_HEADING) + 1
+    end = next((i for i, line in enumerate(lines[start:]) if line.startswith("## ")), len(lines))
+    table = [line for line in lines[start : start + end] if line.startswith("|")]
+    header = [_plain(cell).lower() for cell in _cells(table[0])]
+    column = {name: header.index(name) for name in ("room", "files", "may import")}
+    rooms = []
+    for line in table[2:]:
+        cells = _cells(line)
+        allowed = [_plain(item) for item in _plain(cells[column["may import"]]).split(",")]
+        files = _room_files(cells[column["files"]], root)
+        rooms.append(Room(_plain(cells[column["room"]]), files, [item for item in allowed if item]))
+    return rooms
+
+
+def _allowed_rooms(rooms: list[Room], problems: list[str]) -> dict[str, set[str]]:
+    """Per room, the rooms it may import (its own included)."""
+    names = {room.name.lower(): room.name for room in rooms}
+    allowed: dict[str, set[str]] = {}
+    for room in rooms:
+        allowed[room.name] = {room.name}
+        for item in room.may_import:
+            if item.lower() == "anything":
+                allowed[room.name] = set(names.values())
+            elif item.lower() in names:
+                allowed[room.name].add(names[item.lower()])
+            elif item not in ("-", "—", "nothing"):
+                problems.append(
+                    f'{ROOMS_PAGE}: room {room.name} may import "{item}", which is no room. Fix: name '
+                    f'rooms of the Room column ({", ".join(names.values())}), "anything" or "—" there'
+                )
+    return allowed
+
+
+def _room_of(rooms: list[Room], root: Path, modules: dict[str, Path], problems: list[str]) -> dict[str, str]:
+    """Each runtime module's room; a folder in the Files column holds every module below it."""
+    room_of: dict[str, str] = {}
+    for room in rooms:
+        for path in room.files:
+            if not (root / path).exists():
+                problems.append(
+                    f"{ROOMS_PAGE}: room {room.name} lists {path}, which does not exist. Fix: remove it "
+                    "from the room's Files (or name the module that replaced it)"
+                )
+            for module, module_path in modules.items():
+                listed = module_path.relative_to(root).as_posix()
+                if listed != path and not (path.endswith("/") and listed.startswith(path)):
+                    continue
+                if module in room_of:
+                    problems.append(
+                        f"{ROOMS_PAGE}: {listed} is in rooms {room_of[module]} and {room.name}. "
+                        "Fix: keep it in one"
+                    )
+                room_of.setdefault(module, room.name)
+    for module, module_path in modules.items():
+        if module not in room_of:
+            problems.append(
+                f"{module_path.relative_to(root)} is in no room of {ROOMS_PAGE}. Fix: add it to the "
+                "Files of the room whose job it does"
+            )
+    return room_of
+
+
+def room_problems(root: Path, modules: dict[str, Path], imports: dict[str, set[str]]) -> list[str]:
+    """Rule 5: the page's rooms against the modules and their imports."""
+    rooms = read_rooms(root)
+    problems: list[str] = []
+    allowed = _allowed_rooms(rooms, problems)
+    room_of = _room_of(rooms, root, modules, problems)
+    for module in sorted(room_of):
+        room = room_of[module]
+        for target in sorted(imports.get(module, set())):
+            if target in room_of and room_of[target] not in allowed[room]:
+                problems.append(
+                    f"{modules[module].relative_to(root)} (room {room}) imports {target} (room "
+                    f"{room_of[target]}), which room {room} may not import (it may import: "
+                    f"{', '.join(sorted(allowed[room] - {room})) or 'no other room'}). Fix: move what "
+                    f"it needs into a room {room} may import, or, if the design changed, add "
+                    f'{room_of[target]} to {room}\'s "May import" in {ROOMS_PAGE}'
+                )
+    return problems
+
+
 def check(report: bool) -> list[str]:
     modules = runtime_modules()
     problems: list[str] = []
     graph: dict[str, set[str]] = {}
     every_import: dict[str, set[str]] = {}
+    room_imports: dict[str, set[str]] = {}
     sizes: dict[str, int] = {}
     for module, path in modules.items():
         source = path.read_text()
         tree = ast.parse(source)
         every_import[module] = imported_modules(tree, module, top_level_only=False)
+        room_imports[module] = runtime_imports(tree, module, modules)
         for name in sorted(every_import[module]):
             if name == WORKSHOP or name.startswith(WORKSHOP + "."):
                 problems.append(f"{path.relative_to(ROOT)} imports the workshop ({name})")
@@ -187,6 +324,7 @@ def check(report: bool) -> list[str]:
         lines = code_lines(source, tree)
         sizes[module] = len(lines)
         problems.extend(long_functions(module, tree, lines))
+    problems.extend(room_problems(ROOT, modules, room_imports))
     loaded = reachable(LOADED_BY_AIRFLOW, every_import, modules)
     total = sum(sizes[m] for m in loaded)
     if report:
@@ -209,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         print(f"layout: {problem}", file=sys.stderr)
     if not problems:
-        print("layout: ok (runtime apart from the workshop, acyclic, within its size limits)")
+        print("layout: ok (runtime apart from the workshop, acyclic, within its size limits, in its rooms)")
     return 1 if problems else 0
 
 

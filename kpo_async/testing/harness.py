@@ -5,23 +5,29 @@ operator reads), `submit` (``execute`` up to its ``TaskDeferred``), `stored_kwar
 the metadata DB keeps it). The triggerer side: `trigger_from` (re-created from its stored form),
 `drive` and `first_event` (``TriggerRunner.run_trigger``: iterate ``run()``, always ``cleanup()``),
 `run_until` (until some lines are delivered, then a graceful or a hard triggerer stop),
-`run_trigger` (a fresh event loop, as a triggerer process with only this trigger). Then `resume`
+`run_trigger` (a fresh event loop, as a triggerer process with only this trigger), `run_deferred`
+(the trigger of a ``TaskDeferred``, from its stored form). Then `resume`
 (``execute_complete`` with the event) and `run_task` for all of it. `SimProcess` starts the embedded
-cluster in its own process.
+cluster in its own process. Around them: `pod_body` and `create_pods` (bare managed pods the
+simulator runs by their behaviour annotation), `live_pods` (what a task left on the cluster) and
+`wait_for` (poll until a condition holds, in a test's event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: The simulator's annotation describing a container by numbers (see `kpo_async.testing.sim.behavior`).
 BEHAVIOR = "sim.kpo-async.io/behavior"
@@ -64,11 +70,79 @@ def make_operator(cluster: Any, name: str | None = None, **kwargs: Any) -> Any:
         "name": name,
         "image": "alpine:3.20",
         "kubernetes_conn_id": None,
-        "config_file": str(getattr(cluster, "kubeconfig_path", cluster)),
+        "config_file": _kubeconfig(cluster),
         "namespace": "default",
         "startup_timeout_seconds": 30,
     }
     return AsyncKubernetesPodOperator(**{**defaults, **kwargs})
+
+
+def _kubeconfig(cluster: Any) -> str:
+    return str(getattr(cluster, "kubeconfig_path", cluster))
+
+
+def pod_body(name: str, **spec: Any) -> dict[str, Any]:
+    """A bare pod of ours (the managed label) whose one container behaves as `spec` says."""
+    from kpo_async.identity import MANAGED_LABEL
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {MANAGED_LABEL: "true"}, "annotations": behavior(**spec)},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
+    }
+
+
+async def create_pods(cluster: Any, bodies: list[dict[str, Any]], namespace: str = "default") -> None:
+    """Create the pods through the process's shared client for the cluster (anything with a
+    `kubeconfig_path`, or a kubeconfig path), as a trigger of this loop would reach it."""
+    from kpo_async.clients import shared_client
+    from kpo_async.connection import ClusterRef
+
+    api = await shared_client(ClusterRef(config_file=_kubeconfig(cluster)))
+    await asyncio.gather(*(api.core.create_namespaced_pod(namespace, body) for body in bodies))
+
+
+def live_pods(
+    cluster: Any, prefix: str = "", *, selector: str | None = None, namespace: str = "default"
+) -> list[dict[str, Any]]:
+    """The pods that exist and are not being deleted, as JSON, whose name starts with `prefix` (and
+    that match the label `selector`), read with the cluster's kubeconfig in a loop of their own."""
+    from kubernetes_asyncio import client, config
+
+    async def read() -> list[dict[str, Any]]:
+        async with await config.new_client_from_config(config_file=_kubeconfig(cluster)) as api:
+            pods = await client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector or "")
+            return [
+                api.sanitize_for_serialization(pod)
+                for pod in pods.items
+                if not pod.metadata.deletion_timestamp and pod.metadata.name.startswith(prefix)
+            ]
+
+    return asyncio.run(read())
+
+
+async def wait_for(
+    read: Callable[[], Awaitable[T] | T],
+    done: Callable[[T], object] = bool,
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "the condition",
+) -> T:
+    """Call (and await, if it is a coroutine) `read()` every `interval` seconds until `done(value)`
+    holds; the value. Fails the test (AssertionError naming `what` and the last value) after
+    `timeout` seconds. The event loop runs meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if inspect.isawaitable(value):
+            value = await value
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout} s; last value: {value!r}")
+        await asyncio.sleep(interval)
 
 
 def submit(op: Any, ti: FakeTI) -> Any:
@@ -177,9 +251,15 @@ def run_trigger(trigger: Any, timeout: float = 60) -> dict[str, Any]:
     return asyncio.run(_alone(trigger, timeout))
 
 
+def run_deferred(deferred: Any, timeout: float = 60) -> dict[str, Any]:
+    """The triggerer's side of a `TaskDeferred`: its trigger re-created from the stored form, run to
+    its first event (`run_trigger`)."""
+    return run_trigger(trigger_from(*stored_kwargs(deferred)), timeout)
+
+
 def resume(op: Any, ti: FakeTI, deferred: Any, timeout: float = 60) -> tuple[dict[str, Any], Any]:
     """Triggerer then worker: the event, and what `execute_complete` returned."""
-    event = run_trigger(trigger_from(*stored_kwargs(deferred)), timeout)
+    event = run_deferred(deferred, timeout)
     return event, getattr(op, deferred.method_name)(context_for(ti), event)
 
 

@@ -45,7 +45,7 @@ def epoch(text: str) -> float:
 
 
 def wait_until(
-    predicate: Callable[[], T], *, timeout: float, what: str, first: float = 0.2, most: float = 2.0
+    predicate: Callable[[], T], *, timeout: float = 30.0, what: str, first: float = 0.2, most: float = 2.0
 ) -> T:
     """Poll `predicate` with backoff until it returns something truthy; its value, or raise."""
     deadline = time.monotonic() + timeout

@@ -35,7 +35,7 @@ from kpo_async.pod_builder import PodArguments, build_pod
 from kpo_async.pod_state import PodState
 from kpo_async.pods import create_pod, patch_metadata, read_pod
 from kpo_async.retry import Backoff
-from kpo_async.testing.harness import behavior, close_process_state, make_operator, run_task
+from kpo_async.testing.harness import behavior, close_process_state, make_operator, run_task, wait_for
 from kpo_async.testing.sim import Fault, SimCluster, SimConfig
 from kpo_async.watch import shared_watcher
 from kpo_async.xcom import XComCollector
@@ -68,13 +68,13 @@ async def client(sim: SimCluster) -> AsyncIterator[ClusterClient]:
 
 
 async def wait_until(client: ClusterClient, name: str, done: Any, timeout: float = 20) -> PodState:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = await read_pod(client, "default", name)
-        if state is not None and done(state):
-            return state
-        assert time.monotonic() < deadline, f"pod {name} never got there: {state}"
-        await asyncio.sleep(0.1)
+    return await wait_for(
+        lambda: read_pod(client, "default", name),
+        lambda state: state is not None and done(state),
+        timeout=timeout,
+        interval=0.1,
+        what=f"pod {name}'s state",
+    )
 
 
 # -- the API access layer ----------------------------------------------------------------------------

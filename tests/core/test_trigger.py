@@ -16,7 +16,7 @@ import yaml
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.identity import MANAGED_LABEL
-from kpo_async.testing.harness import BEHAVIOR, first_event
+from kpo_async.testing.harness import BEHAVIOR, create_pods, first_event, pod_body
 from kpo_async.trigger_settings import MonitorSettings
 from kpo_async.watch import stop_shared_watchers
 from triggers.pod import PodTrigger
@@ -148,16 +148,7 @@ async def test_exec_credential_plugin_runs_without_blocking_the_loop(sim, tmp_pa
     prober = asyncio.create_task(probe())
     ref = ClusterRef(config_file=str(kubeconfig))
     try:
-        client = await shared_client(ref)
-        pod: dict[str, Any] = {
-            "metadata": {
-                "name": "exec-auth",
-                "labels": {MANAGED_LABEL: "true"},
-                "annotations": {BEHAVIOR: json.dumps({"duration_seconds": 3, "log_lines_per_second": 4})},
-            },
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
-        }
-        await client.core.create_namespaced_pod("default", pod)
+        await create_pods(kubeconfig, [pod_body("exec-auth", duration_seconds=3, log_lines_per_second=4)])
         trigger = PodTrigger(
             pod_name="exec-auth",
             namespace="default",
@@ -199,18 +190,8 @@ async def test_past_the_stream_limit_logs_are_read_periodically_and_completely(
     try:
         client = await shared_client(ref)
         assert client.limits.log_streams == 1
-        for i in range(3):
-            pod = {
-                "metadata": {
-                    "name": f"chatty-{i}",
-                    "labels": {MANAGED_LABEL: "true"},
-                    "annotations": {
-                        BEHAVIOR: json.dumps({"duration_seconds": 2, "log_lines_per_second": 10})
-                    },
-                },
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
-            }
-            await client.core.create_namespaced_pod("default", pod)
+        chatty = [pod_body(f"chatty-{i}", duration_seconds=2, log_lines_per_second=10) for i in range(3)]
+        await create_pods(sim, chatty)
         from kpo_async.testing.logcapture import capture_logs
 
         with capture_logs() as logs:

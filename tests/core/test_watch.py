@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from kubernetes_asyncio import client as k8s
 
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
-from kpo_async.identity import MANAGED_LABEL
-from kpo_async.testing.harness import BEHAVIOR, first_event
+from kpo_async.testing.harness import create_pods, first_event, pod_body, wait_for
 from kpo_async.testing.sim import Fault
 from kpo_async.watch import shared_watcher, stop_shared_watchers
 from triggers.pod import PodTrigger
-
-
-def pod_body(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {MANAGED_LABEL: "true"},
-            "annotations": {BEHAVIOR: json.dumps(spec)},
-        },
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "base", "image": "alpine:3.20"}]},
-    }
-
-
-async def create_pods(sim, bodies: list[dict[str, Any]]) -> None:
-    api = await shared_client(ClusterRef(config_file=sim.kubeconfig_path))
-    await asyncio.gather(*(api.core.create_namespaced_pod("default", b) for b in bodies))
 
 
 def trigger_for(sim, name: str, **kwargs: Any) -> PodTrigger:
@@ -106,23 +86,18 @@ async def test_cancelled_triggers_unsubscribe_and_the_watch_stops(sim) -> None:
         tasks = [asyncio.create_task(first_event(trigger_for(sim, f"long-{i}"))) for i in range(5)]
         api = await shared_client(ClusterRef(config_file=sim.kubeconfig_path))
         watcher = shared_watcher(api, "default")
-        for _ in range(100):
-            if watcher.subscriber_count == 5:
-                break
-            await asyncio.sleep(0.05)
-        assert watcher.subscriber_count == 5
+        await wait_for(lambda: watcher.subscriber_count, lambda n: n == 5, what="5 subscribers")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         assert watcher.subscriber_count == 0
         watcher._linger = 0.1
-        await asyncio.sleep(0.5)
         # the idle watcher ends its own loop once the current stream yields (bookmarks do)
-        for _ in range(100):
-            if watcher._task is None or watcher._task.done():
-                break
-            await asyncio.sleep(0.1)
-        assert watcher._task is None or watcher._task.done()
+        await wait_for(
+            lambda: watcher._task,
+            lambda task: task is None or task.done(),
+            what="the idle watcher to end",
+        )
     finally:
         await stop_shared_watchers()
         await close_shared_clients()

@@ -30,6 +30,8 @@ import pytest
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.rest import ApiException
 
+from kpo_async.testing import harness
+
 REPO = Path(__file__).resolve().parents[2]
 #: Where the e2e pods run: "kwok" (`make e2e`: kwok fakes the kubelet, podfiles emulates the shell) or
 #: "real" (`make e2e-node`: kubelet + containerd + runc of tools/node.sh run real containers).
@@ -501,11 +503,9 @@ def kubectl_json(cluster: Cluster, *args: str, kubeconfig: Path | None = None) -
 
 def live_pods(cluster: Cluster, selector: str | None = None, namespace: str | None = None) -> list[dict]:
     """Pods that exist and are not being deleted (seen with the admin kubeconfig)."""
-    args = ["get", "pods", "-n", namespace or cluster.namespace]
-    if selector:
-        args += ["-l", selector]
-    items = kubectl_json(cluster, *args)["items"]
-    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+    return harness.live_pods(
+        cluster.admin_kubeconfig, selector=selector, namespace=namespace or cluster.namespace
+    )
 
 
 def emulation_record(cluster: Cluster, pod: str, namespace: str | None = None) -> dict[str, Any] | None:

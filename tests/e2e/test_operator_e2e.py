@@ -13,6 +13,7 @@ code, duration and files come from the script) or carry `kwok.kpo-async.io/*` an
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -56,14 +57,10 @@ def FakeTI(task_id: str, try_number: int = 1, run_id: str | None = None) -> harn
     return harness.FakeTI(task_id, try_number, dag_id="kpo_async_e2e", run_id=run_id)
 
 
-def make_operator(kubeconfig: Any, **kwargs: Any) -> AsyncKubernetesPodOperator:
-    defaults = {"namespace": "kpo-async-e2e", "startup_timeout_seconds": 60}
-    return harness.make_operator(str(kubeconfig), **{**defaults, **kwargs})
-
-
-def run_trigger(deferred: TaskDeferred, timeout: float = 90) -> dict[str, Any]:
-    """Re-create the trigger from its serialized form (as stored in the DB) and run it to its event."""
-    return harness.run_trigger(harness.trigger_from(*harness.stored_kwargs(deferred)), timeout)
+#: The harness's operator (its first argument a kubeconfig path) in the e2e namespace.
+make_operator = functools.partial(
+    harness.make_operator, namespace="kpo-async-e2e", startup_timeout_seconds=60
+)
 
 
 def resume(op: AsyncKubernetesPodOperator, ti: harness.FakeTI, deferred: TaskDeferred) -> Any:
@@ -88,10 +85,6 @@ def delete_now(cluster: Cluster, name: str) -> None:
 
 def assert_no_pod_left(cluster: Cluster, ti: FakeTI) -> None:
     assert live_pods(cluster, task_selector(ti)) == [], "the task left a pod behind"
-
-
-def wait_until(what: str, predicate, timeout: float = 30, interval: float = 0.2) -> Any:
-    return procs.wait_until(predicate, timeout=timeout, what=what, first=interval, most=interval)
 
 
 def base_state(pod: dict[str, Any]) -> dict[str, Any]:
@@ -284,7 +277,7 @@ def test_on_finish_action(cluster: Cluster, action: str, exit_code: int, kept: b
     try:
         assert bool(pods) == kept
         if kept:
-            pods = wait_until(f"the kept pod to turn {phase}", terminal, timeout=30)
+            pods = procs.wait_until(terminal, what=f"the kept pod to turn {phase}", first=0.2, most=0.2)
         for pod in pods:
             assert pod["metadata"]["labels"][FINALIZED_LABEL] == "true"
             assert pod["status"]["phase"] == phase
@@ -349,7 +342,7 @@ def test_pod_deleted_from_outside_mid_run_is_a_clear_error(cluster: Cluster) -> 
             found = [p for p in live_pods(cluster, task_selector(ti)) if p["metadata"]["name"] == pod]
             return bool(found) and "running" in base_state(found[0])
 
-        wait_until("the pod to run", running)
+        procs.wait_until(running, what="the pod to run", first=0.2, most=0.2)
         time.sleep(0.5)
         out = cluster.run_kubectl("delete", "pod", "-n", cluster.namespace, pod, "--wait=false")
         assert out.returncode == 0, out.stderr

@@ -2,7 +2,7 @@
 
 Builds this repository's wheel, creates an empty venv, installs the wheel with its dependencies
 resolved from the package index, then runs what a user runs: ``kpo-async --help``, ``airflow
-providers list``, ``kpo-async demo --dag example_kpo_async_hello_name``, and ``airflow dags test`` of
+providers list``, ``kpo-async demo`` (the guide's three examples), and ``airflow dags test`` of
 a DAG written as the official operator's guide writes them (``kubernetes.client.models``). Slow
 (a minute or two with a warm package cache, several without one), so opt-in:
 ``pytest -m packaging tests/packaging``.
@@ -158,41 +158,64 @@ def test_airflow_lists_the_provider(work: Path, venv: Path) -> None:
     assert "max_log_streams = 1000" in settings.stdout, settings.stdout
 
 
-def test_the_demo_runs_hello_name(work: Path, venv: Path) -> None:
-    out = run(
-        [str(venv / "bin" / "kpo-async"), "demo", "--dag", "example_kpo_async_hello_name"],
-        env=clean_env(work, venv),
-        cwd=work,
-        timeout=600,
-    )
+def test_the_demo_runs_the_guides_examples(work: Path, venv: Path) -> None:
+    """The guide's three examples (hello-name, the XCom pipeline, the remote cluster), as the wheel
+    ships them, run from the fresh venv against the embedded cluster."""
+    out = run([str(venv / "bin" / "kpo-async"), "demo"], env=clean_env(work, venv), cwd=work, timeout=900)
     assert "Hello, your_name" in out.stdout
-    assert "example_kpo_async_hello_name: success" in out.stdout
+    for dag_id in ("hello_name", "xcom_etl", "remote_cluster"):
+        assert f"example_kpo_async_{dag_id}: success" in out.stdout, out.stdout[-4000:]
     assert "all examples succeeded" in out.stdout
+    assert "Unclosed" not in out.stdout + out.stderr
 
 
-#: A DAG as the official operator's guide writes one: the pod's parts as `kubernetes.client.models`.
+#: The guide's XCom pipeline written as the guide writes it (Airflow 2 style imports, which Airflow 3
+#: still serves, and `kubernetes.client.models`); only the operator's import is switched.
 GUIDE_DAG = """
+import random
 from datetime import datetime
 
-from airflow.sdk import DAG
+from airflow import DAG
+from airflow.decorators import task
 from kubernetes.client import models as k8s
 
-from kpo_async import AsyncKubernetesPodOperator
+from kpo_async import AsyncKubernetesPodOperator as KubernetesPodOperator
 
-with DAG(dag_id="guide_models", start_date=datetime(2026, 1, 1), schedule=None):
-    AsyncKubernetesPodOperator(
-        task_id="with_models",
-        name="with-models",
-        image="alpine:3.20",
+with DAG(dag_id="guide_models", start_date=datetime(2026, 1, 1), schedule=None, catchup=False) as dag:
+
+    @task
+    def extract_data():
+        return random.randint(0, 100)
+
+    transform = KubernetesPodOperator(
+        task_id="transform",
+        name="transform",
+        image="python:3.12-slim",
         cmds=["sh", "-c"],
-        arguments=['echo "greeting=$GREETING"'],
-        env_vars=[k8s.V1EnvVar(name="GREETING", value="from a V1EnvVar")],
+        arguments=[
+            'echo "greeting=$GREETING"; mkdir -p /airflow/xcom; '
+            'echo "{\\"value\\": $(( DATA_POINT * 23 ))}" > /airflow/xcom/return.json'
+        ],
+        env_vars=[
+            k8s.V1EnvVar(name="GREETING", value="from a V1EnvVar"),
+            k8s.V1EnvVar(name="DATA_POINT", value="{{ ti.xcom_pull(task_ids='extract_data') }}"),
+        ],
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": "100m", "memory": "64Mi"}, limits={"memory": "128Mi"}
         ),
         volumes=[k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource())],
         volume_mounts=[k8s.V1VolumeMount(name="scratch", mount_path="/scratch")],
+        get_logs=True,
+        log_events_on_failure=True,
+        do_xcom_push=True,
     )
+
+    @task
+    def load_data(**context):
+        value = context["ti"].xcom_pull(task_ids="transform")["value"]
+        print(f"loaded transformed value {value}")
+
+    extract_data() >> transform >> load_data()
 """
 
 
@@ -219,5 +242,6 @@ def test_a_guide_dag_using_kubernetes_models_runs(work: Path, venv: Path) -> Non
         sim.stop()
     output = result.stdout + result.stderr
     assert "greeting=from a V1EnvVar" in output, output[-6000:]
+    assert re.search(r"loaded transformed value \\d+", output), output[-6000:]
     assert re.search(r"DagRun Finished: dag_id=guide_models.*state=success", output), output[-6000:]
     assert "Unclosed" not in output, output[-6000:]

@@ -25,14 +25,17 @@ from kpo_async.testing.harness import (
     behavior,
     context_for,
     first_event,
+    live_pods,
     make_operator,
     resume,
+    run_deferred,
     run_task,
     run_trigger,
     stored_kwargs,
     submit,
     trigger_from,
 )
+from kpo_async.testing.procs import wait_until
 from kpo_async.testing.sim import SimCluster, SimConfig
 from kpo_async.testing.sim.stats import Stats
 
@@ -42,13 +45,16 @@ __all__ = [
     "behavior",
     "context_for",
     "first_event",
+    "live_pods",
     "make_operator",
     "resume",
+    "run_deferred",
     "run_task",
     "run_trigger",
     "stored_kwargs",
     "submit",
     "trigger_from",
+    "wait_until",
 ]
 #: Kubelet delays short enough for a fast suite (script sleeps and behaviour durations are not scaled).
 FAST = {"sandbox_delay": (0.01, 0.03), "pull_delay": 0.02, "bookmark_interval": 0.5}
@@ -105,22 +111,6 @@ async def _api(sim: SimCluster):
     return await config.new_client_from_config(config_file=sim.kubeconfig_path)
 
 
-def live_pods(sim: SimCluster, prefix: str = "", namespace: str = "default") -> list[dict[str, Any]]:
-    """Pods that exist and are not being deleted, whose name starts with `prefix`."""
-
-    async def go() -> list[dict[str, Any]]:
-        api = await _api(sim)
-        async with api:
-            pods = await client.CoreV1Api(api).list_namespaced_pod(namespace)
-            return [
-                api.sanitize_for_serialization(p)
-                for p in pods.items
-                if not p.metadata.deletion_timestamp and p.metadata.name.startswith(prefix)
-            ]
-
-    return asyncio.run(go())
-
-
 def all_pods(sim: SimCluster, prefix: str = "", namespace: str = "default") -> list[str]:
     """Names of every pod, including those still terminating."""
 
@@ -155,17 +145,6 @@ def read_pod(sim: SimCluster, name: str, namespace: str = "default") -> dict[str
             return api.sanitize_for_serialization(pod)
 
     return asyncio.run(go())
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.1, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def pod_lines(logs: list[dict[str, Any]], container: str = "base") -> list[str]:

@@ -23,12 +23,13 @@ from tests.reliability.conftest import (
     live_pods,
     make_operator,
     read_pod,
+    run_deferred,
     run_task,
     run_trigger,
     stored_kwargs,
     submit,
     trigger_from,
-    wait_for,
+    wait_until,
 )
 
 
@@ -283,12 +284,12 @@ def test_the_xcom_collected_before_the_pod_went_away_is_still_delivered(sim, wha
     )
     ti = FakeTI(name)
     deferred = submit(op, ti)
-    event = run_trigger(trigger_from(*stored_kwargs(deferred)))
+    event = run_deferred(deferred)
     assert event["status"] == "success" and event["xcom"] == {"k": 1}  # the event carries the value
     pod = deferred.trigger.pod_name
     if what == "deleted":
         delete_now(sim, pod)
-        wait_for(lambda: read_pod(sim, pod) is None, what="the pod to go")
+        wait_until(lambda: read_pod(sim, pod) is None, what="the pod to go")
     else:
         sim.evict("default", pod)
     assert op.execute_complete(context_for(ti), event) == {"k": 1}
@@ -307,10 +308,10 @@ def test_a_pod_deleted_after_its_container_finished_is_never_a_success_without_x
     ti = FakeTI(name)
     deferred = submit(op, ti)
     pod = deferred.trigger.pod_name
-    wait_for(lambda: _base_terminated(sim, pod), what="the base container to finish")
+    wait_until(lambda: _base_terminated(sim, pod), what="the base container to finish")
     delete_now(sim, pod)  # before the (slow) triggerer read the XCom
-    wait_for(lambda: read_pod(sim, pod) is None, what="the pod to go")
-    event = run_trigger(trigger_from(*stored_kwargs(deferred)))
+    wait_until(lambda: read_pod(sim, pod) is None, what="the pod to go")
+    event = run_deferred(deferred)
     assert event["status"] != "success" and event["xcom"] is None
     assert "deleted" in event["message"]
     with pytest.raises(PodFailedError):
@@ -324,10 +325,10 @@ def test_a_pod_evicted_after_its_container_finished_is_never_a_success_without_x
     ti = FakeTI(name)
     deferred = submit(op, ti)
     pod = deferred.trigger.pod_name
-    wait_for(lambda: _base_terminated(sim, pod), what="the base container to finish")
+    wait_until(lambda: _base_terminated(sim, pod), what="the base container to finish")
     sim.evict("default", pod, "The node was low on resource: memory.")  # kills the XCom sidecar
     time.sleep(0.3)
-    event = run_trigger(trigger_from(*stored_kwargs(deferred)))
+    event = run_deferred(deferred)
     assert event["status"] != "success" and event["xcom"] is None
     with pytest.raises(PodFailedError) as info:
         op.execute_complete(context_for(ti), event)
@@ -341,10 +342,10 @@ def test_an_eviction_that_lost_the_xcom_says_the_pod_was_evicted(sim) -> None:
     ti = FakeTI(name)
     deferred = submit(op, ti)
     pod = deferred.trigger.pod_name
-    wait_for(lambda: _base_terminated(sim, pod), what="the base container to finish")
+    wait_until(lambda: _base_terminated(sim, pod), what="the base container to finish")
     sim.evict("default", pod, "The node was low on resource: memory.")
     time.sleep(0.3)
-    event = run_trigger(trigger_from(*stored_kwargs(deferred)))
+    event = run_deferred(deferred)
     try:
         assert "Evicted" in event["message"] and "low on resource" in event["message"], event["message"]
     finally:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.stream import WsApiClient
 
+from kpo_async.testing.harness import wait_for
 from kpo_async.testing.sim import SimCluster, SimConfig
 
 FAST = dict(
@@ -101,28 +103,11 @@ def pod_manifest(
     return body
 
 
-async def wait_for(
-    fn: Callable[[], Awaitable[Any]],
-    cond: Callable[[Any], bool],
-    timeout: float = 10.0,
-    interval: float = 0.02,
-) -> Any:
-    """Poll `fn` until `cond(result)`; returns the result (fails the test on timeout)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await fn()
-        if cond(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(interval)
-
-
 async def wait_phase(
     v1: client.CoreV1Api, name: str, phases: tuple[str, ...], ns: str = "default", timeout: float = 10.0
 ) -> Any:
     return await wait_for(
-        lambda: v1.read_namespaced_pod(name, ns), lambda p: p.status.phase in phases, timeout
+        lambda: v1.read_namespaced_pod(name, ns), lambda p: p.status.phase in phases, timeout=timeout
     )
 
 
@@ -162,3 +147,34 @@ def base_done_sidecar_running(pod: Any) -> bool:
     statuses = {s.name: s for s in pod.status.container_statuses or []}
     base, sidecar = statuses.get("base"), statuses.get("airflow-xcom-sidecar")
     return bool(base and base.state.terminated and sidecar and sidecar.state.running)
+
+
+async def run_exec(
+    ws_v1: client.CoreV1Api, pod: str, command: list[str], container: str
+) -> tuple[bytes, bytes, dict[str, Any]]:
+    """Run a command in `container` over the exec WebSocket; returns (stdout, stderr, the error
+    channel's Status)."""
+    ctx = await ws_v1.connect_get_namespaced_pod_exec(
+        pod,
+        "default",
+        container=container,
+        command=command,
+        stdout=True,
+        stderr=True,
+        stdin=False,
+        tty=False,
+        _preload_content=False,
+    )
+    out, err, status = b"", b"", {}
+    async with ctx as ws:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.BINARY:
+                continue
+            ch, data = msg.data[0], msg.data[1:]
+            if ch == 1:
+                out += data
+            elif ch == 2:
+                err += data
+            elif ch == 3 and data:
+                status = json.loads(data)
+    return out, err, status

@@ -11,37 +11,7 @@ from kubernetes_asyncio import client
 
 from kpo_async.identity import XCOM_RETURN_FILE, XCOM_SIDECAR_NAME, XCOM_STOP_FILE
 
-from .conftest import base_done_sidecar_running, cstatus, pod_manifest, wait_for, wait_phase
-
-
-async def run_exec(
-    ws_v1: client.CoreV1Api, pod: str, command: list[str], container: str
-) -> tuple[bytes, bytes, dict[str, Any]]:
-    """Run a command; returns (stdout, stderr, error-channel Status)."""
-    ctx = await ws_v1.connect_get_namespaced_pod_exec(
-        pod,
-        "default",
-        container=container,
-        command=command,
-        stdout=True,
-        stderr=True,
-        stdin=False,
-        tty=False,
-        _preload_content=False,
-    )
-    out, err, status = b"", b"", {}
-    async with ctx as ws:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.BINARY:
-                continue
-            ch, data = msg.data[0], msg.data[1:]
-            if ch == 1:
-                out += data
-            elif ch == 2:
-                err += data
-            elif ch == 3 and data:
-                status = json.loads(data)
-    return out, err, status
+from .conftest import base_done_sidecar_running, cstatus, pod_manifest, run_exec, wait_for, wait_phase
 
 
 async def test_xcom_read_and_sidecar_stop(v1: client.CoreV1Api, ws_v1: client.CoreV1Api) -> None:

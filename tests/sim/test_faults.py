@@ -14,7 +14,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kpo_async.testing.sim import Fault, SimCluster
 from kpo_async.testing.sim.control import SimControl
 
-from .conftest import pod_manifest, wait_phase
+from .conftest import pod_manifest, wait_for, wait_phase
 
 
 async def test_latency(v1: client.CoreV1Api, cluster: SimCluster) -> None:
@@ -88,8 +88,7 @@ async def test_drop_mid_watch_and_mid_log(v1: client.CoreV1Api, cluster: SimClus
                 break
             got += chunk
     assert 0 < len(got) <= one and got.count(b"\n") >= 1
-    await wait_phase(v1, "m0", ("Running",))
-    await asyncio.sleep(0.2)
+    await wait_for(lambda: v1.read_namespaced_pod_log("m0", "default"), lambda log: "line 3\n" in log)
     cluster.faults.add(Fault(path=r"/pods/m0/log$", drop_after_bytes=20))
     resp = await v1.read_namespaced_pod_log("m0", "default", follow=True, _preload_content=False)
     got = b""

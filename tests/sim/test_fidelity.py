@@ -7,6 +7,7 @@ import time
 
 import aiohttp
 
+from kpo_async.testing.harness import wait_for
 from kpo_async.testing.sim import SimCluster, SimConfig
 
 
@@ -38,12 +39,8 @@ async def test_log_media_type_is_negotiated_like_the_real_server() -> None:
             }
             await k8s.CoreV1Api(api).create_namespaced_pod("default", body)
         path = "/api/v1/namespaces/default/pods/talker/log"
-        for _ in range(50):
-            status, text = await _get(sim, path, "*/*")
-            if status == 200 and "hi" in text:
-                break
-            await asyncio.sleep(0.1)
-        assert (status, text) == (200, "hi\n")
+        answer = await wait_for(lambda: _get(sim, path, "*/*"), lambda got: got[0] == 200 and "hi" in got[1])
+        assert answer == (200, "hi\n")
         assert (await _get(sim, path, None))[0] == 200
         assert (await _get(sim, path, "application/json, */*"))[0] == 200
         status, text = await _get(sim, path, "text/plain")
@@ -69,7 +66,9 @@ async def test_a_busy_shell_loop_does_not_freeze_the_simulator() -> None:
                 },
             }
             await core.create_namespaced_pod("default", body)
-            await asyncio.sleep(0.5)
+            await wait_for(
+                lambda: core.read_namespaced_pod("spinner", "default"), lambda p: p.status.phase == "Running"
+            )
             started = time.monotonic()
             await asyncio.wait_for(core.read_namespaced_pod("spinner", "default"), 5)
             assert time.monotonic() - started < 2

@@ -12,7 +12,7 @@ import yaml
 
 from kpo_async.testing.sim import SimCluster
 
-from .conftest import pod_manifest
+from .conftest import pod_manifest, wait_for
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
@@ -65,7 +65,7 @@ async def test_kubectl_create_get_logs_exec_delete(cluster: SimCluster) -> None:
 
     # logs -f follows until we stop the container
     follow = asyncio.ensure_future(kubectl(cluster, "logs", "-f", "kc"))
-    await asyncio.sleep(1.2)
+    await wait_for(lambda: kubectl(cluster, "logs", "kc"), lambda done: "tick 3" in done[1], what="tick 3")
     rc, _, err = await kubectl(cluster, "exec", "kc", "--", "kill", "1")
     assert rc == 0, err
     rc, out, err = await follow
@@ -86,11 +86,15 @@ async def test_kubectl_watch_and_events(cluster: SimCluster) -> None:
         cluster, "run", "runner", "--image=alpine:3.20", "--restart=Never", "--", "sh", "-c", "echo hi"
     )
     assert rc == 0, err
-    await asyncio.sleep(1.5)
-    rc, out, err = await kubectl(cluster, "get", "events", "--field-selector", "involvedObject.name=runner")
-    assert rc == 0, err
-    reasons = [line.split()[2] for line in out.strip().splitlines()[1:]]
-    assert {"Scheduled", "Pulled", "Created", "Started"} <= set(reasons)
+
+    async def reasons() -> set[str]:
+        selector = "involvedObject.name=runner"
+        rc, out, err = await kubectl(cluster, "get", "events", "--field-selector", selector)
+        assert rc == 0, err
+        return {line.split()[2] for line in out.strip().splitlines()[1:]}
+
+    expected = {"Scheduled", "Pulled", "Created", "Started"}
+    await wait_for(reasons, lambda got: expected <= got, what="the runner's events")
     rc, out, err = await watch
     lines = out.strip().splitlines()
     assert lines and "runner" in out and "Completed" in out

@@ -13,7 +13,7 @@ from kpo_async.identity import XCOM_SIDECAR_NAME
 from kpo_async.testing.sim import SimCluster
 from kpo_async.testing.sim.control import SimControl
 
-from .conftest import base_done_sidecar_running, cstatus, pod_manifest, wait_for, wait_phase
+from .conftest import base_done_sidecar_running, cstatus, pod_manifest, run_exec, wait_for, wait_phase
 
 BEHAVIOR = "sim.kpo-async.io/behavior"
 
@@ -302,22 +302,7 @@ async def test_behaviour_xcom_and_sidecar(v1: client.CoreV1Api, ws_v1: client.Co
         lambda: v1.read_namespaced_pod("bx", "default"),
         base_done_sidecar_running,  # the sidecar may start later
     )
-    out = await ws_v1.connect_get_namespaced_pod_exec(
-        "bx",
-        "default",
-        container=XCOM_SIDECAR_NAME,
-        command=["cat", "/airflow/xcom/return.json"],
-        stdout=True,
-        stderr=True,
-        stdin=False,
-        tty=False,
-        _preload_content=False,
-    )
-    data = b""
-    async with out as ws:
-        async for msg in ws:
-            if msg.data[:1] == b"\x01":
-                data += msg.data[1:]
+    data, _, _ = await run_exec(ws_v1, "bx", ["cat", "/airflow/xcom/return.json"], XCOM_SIDECAR_NAME)
     assert json.loads(data) == {"rows": 3}
     assert await v1.read_namespaced_pod_log("bx", "default", container="base") == "line 1\nline 2\n"
 

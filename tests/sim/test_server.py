@@ -9,14 +9,17 @@ import signal
 import ssl
 import sys
 import tempfile
+from pathlib import Path
 
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 from kubernetes_asyncio import client, watch
 
 from kpo_async.testing.sim import SimCluster, SimConfig
 from kpo_async.testing.sim.control import SimControl
+from kpo_async.testing.sim.tls import generate, server_context
 
 from .conftest import FAST, pod_manifest, raw_request, wait_phase
 
@@ -44,6 +47,44 @@ async def test_kubeconfig_names_and_tls(cluster: SimCluster) -> None:
                 assert r.status == 200 and (await r.json())["major"] == "1"
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
             await s.get(cluster.base_url + "/version", ssl=ssl.create_default_context())
+
+
+async def _has_session_ticket(host: str, port: int, ca_path: str) -> bool:
+    """Whether a client holds a TLS session ticket once a request on its connection is answered."""
+    context = ssl.create_default_context(cafile=ca_path)
+    reader, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname="127.0.0.1")
+    try:
+        writer.write(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert b" 200 " in await reader.readline()
+        await reader.read()  # TLS 1.3 sends tickets after the handshake, so read to the end
+        tls = writer.get_extra_info("ssl_object")
+        assert tls.version() == "TLSv1.3"
+        return bool(tls.session.has_ticket)
+    finally:
+        writer.close()
+
+
+async def test_tls_sends_no_session_ticket(cluster: SimCluster, tmp_path: Path) -> None:
+    # Python's default sends TLS 1.3 tickets a client keeps (more memory per connection than
+    # against kube-apiserver): the embedded cluster sends none, so the bench measures the client.
+    assert cluster.ca_path
+    port = int(cluster.base_url.rsplit(":", 1)[1])
+    assert not await _has_session_ticket("127.0.0.1", port, cluster.ca_path)
+
+    async def version(_: web.Request) -> web.Response:
+        return web.json_response({"major": "1"})
+
+    app = web.Application()  # with Python's default tickets, the same check finds one
+    app.router.add_get("/version", version)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    files = generate(str(tmp_path))
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(files, session_tickets=True))
+    await site.start()
+    try:
+        assert await _has_session_ticket("127.0.0.1", runner.addresses[0][1], files.ca_path)
+    finally:
+        await runner.cleanup()
 
 
 async def test_bearer_token_required(cluster: SimCluster) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
 from kpo_async.testing.sim import SimCluster
 
-from .conftest import pod_manifest, wait_phase
+from .conftest import pod_manifest, run_exec, wait_phase
 
 CASES: list[tuple[str, str, str, int]] = [
     # (script, stdout, stderr, exit code)
@@ -87,29 +85,7 @@ async def shell_pod(cluster: SimCluster, v1: client.CoreV1Api) -> AsyncIterator[
 
 
 async def sh(ws_v1: client.CoreV1Api, pod: str, script: str, container: str = "base") -> tuple[str, str, int]:
-    ctx = await ws_v1.connect_get_namespaced_pod_exec(
-        pod,
-        "default",
-        container=container,
-        command=["sh", "-c", script],
-        stdout=True,
-        stderr=True,
-        stdin=False,
-        tty=False,
-        _preload_content=False,
-    )
-    out, err, status = b"", b"", {}
-    async with ctx as ws:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.BINARY:
-                continue
-            ch, data = msg.data[0], msg.data[1:]
-            if ch == 1:
-                out += data
-            elif ch == 2:
-                err += data
-            elif ch == 3 and data:
-                status = json.loads(data)
+    out, err, status = await run_exec(ws_v1, pod, ["sh", "-c", script], container)
     code = 0 if status.get("status") == "Success" else int(status["details"]["causes"][0]["message"])
     return out.decode(), err.decode(), code
 

@@ -12,7 +12,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kpo_async.testing.sim import SimCluster, SimConfig
 
-from .conftest import FAST, pod_manifest
+from .conftest import FAST, pod_manifest, wait_phase
 
 
 async def collect(v1: client.CoreV1Api, until: Any, timeout: float = 10.0, **kw: Any) -> list[dict[str, Any]]:
@@ -38,11 +38,7 @@ async def test_lifecycle_events_and_monotonic_rv(v1: client.CoreV1Api) -> None:
         return ev["type"] == "DELETED"
 
     task = asyncio.ensure_future(collect(v1, done, timeout_seconds=20))
-    for _ in range(200):
-        pod = await v1.read_namespaced_pod("w1", "default")
-        if pod.status.phase == "Succeeded":
-            break
-        await asyncio.sleep(0.02)
+    await wait_phase(v1, "w1", ("Succeeded",))
     await v1.delete_namespaced_pod("w1", "default")
     events = await task
     types = [e["type"] for e in events]

@@ -1,14 +1,55 @@
-"""`kpo_async.log_records`: pod lines become log records at a bounded rate, none lost or reordered."""
+"""`kpo_async.log_records`: pod lines become log records at a bounded rate, none lost or reordered.
+
+The tests that wait for ticks and delays run on `VirtualClockLoop`: its clock moves to the next
+timer instead of waiting, so each wait is exact and takes no wall-clock time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
 from kpo_async import log_records
 from kpo_async.log_records import MAX_HELD_CHARS, LineBatcher, RecordBudget, shared_budget, wait_until_read
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop with its own clock: when nothing is ready, the clock jumps to the next timer."""
+
+    def __init__(self) -> None:
+        self._now = 0.0
+        super().__init__()
+        real_select = self._selector.select  # type: ignore[attr-defined]
+
+        def select(timeout: float | None = None) -> Any:
+            events = real_select(0)  # I/O that is ready (a socketpair's), never a wait
+            if not events and timeout:
+                self._now += timeout
+            return events
+
+        self._selector.select = select  # type: ignore[attr-defined]
+
+    def time(self) -> float:
+        return self._now
+
+
+def on_virtual_clock(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """Run the async `test` on a `VirtualClockLoop` of its own."""
+
+    def run() -> None:
+        loop = VirtualClockLoop()
+        try:
+            loop.run_until_complete(test())
+        finally:
+            loop.close()
+
+    run.__name__ = test.__name__
+    run.__doc__ = test.__doc__
+    return run
 
 
 class Records:
@@ -27,6 +68,7 @@ async def test_each_line_is_its_own_record_at_once_while_the_budget_lasts() -> N
     assert records.written == [("info", f"[base] line {i}") for i in range(10)]
 
 
+@on_virtual_clock
 async def test_past_the_budget_lines_wait_then_go_together_one_record_per_level_run() -> None:
     records = Records()
     budget = RecordBudget(per_second=2, burst_seconds=0.5)  # one record at once, then 2 a second
@@ -79,6 +121,7 @@ def test_the_budget_is_set_per_process_from_the_environment(monkeypatch: pytest.
         shared_budget.cache_clear()
 
 
+@on_virtual_clock
 async def test_every_pods_held_lines_are_written_together_on_the_same_tick() -> None:
     """The supervisor wakes up (and queries its database) per read of the log socket: held records
     of all pods go out back to back, not spread over the second."""
@@ -98,10 +141,11 @@ async def test_every_pods_held_lines_are_written_together_on_the_same_tick() -> 
     second.add("info", "[base] from b")  # 0.2 s later, due in the same tick
     await asyncio.sleep(log_records.MIN_DELAY_SECONDS + 2 * log_records.TICK_SECONDS + 0.5)
     assert set(written_at) == {"a", "b"}
-    assert written_at["b"] - written_at["a"] == pytest.approx(0, abs=0.01)  # one after the other
-    assert written_at["a"] % log_records.TICK_SECONDS == pytest.approx(0, abs=0.05)
+    assert written_at["b"] == written_at["a"]  # one after the other, on the same turn of the loop
+    assert written_at["a"] % log_records.TICK_SECONDS == pytest.approx(0, abs=1e-9)
 
 
+@on_virtual_clock
 async def test_a_trigger_waits_until_the_supervisor_has_read_its_last_records() -> None:
     """The log channel is a socket to the supervisor (a socketpair here, as in a trigger runner)."""
     import socket
@@ -130,6 +174,7 @@ async def test_a_trigger_waits_until_the_supervisor_has_read_its_last_records() 
             structlog.configure(**old)
 
 
+@on_virtual_clock
 async def test_the_wait_ends_once_its_records_are_read_while_others_keep_writing_behind_them() -> None:
     """Other triggers' records arrive in bursts behind ours: the queue never empties, yet the wait
     ends once the supervisor has read as much as was queued when it began."""
@@ -161,6 +206,7 @@ async def test_the_wait_ends_once_its_records_are_read_while_others_keep_writing
             structlog.configure(**old)
 
 
+@on_virtual_clock
 async def test_held_lines_wait_while_the_supervisor_is_behind_so_the_write_cannot_block() -> None:
     """A full log channel blocks the writer (the whole event loop): past half of it, held lines
     stay held, tick after tick, until the supervisor has caught up."""

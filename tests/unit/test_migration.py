@@ -642,7 +642,7 @@ def test_the_guides_templated_fields_are_templated() -> None:
     assert guide <= set(AsyncKubernetesPodOperator.template_fields)
 
 
-# --- known gaps: each fails today; when it is fixed the xfail turns into an error (strict) -------------
+# --- gaps found in the migration guide, now closed: each test held the official behaviour ------------
 
 
 def test_the_guides_resources_dict_gives_the_same_resources_as_container_resources() -> None:
