@@ -171,7 +171,7 @@ def test_the_demo_runs_the_guides_examples(work: Path, venv: Path) -> None:
 
 #: The guide's XCom pipeline written as the guide writes it (Airflow 2 style imports, which Airflow 3
 #: still serves, and `kubernetes.client.models`); only the operator's import is switched.
-GUIDE_DAG = """
+GUIDE_DAG = r"""
 import random
 from datetime import datetime
 
