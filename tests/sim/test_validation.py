@@ -229,3 +229,21 @@ async def test_unknown_fields_pass_without_strict_validation(v1: client.CoreV1Ap
     await v1.create_namespaced_pod("default", pod_manifest("known", "true"), field_validation="Strict")
     names = {p.metadata.name for p in (await v1.list_namespaced_pod("default")).items}
     assert names == {"lenient", "known"}
+
+
+async def test_strict_field_validation_on_replace(v1: client.CoreV1Api) -> None:
+    unschedulable = pod_manifest("kept", "true", nodeSelector={"disktype": "none"})  # its spec stays put
+    created = await v1.create_namespaced_pod("default", unschedulable, _preload_content=False)
+    body = json.loads(await created.read())
+    del body["metadata"]["resourceVersion"]  # an unconditional update: its status changes meanwhile
+    body["metadata"]["labelz"] = {"a": "b"}
+    with pytest.raises(ApiException) as e:
+        await v1.replace_namespaced_pod("kept", "default", body, field_validation="Strict")
+    assert e.value.status == 400
+    assert json.loads(e.value.body)["message"].endswith(
+        'strict decoding error: unknown field "metadata.labelz"'
+    )
+    del body["metadata"]["labelz"]
+    body["metadata"]["labels"] = {"a": "b"}
+    replaced = await v1.replace_namespaced_pod("kept", "default", body, field_validation="Strict")
+    assert replaced.metadata.labels == {"a": "b"}
