@@ -70,10 +70,6 @@ def test_invalid_arguments_fail_before_any_request(sim, kwargs: dict[str, Any], 
     assert_cause_and_fix(error, f"Invalid {argument}", *cause)
 
 
-# Gaps of the embedded cluster: kube-apiserver refuses these values with a 422 naming the field.
-SIM_GAP = pytest.mark.xfail(strict=True, reason="the embedded cluster does not validate this field yet")
-
-
 @pytest.mark.parametrize(
     ("kwargs", "cause"),
     [
@@ -92,13 +88,13 @@ SIM_GAP = pytest.mark.xfail(strict=True, reason="the embedded cluster does not v
         ({"image_pull_policy": "Sometimes"}, ["imagePullPolicy", "Sometimes", "IfNotPresent"]),
         ({"namespace": "Bad_Namespace"}, ["Bad_Namespace", "not found"]),
         ({"namespace": "x" * 64}, ["x" * 64, "not found"]),
-        pytest.param({"node_selector": {"disk": "s s d"}}, ["spec.nodeSelector", "s s d"], marks=SIM_GAP),
-        pytest.param({"ports": [{"containerPort": 70000}]}, ["ports[0].containerPort"], marks=SIM_GAP),
-        pytest.param({"service_account_name": "Bad_SA"}, ["spec.serviceAccountName"], marks=SIM_GAP),
-        pytest.param({"hostname": "Host_1"}, ["spec.hostname", "Host_1"], marks=SIM_GAP),
-        pytest.param({"termination_message_policy": "Stdout"}, ["terminationMessagePolicy"], marks=SIM_GAP),
-        pytest.param({"dnspolicy": "Cluster"}, ["spec.dnsPolicy", "ClusterFirst"], marks=SIM_GAP),
-        pytest.param({"container_resources": {"limits": {"memroy": "1Gi"}}}, ["memroy"], marks=SIM_GAP),
+        ({"node_selector": {"disk": "s s d"}}, ["spec.nodeSelector", "s s d"]),
+        ({"ports": [{"containerPort": 70000}]}, ["ports[0].containerPort"]),
+        ({"service_account_name": "Bad_SA"}, ["spec.serviceAccountName"]),
+        ({"hostname": "Host_1"}, ["spec.hostname", "Host_1"]),
+        ({"termination_message_policy": "Stdout"}, ["terminationMessagePolicy"]),
+        ({"dnspolicy": "Cluster"}, ["spec.dnsPolicy", "ClusterFirst"]),
+        ({"container_resources": {"limits": {"memroy": "1Gi"}}}, ["memroy"]),
     ],
     ids=[
         "label-key",
@@ -130,7 +126,7 @@ def test_values_the_api_server_refuses_fail_at_submit_and_leave_no_pod(
 ) -> None:
     """Label, quantity, name and env syntax are the API server's to judge: its 422 names the field."""
     name = f"refused-{request.node.callspec.id}"
-    cleanup_pods.append(name)  # for the embedded cluster's gaps (xfail), which create the pod
+    cleanup_pods.append(name)  # should the cluster accept the pod after all
     op = make_operator(sim, name, **kwargs)
     with pytest.raises(InvalidArgumentError) as info:
         op.execute(context_for(FakeTI(op.task_id)))

@@ -203,6 +203,18 @@ async def test_kubectl_create_f_leaves_validation_to_the_server(cluster: SimClus
     assert 'The Pod "p" is invalid: spec.containers: Required value' in err
 
 
+async def test_kubectl_create_f_refuses_unknown_fields(cluster: SimCluster) -> None:
+    """kubectl asks for `fieldValidation=Strict`: a typo in a field name is refused, as by a real server."""
+    typo = (
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    imagee: x\n"
+    )
+    rc, _, err = await kubectl(cluster, "create", "-f", "-", stdin=typo.encode())
+    assert rc == 1
+    assert 'strict decoding error: unknown field "spec.containers[0].imagee"' in err, err
+    rc, out, err = await kubectl(cluster, "get", "pods", "-o", "name")
+    assert (rc, out.strip()) == (0, ""), err
+
+
 async def test_kpo_async_sim_creates_the_namespaces_it_is_given(tmp_path) -> None:
     import sys
 

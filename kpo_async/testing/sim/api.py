@@ -33,6 +33,7 @@ from kpo_async.testing.sim.patch import apply_patch
 from kpo_async.testing.sim.selectors import parse_field_selector, parse_label_selector
 from kpo_async.testing.sim.stats import Stats
 from kpo_async.testing.sim.store import RESOURCES, Obj, Store
+from kpo_async.testing.sim.strict_fields import check_strict_pod
 from kpo_async.testing.sim.table import table, wants_table
 from kpo_async.testing.sim.util import dumps, fmt_time, new_uid, parse_rfc3339
 from kpo_async.testing.sim.validation import (
@@ -305,6 +306,7 @@ class Api:
             raise bad_request(
                 f"the kind of the object ({body.get('kind')}) does not match the resource (pods)"
             )
+        check_strict_pod(body, request.query.get("fieldValidation"))
         check_body_namespace(body, ns)
         ns_body = self._require_namespace(ns)
         if ns_body.get("status", {}).get("phase") == "Terminating":
@@ -408,6 +410,7 @@ class Api:
         new = await read_body(request)
         if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
             raise bad_request("the body of the request must be a Pod object")
+        check_strict_pod(new, request.query.get("fieldValidation"))
         if new["metadata"].get("name") != name:
             raise bad_request("the name of the object does not match the name on the URL")
         new.setdefault("spec", pod["spec"])

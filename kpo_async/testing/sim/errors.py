@@ -135,10 +135,8 @@ class Cause:
 
 
 def invalid(kind: str, name: str, causes: list[Cause], group: str = "") -> ApiError:
-    if len(causes) == 1:
-        summary = causes[0].full()
-    else:
-        summary = "[" + ", ".join(c.full() for c in causes) + "]"
+    lines = list(dict.fromkeys(c.full() for c in causes))  # the message lists each error once
+    summary = lines[0] if len(lines) == 1 else "[" + ", ".join(lines) + "]"
     details: dict[str, Any] = {
         "name": name,
         "kind": kind,

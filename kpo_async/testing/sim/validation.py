@@ -2,41 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from kpo_async.testing.sim.errors import ApiError, Cause, invalid
+from kpo_async.testing.sim.field_syntax import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    LABEL_MSG,
+    QUALIFIED_MSG,
+    SUBDOMAIN_MSG,
+    duplicate,
+    invalid_value,
+    not_found,
+    required,
+    unsupported,
+    validate_labels,
+    validate_qualified_key,
+)
+from kpo_async.testing.sim.spec_validation import (
+    validate_container_fields,
+    validate_resources,
+    validate_spec_fields,
+)
 from kpo_async.testing.sim.util import fmt_time, new_uid, parse_quantity, rand_suffix
 
 BEHAVIOR_ANNOTATION = "sim.kpo-async.io/behavior"
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-
-SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-    "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
-    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-)
-LABEL_MSG = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-    "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-)
-_QUALIFIED_MSG = (
-    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
-    "an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
-    "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
-)
-_LABEL_VALUE_MSG = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-    "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
-    "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
-)
 _ENV_MSG = (
     "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or "
     "'.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', "
@@ -58,80 +51,23 @@ VOLUME_SOURCES = (
 )
 
 
-def _q(value: Any) -> str:
-    return json.dumps(value)
-
-
-def _invalid_value(field: str, value: Any, msg: str) -> Cause:
-    return Cause(field, "FieldValueInvalid", f"Invalid value: {_q(value)}: {msg}", value, True)
-
-
-def _required(field: str, msg: str = "") -> Cause:
-    return Cause(field, "FieldValueRequired", "Required value" + (f": {msg}" if msg else ""))
-
-
-def _duplicate(field: str, value: Any) -> Cause:
-    return Cause(field, "FieldValueDuplicate", f"Duplicate value: {_q(value)}", value, True)
-
-
-def _not_found(field: str, value: Any) -> Cause:
-    return Cause(field, "FieldValueNotFound", f"Not found: {_q(value)}", value, True)
-
-
-def _unsupported(field: str, value: Any, supported: list[str]) -> Cause:
-    vals = ", ".join(f'"{s}"' for s in supported)
-    return Cause(field, "FieldValueNotSupported", f"Unsupported value: {_q(value)}: supported values: {vals}")
-
-
-def validate_qualified_key(field: str, key: str) -> list[Cause]:
-    parts = key.split("/")
-    name = parts[-1]
-    causes: list[Cause] = []
-    if len(parts) > 2:
-        return [_invalid_value(field, key, "a qualified name " + _QUALIFIED_MSG)]
-    if len(parts) == 2:
-        prefix = parts[0]
-        if not prefix:
-            causes.append(_invalid_value(field, key, "prefix part must be non-empty"))
-        elif not _DNS1123_SUBDOMAIN.match(prefix) or len(prefix) > 253:
-            causes.append(_invalid_value(field, key, "prefix part " + SUBDOMAIN_MSG))
-    if not name:
-        causes.append(_invalid_value(field, key, "name part must be non-empty"))
-    elif len(name) > 63:
-        causes.append(_invalid_value(field, key, "name part must be no more than 63 characters"))
-    elif not _QUALIFIED_NAME.match(name):
-        causes.append(_invalid_value(field, key, _QUALIFIED_MSG))
-    return causes
-
-
 def validate_metadata(meta: dict[str, Any], causes: list[Cause], name_kind: str = "subdomain") -> None:
     name = meta.get("name", "")
     if not name:
-        causes.append(_required("metadata.name", "name or generateName is required"))
+        causes.append(required("metadata.name", "name or generateName is required"))
     elif name_kind == "label":
         if len(name) > 63:
-            causes.append(_invalid_value("metadata.name", name, "must be no more than 63 characters"))
-        elif not _DNS1123_LABEL.match(name):
-            causes.append(_invalid_value("metadata.name", name, LABEL_MSG))
+            causes.append(invalid_value("metadata.name", name, "must be no more than 63 characters"))
+        elif not DNS1123_LABEL.match(name):
+            causes.append(invalid_value("metadata.name", name, LABEL_MSG))
     elif len(name) > 253:
-        causes.append(_invalid_value("metadata.name", name, "must be no more than 253 characters"))
-    elif not _DNS1123_SUBDOMAIN.match(name):
-        causes.append(_invalid_value("metadata.name", name, SUBDOMAIN_MSG))
-    labels = meta.get("labels") or {}
-    if not isinstance(labels, dict):
-        causes.append(_invalid_value("metadata.labels", labels, "must be a map"))
-        labels = {}
-    for key, value in labels.items():
-        causes.extend(validate_qualified_key("metadata.labels", str(key)))
-        if not isinstance(value, str):
-            causes.append(_invalid_value("metadata.labels", value, "must be a string"))
-        elif len(value) > 63:
-            causes.append(_invalid_value("metadata.labels", value, "must be no more than 63 characters"))
-        elif not _LABEL_VALUE.match(value):
-            causes.append(_invalid_value("metadata.labels", value, _LABEL_VALUE_MSG))
+        causes.append(invalid_value("metadata.name", name, "must be no more than 253 characters"))
+    elif not DNS1123_SUBDOMAIN.match(name):
+        causes.append(invalid_value("metadata.name", name, SUBDOMAIN_MSG))
+    validate_labels(meta.get("labels") or {}, "metadata.labels", causes)
     annotations = meta.get("annotations") or {}
     if not isinstance(annotations, dict):
-        causes.append(_invalid_value("metadata.annotations", annotations, "must be a map"))
+        causes.append(invalid_value("metadata.annotations", annotations, "must be a map"))
         annotations = {}
     total = 0
     for key, value in annotations.items():
@@ -165,46 +101,16 @@ def _validate_behavior(annotations: dict[str, Any], causes: list[Cause]) -> None
     try:
         parse_behavior(raw)
     except ValueError as e:
-        causes.append(_invalid_value(field, raw, f"kpo-async sim behaviour: {e}"))
-
-
-def _validate_resources(res: Any, path: str, causes: list[Cause]) -> None:
-    if not isinstance(res, dict):
-        return
-    parsed: dict[str, dict[str, Any]] = {}
-    for kind in ("limits", "requests"):
-        values = res.get(kind) or {}
-        parsed[kind] = {}
-        for rname, qty in values.items():
-            try:
-                q = parse_quantity(qty)
-            except ValueError as e:
-                causes.append(_invalid_value(f"{path}.{kind}[{rname}]", qty, str(e)))
-                continue
-            if q < 0:
-                causes.append(
-                    _invalid_value(f"{path}.{kind}[{rname}]", qty, "must be greater than or equal to 0")
-                )
-            parsed[kind][rname] = q
-    for rname, req in parsed["requests"].items():
-        lim = parsed["limits"].get(rname)
-        if lim is not None and req > lim:
-            causes.append(
-                _invalid_value(
-                    f"{path}.requests",
-                    res["requests"][rname],
-                    f"must be less than or equal to {rname} limit of {res['limits'][rname]}",
-                )
-            )
+        causes.append(invalid_value(field, raw, f"kpo-async sim behaviour: {e}"))
 
 
 def _validate_affinity_term(term: dict[str, Any], path: str, causes: list[Cause]) -> None:
     key = term.get("topologyKey") or ""
     field = f"{path}.topologyKey"
     if not key:
-        causes.append(_required(field, "can not be empty"))
-        causes.append(_invalid_value(field, key, "name part must be non-empty"))
-        causes.append(_invalid_value(field, key, _QUALIFIED_MSG))
+        causes.append(required(field, "can not be empty"))
+        causes.append(invalid_value(field, key, "name part must be non-empty"))
+        causes.append(invalid_value(field, key, QUALIFIED_MSG))
     else:
         causes.extend(validate_qualified_key(field, key))
 
@@ -223,26 +129,18 @@ def _validate_pod_affinity(affinity: dict[str, Any], causes: list[Cause]) -> Non
             _validate_affinity_term(weighted.get("podAffinityTerm") or {}, f"{path}.podAffinityTerm", causes)
 
 
-def validate_pod(pod: dict[str, Any]) -> None:
-    """Raise a 422 Invalid ApiError listing every problem, like the apiserver."""
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec")
-    causes: list[Cause] = []
-    validate_metadata(meta, causes)
-    _validate_behavior(meta.get("annotations") or {}, causes)
-    if not isinstance(spec, dict):
-        spec = {}
-    volumes = spec.get("volumes") or []
+def _validate_volumes(volumes: list[Any], causes: list[Cause]) -> set[str]:
+    """Check the volumes; returns their names (for the containers' volumeMounts)."""
     vol_names: set[str] = set()
     for i, vol in enumerate(volumes):
         vname = vol.get("name", "")
         path = f"spec.volumes[{i}].name"
         if not vname:
-            causes.append(_required(path))
-        elif not _DNS1123_LABEL.match(vname) or len(vname) > 63:
-            causes.append(_invalid_value(path, vname, LABEL_MSG))
+            causes.append(required(path))
+        elif not DNS1123_LABEL.match(vname) or len(vname) > 63:
+            causes.append(invalid_value(path, vname, LABEL_MSG))
         elif vname in vol_names:
-            causes.append(_duplicate(path, vname))
+            causes.append(duplicate(path, vname))
         vol_names.add(vname)
         sources = [k for k in VOLUME_SOURCES if k in vol]
         if len(sources) > 1:
@@ -253,64 +151,82 @@ def validate_pod(pod: dict[str, Any]) -> None:
                     "Forbidden: may not specify more than 1 volume type",
                 )
             )
+    return vol_names
+
+
+def _validate_env_and_mounts(c: dict[str, Any], base: str, vol_names: set[str], causes: list[Cause]) -> None:
+    for j, env in enumerate(c.get("env") or []):
+        ename = env.get("name", "")
+        if not ename:
+            causes.append(required(f"{base}.env[{j}].name"))
+        elif not _ENV_NAME.match(ename):
+            causes.append(invalid_value(f"{base}.env[{j}].name", ename, _ENV_MSG))
+    mount_paths: set[str] = set()
+    for j, vm in enumerate(c.get("volumeMounts") or []):
+        mname = vm.get("name", "")
+        if not mname:
+            causes.append(required(f"{base}.volumeMounts[{j}].name"))
+        elif mname not in vol_names:
+            causes.append(not_found(f"{base}.volumeMounts[{j}].name", mname))
+        mpath = vm.get("mountPath", "")
+        if not mpath:
+            causes.append(required(f"{base}.volumeMounts[{j}].mountPath"))
+        elif mpath in mount_paths:
+            causes.append(invalid_value(f"{base}.volumeMounts[{j}].mountPath", mpath, "must be unique"))
+        mount_paths.add(mpath)
+
+
+def _validate_container(
+    c: dict[str, Any], base: str, seen: set[str], vol_names: set[str], causes: list[Cause]
+) -> None:
+    cname = c.get("name", "")
+    if not cname:
+        causes.append(required(f"{base}.name"))
+    elif len(cname) > 63 or not DNS1123_LABEL.match(cname):
+        causes.append(invalid_value(f"{base}.name", cname, LABEL_MSG))
+    elif cname in seen:
+        causes.append(duplicate(f"{base}.name", cname))
+    seen.add(cname)
+    if not c.get("image"):
+        causes.append(required(f"{base}.image"))
+    policy = c.get("imagePullPolicy")
+    if policy is not None and policy not in ("Always", "IfNotPresent", "Never"):
+        causes.append(unsupported(f"{base}.imagePullPolicy", policy, ["Always", "IfNotPresent", "Never"]))
+    _validate_env_and_mounts(c, base, vol_names, causes)
+    validate_resources(c.get("resources"), f"{base}.resources", causes)
+    validate_container_fields(c, base, causes)
+    for field in ("command", "args"):
+        value = c.get(field)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            causes.append(invalid_value(f"{base}.{field}", value, "must be a list of strings"))
+
+
+def validate_pod(pod: dict[str, Any]) -> None:
+    """Raise a 422 Invalid ApiError listing every problem, like the apiserver."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec")
+    causes: list[Cause] = []
+    validate_metadata(meta, causes)
+    _validate_behavior(meta.get("annotations") or {}, causes)
+    if not isinstance(spec, dict):
+        spec = {}
+    vol_names = _validate_volumes(spec.get("volumes") or [], causes)
     containers = spec.get("containers") or []
     if not containers:
-        causes.append(_required("spec.containers"))
+        causes.append(required("spec.containers"))
     seen: set[str] = set()
     for group, items in (("initContainers", spec.get("initContainers") or []), ("containers", containers)):
         for i, c in enumerate(items):
-            base = f"spec.{group}[{i}]"
-            cname = c.get("name", "")
-            if not cname:
-                causes.append(_required(f"{base}.name"))
-            elif len(cname) > 63 or not _DNS1123_LABEL.match(cname):
-                causes.append(_invalid_value(f"{base}.name", cname, LABEL_MSG))
-            elif cname in seen:
-                causes.append(_duplicate(f"{base}.name", cname))
-            seen.add(cname)
-            if not c.get("image"):
-                causes.append(_required(f"{base}.image"))
-            policy = c.get("imagePullPolicy")
-            if policy is not None and policy not in ("Always", "IfNotPresent", "Never"):
-                causes.append(
-                    _unsupported(f"{base}.imagePullPolicy", policy, ["Always", "IfNotPresent", "Never"])
-                )
-            for j, env in enumerate(c.get("env") or []):
-                ename = env.get("name", "")
-                if not ename:
-                    causes.append(_required(f"{base}.env[{j}].name"))
-                elif not _ENV_NAME.match(ename):
-                    causes.append(_invalid_value(f"{base}.env[{j}].name", ename, _ENV_MSG))
-            mount_paths: set[str] = set()
-            for j, vm in enumerate(c.get("volumeMounts") or []):
-                mname = vm.get("name", "")
-                if not mname:
-                    causes.append(_required(f"{base}.volumeMounts[{j}].name"))
-                elif mname not in vol_names:
-                    causes.append(_not_found(f"{base}.volumeMounts[{j}].name", mname))
-                mpath = vm.get("mountPath", "")
-                if not mpath:
-                    causes.append(_required(f"{base}.volumeMounts[{j}].mountPath"))
-                elif mpath in mount_paths:
-                    causes.append(
-                        _invalid_value(f"{base}.volumeMounts[{j}].mountPath", mpath, "must be unique")
-                    )
-                mount_paths.add(mpath)
-            _validate_resources(c.get("resources"), f"{base}.resources", causes)
-            for field in ("command", "args"):
-                value = c.get(field)
-                if value is not None and (
-                    not isinstance(value, list) or not all(isinstance(v, str) for v in value)
-                ):
-                    causes.append(_invalid_value(f"{base}.{field}", value, "must be a list of strings"))
+            _validate_container(c, f"spec.{group}[{i}]", seen, vol_names, causes)
     _validate_pod_affinity(spec.get("affinity") or {}, causes)
     policy = spec.get("restartPolicy", "Always")
     if policy not in ("Always", "OnFailure", "Never"):
-        causes.append(_unsupported("spec.restartPolicy", policy, ["Always", "OnFailure", "Never"]))
+        causes.append(unsupported("spec.restartPolicy", policy, ["Always", "OnFailure", "Never"]))
+    validate_spec_fields(spec, causes)
     grace = spec.get("terminationGracePeriodSeconds")
     if grace is not None and (not isinstance(grace, int) or grace < 0):
         causes.append(
-            _invalid_value("spec.terminationGracePeriodSeconds", grace, "must be greater than or equal to 0")
+            invalid_value("spec.terminationGracePeriodSeconds", grace, "must be greater than or equal to 0")
         )
     if causes:
         raise invalid("Pod", meta.get("name", ""), causes)
