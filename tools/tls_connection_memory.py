@@ -27,7 +27,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from kpo_async.clients import TLS_READ_BUFFER_KIB, limit_tls_read_buffer
+from kpo_async.clients import limit_tls_read_buffer
+from kpo_async.settings import setting
 from kpo_async.testing.harness import pod_body
 
 
@@ -66,7 +67,7 @@ def _rss_kib() -> int:
 
 
 async def _per_connection_kib(url: str, token: str, ca_path: str, connections: int, follow: bool) -> float:
-    limit_tls_read_buffer(TLS_READ_BUFFER_KIB)  # as the triggerer's client does
+    limit_tls_read_buffer(setting("tls_read_buffer_kib"))  # as the triggerer's client does
     context = ssl.create_default_context(cafile=ca_path)
     headers = {"Authorization": f"Bearer {token}"}
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=120)
