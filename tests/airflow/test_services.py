@@ -347,6 +347,16 @@ def test_marking_a_deferred_task_failed_or_success_deletes_the_pod_and_stops_the
             what=f"the trigger following {pod['name']} to be removed",
         )
         assert services.trigger_rows(dag_id, run_id, task_id) == []
+        deleted = f"deleted pod {pod['namespace']}/{pod['name']} because the task was killed"
+        # The trigger logs the delete after the API answered; its line reaches the log file
+        # through the triggerer's supervisor, possibly after the pod and the trigger row are gone.
+        wait_until(
+            lambda run_id=run_id, deleted=deleted: (
+                deleted in services.task_log(dag_id, run_id, task_id).events()
+            ),
+            timeout=30,
+            what=f"the trigger's line {deleted!r} in the task log",
+        )
         events = services.task_log(dag_id, run_id, task_id).events()
         if triggerer_calls_on_kill():
             # The triggerer cancelled the trigger because of the user's action and called on_kill.
@@ -354,7 +364,6 @@ def test_marking_a_deferred_task_failed_or_success_deletes_the_pod_and_stops_the
         else:
             # Airflow < 3.3 only cancels the trigger: it asked for the task's state and killed.
             assert f"the trigger was cancelled and its task is now {state}: killing the pod" in events, events
-        assert f"deleted pod {pod['namespace']}/{pod['name']} because the task was killed" in events, events
     time.sleep(3)  # the state the user chose sticks: no event resumes the task afterwards
     for state, run_id in runs.items():
         ti = services.task_instance(dag_id, run_id, task_id)
