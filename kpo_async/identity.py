@@ -118,16 +118,15 @@ def belongs_to_try(labels: Mapping[str, str], identity: TaskIdentity) -> bool:
     return unmapped_ok and all(labels.get(key) == value for key, value in ours.items())
 
 
-def pod_name(
-    base: str | None, *, task_id: str, identity: TaskIdentity | None, random_name_suffix: bool
-) -> str:
-    """Pod name: ``base`` (or ``task_id``) made a DNS-1123 label of at most 63 chars, plus a suffix.
+def pod_name(base: str, *, identity: TaskIdentity | None, random_name_suffix: bool) -> str:
+    """Pod name: ``base`` (the ``name`` argument, or the task id) made a DNS-1123 label of at most 63
+    chars, plus a suffix.
 
     The suffix is 8 hex chars of a hash of the task identity, so building the pod of the same try twice
     gives the same name (and the API answers 409 instead of starting a second pod). Without an identity
     the suffix is random.
     """
-    stem = POD_NAME_UNSAFE.sub("-", (base or task_id).lower()).strip("-") or "pod"
+    stem = POD_NAME_UNSAFE.sub("-", base.lower()).strip("-") or "pod"
     if not random_name_suffix:
         return stem[:NAME_MAX_LENGTH].rstrip("-")
     return f"{stem[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1].rstrip('-')}-{_name_suffix(identity)}"

@@ -103,18 +103,13 @@ def _rfc3339(value: dt.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ")
 
 
-def from_api_dict(data: Any, model: str, *, unknown: list[str] | None = None) -> Any:
-    """Build a ``kubernetes_asyncio`` model (or list/dict of them) from API JSON.
-
-    Keys the model does not know are skipped; pass a list as ``unknown`` to collect their paths (with a
-    "did you mean" hint). Raises ``ValueError`` naming the path of a value of the wrong shape.
-    """
-    return _deserialize(to_api_dict(data, model), model, "", unknown)
-
-
 def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
-    """Deserialize a pod (API JSON dict, or a pod object of either client) into an asyncio ``V1Pod``."""
-    pod: V1Pod = from_api_dict(data, "V1Pod")
+    """Deserialize a pod (API JSON dict, or a pod object of either client) into an asyncio ``V1Pod``.
+
+    Keys the model does not know are skipped (`checked_api_dict` reports them). Raises ``ValueError``
+    naming the path of a value of the wrong shape.
+    """
+    pod: V1Pod = _deserialize(to_api_dict(data, "V1Pod"), "V1Pod", "", None)
     return pod
 
 

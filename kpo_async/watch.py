@@ -20,7 +20,7 @@ import aiohttp
 
 from kpo_async.api import error_for, open_response
 from kpo_async.clients import ClusterClient
-from kpo_async.errors import ApiError, Forbidden, Gone, KpoAsyncError, PermissionDeniedError, Unauthorized
+from kpo_async.errors import ApiError, Forbidden, Gone, KpoAsyncError, PermissionDeniedError
 from kpo_async.identity import MANAGED_LABEL
 from kpo_async.pod_state import PodState
 from kpo_async.retry import backoff_delay, describe, is_retryable
@@ -263,16 +263,9 @@ async def stop_shared_watchers() -> None:
 
 def watch_refused(exc: ApiError, namespace: str) -> KpoAsyncError:
     """The error for a list/watch the API server refuses, naming what to fix."""
-    if isinstance(exc, Forbidden):
-        return PermissionDeniedError(
-            f"watching pods in namespace {namespace} was forbidden (403) for the triggerer's identity. "
-            "Fix: grant 'list' and 'watch' on pods in the Role (see docs/rbac.md)"
-        )
-    if isinstance(exc, Unauthorized):
-        return KpoAsyncError(
-            f"the API server refused the triggerer's credentials (401) for namespace {namespace}. "
-            "Fix: check the connection's kubeconfig / token on the triggerer host"
-        )
-    if exc.status == 403:
-        return exc
-    return KpoAsyncError(f"namespace {namespace} was not found (404) while watching its pods")
+    if not isinstance(exc, Forbidden):
+        return exc  # a 401 or 404 (a missing namespace) says what to fix itself
+    return PermissionDeniedError(
+        f"watching pods in namespace {namespace} was forbidden (403) for the triggerer's identity. "
+        "Fix: grant 'list' and 'watch' on pods in the Role (see docs/rbac.md)"
+    )
