@@ -94,6 +94,7 @@ class ClusterClient:
         configuration: Configuration,
         ssl_context: ssl.SSLContext,
         limits: ClientLimits,
+        fingerprint: dict[str, str | None],
     ) -> None:
         self.config = config
         self.configuration = configuration
@@ -109,7 +110,7 @@ class ClusterClient:
         )
         self.log_stream_slots = asyncio.Semaphore(limits.log_streams)
         #: Which cluster this is, without secrets: see `cluster_fingerprint`.
-        self.fingerprint: dict[str, str | None] = {"server": self.host, "ca_sha256": None, "connection": None}
+        self.fingerprint = fingerprint
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -139,9 +140,8 @@ async def create_client(ref: ClusterRef, limits: ClientLimits | None = None) -> 
     configuration, ssl_context = await load_configuration(config)
     if limits is None:  # Airflow's configuration lookups: off the loop
         limits = await asyncio.to_thread(ClientLimits.configured)
-    client = ClusterClient(config, configuration, ssl_context, limits)
-    client.fingerprint = await cluster_fingerprint(config, configuration)
-    return client
+    fingerprint = await cluster_fingerprint(config, configuration)
+    return ClusterClient(config, configuration, ssl_context, limits, fingerprint)
 
 
 async def cluster_fingerprint(config: ClusterConfig, configuration: Configuration) -> dict[str, str | None]:

@@ -25,7 +25,6 @@ from kpo_async.errors import InvalidArgumentError
 _LIST_TYPE = re.compile(r"^list\[(.+)\]$")
 _DICT_TYPE = re.compile(r"^dict\(([^,]+), (.+)\)$")
 _MISSING_FIELD = re.compile(r"Invalid value for `(\w+)`, must not be `None`")
-_SCALAR_TYPES = frozenset({"str", "int", "float", "bool", "object", "date"})
 _SCALAR_CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "str": (str, "a string"),
     "int": (int, "an integer"),
@@ -151,10 +150,10 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
         return {key: _deserialize(item, match[2], f"{path}.{key}", unknown) for key, item in data.items()}
     if type_name == "datetime":
         return _parse_datetime(data)
-    if type_name in _SCALAR_TYPES:
+    if type_name in _SCALAR_CHECKS:
         return _scalar(data, type_name, path)
     model = _model(type_name)
-    if model is None:
+    if model is None:  # "object", or a type this client does not have
         return data
     if not isinstance(data, dict):
         raise ValueError(f"{path or 'value'} must be a mapping ({type_name}), got {type(data).__name__}")
@@ -184,9 +183,9 @@ def _scalar(data: Any, type_name: str, path: str) -> Any:
         return str(data).lower() if isinstance(data, bool) else str(data)
     if type_name == "int" and isinstance(data, str) and data.strip().lstrip("-").isdigit():
         return int(data)
-    expected = _SCALAR_CHECKS.get(type_name)
-    if expected is not None and not isinstance(data, expected[0]):
-        raise ValueError(f"{path or 'value'} must be {expected[1]}, got {type(data).__name__} {data!r}")
+    kinds, expected = _SCALAR_CHECKS[type_name]
+    if not isinstance(data, kinds):
+        raise ValueError(f"{path or 'value'} must be {expected}, got {type(data).__name__} {data!r}")
     return data
 
 

@@ -84,30 +84,26 @@ class LogCursor:
         stamp, _, count = text.rpartition("/")
         return cls(Timestamp.parse(stamp), int(count or 0))
 
-    def advance(self, stamp: Timestamp) -> LogCursor:
-        """The cursor after delivering one more line stamped `stamp`."""
-        if stamp == self.timestamp:
-            return LogCursor(stamp, self.count_at_timestamp + 1)
-        return LogCursor(stamp, 1)
-
 
 class ResumeFilter:
-    """Drops the lines a resumed read repeats: all before the cursor, and the first N at it."""
+    """Drops the lines a resumed read repeats: those whose place in the log is not past the cursor.
+
+    A line's place is its timestamp and how many lines of this read had that timestamp before it
+    (a `LogCursor` too): the read starts at the cursor's whole second, so it repeats every line at
+    the cursor's timestamp.
+    """
 
     def __init__(self, cursor: LogCursor) -> None:
         self.cursor = cursor
-        self._resume_at = cursor.timestamp
-        self._to_skip = cursor.count_at_timestamp
+        self._resumed_from = cursor if cursor.timestamp is not None else None
+        self._place = LogCursor()
 
     def admit(self, stamp: Timestamp) -> bool:
-        if self._resume_at is not None:
-            if stamp < self._resume_at:
-                return False
-            if stamp == self._resume_at and self._to_skip > 0:
-                self._to_skip -= 1
-                return False
-            self._resume_at = None
-        self.cursor = self.cursor.advance(stamp)
+        count = self._place.count_at_timestamp + 1 if stamp == self._place.timestamp else 1
+        self._place = LogCursor(stamp, count)
+        if self._resumed_from is not None and self._place <= self._resumed_from:
+            return False
+        self.cursor = self._place
         return True
 
 

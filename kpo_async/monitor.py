@@ -42,6 +42,7 @@ class PodMonitor:
         self.client = client
         self.namespace = namespace
         self.pod_name = pod_name
+        self._pod_ref = f"{namespace}/{pod_name}"
         self.settings = settings
         self.log = logger
         #: Past STARTING: the base container ran (RUNNING until it ends).
@@ -256,10 +257,6 @@ class PodMonitor:
         return lines[-10:]
 
     # -- the outcome ------------------------------------------------------------------------------
-    @property
-    def _pod_ref(self) -> str:
-        return f"{self.namespace}/{self.pod_name}"
-
     def _outcome(
         self,
         status: Status,
