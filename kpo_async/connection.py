@@ -171,8 +171,8 @@ async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.
         await asyncio.to_thread(asyncio.run, loader.load_and_set(configuration))
         if "exec" in (loader._user or {}):
             configuration.refresh_api_key_hook = _exec_token_refresher(loader)
-    if not config.verify_ssl:
-        configuration.verify_ssl = False
+    # The kubeconfig (insecure-skip-tls-verify) or the connection (disable_verify_ssl) may turn it off.
+    configuration.verify_ssl = configuration.verify_ssl and config.verify_ssl
     ssl_context = await asyncio.to_thread(_ssl_context, configuration)
     return configuration, ssl_context
 

@@ -86,7 +86,7 @@ class ContainerFollower:
         """Read the log until the container has ended and every line was read, resuming after drops."""
         failures = 0
         while True:
-            delivered = self.container_log.lines_delivered
+            cursor = self.container_log.cursor
             slots = self.logs.client.log_stream_slots
             if not slots.locked():
                 async with slots:
@@ -98,7 +98,7 @@ class ContainerFollower:
                         await asyncio.wait_for(self.ended.wait(), self.logs.settings.log_poll_seconds)
             if ended is None:
                 # A stream that delivered lines before it dropped was progress, not a failure.
-                failures = 1 if self.container_log.lines_delivered > delivered else failures + 1
+                failures = 1 if self.container_log.cursor != cursor else failures + 1
                 await asyncio.sleep(backoff_delay(self._error, min(failures, 6)))
                 continue
             failures = 0

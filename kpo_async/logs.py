@@ -139,12 +139,9 @@ class LineSplitter:
         return [line]
 
     def _append(self, piece: bytes) -> None:
-        room = self.max_line_bytes - len(self._buffer)
-        if len(piece) <= room:
-            self._buffer += piece
-        else:
-            self._buffer += piece[: max(room, 0)]
-            self._dropped += len(piece) - max(room, 0)
+        room = self.max_line_bytes - len(self._buffer)  # never negative: the buffer is kept within it
+        self._buffer += piece[:room]
+        self._dropped += max(0, len(piece) - room)
 
 
 #: A real kubelet answers a log request for a container it already removed (a pod being deleted) with
@@ -179,7 +176,6 @@ class ContainerLog:
     cursor: LogCursor
     #: Told each line delivered.
     sink: Callable[[str], None]
-    lines_delivered: int = 0
 
     async def read(self, *, follow: bool) -> None:
         """Deliver the lines after the cursor; with `follow`, until the stream ends.
@@ -228,7 +224,6 @@ class ContainerLog:
                 continue  # the kubelet's note that the container is gone, not a line of its log
             if stamp is None or resume.admit(stamp):
                 self.sink(text)
-                self.lines_delivered += 1
                 self.cursor = resume.cursor
 
 

@@ -205,7 +205,8 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
             "command": list(args.cmds or []),
             "args": list(args.arguments or []),
             "env": _env(args),
-            "envFrom": _env_from(args),
+            "envFrom": _objects("env_from", args.env_from, "V1EnvFromSource")
+            + [{"configMapRef": {"name": name}} for name in args.configmaps or []],
             "ports": _objects("ports", args.ports, "V1ContainerPort"),
             "volumeMounts": _objects("volume_mounts", args.volume_mounts, "V1VolumeMount"),
             "resources": _resources("resources", args.resources)
@@ -296,11 +297,6 @@ def _env(args: PodArguments) -> list[Any]:
             "pass a dict",
         )
     return env + _objects("pod_runtime_info_envs", args.pod_runtime_info_envs, "V1EnvVar")
-
-
-def _env_from(args: PodArguments) -> list[Any]:
-    config_maps = [{"configMapRef": {"name": name}} for name in args.configmaps or []]
-    return _objects("env_from", args.env_from, "V1EnvFromSource") + config_maps
 
 
 def _image_pull_secrets(value: Any) -> list[Any]:

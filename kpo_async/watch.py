@@ -56,16 +56,13 @@ class Subscription:
     async def wait(self, timeout: float | None) -> bool:
         """Wait for a change to this pod; False when `timeout` passed without one.
 
-        Without a timeout nothing but the event is scheduled: thousands of idle triggers cost no
+        Without a timeout `wait_for` awaits the event itself: thousands of idle triggers cost no
         timers, tasks or exceptions.
         """
-        if timeout is None:
-            await self._changed.wait()
-        else:
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except asyncio.TimeoutError:
-                return False
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
         self._changed.clear()
         return True
 
