@@ -183,9 +183,7 @@ class ContainerLog:
         A followed stream ends when the container terminates or when the connection drops; the
         caller tells them apart by the pod's state. HTTP errors raise `kpo_async.errors.ApiError`s.
         """
-        query: list[tuple[str, str]] = [("container", self.container), ("timestamps", "true")]
-        if follow:
-            query.append(("follow", "true"))
+        query = [("container", self.container), ("timestamps", "true"), ("follow", str(follow).lower())]
         if self.cursor.timestamp is not None:
             # The generated client has no sinceTime parameter, hence the raw call.
             query.append(("sinceTime", self.cursor.timestamp.since_time()))

@@ -56,7 +56,6 @@ class PodMonitor:
         self.xcom = XComCollector(client, namespace, pod_name, self._next_state, logger)
         self._polled: PodState | None = None
         self._seen: set[str] = set()
-        self._seen_phase: str | None = None
         self._events_read_at = 0.0
         self._subscription: Subscription | None = None
 
@@ -218,9 +217,8 @@ class PodMonitor:
 
     # -- progress reports -------------------------------------------------------------------------
     def _report_progress(self, state: PodState) -> None:
-        if state.phase != self._seen_phase:
+        if self._first_time(f"phase:{state.phase}"):  # phases only move forward (Unknown aside)
             self.log.info("pod %s is %s", self._pod_ref, state.phase)
-            self._seen_phase = state.phase
         for container in (*state.init_containers, *state.containers):
             key = f"{container.name}:{container.state}:{container.reason}"
             if container.state == "waiting" and container.reason and self._first_time(key):

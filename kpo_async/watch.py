@@ -20,6 +20,7 @@ import aiohttp
 
 from kpo_async.api import error_for, open_response
 from kpo_async.clients import ClusterClient
+from kpo_async.connection import ClusterRef
 from kpo_async.errors import ApiError, Forbidden, Gone, KpoAsyncError, PermissionDeniedError
 from kpo_async.identity import MANAGED_LABEL
 from kpo_async.pod_state import PodState
@@ -236,7 +237,7 @@ class PodWatcher:
             subscription._changed.set()
 
 
-_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], PodWatcher]] = (
+_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[ClusterRef, str], PodWatcher]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -245,7 +246,7 @@ def shared_watcher(client: ClusterClient, namespace: str) -> PodWatcher:
     """The running loop's watcher for (cluster, namespace), created on first use."""
     loop = asyncio.get_running_loop()
     watchers = _watchers.setdefault(loop, {})
-    key = (client.config.ref.key, namespace)
+    key = (client.config.ref, namespace)
     watcher = watchers.get(key)
     if watcher is None or watcher.client is not client:
         watcher = watchers[key] = PodWatcher(client, namespace)
