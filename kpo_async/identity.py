@@ -61,8 +61,7 @@ def label_safe(value: str) -> str:
     if len(value) <= NAME_MAX_LENGTH and (value == "" or QUALIFIED_NAME.match(value)):
         return value
     digest = hashlib.sha256(value.encode()).hexdigest()[:SUFFIX_LENGTH]
-    stem = _LABEL_UNSAFE.sub("_", value).strip("._-")[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1]
-    stem = stem.rstrip("._-")
+    stem = _LABEL_UNSAFE.sub("_", value).strip("._-")[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1].rstrip("._-")
     return f"{stem}-{digest}" if stem else digest
 
 

@@ -96,9 +96,8 @@ def _dict_to_api(data: dict[str, Any], type_name: str | None) -> dict[str, Any]:
 
 
 def _rfc3339(value: dt.datetime) -> str:
-    if value.tzinfo is None:  # the API only speaks UTC; a naive datetime is taken as UTC
-        value = value.replace(tzinfo=dt.timezone.utc)
-    value = value.astimezone(dt.timezone.utc)
+    # The API only speaks UTC; a naive datetime is taken as UTC.
+    value = value.replace(tzinfo=value.tzinfo or dt.timezone.utc).astimezone(dt.timezone.utc)
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -319,7 +319,6 @@ class PodLogs:
                 what="recording the log cursor on",
                 annotations={LOG_CURSOR_ANNOTATION: cursor},
             )
+            self._checkpointed = cursor
         except Exception as exc:  # a lost checkpoint only means repeated lines after a restart
             self.log.warning("could not record the log cursor of %s: %s", self.pod_ref, describe(exc))
-            return
-        self._checkpointed = cursor

@@ -192,9 +192,8 @@ class PodMonitor:
                 remaining = max(0.0, deadline - time.time())
                 wait = remaining if wait is None else min(wait, remaining)
             changed = await subscription.wait(wait)
-            refusal = subscription.watcher.refusal
-            if refusal is not None:
-                raise watch_refused(refusal, self.namespace)
+            if subscription.watcher.refusal is not None:
+                raise watch_refused(subscription.watcher.refusal, self.namespace)
             state = subscription.state
             if state is not None and (changed or subscription.watcher.healthy):
                 self._polled = None

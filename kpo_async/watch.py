@@ -244,8 +244,7 @@ _watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Clust
 
 def shared_watcher(client: ClusterClient, namespace: str) -> PodWatcher:
     """The running loop's watcher for (cluster, namespace), created on first use."""
-    loop = asyncio.get_running_loop()
-    watchers = _watchers.setdefault(loop, {})
+    watchers = _watchers.setdefault(asyncio.get_running_loop(), {})
     key = (client.config.ref, namespace)
     watcher = watchers.get(key)
     if watcher is None or watcher.client is not client:
@@ -254,8 +253,7 @@ def shared_watcher(client: ClusterClient, namespace: str) -> PodWatcher:
 
 
 async def stop_shared_watchers() -> None:
-    loop = asyncio.get_running_loop()
-    for watcher in list(_watchers.pop(loop, {}).values()):
+    for watcher in _watchers.pop(asyncio.get_running_loop(), {}).values():
         await watcher.stop()
 
 
