@@ -98,11 +98,10 @@ class PodWatcher:
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
-        subscribers = self._subscribers.get(subscription.name)
-        if subscribers is not None:
-            subscribers.discard(subscription)
-            if not subscribers:
-                del self._subscribers[subscription.name]
+        subscribers = self._subscribers.get(subscription.name, set())
+        subscribers.discard(subscription)
+        if not subscribers:
+            self._subscribers.pop(subscription.name, None)
         if not self._subscribers:
             self._idle_since = time.monotonic()
 
