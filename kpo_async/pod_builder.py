@@ -145,9 +145,7 @@ def _check_pod_name(name: str | None) -> None:
 
 def _check_image(argument: str, value: Any) -> None:
     # The API server only refuses an empty image; a space would fail later, when the node pulls it.
-    if value is not None and (
-        not isinstance(value, str) or not value.strip() or any(map(str.isspace, value))
-    ):
+    if value is not None and (not isinstance(value, str) or not value or any(map(str.isspace, value))):
         raise InvalidArgumentError(
             argument, f"{value!r} is not an image reference", "pass an image such as 'python:3.12-slim'"
         )
@@ -271,7 +269,7 @@ def _object(argument: str, value: Any, model: str) -> Any:
 def _objects(argument: str, values: Any, model: str) -> list[Any]:
     if values is None:
         return []
-    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, (list, tuple)):
+    if not isinstance(values, (list, tuple)):
         raise InvalidArgumentError(
             argument,
             f"expected a list of k8s.{model}, got {type(values).__name__}",
