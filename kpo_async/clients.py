@@ -94,6 +94,7 @@ class ClusterClient:
         configuration: Configuration,
         ssl_context: ssl.SSLContext,
         limits: ClientLimits,
+        fingerprint: dict[str, str | None],
     ) -> None:
         self.config = config
         self.configuration = configuration
@@ -109,7 +110,7 @@ class ClusterClient:
         )
         self.log_stream_slots = asyncio.Semaphore(limits.log_streams)
         #: Which cluster this is, without secrets: see `cluster_fingerprint`.
-        self.fingerprint: dict[str, str | None] = {"server": self.host, "ca_sha256": None, "connection": None}
+        self.fingerprint = fingerprint
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -139,9 +140,8 @@ async def create_client(ref: ClusterRef, limits: ClientLimits | None = None) -> 
     configuration, ssl_context = await load_configuration(config)
     if limits is None:  # Airflow's configuration lookups: off the loop
         limits = await asyncio.to_thread(ClientLimits.configured)
-    client = ClusterClient(config, configuration, ssl_context, limits)
-    client.fingerprint = await cluster_fingerprint(config, configuration)
-    return client
+    fingerprint = await cluster_fingerprint(config, configuration)
+    return ClusterClient(config, configuration, ssl_context, limits, fingerprint)
 
 
 async def cluster_fingerprint(config: ClusterConfig, configuration: Configuration) -> dict[str, str | None]:
@@ -195,7 +195,7 @@ async def open_client(ref: ClusterRef) -> AsyncIterator[ClusterClient]:
 #: the async generator that closes the clients when the loop ends.
 _shared: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop,
-    tuple[dict[str, ClusterClient], dict[str, asyncio.Lock], AsyncGenerator[None, None]],
+    tuple[dict[ClusterRef, ClusterClient], dict[ClusterRef, asyncio.Lock], AsyncGenerator[None, None]],
 ] = weakref.WeakKeyDictionary()
 
 
@@ -206,18 +206,18 @@ async def shared_client(ref: ClusterRef) -> ClusterClient:
     """
     loop = asyncio.get_running_loop()
     if loop not in _shared:
-        clients: dict[str, ClusterClient] = {}
+        clients: dict[ClusterRef, ClusterClient] = {}
         _shared[loop] = (clients, {}, _closed_with_the_loop(clients))
         await anext(_shared[loop][2])
     clients, locks, _ = _shared[loop]
-    if ref.key not in clients:
-        async with locks.setdefault(ref.key, asyncio.Lock()):
-            if ref.key not in clients:
-                clients[ref.key] = await create_client(ref)
-    return clients[ref.key]
+    if ref not in clients:
+        async with locks.setdefault(ref, asyncio.Lock()):
+            if ref not in clients:
+                clients[ref] = await create_client(ref)
+    return clients[ref]
 
 
-async def _closed_with_the_loop(clients: dict[str, ClusterClient]) -> AsyncGenerator[None, None]:
+async def _closed_with_the_loop(clients: dict[ClusterRef, ClusterClient]) -> AsyncGenerator[None, None]:
     """Waits, suspended, for its loop's end; then closes the loop's shared clients, on that loop.
 
     Whoever ends a loop closes its async generators before the loop itself: `asyncio.run` does,

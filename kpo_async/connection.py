@@ -10,7 +10,6 @@ credential plugins) or the Airflow connection store is awaited without blocking 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import ssl
@@ -41,7 +40,8 @@ EXEC_TOKEN_REFRESH_MARGIN = 60.0
 
 @dataclass(frozen=True)
 class ClusterRef:
-    """Identifies a cluster without carrying credentials: safe to serialize and to log."""
+    """Identifies a cluster without carrying credentials: safe to serialize and to log. Frozen, so
+    that it keys the client (and the watches) a process shares per cluster."""
 
     conn_id: str | None = None
     config_file: str | None = None
@@ -55,11 +55,6 @@ class ClusterRef:
     def from_dict(cls, data: Mapping[str, Any] | None) -> ClusterRef:
         data = data or {}
         return cls(**{f.name: data.get(f.name) for f in fields(cls)})
-
-    @property
-    def key(self) -> str:
-        """Stable identity used to share one client (and one watch) per cluster in a process."""
-        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 @dataclass
@@ -171,8 +166,8 @@ async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.
         await asyncio.to_thread(asyncio.run, loader.load_and_set(configuration))
         if "exec" in (loader._user or {}):
             configuration.refresh_api_key_hook = _exec_token_refresher(loader)
-    if not config.verify_ssl:
-        configuration.verify_ssl = False
+    # The kubeconfig (insecure-skip-tls-verify) or the connection (disable_verify_ssl) may turn it off.
+    configuration.verify_ssl = configuration.verify_ssl and config.verify_ssl
     ssl_context = await asyncio.to_thread(_ssl_context, configuration)
     return configuration, ssl_context
 

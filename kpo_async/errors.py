@@ -78,6 +78,12 @@ class Unprocessable(ApiError):
 class Unauthorized(ApiError):
     """401: the API server refused the credentials."""
 
+    def summary(self) -> str:
+        return (
+            f"{self.what} failed: the API server refused the credentials (401). "
+            "Fix: check the connection's kubeconfig / token on this host"
+        )
+
 
 class Refused(ApiError):
     """403 from an admission check (ResourceQuota, PodSecurity), not from a missing Role rule."""

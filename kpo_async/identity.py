@@ -10,6 +10,8 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from kpo_async.provider import PROVIDER_INFO
+
 #: Label on every pod this project creates; the shared watch selects on it.
 MANAGED_LABEL = "kpo-async.io/managed"
 #: Annotation the trigger writes with its log cursor so a re-created trigger resumes exactly.
@@ -28,17 +30,9 @@ XCOM_RETURN_FILE = "/airflow/xcom/return.json"
 XCOM_STOP_FILE = "/airflow/xcom/.kpo-async-done"
 XCOM_SIDECAR_SCRIPT = f'trap "exit 0" TERM INT; until [ -e {XCOM_STOP_FILE} ]; do sleep 0.5; done'
 
-#: Connection extras the official `kubernetes` connection type defines; we read the same ones.
-CONNECTION_EXTRAS = (
-    "in_cluster",
-    "kube_config_path",
-    "kube_config",
-    "namespace",
-    "cluster_context",
-    "disable_verify_ssl",
-    "xcom_sidecar_container_image",
-    "xcom_sidecar_container_resources",
-)
+#: Connection extras the official `kubernetes` connection type defines; we read the same ones, and
+#: our connection form (provider.yaml) has them as its fields.
+CONNECTION_EXTRAS = tuple(PROVIDER_INFO["connection-types"][0]["conn-fields"])
 
 #: The longest pod name and label value Kubernetes accepts.
 NAME_MAX_LENGTH = 63
@@ -67,8 +61,7 @@ def label_safe(value: str) -> str:
     if len(value) <= NAME_MAX_LENGTH and (value == "" or QUALIFIED_NAME.match(value)):
         return value
     digest = hashlib.sha256(value.encode()).hexdigest()[:SUFFIX_LENGTH]
-    stem = _LABEL_UNSAFE.sub("_", value).strip("._-")[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1]
-    stem = stem.rstrip("._-")
+    stem = _LABEL_UNSAFE.sub("_", value).strip("._-")[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1].rstrip("._-")
     return f"{stem}-{digest}" if stem else digest
 
 
@@ -118,16 +111,15 @@ def belongs_to_try(labels: Mapping[str, str], identity: TaskIdentity) -> bool:
     return unmapped_ok and all(labels.get(key) == value for key, value in ours.items())
 
 
-def pod_name(
-    base: str | None, *, task_id: str, identity: TaskIdentity | None, random_name_suffix: bool
-) -> str:
-    """Pod name: ``base`` (or ``task_id``) made a DNS-1123 label of at most 63 chars, plus a suffix.
+def pod_name(base: str, *, identity: TaskIdentity | None, random_name_suffix: bool) -> str:
+    """Pod name: ``base`` (the ``name`` argument, or the task id) made a DNS-1123 label of at most 63
+    chars, plus a suffix.
 
     The suffix is 8 hex chars of a hash of the task identity, so building the pod of the same try twice
     gives the same name (and the API answers 409 instead of starting a second pod). Without an identity
     the suffix is random.
     """
-    stem = POD_NAME_UNSAFE.sub("-", (base or task_id).lower()).strip("-") or "pod"
+    stem = POD_NAME_UNSAFE.sub("-", base.lower()).strip("-") or "pod"
     if not random_name_suffix:
         return stem[:NAME_MAX_LENGTH].rstrip("-")
     return f"{stem[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1].rstrip('-')}-{_name_suffix(identity)}"

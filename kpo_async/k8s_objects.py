@@ -25,7 +25,6 @@ from kpo_async.errors import InvalidArgumentError
 _LIST_TYPE = re.compile(r"^list\[(.+)\]$")
 _DICT_TYPE = re.compile(r"^dict\(([^,]+), (.+)\)$")
 _MISSING_FIELD = re.compile(r"Invalid value for `(\w+)`, must not be `None`")
-_SCALAR_TYPES = frozenset({"str", "int", "float", "bool", "object", "date"})
 _SCALAR_CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "str": (str, "a string"),
     "int": (int, "an integer"),
@@ -97,24 +96,18 @@ def _dict_to_api(data: dict[str, Any], type_name: str | None) -> dict[str, Any]:
 
 
 def _rfc3339(value: dt.datetime) -> str:
-    if value.tzinfo is None:  # the API only speaks UTC; a naive datetime is taken as UTC
-        value = value.replace(tzinfo=dt.timezone.utc)
-    value = value.astimezone(dt.timezone.utc)
+    # The API only speaks UTC; a naive datetime is taken as UTC.
+    value = value.replace(tzinfo=value.tzinfo or dt.timezone.utc).astimezone(dt.timezone.utc)
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ")
 
 
-def from_api_dict(data: Any, model: str, *, unknown: list[str] | None = None) -> Any:
-    """Build a ``kubernetes_asyncio`` model (or list/dict of them) from API JSON.
-
-    Keys the model does not know are skipped; pass a list as ``unknown`` to collect their paths (with a
-    "did you mean" hint). Raises ``ValueError`` naming the path of a value of the wrong shape.
-    """
-    return _deserialize(to_api_dict(data, model), model, "", unknown)
-
-
 def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
-    """Deserialize a pod (API JSON dict, or a pod object of either client) into an asyncio ``V1Pod``."""
-    pod: V1Pod = from_api_dict(data, "V1Pod")
+    """Deserialize a pod (API JSON dict, or a pod object of either client) into an asyncio ``V1Pod``.
+
+    Keys the model does not know are skipped (`checked_api_dict` reports them). Raises ``ValueError``
+    naming the path of a value of the wrong shape.
+    """
+    pod: V1Pod = _deserialize(to_api_dict(data, "V1Pod"), "V1Pod", "", None)
     return pod
 
 
@@ -156,10 +149,10 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
         return {key: _deserialize(item, match[2], f"{path}.{key}", unknown) for key, item in data.items()}
     if type_name == "datetime":
         return _parse_datetime(data)
-    if type_name in _SCALAR_TYPES:
+    if type_name in _SCALAR_CHECKS:
         return _scalar(data, type_name, path)
     model = _model(type_name)
-    if model is None:
+    if model is None:  # "object", or a type this client does not have
         return data
     if not isinstance(data, dict):
         raise ValueError(f"{path or 'value'} must be a mapping ({type_name}), got {type(data).__name__}")
@@ -189,9 +182,9 @@ def _scalar(data: Any, type_name: str, path: str) -> Any:
         return str(data).lower() if isinstance(data, bool) else str(data)
     if type_name == "int" and isinstance(data, str) and data.strip().lstrip("-").isdigit():
         return int(data)
-    expected = _SCALAR_CHECKS.get(type_name)
-    if expected is not None and not isinstance(data, expected[0]):
-        raise ValueError(f"{path or 'value'} must be {expected[1]}, got {type(data).__name__} {data!r}")
+    kinds, expected = _SCALAR_CHECKS[type_name]
+    if not isinstance(data, kinds):
+        raise ValueError(f"{path or 'value'} must be {expected}, got {type(data).__name__} {data!r}")
     return data
 
 

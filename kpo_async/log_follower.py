@@ -86,7 +86,7 @@ class ContainerFollower:
         """Read the log until the container has ended and every line was read, resuming after drops."""
         failures = 0
         while True:
-            delivered = self.container_log.lines_delivered
+            cursor = self.container_log.cursor
             slots = self.logs.client.log_stream_slots
             if not slots.locked():
                 async with slots:
@@ -98,7 +98,7 @@ class ContainerFollower:
                         await asyncio.wait_for(self.ended.wait(), self.logs.settings.log_poll_seconds)
             if ended is None:
                 # A stream that delivered lines before it dropped was progress, not a failure.
-                failures = 1 if self.container_log.lines_delivered > delivered else failures + 1
+                failures = 1 if self.container_log.cursor != cursor else failures + 1
                 await asyncio.sleep(backoff_delay(self._error, min(failures, 6)))
                 continue
             failures = 0
@@ -164,17 +164,12 @@ class PodLogs:
         self.log = logger
         self._state = state
         self.settings = settings
-        #: The main containers to follow (``container_logs`` semantics; None: none) and the init
-        #: containers (``init_container_logs`` semantics).
-        containers = (settings.container_logs or self.base) if settings.get_logs else None
-        self.requested = (containers, settings.init_container_logs)
         self._formatter: Formatter | str | None = formatter or settings.log_formatter
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.followers: dict[str, ContainerFollower] = {}
         self._cursors = cursors_from_str(cursor, self.base)
         self._checkpointed = self.cursor
         self._redact: Callable[..., Any] | None = None
-        self._prepared = False
         self._checkpoints: asyncio.Task[None] | None = None
         #: Told each line (container name, line) as it is logged, e.g. for ``progress_callback``.
         self.line_listener: Callable[[str, str], None] | None = None
@@ -190,16 +185,19 @@ class PodLogs:
     async def update(self, state: PodState) -> bool:
         """Start following each requested container that has started since the last state; True
         while a requested container is still waiting to start."""
-        containers, init_containers = self.requested
+        # The main containers to follow (``container_logs`` semantics; None: none) and the init
+        # containers (``init_container_logs`` semantics).
+        containers = (self.settings.container_logs or self.base) if self.settings.get_logs else None
         waiting = False
         for container in [
-            *(c for c in state.init_containers if _wants(init_containers, c.name)),
+            *(c for c in state.init_containers if _wants(self.settings.init_container_logs, c.name)),
             *(c for c in state.containers if _wants(containers, c.name)),
         ]:
             if container.name in self.followers or not container.running_or_done:
                 waiting = waiting or container.name not in self.followers
                 continue
-            await self._prepare(state)
+            if not self.followers:
+                await self._prepare(state)
             self._start(container.name)
         return waiting
 
@@ -216,11 +214,8 @@ class PodLogs:
             await asyncio.sleep(LATE_START_POLL_SECONDS)  # the shared watch keeps the state current
 
     async def _prepare(self, state: PodState) -> None:
-        """Once, before the first line: resume from the pod's checkpoint, mask secrets, import
+        """Before the first follower starts: resume from the pod's checkpoint, mask secrets, import
         the formatter."""
-        if self._prepared:
-            return
-        self._prepared = True
         recorded = cursors_from_str(state.annotations.get(LOG_CURSOR_ANNOTATION), self.base)
         for name, cursor in recorded.items():
             mine = self._cursors.get(name, LogCursor())
@@ -324,7 +319,6 @@ class PodLogs:
                 what="recording the log cursor on",
                 annotations={LOG_CURSOR_ANNOTATION: cursor},
             )
+            self._checkpointed = cursor
         except Exception as exc:  # a lost checkpoint only means repeated lines after a restart
             self.log.warning("could not record the log cursor of %s: %s", self.pod_ref, describe(exc))
-            return
-        self._checkpointed = cursor

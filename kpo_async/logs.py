@@ -84,30 +84,26 @@ class LogCursor:
         stamp, _, count = text.rpartition("/")
         return cls(Timestamp.parse(stamp), int(count or 0))
 
-    def advance(self, stamp: Timestamp) -> LogCursor:
-        """The cursor after delivering one more line stamped `stamp`."""
-        if stamp == self.timestamp:
-            return LogCursor(stamp, self.count_at_timestamp + 1)
-        return LogCursor(stamp, 1)
-
 
 class ResumeFilter:
-    """Drops the lines a resumed read repeats: all before the cursor, and the first N at it."""
+    """Drops the lines a resumed read repeats: those whose place in the log is not past the cursor.
+
+    A line's place is its timestamp and how many lines of this read had that timestamp before it
+    (a `LogCursor` too): the read starts at the cursor's whole second, so it repeats every line at
+    the cursor's timestamp.
+    """
 
     def __init__(self, cursor: LogCursor) -> None:
         self.cursor = cursor
-        self._resume_at = cursor.timestamp
-        self._to_skip = cursor.count_at_timestamp
+        self._resumed_from = cursor if cursor.timestamp is not None else None
+        self._place = LogCursor()
 
     def admit(self, stamp: Timestamp) -> bool:
-        if self._resume_at is not None:
-            if stamp < self._resume_at:
-                return False
-            if stamp == self._resume_at and self._to_skip > 0:
-                self._to_skip -= 1
-                return False
-            self._resume_at = None
-        self.cursor = self.cursor.advance(stamp)
+        count = self._place.count_at_timestamp + 1 if stamp == self._place.timestamp else 1
+        self._place = LogCursor(stamp, count)
+        if self._resumed_from is not None and self._place <= self._resumed_from:
+            return False
+        self.cursor = self._place
         return True
 
 
@@ -143,12 +139,9 @@ class LineSplitter:
         return [line]
 
     def _append(self, piece: bytes) -> None:
-        room = self.max_line_bytes - len(self._buffer)
-        if len(piece) <= room:
-            self._buffer += piece
-        else:
-            self._buffer += piece[: max(room, 0)]
-            self._dropped += len(piece) - max(room, 0)
+        room = self.max_line_bytes - len(self._buffer)  # never negative: the buffer is kept within it
+        self._buffer += piece[:room]
+        self._dropped += max(0, len(piece) - room)
 
 
 #: A real kubelet answers a log request for a container it already removed (a pod being deleted) with
@@ -183,7 +176,6 @@ class ContainerLog:
     cursor: LogCursor
     #: Told each line delivered.
     sink: Callable[[str], None]
-    lines_delivered: int = 0
 
     async def read(self, *, follow: bool) -> None:
         """Deliver the lines after the cursor; with `follow`, until the stream ends.
@@ -191,9 +183,7 @@ class ContainerLog:
         A followed stream ends when the container terminates or when the connection drops; the
         caller tells them apart by the pod's state. HTTP errors raise `kpo_async.errors.ApiError`s.
         """
-        query: list[tuple[str, str]] = [("container", self.container), ("timestamps", "true")]
-        if follow:
-            query.append(("follow", "true"))
+        query = [("container", self.container), ("timestamps", "true"), ("follow", str(follow).lower())]
         if self.cursor.timestamp is not None:
             # The generated client has no sinceTime parameter, hence the raw call.
             query.append(("sinceTime", self.cursor.timestamp.since_time()))
@@ -232,7 +222,6 @@ class ContainerLog:
                 continue  # the kubelet's note that the container is gone, not a line of its log
             if stamp is None or resume.admit(stamp):
                 self.sink(text)
-                self.lines_delivered += 1
                 self.cursor = resume.cursor
 
 

@@ -42,6 +42,7 @@ class PodMonitor:
         self.client = client
         self.namespace = namespace
         self.pod_name = pod_name
+        self._pod_ref = f"{namespace}/{pod_name}"
         self.settings = settings
         self.log = logger
         #: Past STARTING: the base container ran (RUNNING until it ends).
@@ -55,7 +56,6 @@ class PodMonitor:
         self.xcom = XComCollector(client, namespace, pod_name, self._next_state, logger)
         self._polled: PodState | None = None
         self._seen: set[str] = set()
-        self._seen_phase: str | None = None
         self._events_read_at = 0.0
         self._subscription: Subscription | None = None
 
@@ -192,9 +192,8 @@ class PodMonitor:
                 remaining = max(0.0, deadline - time.time())
                 wait = remaining if wait is None else min(wait, remaining)
             changed = await subscription.wait(wait)
-            refusal = subscription.watcher.refusal
-            if refusal is not None:
-                raise watch_refused(refusal, self.namespace)
+            if subscription.watcher.refusal is not None:
+                raise watch_refused(subscription.watcher.refusal, self.namespace)
             state = subscription.state
             if state is not None and (changed or subscription.watcher.healthy):
                 self._polled = None
@@ -217,9 +216,8 @@ class PodMonitor:
 
     # -- progress reports -------------------------------------------------------------------------
     def _report_progress(self, state: PodState) -> None:
-        if state.phase != self._seen_phase:
+        if self._first_time(f"phase:{state.phase}"):  # phases only move forward (Unknown aside)
             self.log.info("pod %s is %s", self._pod_ref, state.phase)
-            self._seen_phase = state.phase
         for container in (*state.init_containers, *state.containers):
             key = f"{container.name}:{container.state}:{container.reason}"
             if container.state == "waiting" and container.reason and self._first_time(key):
@@ -256,10 +254,6 @@ class PodMonitor:
         return lines[-10:]
 
     # -- the outcome ------------------------------------------------------------------------------
-    @property
-    def _pod_ref(self) -> str:
-        return f"{self.namespace}/{self.pod_name}"
-
     def _outcome(
         self,
         status: Status,

@@ -145,9 +145,7 @@ def _check_pod_name(name: str | None) -> None:
 
 def _check_image(argument: str, value: Any) -> None:
     # The API server only refuses an empty image; a space would fail later, when the node pulls it.
-    if value is not None and (
-        not isinstance(value, str) or not value.strip() or any(map(str.isspace, value))
-    ):
+    if value is not None and (not isinstance(value, str) or not value or any(map(str.isspace, value))):
         raise InvalidArgumentError(
             argument, f"{value!r} is not an image reference", "pass an image such as 'python:3.12-slim'"
         )
@@ -205,7 +203,8 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
             "command": list(args.cmds or []),
             "args": list(args.arguments or []),
             "env": _env(args),
-            "envFrom": _env_from(args),
+            "envFrom": _objects("env_from", args.env_from, "V1EnvFromSource")
+            + [{"configMapRef": {"name": name}} for name in args.configmaps or []],
             "ports": _objects("ports", args.ports, "V1ContainerPort"),
             "volumeMounts": _objects("volume_mounts", args.volume_mounts, "V1VolumeMount"),
             "resources": _resources("resources", args.resources)
@@ -270,7 +269,7 @@ def _object(argument: str, value: Any, model: str) -> Any:
 def _objects(argument: str, values: Any, model: str) -> list[Any]:
     if values is None:
         return []
-    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, (list, tuple)):
+    if not isinstance(values, (list, tuple)):
         raise InvalidArgumentError(
             argument,
             f"expected a list of k8s.{model}, got {type(values).__name__}",
@@ -296,11 +295,6 @@ def _env(args: PodArguments) -> list[Any]:
             "pass a dict",
         )
     return env + _objects("pod_runtime_info_envs", args.pod_runtime_info_envs, "V1EnvVar")
-
-
-def _env_from(args: PodArguments) -> list[Any]:
-    config_maps = [{"configMapRef": {"name": name}} for name in args.configmaps or []]
-    return _objects("env_from", args.env_from, "V1EnvFromSource") + config_maps
 
 
 def _image_pull_secrets(value: Any) -> list[Any]:
@@ -425,14 +419,11 @@ _CONTAINER_RULES: dict[str, _Rule] = {
     "ports": _keyed(_port_key),
     "volumeMounts": _keyed(_field("mountPath")),
     "volumeDevices": _keyed(_field("devicePath")),
-    "resources": lambda base, client: _merge(base, client, _RESOURCE_RULES),
+    "resources": functools.partial(_merge, rules=_RESOURCE_RULES),
 }
 
 
-def _merge_container(base: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
-    return _merge(base, client, _CONTAINER_RULES)
-
-
+_merge_container = functools.partial(_merge, rules=_CONTAINER_RULES)
 _merge_containers_by_name = _keyed(_field("name"), _merge_container)
 
 
@@ -495,14 +486,10 @@ def build_pod(
     either client or a dict. Raises ``InvalidArgumentError`` naming the argument at fault.
     """
     explicit = validate_arguments(args)  # the arguments first: their errors are reported first
-    layers = []
-    if template is not None:
-        layers.append(checked_api_dict(template, "V1Pod", argument="pod_template_file"))
-    if full_pod_spec is not None:
-        layers.append(checked_api_dict(full_pod_spec, "V1Pod", argument="full_pod_spec"))
-    layers.append(explicit)
+    given = ((template, "pod_template_file"), (full_pod_spec, "full_pod_spec"))
+    layers = [checked_api_dict(value, "V1Pod", argument=name) for value, name in given if value is not None]
     pod: dict[str, Any] = {}
-    for layer in layers:
+    for layer in [*layers, explicit]:
         pod = _reconcile(pod, layer, args.base_container_name)
 
     metadata, spec = pod.setdefault("metadata", {}), pod["spec"]
@@ -520,14 +507,12 @@ def build_pod(
 
 
 def _final_name(args: PodArguments, merged_name: str | None, identity: TaskIdentity | None) -> str:
-    task_id = identity.task_id if identity is not None else None
-    if not merged_name and not task_id:
+    base = merged_name or (identity.task_id if identity is not None else None)
+    if not base:
         raise InvalidArgumentError(
             "name", "no pod name and no task identity to derive one from", "pass name='...' or an identity"
         )
-    return pod_name(
-        merged_name, task_id=task_id or "", identity=identity, random_name_suffix=args.random_name_suffix
-    )
+    return pod_name(base, identity=identity, random_name_suffix=args.random_name_suffix)
 
 
 def _base_container(spec: dict[str, Any], args: PodArguments) -> dict[str, Any]:

@@ -48,25 +48,21 @@ class ContainerState:
     def from_api(cls, status: Mapping[str, Any]) -> ContainerState:
         state = status.get("state") or {}
         kinds: tuple[ContainerStateKind, ...] = ("terminated", "running", "waiting")
-        for kind in kinds:
-            detail = state.get(kind)
-            if detail is not None:
-                return cls(
-                    name=status.get("name", ""),
-                    state=kind,
-                    reason=detail.get("reason"),
-                    message=detail.get("message"),
-                    exit_code=detail.get("exitCode"),
-                )
-        return cls(name=status.get("name", ""), state="unknown")
+        kind: ContainerStateKind = next((kind for kind in kinds if state.get(kind) is not None), "unknown")
+        detail = state.get(kind) or {}
+        return cls(
+            name=status.get("name", ""),
+            state=kind,
+            reason=detail.get("reason"),
+            message=detail.get("message"),
+            exit_code=detail.get("exitCode"),
+        )
 
 
 @dataclass(frozen=True)
 class PodState:
     name: str
-    namespace: str
     uid: str
-    resource_version: str
     phase: Phase
     reason: str | None
     message: str | None
@@ -89,9 +85,7 @@ class PodState:
         since = scheduled.get("lastTransitionTime") if scheduled.get("status") == "True" else None
         return cls(
             name=meta.get("name", ""),
-            namespace=meta.get("namespace", ""),
             uid=meta.get("uid", ""),
-            resource_version=meta.get("resourceVersion", ""),
             phase=status.get("phase") or "Pending",
             reason=status.get("reason"),
             message=status.get("message"),
@@ -126,10 +120,8 @@ class PodState:
 
     def fatal_waiting(self) -> ContainerState | None:
         """A container (init or regular) stuck for a reason that will not fix itself."""
-        for state in (*self.init_containers, *self.containers):
-            if state.state == "waiting" and state.reason in FATAL_WAITING_REASONS:
-                return state
-        return None
+        waiting = (c for c in (*self.init_containers, *self.containers) if c.state == "waiting")
+        return next((c for c in waiting if c.reason in FATAL_WAITING_REASONS), None)
 
     def failed_init(self) -> ContainerState | None:
         return next((s for s in self.init_containers if s.terminated and s.exit_code not in (0, None)), None)

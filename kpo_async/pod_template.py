@@ -59,16 +59,12 @@ def _load(text: str, source: str) -> Any:
             raise InvalidArgumentError(
                 _FILE, f"{source} holds several YAML documents", "keep only the Pod in the file"
             ) from None
-        problem = _yaml_problem(exc)
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = f"{where}{getattr(exc, 'problem', None) or exc}"
     raise InvalidArgumentError(
         _FILE, f"{source} is not valid YAML or JSON ({problem})", "correct the syntax at that position"
     )
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return f"{where}{getattr(exc, 'problem', None) or exc}"
 
 
 def _checked(data: Any, *, argument: str, source: str) -> dict[str, Any]:

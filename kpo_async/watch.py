@@ -20,7 +20,8 @@ import aiohttp
 
 from kpo_async.api import error_for, open_response
 from kpo_async.clients import ClusterClient
-from kpo_async.errors import ApiError, Forbidden, Gone, KpoAsyncError, PermissionDeniedError, Unauthorized
+from kpo_async.connection import ClusterRef
+from kpo_async.errors import ApiError, Forbidden, Gone, KpoAsyncError, PermissionDeniedError
 from kpo_async.identity import MANAGED_LABEL
 from kpo_async.pod_state import PodState
 from kpo_async.retry import backoff_delay, describe, is_retryable
@@ -56,16 +57,13 @@ class Subscription:
     async def wait(self, timeout: float | None) -> bool:
         """Wait for a change to this pod; False when `timeout` passed without one.
 
-        Without a timeout nothing but the event is scheduled: thousands of idle triggers cost no
+        Without a timeout `wait_for` awaits the event itself: thousands of idle triggers cost no
         timers, tasks or exceptions.
         """
-        if timeout is None:
-            await self._changed.wait()
-        else:
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
-            except asyncio.TimeoutError:
-                return False
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
         self._changed.clear()
         return True
 
@@ -100,11 +98,10 @@ class PodWatcher:
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
-        subscribers = self._subscribers.get(subscription.name)
-        if subscribers is not None:
-            subscribers.discard(subscription)
-            if not subscribers:
-                del self._subscribers[subscription.name]
+        subscribers = self._subscribers.get(subscription.name, set())
+        subscribers.discard(subscription)
+        if not subscribers:
+            self._subscribers.pop(subscription.name, None)
         if not self._subscribers:
             self._idle_since = time.monotonic()
 
@@ -239,16 +236,15 @@ class PodWatcher:
             subscription._changed.set()
 
 
-_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], PodWatcher]] = (
+_watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[ClusterRef, str], PodWatcher]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def shared_watcher(client: ClusterClient, namespace: str) -> PodWatcher:
     """The running loop's watcher for (cluster, namespace), created on first use."""
-    loop = asyncio.get_running_loop()
-    watchers = _watchers.setdefault(loop, {})
-    key = (client.config.ref.key, namespace)
+    watchers = _watchers.setdefault(asyncio.get_running_loop(), {})
+    key = (client.config.ref, namespace)
     watcher = watchers.get(key)
     if watcher is None or watcher.client is not client:
         watcher = watchers[key] = PodWatcher(client, namespace)
@@ -256,23 +252,15 @@ def shared_watcher(client: ClusterClient, namespace: str) -> PodWatcher:
 
 
 async def stop_shared_watchers() -> None:
-    loop = asyncio.get_running_loop()
-    for watcher in list(_watchers.pop(loop, {}).values()):
+    for watcher in _watchers.pop(asyncio.get_running_loop(), {}).values():
         await watcher.stop()
 
 
 def watch_refused(exc: ApiError, namespace: str) -> KpoAsyncError:
     """The error for a list/watch the API server refuses, naming what to fix."""
-    if isinstance(exc, Forbidden):
-        return PermissionDeniedError(
-            f"watching pods in namespace {namespace} was forbidden (403) for the triggerer's identity. "
-            "Fix: grant 'list' and 'watch' on pods in the Role (see docs/rbac.md)"
-        )
-    if isinstance(exc, Unauthorized):
-        return KpoAsyncError(
-            f"the API server refused the triggerer's credentials (401) for namespace {namespace}. "
-            "Fix: check the connection's kubeconfig / token on the triggerer host"
-        )
-    if exc.status == 403:
-        return exc
-    return KpoAsyncError(f"namespace {namespace} was not found (404) while watching its pods")
+    if not isinstance(exc, Forbidden):
+        return exc  # a 401 or 404 (a missing namespace) says what to fix itself
+    return PermissionDeniedError(
+        f"watching pods in namespace {namespace} was forbidden (403) for the triggerer's identity. "
+        "Fix: grant 'list' and 'watch' on pods in the Role (see docs/rbac.md)"
+    )

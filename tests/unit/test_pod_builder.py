@@ -22,7 +22,7 @@ from kpo_async.identity import (
     pod_name,
     task_selector,
 )
-from kpo_async.k8s_objects import from_api_dict, pod_to_dict, to_api_dict, to_v1pod
+from kpo_async.k8s_objects import checked_api_dict, pod_to_dict, to_api_dict, to_v1pod
 from kpo_async.pod_builder import PodArguments, build_pod, validate_arguments
 
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -127,37 +127,37 @@ def test_task_selector() -> None:
 
 
 def test_pod_name_is_deterministic_per_try() -> None:
-    first = pod_name("extract", task_id="t", identity=IDENTITY, random_name_suffix=True)
-    again = pod_name("extract", task_id="t", identity=IDENTITY, random_name_suffix=True)
+    first = pod_name("extract", identity=IDENTITY, random_name_suffix=True)
+    again = pod_name("extract", identity=IDENTITY, random_name_suffix=True)
     retry = TaskIdentity("etl", "transform", SCHEDULED_RUN, try_number=3)
-    other = pod_name("extract", task_id="t", identity=retry, random_name_suffix=True)
+    other = pod_name("extract", identity=retry, random_name_suffix=True)
     assert first == again
     assert other != first
     assert re.fullmatch(r"extract-[0-9a-f]{8}", first)
 
 
 def test_pod_name_without_identity_is_random() -> None:
-    names = {pod_name("extract", task_id="t", identity=None, random_name_suffix=True) for _ in range(5)}
+    names = {pod_name("extract", identity=None, random_name_suffix=True) for _ in range(5)}
     assert len(names) == 5
     assert all(re.fullmatch(r"extract-[0-9a-f]{8}", name) for name in names)
 
 
 @pytest.mark.parametrize(
-    ("base", "task_id", "expected"),
+    ("base", "expected"),
     [
-        (None, "Transform_Data", "transform-data"),
-        ("My.Pod__Name", "t", "my-pod-name"),
-        ("--x--", "t", "x"),
-        ("___", "t", "pod"),
+        ("Transform_Data", "transform-data"),
+        ("My.Pod__Name", "my-pod-name"),
+        ("--x--", "x"),
+        ("___", "pod"),
     ],
 )
-def test_pod_name_sanitizes(base: str | None, task_id: str, expected: str) -> None:
-    assert pod_name(base, task_id=task_id, identity=None, random_name_suffix=False) == expected
+def test_pod_name_sanitizes(base: str, expected: str) -> None:
+    assert pod_name(base, identity=None, random_name_suffix=False) == expected
 
 
 def test_pod_name_is_at_most_63_chars_and_a_dns_label() -> None:
     for suffix in (True, False):
-        name = pod_name("a" * 61 + "-b" * 20, task_id="t", identity=IDENTITY, random_name_suffix=suffix)
+        name = pod_name("a" * 61 + "-b" * 20, identity=IDENTITY, random_name_suffix=suffix)
         assert len(name) <= 63
         assert DNS_LABEL.match(name), name
 
@@ -716,7 +716,7 @@ def test_to_v1pod_round_trip() -> None:
     assert pod_to_dict(pod) == data
 
 
-def test_from_api_dict_reports_unknown_fields() -> None:
-    unknown: list[str] = []
-    from_api_dict({"name": "c", "imagePullPolicyy": "Always"}, "V1Container", unknown=unknown)
-    assert unknown == ["'imagePullPolicyy' (did you mean 'imagePullPolicy'?)"]
+def test_checked_api_dict_reports_unknown_fields() -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        checked_api_dict({"name": "c", "imagePullPolicyy": "Always"}, "V1Container", argument="c")
+    assert "unknown field 'imagePullPolicyy' (did you mean 'imagePullPolicy'?)" in str(info.value)

@@ -52,8 +52,18 @@ def test_provider_info_names_what_exists() -> None:
     assert hook is KubernetesConnectionHook
     assert connection["connection-type"] == hook.conn_type == CONNECTION_TYPE
     assert connection["hook-name"] == hook.hook_name
-    # the same extras as the official `kubernetes` connection, as form fields
-    assert list(connection["conn-fields"]) == list(CONNECTION_EXTRAS)
+    # the same extras as the official `kubernetes` connection, as form fields, read by resolve_cluster
+    official = [
+        "in_cluster",
+        "kube_config_path",
+        "kube_config",
+        "namespace",
+        "cluster_context",
+        "disable_verify_ssl",
+        "xcom_sidecar_container_image",
+        "xcom_sidecar_container_resources",
+    ]
+    assert list(connection["conn-fields"]) == official == list(CONNECTION_EXTRAS)
     assert connection["conn-fields"]["kube_config"]["schema"]["format"] == "password"
     assert set(connection["ui-field-behaviour"]["hidden-fields"]) == set(
         hook.get_ui_field_behaviour()["hidden_fields"]
