@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kpo_async.provider import PROVIDER_INFO
+from kpo_async.settings import PROVIDER_INFO
 
 #: Label on every pod this project creates; the shared watch selects on it.
 MANAGED_LABEL = "kpo-async.io/managed"
