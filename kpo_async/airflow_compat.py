@@ -9,38 +9,26 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+# Each name is imported `as` itself: re-exported (the functions below are this module's own).
 try:  # Airflow >= 3.1
-    from airflow.sdk.exceptions import (
-        AirflowException,
-        AirflowNotFoundException,
-        AirflowSkipException,
-        AirflowTaskTimeout,
-        TaskDeferred,
-    )
-except ImportError:  # Airflow 3.0
-    from airflow.exceptions import (  # type: ignore[attr-defined,no-redef]
-        AirflowException,
-        AirflowNotFoundException,
-        AirflowSkipException,
-        AirflowTaskTimeout,
-        TaskDeferred,
-    )
+    from airflow.sdk.exceptions import AirflowException as AirflowException
+    from airflow.sdk.exceptions import AirflowNotFoundException as AirflowNotFoundException
+    from airflow.sdk.exceptions import AirflowSkipException as AirflowSkipException
+    from airflow.sdk.exceptions import AirflowTaskTimeout as AirflowTaskTimeout
+    from airflow.sdk.exceptions import TaskDeferred as TaskDeferred
+except ImportError:  # Airflow 3.0 (type-checked against the newest layout)
+    if not TYPE_CHECKING:
+        from airflow.exceptions import AirflowException as AirflowException
+        from airflow.exceptions import AirflowNotFoundException as AirflowNotFoundException
+        from airflow.exceptions import AirflowSkipException as AirflowSkipException
+        from airflow.exceptions import AirflowTaskTimeout as AirflowTaskTimeout
+        from airflow.exceptions import TaskDeferred as TaskDeferred
 try:
-    from airflow.sdk.bases.hook import BaseHook
+    from airflow.sdk.bases.hook import BaseHook as BaseHook
 except ImportError:  # Airflow 3.0
-    from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef]
-
-# The names imported above, re-exported (the functions below are this module's own).
-__all__ = [
-    "AirflowException",
-    "AirflowNotFoundException",
-    "AirflowSkipException",
-    "AirflowTaskTimeout",
-    "BaseHook",
-    "TaskDeferred",
-]
+    from airflow.hooks.base import BaseHook as BaseHook  # type: ignore[attr-defined,no-redef]
 
 
 @functools.cache  # redact runs once per log line of a task with secrets
