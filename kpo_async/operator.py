@@ -25,7 +25,7 @@ from airflow.sdk import BaseOperator
 
 from kpo_async import callbacks as user_callbacks
 from kpo_async import pods
-from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout
+from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout, redact
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
@@ -595,8 +595,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
         """As the official operator on failure: the containers' states and the pod's events
         (`log_events_on_failure`), and the pod itself with secret env values masked
         (`log_pod_spec_on_failure`)."""
-        from kpo_async.airflow_compat import redact
-
         pod = None
         if self.log_pod_spec_on_failure or self.log_events_on_failure:
             pod = await pods.read_pod_json(client, namespace, pod_name)
@@ -681,7 +679,5 @@ def secret_env_names(pod: V1Pod) -> list[str]:
     the triggerer's does not. The trigger gets these names and registers the values it reads
     from the pod with its own masker, so a pod echoing a secret is masked in the trigger log too.
     """
-    from kpo_async.airflow_compat import redact
-
     env = pods.container_env(to_api_dict(pod))
     return sorted({e["name"] for e in env if e.get("value") and redact(e["value"], e["name"]) != e["value"]})
