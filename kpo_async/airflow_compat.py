@@ -67,23 +67,19 @@ async def aget_connection(conn_id: str) -> Any:
     # loop's own stream (async_to_sync), which works only from a thread sync_to_async started.
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(_read_connection)(conn_id)
+    return await sync_to_async(_ReadConnection)(conn_id)
 
 
 class _ReadConnection:
-    """A 3.0 connection whose extras were parsed off the loop: parsing them registers their
+    """A 3.0 connection read, and its extras parsed, off the loop: parsing them registers their
     secrets with the supervisor, a synchronous Task SDK call too."""
 
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-        self.extra_dejson = conn.extra_dejson
+    def __init__(self, conn_id: str) -> None:
+        self._conn = BaseHook.get_connection(conn_id)
+        self.extra_dejson = self._conn.extra_dejson
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
-
-
-def _read_connection(conn_id: str) -> _ReadConnection:
-    return _ReadConnection(BaseHook.get_connection(conn_id))
 
 
 def triggerer_calls_on_kill() -> bool:
