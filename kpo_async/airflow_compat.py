@@ -52,8 +52,7 @@ async def amask_secret(secret: str) -> None:
     if mask_async is None:  # Airflow 3.0: synchronous, and it tells the supervisor (see below)
         from asgiref.sync import sync_to_async
 
-        await sync_to_async(_masker("mask_secret"))(secret)
-        return
+        mask_async = sync_to_async(_masker("mask_secret"))
     await mask_async(secret)
 
 
