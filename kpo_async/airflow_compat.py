@@ -9,38 +9,26 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+# Each name is imported `as` itself: re-exported (the functions below are this module's own).
 try:  # Airflow >= 3.1
-    from airflow.sdk.exceptions import (
-        AirflowException,
-        AirflowNotFoundException,
-        AirflowSkipException,
-        AirflowTaskTimeout,
-        TaskDeferred,
-    )
-except ImportError:  # Airflow 3.0
-    from airflow.exceptions import (  # type: ignore[attr-defined,no-redef]
-        AirflowException,
-        AirflowNotFoundException,
-        AirflowSkipException,
-        AirflowTaskTimeout,
-        TaskDeferred,
-    )
+    from airflow.sdk.exceptions import AirflowException as AirflowException
+    from airflow.sdk.exceptions import AirflowNotFoundException as AirflowNotFoundException
+    from airflow.sdk.exceptions import AirflowSkipException as AirflowSkipException
+    from airflow.sdk.exceptions import AirflowTaskTimeout as AirflowTaskTimeout
+    from airflow.sdk.exceptions import TaskDeferred as TaskDeferred
+except ImportError:  # Airflow 3.0 (type-checked against the newest layout)
+    if not TYPE_CHECKING:
+        from airflow.exceptions import AirflowException as AirflowException
+        from airflow.exceptions import AirflowNotFoundException as AirflowNotFoundException
+        from airflow.exceptions import AirflowSkipException as AirflowSkipException
+        from airflow.exceptions import AirflowTaskTimeout as AirflowTaskTimeout
+        from airflow.exceptions import TaskDeferred as TaskDeferred
 try:
-    from airflow.sdk.bases.hook import BaseHook
+    from airflow.sdk.bases.hook import BaseHook as BaseHook
 except ImportError:  # Airflow 3.0
-    from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef]
-
-# The names imported above, re-exported (the functions below are this module's own).
-__all__ = [
-    "AirflowException",
-    "AirflowNotFoundException",
-    "AirflowSkipException",
-    "AirflowTaskTimeout",
-    "BaseHook",
-    "TaskDeferred",
-]
+    from airflow.hooks.base import BaseHook as BaseHook  # type: ignore[attr-defined,no-redef]
 
 
 @functools.cache  # redact runs once per log line of a task with secrets
@@ -64,8 +52,7 @@ async def amask_secret(secret: str) -> None:
     if mask_async is None:  # Airflow 3.0: synchronous, and it tells the supervisor (see below)
         from asgiref.sync import sync_to_async
 
-        await sync_to_async(_masker("mask_secret"))(secret)
-        return
+        mask_async = sync_to_async(_masker("mask_secret"))
     await mask_async(secret)
 
 
@@ -79,23 +66,19 @@ async def aget_connection(conn_id: str) -> Any:
     # loop's own stream (async_to_sync), which works only from a thread sync_to_async started.
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(_read_connection)(conn_id)
+    return await sync_to_async(_ReadConnection)(conn_id)
 
 
 class _ReadConnection:
-    """A 3.0 connection whose extras were parsed off the loop: parsing them registers their
+    """A 3.0 connection read, and its extras parsed, off the loop: parsing them registers their
     secrets with the supervisor, a synchronous Task SDK call too."""
 
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-        self.extra_dejson = conn.extra_dejson
+    def __init__(self, conn_id: str) -> None:
+        self._conn = BaseHook.get_connection(conn_id)
+        self.extra_dejson = self._conn.extra_dejson
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
-
-
-def _read_connection(conn_id: str) -> _ReadConnection:
-    return _ReadConnection(BaseHook.get_connection(conn_id))
 
 
 def triggerer_calls_on_kill() -> bool:

@@ -20,13 +20,10 @@ from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_d
 if TYPE_CHECKING:  # type-checked against the newest layout
     from airflow.sdk import Context
     from airflow.sdk.bases.decorator import determine_kwargs
-    from airflow.sdk.definitions.context import context_merge
 else:
     try:  # Airflow >= 3.1
         from airflow.sdk.bases.decorator import determine_kwargs
-        from airflow.sdk.definitions.context import context_merge
     except ImportError:  # Airflow 3.0
-        from airflow.utils.context import context_merge
         from airflow.utils.operator_helpers import determine_kwargs
 
 from kpo_async.identity import XCOM_RETURN_FILE
@@ -115,7 +112,8 @@ class KpoAsyncCmdDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOperator
         super().__init__(python_callable=python_callable, **kwargs)
 
     def execute(self, context: Context) -> Any:
-        context_merge(context, self.op_kwargs)
+        # The op_kwargs join the context, as with Airflow's context_merge (a dict update).
+        context.update(self.op_kwargs)  # type: ignore[typeddict-item]
         function = self.python_callable
         command = function(*self.op_args, **determine_kwargs(function, self.op_args, context))
         if not isinstance(command, list) or not all(isinstance(part, str) for part in command):

@@ -25,7 +25,7 @@ from airflow.sdk import BaseOperator
 
 from kpo_async import callbacks as user_callbacks
 from kpo_async import pods
-from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout
+from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout, redact
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
@@ -211,9 +211,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         log_pod_spec_on_failure: bool = True,
         **kwargs: Any,
     ) -> None:
-        ignored = [k for k in _ACCEPTED_WITHOUT_EFFECT if k in kwargs]
-        for key in ignored:
-            kwargs.pop(key)
+        ignored = {key: kwargs.pop(key) for key in _ACCEPTED_WITHOUT_EFFECT if key in kwargs}
         super().__init__(**kwargs)
         if ignored:
             self.log.debug("accepted for compatibility, without effect here: %s", ", ".join(ignored))
@@ -254,8 +252,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
             list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks] if callbacks else []
         )
         self._submitted: tuple[str, str] | None = None
-        self._secret_env_names: list[str] = []
-        self._fingerprint: dict[str, Any] | None = None
 
     def _render_nested_template_fields(
         self, content: Any, context: Context, jinja_env: Any, seen_oids: set[int]
@@ -347,12 +343,11 @@ class AsyncKubernetesPodOperator(BaseOperator):
         identity = self.task_identity(context)
         pod = build_pod(arguments, identity=identity, template=template, full_pod_spec=self.full_pod_spec)
         # The deployment's cluster policy (airflow_local_settings.pod_mutation_hook), as for the
-        # official operator; looked up at call time so that settings loaded later apply.
+        # official operator (Airflow's own is a no-op); looked up at call time so that settings
+        # loaded later apply.
         import airflow.settings
 
-        mutate = getattr(airflow.settings, "pod_mutation_hook", None)
-        if mutate is not None:
-            mutate(pod)
+        airflow.settings.pod_mutation_hook(pod)  # type: ignore[no-untyped-call]
         return pod
 
     # -- the official operator's subclass API ------------------------------------------------------
@@ -392,11 +387,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
         async def get_or_create(client: ClusterClient) -> V1Pod:
             pod = to_v1pod(pod_request_obj)
-            namespace = pod.metadata.namespace
-            state = await self._adopt(client, namespace, self.task_identity(context))
-            state = state or await pods.create_pod(client, pod)
-            name = state.name if state is not None else pod.metadata.name
-            return to_v1pod(await pods.read_pod_json(client, namespace, name) or {})
+            state = await self._adopt_or_create(client, pod, self.task_identity(context))
+            return to_v1pod(await pods.read_pod_json(client, state.namespace, state.name) or {})
 
         return self._on_cluster(get_or_create)
 
@@ -417,40 +409,12 @@ class AsyncKubernetesPodOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         # The pod is built and validated before the first API call: a bad spec creates nothing.
         identity = self.task_identity(context)
-        if self.callbacks:
-            self.client  # noqa: B018 - resolved before the event loop below, where callbacks run
-        state, namespace = asyncio.run(self._submit(context, identity))
-        self._submitted = (namespace, state.name)
+        trigger = self._on_cluster(lambda client: self._submit(context, identity, client))
+        self._submitted = (trigger.namespace, trigger.pod_name)
         # The official operator's XComs: downstream tasks and the PodLink read them.
-        context["ti"].xcom_push(key=POD_NAME_XCOM, value=state.name)
-        context["ti"].xcom_push(key=POD_NAMESPACE_XCOM, value=namespace)
-        started = time.time()
-        trigger = PodTrigger(
-            pod_name=state.name,
-            namespace=namespace,
-            cluster=self.cluster_ref.to_dict(),
-            base_container_name=self.base_container_name,
-            get_logs=self.get_logs,
-            do_xcom_push=self.do_xcom_push,
-            startup_deadline=started + self.startup_timeout_seconds,
-            # As the official operator: a scheduling window, then the startup window.
-            schedule_deadline=started + (self.schedule_timeout_seconds or self.startup_timeout_seconds),
-            startup_timeout_seconds=float(self.startup_timeout_seconds),
-            container_logs=self.container_logs,
-            init_container_logs=self.init_container_logs,
-            container_name_log_prefix_enabled=self.container_name_log_prefix_enabled,
-            log_formatter=formatter_path(self.log_formatter),
-            execution_deadline=(
-                started + self.execution_timeout.total_seconds() if self.execution_timeout else None
-            ),
-            on_kill_action=self.on_kill_action,
-            cluster_fingerprint=self._fingerprint,
-            fallback_poll_seconds=max(float(self.poll_interval), 30.0),
-            log_events_on_startup=self.log_events_on_startup,
-            secret_env_names=self._secret_env_names,
-            callbacks=user_callbacks.classpaths(self.callbacks),
-        )
-        if self.log_formatter is not None and self.deferrable and formatter_path(self.log_formatter) is None:
+        context["ti"].xcom_push(key=POD_NAME_XCOM, value=trigger.pod_name)
+        context["ti"].xcom_push(key=POD_NAMESPACE_XCOM, value=trigger.namespace)
+        if self.log_formatter is not None and self.deferrable and trigger.settings.log_formatter is None:
             self.log.warning(
                 "log_formatter %r cannot be imported by the triggerer (a lambda or a local function): "
                 "the trigger logs lines as [container] line; define it at module level in an "
@@ -467,25 +431,51 @@ class AsyncKubernetesPodOperator(BaseOperator):
             timeout=self.execution_timeout + _DEFERRAL_GRACE if self.execution_timeout else None,
         )
 
-    async def _submit(self, context: Context, identity: TaskIdentity) -> tuple[PodState, str]:
-        async with open_client(self.cluster_ref) as client:
-            state, namespace = await self._create(context, identity, client)
-            if self.callbacks:
-                pod = await pods.read_pod_json(client, namespace, state.name)
-                self._callback("on_pod_creation", context, pod=to_v1pod(pod) if pod else None)
-            return state, namespace
-
-    async def _create(
-        self, context: Context, identity: TaskIdentity, client: ClusterClient
-    ) -> tuple[PodState, str]:
+    async def _submit(self, context: Context, identity: TaskIdentity, client: ClusterClient) -> PodTrigger:
+        """Build the pod, adopt this task's or create it; the trigger that follows it."""
         pod = self.build_pod(context, client.default_namespace, client.config.extras)
         self._callback("on_pod_manifest_created", context, pod_request=pod)
-        self._secret_env_names = secret_env_names(pod)
-        self._fingerprint = client.fingerprint
+        state = await self._adopt_or_create(client, pod, identity)
+        if self.callbacks:
+            created = await pods.read_pod_json(client, state.namespace, state.name)
+            self._callback("on_pod_creation", context, pod=to_v1pod(created) if created else None)
+        return self._trigger(state, secret_env_names(pod), client.fingerprint)
+
+    def _trigger(
+        self, state: PodState, secret_names: list[str], fingerprint: dict[str, Any] | None
+    ) -> PodTrigger:
+        started = time.time()
+        return PodTrigger(
+            pod_name=state.name,
+            namespace=state.namespace,
+            cluster=self.cluster_ref.to_dict(),
+            base_container_name=self.base_container_name,
+            get_logs=self.get_logs,
+            do_xcom_push=self.do_xcom_push,
+            startup_deadline=started + self.startup_timeout_seconds,
+            # As the official operator: a scheduling window, then the startup window.
+            schedule_deadline=started + (self.schedule_timeout_seconds or self.startup_timeout_seconds),
+            startup_timeout_seconds=float(self.startup_timeout_seconds),
+            container_logs=self.container_logs,
+            init_container_logs=self.init_container_logs,
+            container_name_log_prefix_enabled=self.container_name_log_prefix_enabled,
+            log_formatter=formatter_path(self.log_formatter),
+            execution_deadline=(
+                started + self.execution_timeout.total_seconds() if self.execution_timeout else None
+            ),
+            on_kill_action=self.on_kill_action,
+            cluster_fingerprint=fingerprint,
+            fallback_poll_seconds=max(float(self.poll_interval), 30.0),
+            log_events_on_startup=self.log_events_on_startup,
+            secret_env_names=secret_names,
+            callbacks=user_callbacks.classpaths(self.callbacks),
+        )
+
+    async def _adopt_or_create(self, client: ClusterClient, pod: V1Pod, identity: TaskIdentity) -> PodState:
         namespace = pod.metadata.namespace
         adopted = await self._adopt(client, namespace, identity)
         if adopted is not None:
-            return adopted, namespace
+            return adopted
         try:
             created = await pods.create_pod(client, pod)
         except ClusterUnreachableError:
@@ -497,7 +487,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if created is None:  # same deterministic name: this very try created it before
             created = await self._adopt_by_name(client, namespace, pod.metadata.name, identity)
         self.log.info("created pod %s/%s", namespace, created.name)
-        return created, namespace
+        return created
 
     async def _adopt(self, client: ClusterClient, namespace: str, identity: TaskIdentity) -> PodState | None:
         """Find this task's unfinished pod: this very try's (always ours) or an interrupted earlier try's."""
@@ -546,8 +536,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         outcome = PodOutcome.from_payload(event)
         namespace, pod_name = outcome.namespace, outcome.pod_name
-        if self.callbacks:
-            self.client  # noqa: B018 - resolved before the event loop below, where callbacks run
         self._on_cluster(lambda client: self._finalize(client, outcome, context, event))
         if outcome.succeeded:
             self.log.info("pod %s/%s succeeded", namespace, pod_name)
@@ -606,8 +594,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
         """As the official operator on failure: the containers' states and the pod's events
         (`log_events_on_failure`), and the pod itself with secret env values masked
         (`log_pod_spec_on_failure`)."""
-        from kpo_async.airflow_compat import redact
-
         pod = None
         if self.log_pod_spec_on_failure or self.log_events_on_failure:
             pod = await pods.read_pod_json(client, namespace, pod_name)
@@ -666,6 +652,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     def _on_cluster(self, action: Callable[[ClusterClient], Awaitable[T]]) -> T:
         """Run `action` with a client of this task's cluster, in an event loop of its own."""
+        if self.callbacks:
+            self.client  # noqa: B018 - resolved before the event loop below, where callbacks run
 
         async def run() -> T:
             async with open_client(self.cluster_ref) as client:
@@ -690,7 +678,5 @@ def secret_env_names(pod: V1Pod) -> list[str]:
     the triggerer's does not. The trigger gets these names and registers the values it reads
     from the pod with its own masker, so a pod echoing a secret is masked in the trigger log too.
     """
-    from kpo_async.airflow_compat import redact
-
     env = pods.container_env(to_api_dict(pod))
     return sorted({e["name"] for e in env if e.get("value") and redact(e["value"], e["name"]) != e["value"]})

@@ -41,9 +41,8 @@ async def exec_in_container(
         [("command", part) for part in command]
         + [("container", container), ("stdout", "true"), ("stderr", "true")]
     )
-    url = f"{client.host}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/exec?{query}".replace(
-        "https://", "wss://", 1
-    ).replace("http://", "ws://", 1)
+    # aiohttp upgrades an http(s) URL to a WebSocket itself (a ws(s) URL is the same request).
+    url = f"{client.host}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/exec?{query}"
     what = f"exec {' '.join(command)!r} in {namespace}/{pod} container {container}"
     try:
         socket = await client.session.ws_connect(

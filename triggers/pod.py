@@ -115,23 +115,20 @@ class PodTrigger(BaseTrigger):
         self._cancelled = False
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        settings = asdict(self.settings)
-        settings["secret_env_names"] = list(self.settings.secret_env_names)
-        settings["callbacks"] = list(self.settings.callbacks)
+        kwargs = {
+            "pod_name": self.pod_name,
+            "namespace": self.namespace,
+            "cluster": self.cluster,
+            "log_cursor": self.log_cursor,
+            "on_kill_action": self.on_kill_action,
+            "cluster_fingerprint": self.cluster_fingerprint,
+            **asdict(self.settings),
+            "secret_env_names": list(self.settings.secret_env_names),
+            "callbacks": list(self.settings.callbacks),
+        }
         if not self.settings.callbacks:  # what versions before callbacks stored
-            del settings["callbacks"]
-        return (
-            "triggers.pod.PodTrigger",
-            {
-                "pod_name": self.pod_name,
-                "namespace": self.namespace,
-                "cluster": self.cluster,
-                "log_cursor": self.log_cursor,
-                "on_kill_action": self.on_kill_action,
-                "cluster_fingerprint": self.cluster_fingerprint,
-                **settings,
-            },
-        )
+            del kwargs["callbacks"]
+        return "triggers.pod.PodTrigger", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:

@@ -97,16 +97,16 @@ class DiesAfterSubmitOperator(AsyncKubernetesPodOperator):
     """Test scaffolding: on try 1, after the pod was created and before deferring, record this
     process's pid for the test and wait to be killed (SIGKILL, as an OOM kill or a lost node)."""
 
-    async def _submit(self, context, identity):
-        state, namespace = await super()._submit(context, identity)
+    async def _submit(self, context, identity, client):
+        trigger = await super()._submit(context, identity, client)
         if identity.try_number == 1:
             markers = Path(os.environ["KPO_TEST_MARKERS"])
             marker = markers / f"{identity.dag_id}.{identity.task_id}.{context['ti'].id}.json"
             marker.write_text(
-                json.dumps({"pid": os.getpid(), "pod": state.name, "ti_id": str(context["ti"].id)})
+                json.dumps({"pid": os.getpid(), "pod": trigger.pod_name, "ti_id": str(context["ti"].id)})
             )
             await asyncio.sleep(600)
-        return state, namespace
+        return trigger
 
 
 with test_dag(
