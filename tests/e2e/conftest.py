@@ -1,4 +1,4 @@
-"""Fixtures for the e2e tests against the real control plane (etcd + kube-apiserver + kwok).
+"""Fixtures for the e2e tests against the real control plane (etcd, apiserver, controller manager, kwok).
 
 The control plane is started outside pytest (`make cluster-up`, i.e. `tools/cluster.sh up`) and found
 through ``KPO_ASYNC_CLUSTER_DIR`` (default ``/tmp/kpo-async-cluster``). If it is not running, every e2e
