@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on loopback for the kpo-async e2e tests:
-#   etcd + kube-apiserver (TLS, service-account issuer, RBAC) + kube-scheduler + kwok (fake node
-#   kwok-node-0 whose kubelet endpoint is 127.0.0.1) + tools/kwok/podfiles.py (per-pod log/exec files).
+#   etcd + kube-apiserver (TLS, service-account issuer, RBAC) + kube-controller-manager + kube-scheduler
+#   + kwok (fake node kwok-node-0 whose kubelet endpoint is 127.0.0.1) + tools/kwok/podfiles.py (per-pod
+#   log/exec files).
 #
-#   tools/cluster.sh up       build/reuse binaries (tools/build.sh), start everything, wait until healthy
-#   tools/cluster.sh down     stop what `up` started (by recorded pid, checked against the binary) and
-#                             remove the state directory
+#   tools/cluster.sh up       build/reuse binaries (tools/build.sh, tools/build-kcm.sh), start everything,
+#                             wait until healthy
+#   tools/cluster.sh down     stop what `up` started (by recorded pid, checked against the binary), the
+#                             controller manager first, and remove the state directory
 #   tools/cluster.sh status   print what runs; exit 0 only if every component is up and the API is ready
 #   tools/cluster.sh env      print `export ...` lines (KUBECONFIG, KPO_ASYNC_CLUSTER_DIR, PATH)
 #   tools/cluster.sh logs     print the tail of every component log
@@ -22,11 +24,14 @@ APISERVER_PORT="${KPO_ASYNC_APISERVER_PORT:-36443}"
 ETCD_PORT="${KPO_ASYNC_ETCD_PORT:-32379}"
 ETCD_PEER_PORT="${KPO_ASYNC_ETCD_PEER_PORT:-32380}"
 SCHEDULER_PORT="${KPO_ASYNC_SCHEDULER_PORT:-30259}"
+CONTROLLER_MANAGER_PORT="${KPO_ASYNC_CONTROLLER_MANAGER_PORT:-30257}"
 KWOK_PORT="${KPO_ASYNC_KWOK_PORT:-30250}"
 WAIT_SECONDS="${KPO_ASYNC_CLUSTER_WAIT:-90}"
 NAMESPACE=kpo-async-e2e
 NODE=kwok-node-0
-COMPONENTS=(etcd kube-apiserver kube-scheduler kwok podfiles)
+# `down` stops them in reverse order: the controller manager first, so that it never acts on a
+# half-stopped cluster (e.g. marks the node unreachable once kwok's heartbeats stop).
+COMPONENTS=(etcd kube-apiserver kube-scheduler kwok podfiles kube-controller-manager)
 
 say() { echo "cluster.sh: $*" >&2; }
 die() {
@@ -161,6 +166,7 @@ extendedKeyUsage=clientAuth"
     cert kwok-serving "/CN=$NODE" "$serve"
     cert admin "/O=system:masters/CN=kpo-async-admin" "$client"
     cert kube-scheduler "/CN=system:kube-scheduler" "$client"
+    cert kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     cert kwok "/O=system:masters/CN=kwok-controller" "$client"
     cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
     openssl genrsa -out sa.key 2048 2>/dev/null
@@ -225,7 +231,21 @@ status_ok() {
   local c
   for c in "${COMPONENTS[@]}"; do is_ours "$c" || return 1; done
   [ -s "$DIR/operator.kubeconfig" ] || return 1
-  api_ready
+  api_ready && controller_manager_healthy
+}
+
+# The controller manager serves /healthz with a self-signed certificate it made itself (like the
+# scheduler); /healthz needs no credentials.
+controller_manager_healthy() {
+  curl -skf --max-time 5 "https://$HOST:$CONTROLLER_MANAGER_PORT/healthz" >/dev/null
+}
+
+# node_untainted NODE: the node carries none of the node lifecycle controller's condition taints.
+node_untainted() {
+  local keys
+  keys="$("$(cat "$DIR/bin-dir")/kubectl" --kubeconfig="$DIR/admin.kubeconfig" get node "$1" \
+    -o jsonpath='{.spec.taints[*].key}')" || return 1
+  case " $keys " in *" node.kubernetes.io/not-ready "* | *" node.kubernetes.io/unreachable "*) return 1 ;; esac
 }
 
 api_ready() {
@@ -249,6 +269,12 @@ cmd_status() {
   done
   if api_ready; then echo "kube-apiserver /readyz: ok (https://$HOST:$APISERVER_PORT)"; else
     echo "kube-apiserver /readyz: NOT ready"
+    rc=1
+  fi
+  if controller_manager_healthy; then
+    echo "kube-controller-manager /healthz: ok (https://$HOST:$CONTROLLER_MANAGER_PORT)"
+  else
+    echo "kube-controller-manager /healthz: NOT ok"
     rc=1
   fi
   return $rc
@@ -292,7 +318,7 @@ cmd_down() {
 }
 
 cmd_up() {
-  local bin py run_as_nobody="" c
+  local bin kcm_bin py run_as_nobody="" c
   mkdir -p "$DIR"
   if status_ok; then
     say "already up ($DIR)"
@@ -312,11 +338,13 @@ cmd_up() {
   fi
 
   bin="$("$HERE/build.sh")" || die "tools/build.sh could not provide the binaries (see above)"
+  kcm_bin="$("$HERE/build-kcm.sh")" || die "tools/build-kcm.sh could not provide kube-controller-manager (see above)"
   py="$(find_python)"
   command -v openssl >/dev/null || die "openssl is needed (apt-get install openssl)"
   command -v curl >/dev/null || die "curl is needed for health checks (apt-get install curl)"
 
-  for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$SCHEDULER_PORT" "$KWOK_PORT"; do
+  for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$SCHEDULER_PORT" "$KWOK_PORT" \
+    "$CONTROLLER_MANAGER_PORT"; do
     port_free "$port" || die "port $HOST:$port is already in use by another process; set KPO_ASYNC_*_PORT"
   done
 
@@ -338,6 +366,7 @@ cmd_up() {
   local K="$bin/kubectl --kubeconfig=$DIR/admin.kubeconfig"
   kubeconfig_cert "$DIR/admin.kubeconfig" kpo-async-admin admin
   kubeconfig_cert "$DIR/kube-scheduler.kubeconfig" system:kube-scheduler kube-scheduler
+  kubeconfig_cert "$DIR/kube-controller-manager.kubeconfig" system:kube-controller-manager kube-controller-manager
   kubeconfig_cert "$DIR/kwok.kubeconfig" kwok-controller kwok
 
   # Exec shim: kwok's PATH holds only these names, each a link to exec-shim.sh (copied so `nobody`
@@ -385,6 +414,26 @@ cmd_up() {
     --profiling=false \
     --v=1
   wait_for kube-apiserver "kube-apiserver /readyz" api_ready
+
+  # Acts as system:kube-controller-manager (bootstrap RBAC); each controller then runs as its own
+  # kube-system ServiceAccount (--use-service-account-credentials), as on a kubeadm cluster. No
+  # --authentication/authorization-kubeconfig: the API server has no request-header CA to delegate
+  # with, and /healthz is always allowed. kwok's node heartbeat (no Lease) comes every 20-25 s, so the
+  # node is declared unreachable after 40 s without one rather than the default 50 s.
+  say "starting kube-controller-manager (/healthz on https://$HOST:$CONTROLLER_MANAGER_PORT)"
+  start kube-controller-manager "$kcm_bin/kube-controller-manager" \
+    --kubeconfig="$DIR/kube-controller-manager.kubeconfig" \
+    --bind-address=$HOST \
+    --secure-port="$CONTROLLER_MANAGER_PORT" \
+    --leader-elect=false \
+    --use-service-account-credentials=true \
+    --service-account-private-key-file="$DIR/pki/sa.key" \
+    --root-ca-file="$DIR/pki/ca.crt" \
+    --controllers='*' \
+    --node-monitor-grace-period=40s \
+    --profiling=false \
+    --v=1
+  wait_for kube-controller-manager "kube-controller-manager /healthz" controller_manager_healthy
 
   say "installing kwok CRDs, RBAC ($REPO/tools/rbac.yaml) and node $NODE"
   $K apply -f "$bin/kwok-crds/" >/dev/null
@@ -435,9 +484,9 @@ EOF
   wait_for kwok "node $NODE Ready" \
     $K wait --for=condition=Ready --timeout=2s "node/$NODE"
   # The API server's TaintNodesByCondition admission put node.kubernetes.io/not-ready:NoSchedule on
-  # the new node; kube-controller-manager's node lifecycle controller would lift it once the node is
-  # Ready. There is no controller-manager here, so lift it the same way.
-  $K taint node "$NODE" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
+  # the new node; the node lifecycle controller lifts it once the node is Ready.
+  wait_for kube-controller-manager "the node lifecycle controller to lift $NODE's not-ready taint" \
+    node_untainted "$NODE"
   local ip
   ip="$($K get node "$NODE" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')"
   [ "$ip" = "$HOST" ] || die "node $NODE has InternalIP '$ip', expected $HOST (network rule)"
@@ -450,6 +499,10 @@ EOF
     --pods-dir="$DIR/pods" --shim-dir="$DIR/shim" --ready-file="$DIR/podfiles.ready" $run_as_nobody
   wait_for podfiles "podfiles helper" test -s "$DIR/podfiles.ready"
 
+  # The serviceaccount controller creates `default` in every namespace, the root-ca-cert-publisher
+  # kube-root-ca.crt (service-account token volumes mount it); pods are refused until `default` exists.
+  wait_for kube-controller-manager "ServiceAccount $NAMESPACE/default and ConfigMap kube-root-ca.crt" \
+    $K -n "$NAMESPACE" get serviceaccount/default configmap/kube-root-ca.crt
   say "writing operator kubeconfigs (ServiceAccount tokens from the TokenRequest API)"
   local tok
   tok="$($K -n "$NAMESPACE" create token kpo-async --duration=48h)" || die "could not create a token for kpo-async"
@@ -462,6 +515,7 @@ EOF
 KPO_ASYNC_CLUSTER_DIR=$DIR
 KPO_ASYNC_APISERVER=https://$HOST:$APISERVER_PORT
 KPO_ASYNC_ETCD=http://$HOST:$ETCD_PORT
+KPO_ASYNC_CONTROLLER_MANAGER=https://$HOST:$CONTROLLER_MANAGER_PORT
 KPO_ASYNC_NAMESPACE=$NAMESPACE
 KPO_ASYNC_NODE=$NODE
 KPO_ASYNC_BIN_DIR=$bin

@@ -124,6 +124,11 @@ ctr_() { "$NBIN/ctr" --address "$N/containerd/containerd.sock" -n k8s.io "$@"; }
 node_ready() {
   [ "$($K get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
+node_untainted() {
+  local keys
+  keys="$($K get node "$NODE" -o jsonpath='{.spec.taints[*].key}')" || return 1
+  case " $keys " in *" node.kubernetes.io/not-ready "*) return 1 ;; esac
+}
 
 # ---------------------------------------------------------------------------------------------------
 gen_node_pki() {
@@ -343,24 +348,15 @@ EOF
   $K patch node "$NODE" --subresource=status --type=merge \
     -p "{\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"$HOST\"},{\"type\":\"Hostname\",\"address\":\"$NODE\"}]}}" >/dev/null
   wait_for kubelet "node $NODE Ready" node_ready
-  # No kube-controller-manager: lift the not-ready taint (node lifecycle controller) and publish the
-  # kube-root-ca.crt ConfigMap that service-account token volumes mount (root-ca-cert-publisher).
-  $K taint node "$NODE" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
-  # ... and the external cloud provider's "uninitialized" taint (its controller would lift it).
+  # kube-controller-manager's node lifecycle controller lifts the not-ready taint once the node is
+  # Ready; no cloud controller manager runs, so lift the external cloud provider's "uninitialized" taint
+  # as its cloud-node controller would.
+  wait_for kubelet "the node lifecycle controller to lift $NODE's not-ready taint" node_untainted
   $K taint node "$NODE" node.cloudprovider.kubernetes.io/uninitialized:NoSchedule- >/dev/null 2>&1 || true
-  publish_root_ca
   local ip
   ip="$($K get node "$NODE" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')"
   [ "$ip" = "$HOST" ] || die "node $NODE has InternalIP '$ip', expected $HOST (network rule)"
   say "up: node $NODE Ready in $((SECONDS - t0))s (tainted $REAL_TAINT; 'tools/node.sh target real' to use it)"
-}
-
-publish_root_ca() {
-  local ns
-  for ns in $($K get ns -o jsonpath='{.items[*].metadata.name}'); do
-    $K -n "$ns" create configmap kube-root-ca.crt --from-file=ca.crt="$DIR/pki/ca.crt" \
-      --dry-run=client -o yaml | $K apply -f - >/dev/null
-  done
 }
 
 cmd_target() {
@@ -369,7 +365,6 @@ cmd_target() {
     real)
       $K taint node "$KWOK_NODE" "$KWOK_TAINT=true:NoSchedule" --overwrite >/dev/null
       $K taint node "$NODE" "$REAL_TAINT:NoSchedule-" >/dev/null 2>&1 || true
-      publish_root_ca
       ;;
     kwok)
       $K taint node "$NODE" "$REAL_TAINT=true:NoSchedule" --overwrite >/dev/null 2>&1 || true

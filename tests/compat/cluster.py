@@ -5,10 +5,9 @@ Two targets (``KPO_ASYNC_COMPAT_CLUSTER``):
 - ``embedded`` (default, `make compat`): the embedded cluster, one process started by the harness.
 - ``real`` (`make compat-node`, tools/compat-node.sh): the real control plane of tools/cluster.sh with
   the real node of tools/node.sh (kubelet + containerd + runc), found through ``KPO_ASYNC_CLUSTER_DIR``.
-  That control plane runs no kube-controller-manager, so the seeding here also does the little its
-  controllers would do for namespace ``compat``: the ``default`` ServiceAccount, the
-  ``kube-root-ca.crt`` ConfigMap, and binding the PVC to a hostPath PersistentVolume made for it
-  (a statically provisioned volume, pre-bound the way the PV binder binds one).
+  Its kube-controller-manager creates namespace ``compat``'s ``default`` ServiceAccount and
+  ``kube-root-ca.crt`` ConfigMap (the seeding waits for both) and binds the PVC to the hostPath
+  PersistentVolume made for it here (a statically provisioned volume, pre-bound to the claim).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import asyncio
 import json
 import os
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,23 +100,44 @@ async def seed(kubeconfig: Path, *, real: bool) -> None:
 
 
 async def _controller_work(v1: client.CoreV1Api) -> None:
-    """What kube-controller-manager would do for the namespace (this control plane runs none)."""
-    # serviceaccount controller: pods that name no ServiceAccount run as `default`.
-    await _create(v1.create_namespaced_service_account, NAMESPACE, {"metadata": {"name": "default"}})
-    # root-ca-cert-publisher: the service-account token volume mounts this ConfigMap.
-    ca = (real_cluster_dir() / "pki" / "ca.crt").read_text()
-    await _create(
-        v1.create_namespaced_config_map,
-        NAMESPACE,
-        {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": ca}},
+    """Wait for what kube-controller-manager does for a new namespace: the serviceaccount controller
+    creates `default` (pods that name no ServiceAccount are refused until it exists), the
+    root-ca-cert-publisher the ConfigMap that service-account token volumes mount."""
+    await _until(
+        lambda: _exists(v1.read_namespaced_service_account, "default", NAMESPACE),
+        f"ServiceAccount {NAMESPACE}/default",
+    )
+    await _until(
+        lambda: _exists(v1.read_namespaced_config_map, "kube-root-ca.crt", NAMESPACE),
+        f"ConfigMap {NAMESPACE}/kube-root-ca.crt",
     )
     await _bind_claim(v1)
 
 
+async def _exists(read: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+    try:
+        await read(*args)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return False
+    return True
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
+    """Poll ``check()`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"no {what} after {timeout:.0f}s: is kube-controller-manager running?")
+        await asyncio.sleep(0.2)
+
+
 async def _bind_claim(v1: client.CoreV1Api) -> None:
-    """A hostPath PersistentVolume on the node, bound to the claim as the PV binder would: the
-    volume's claimRef names the claim and its uid, the claim gets volumeName and the bind-completed
-    annotation (what the scheduler checks), both get phase Bound (what the kubelet checks)."""
+    """A hostPath PersistentVolume on the node, pre-bound to the claim (its claimRef names the claim
+    and its uid); kube-controller-manager's PV binder completes the binding (claim volumeName,
+    bind-completed annotation, both phases Bound)."""
     claim = await v1.read_namespaced_persistent_volume_claim(CLAIM, NAMESPACE)
     if claim.status.phase == "Bound":
         return
@@ -143,25 +164,12 @@ async def _bind_claim(v1: client.CoreV1Api) -> None:
             },
         },
     )
-    await v1.patch_persistent_volume_status(CLAIM_VOLUME, {"status": {"phase": "Bound"}})
-    await v1.patch_namespaced_persistent_volume_claim(
-        CLAIM,
-        NAMESPACE,
-        {
-            "metadata": {
-                "annotations": {
-                    "pv.kubernetes.io/bind-completed": "yes",
-                    "pv.kubernetes.io/bound-by-controller": "yes",
-                }
-            },
-            "spec": {"volumeName": CLAIM_VOLUME},
-        },
-    )
-    await v1.patch_namespaced_persistent_volume_claim_status(
-        CLAIM,
-        NAMESPACE,
-        {"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}},
-    )
+
+    async def bound() -> bool:
+        claim = await v1.read_namespaced_persistent_volume_claim(CLAIM, NAMESPACE)
+        return bool(claim.status.phase == "Bound")
+
+    await _until(bound, f"binding of PersistentVolumeClaim {NAMESPACE}/{CLAIM} (PV binder)")
 
 
 class PodRecorder:

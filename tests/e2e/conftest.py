@@ -1,4 +1,4 @@
-"""Fixtures for the e2e tests against the real control plane (etcd + kube-apiserver + kwok).
+"""Fixtures for the e2e tests against the real control plane (etcd, apiserver, controller manager, kwok).
 
 The control plane is started outside pytest (`make cluster-up`, i.e. `tools/cluster.sh up`) and found
 through ``KPO_ASYNC_CLUSTER_DIR`` (default ``/tmp/kpo-async-cluster``). If it is not running, every e2e
@@ -266,6 +266,49 @@ async def cleanup_pods(cluster: Cluster, admin_api: client.ApiClient) -> AsyncIt
     for name in names:
         try:
             await v1.delete_namespaced_pod(name, cluster.namespace, grace_period_seconds=0)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+
+async def wait_for_namespace_setup(api: client.ApiClient, namespace: str, timeout: float = 60) -> None:
+    """Wait for what kube-controller-manager adds to a new namespace: the `default` ServiceAccount
+    (pods that name no ServiceAccount are refused until it exists) and the kube-root-ca.crt ConfigMap
+    (mounted by service-account token volumes)."""
+    v1 = client.CoreV1Api(api)
+    deadline = asyncio.get_running_loop().time() + timeout
+    for read, name in (
+        (v1.read_namespaced_service_account, "default"),
+        (v1.read_namespaced_config_map, "kube-root-ca.crt"),
+    ):
+        while True:
+            try:
+                await read(name, namespace)
+                break
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"{name} did not appear in new namespace {namespace} within {timeout}s: "
+                    "is kube-controller-manager running (tools/cluster.sh status)?"
+                )
+            await asyncio.sleep(0.2)
+
+
+@pytest.fixture
+async def fresh_namespace(admin_api: client.ApiClient) -> AsyncIterator[str]:
+    """A new namespace, ready for pods (see `wait_for_namespace_setup`); deleted after the test (the
+    namespace controller removes what is left in it)."""
+    name = f"kpo-e2e-{uuid.uuid4().hex[:8]}"
+    v1 = client.CoreV1Api(admin_api)
+    await v1.create_namespace({"metadata": {"name": name, "labels": {"app": "kpo-async-e2e"}}})
+    try:
+        await wait_for_namespace_setup(admin_api, name)
+        yield name
+    finally:
+        try:
+            await v1.delete_namespace(name)
         except ApiException as e:
             if e.status != 404:
                 raise
