@@ -31,7 +31,7 @@ from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
 from kpo_async.hook import KubernetesConnectionHook
 from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION, TaskIdentity, belongs_to_try, task_selector
-from kpo_async.k8s_objects import is_model, pod_to_dict, to_api_dict, to_v1pod
+from kpo_async.k8s_objects import is_model, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.log_follower import formatter_path
 from kpo_async.outcome import PodOutcome, Status
@@ -369,7 +369,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         """Print the pod's YAML, creating nothing (``airflow tasks test`` dry runs, as the official)."""
         import yaml
 
-        print(yaml.safe_dump(pod_to_dict(self.build_pod_request_obj()), sort_keys=False))
+        print(yaml.safe_dump(to_api_dict(self.build_pod_request_obj()), sort_keys=False))
 
     def find_pod(self, namespace: str, context: Context, *, exclude_checked: bool = True) -> V1Pod | None:
         """This try's pod in `namespace`, or None. Finalized (checked) pods are always excluded."""
