@@ -134,11 +134,10 @@ class ClusterClient:
         await self.log_api_client.close()
 
 
-async def create_client(ref: ClusterRef, limits: ClientLimits | None = None) -> ClusterClient:
+async def create_client(ref: ClusterRef) -> ClusterClient:
     config = await resolve_cluster(ref)
     configuration, ssl_context = await load_configuration(config)
-    if limits is None:  # Airflow's configuration lookups: off the loop
-        limits = await asyncio.to_thread(ClientLimits.configured)
+    limits = await asyncio.to_thread(ClientLimits.configured)  # Airflow's configuration lookups: off the loop
     fingerprint = await cluster_fingerprint(config, configuration)
     return ClusterClient(config, configuration, ssl_context, limits, fingerprint)
 

@@ -548,7 +548,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         message = outcome.message or f"pod {namespace}/{pod_name} did not succeed"
         if outcome.log_tail:
             message += "\nLast log lines:\n" + "\n".join(outcome.log_tail)
-        if outcome.execution_timed_out:
+        if outcome.status is Status.TIMEOUT and outcome.reason == "ExecutionTimeout":
             raise AirflowTaskTimeout(message)
         raise PodFailedError(message)
 
@@ -579,7 +579,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         delete = (
             self.on_finish_action == "delete_pod"
             or (self.on_finish_action == "delete_succeeded_pod" and succeeded)
-            or (self.on_finish_action == "delete_active_pod" and not outcome.base_container_ended)
+            # active: the base container never ran to an exit (well or not)
+            or (self.on_finish_action == "delete_active_pod" and outcome.exit_code is None)
         )
         if delete:
             if await pods.delete_pod(client, namespace, pod_name):
