@@ -125,10 +125,6 @@ class ClusterClient:
         token = await self.configuration.get_api_key_with_prefix("BearerToken")
         return {"Authorization": token} if token else {}
 
-    @property
-    def default_namespace(self) -> str | None:
-        return self.config.namespace
-
     async def close(self) -> None:
         await self.api_client.close()
         await self.log_api_client.close()

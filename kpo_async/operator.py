@@ -433,7 +433,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     async def _submit(self, context: Context, identity: TaskIdentity, client: ClusterClient) -> PodTrigger:
         """Build the pod, adopt this task's or create it; the trigger that follows it."""
-        pod = self.build_pod(context, client.default_namespace, client.config.extras)
+        pod = self.build_pod(context, client.config.namespace, client.config.extras)
         self._callback("on_pod_manifest_created", context, pod_request=pod)
         state = await self._adopt_or_create(client, pod, identity)
         if self.callbacks:
@@ -638,7 +638,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         namespace = (
             context["ti"].xcom_pull(task_ids=self.task_id, key=POD_NAMESPACE_XCOM)
             or self.namespace
-            or client.default_namespace
+            or client.config.namespace
             or "default"
         )
         for state in await pods.find_task_pods(client, namespace, task_selector(identity, include_try=True)):

@@ -106,10 +106,6 @@ class PodWatcher:
             self._idle_since = time.monotonic()
 
     @property
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
-
-    @property
     def healthy(self) -> bool:
         return self.synced.is_set() and time.monotonic() - self.last_contact < STALL_SECONDS
 
