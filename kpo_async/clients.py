@@ -98,6 +98,7 @@ class ClusterClient:
     ) -> None:
         self.config = config
         self.configuration = configuration
+        self.limits = limits
         limit_tls_read_buffer(limits.tls_read_buffer_kib)
         self.api_client = _ApiClient(
             configuration, _RestClient(configuration, ssl_context, limits.api_connections)

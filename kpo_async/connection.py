@@ -52,8 +52,7 @@ class ClusterRef:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> ClusterRef:
-        data = data or {}
+    def from_dict(cls, data: Mapping[str, Any]) -> ClusterRef:
         return cls(**{f.name: data.get(f.name) for f in fields(cls)})
 
 
