@@ -56,29 +56,19 @@ async def amask_secret(secret: str) -> None:
     await mask_async(secret)
 
 
-async def aget_connection(conn_id: str) -> Any:
-    """The connection `conn_id`, read without blocking the event loop."""
+async def aget_connection_extras(conn_id: str) -> dict[str, Any]:
+    """The extras of connection `conn_id`, read without blocking the event loop."""
     reader = getattr(BaseHook, "aget_connection", None)
     if reader is not None:
-        return await reader(conn_id)
-    # Airflow 3.0 has only the synchronous lookup: run it off the loop. Through asgiref, not a
-    # bare thread: on a 3.0 triggerer a synchronous Task SDK call asks the supervisor over the
-    # loop's own stream (async_to_sync), which works only from a thread sync_to_async started.
+        return (await reader(conn_id)).extra_dejson or {}
+    # Airflow 3.0 has only the synchronous lookup: run it off the loop, the extras' parsing too
+    # (it registers their secrets with the supervisor). Through asgiref, not a bare thread: on a
+    # 3.0 triggerer a synchronous Task SDK call asks the supervisor over the loop's own stream
+    # (async_to_sync), which works only from a thread sync_to_async started.
     from asgiref.sync import sync_to_async
 
-    return await sync_to_async(_ReadConnection)(conn_id)
-
-
-class _ReadConnection:
-    """A 3.0 connection read, and its extras parsed, off the loop: parsing them registers their
-    secrets with the supervisor, a synchronous Task SDK call too."""
-
-    def __init__(self, conn_id: str) -> None:
-        self._conn = BaseHook.get_connection(conn_id)
-        self.extra_dejson = self._conn.extra_dejson
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
+    extras = await sync_to_async(lambda: BaseHook.get_connection(conn_id).extra_dejson)()
+    return extras or {}
 
 
 def triggerer_calls_on_kill() -> bool:

@@ -126,20 +126,15 @@ class ClusterClient:
         token = await self.configuration.get_api_key_with_prefix("BearerToken")
         return {"Authorization": token} if token else {}
 
-    @property
-    def default_namespace(self) -> str | None:
-        return self.config.namespace
-
     async def close(self) -> None:
         await self.api_client.close()
         await self.log_api_client.close()
 
 
-async def create_client(ref: ClusterRef, limits: ClientLimits | None = None) -> ClusterClient:
+async def create_client(ref: ClusterRef) -> ClusterClient:
     config = await resolve_cluster(ref)
     configuration, ssl_context = await load_configuration(config)
-    if limits is None:  # Airflow's configuration lookups: off the loop
-        limits = await asyncio.to_thread(ClientLimits.configured)
+    limits = await asyncio.to_thread(ClientLimits.configured)  # Airflow's configuration lookups: off the loop
     fingerprint = await cluster_fingerprint(config, configuration)
     return ClusterClient(config, configuration, ssl_context, limits, fingerprint)
 

@@ -52,8 +52,7 @@ class ClusterRef:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> ClusterRef:
-        data = data or {}
+    def from_dict(cls, data: Mapping[str, Any]) -> ClusterRef:
         return cls(**{f.name: data.get(f.name) for f in fields(cls)})
 
 
@@ -221,10 +220,10 @@ async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
     """The connection's extras; None when the default connection id names no connection here."""
     if not conn_id:
         return {}
-    from kpo_async.airflow_compat import AirflowNotFoundException, aget_connection
+    from kpo_async.airflow_compat import AirflowNotFoundException, aget_connection_extras
 
     try:
-        conn = await aget_connection(conn_id)
+        raw = await aget_connection_extras(conn_id)
     except AirflowNotFoundException:
         if conn_id == DEFAULT_CONN_ID:  # the official operator's default id; absent means "use defaults"
             return None
@@ -234,7 +233,6 @@ async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
             "create a connection of type kubernetes with that id (on every worker and triggerer), "
             "or remove kubernetes_conn_id to use config_file / the default kubeconfig",
         ) from None
-    raw = conn.extra_dejson or {}
     # Old connections store extras as extra__kubernetes__<name>; both forms keep working.
     extras = {name: raw.get(name, raw.get(f"extra__kubernetes__{name}")) for name in CONNECTION_EXTRAS}
     return {name: value for name, value in extras.items() if value not in (None, "")}

@@ -65,7 +65,7 @@ EPILOG = (
 
 async def check(ref: ClusterRef, namespace: str | None) -> list[str]:
     async with open_client(ref) as client:
-        namespace = namespace or client.default_namespace or "default"
+        namespace = namespace or client.config.namespace or "default"
         print(f"cluster: {client.config.source} (context {client.config.context or 'in-cluster'})")
         print(f"server:  {client.host}")
         try:

@@ -111,12 +111,6 @@ def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
     return pod
 
 
-def pod_to_dict(pod: Any) -> dict[str, Any]:
-    """Return a pod (object of either client, or dict) as API JSON."""
-    body: dict[str, Any] = to_api_dict(pod, "V1Pod")
-    return body
-
-
 def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") -> Any:
     """``to_api_dict`` that also checks the shape against ``model``, raising ``InvalidArgumentError``.
 

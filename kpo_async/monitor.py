@@ -79,7 +79,7 @@ class PodMonitor:
         finally:
             await self.logs.stop()
             await self.callbacks.close()
-            self._subscription.close()
+            self._subscription.watcher.unsubscribe(self._subscription)
 
     async def _step(self, state: PodState | None) -> PodOutcome | None:
         """Act on the pod's latest state: move to the next stage, or the outcome when it ends."""

@@ -31,7 +31,7 @@ from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
 from kpo_async.hook import KubernetesConnectionHook
 from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION, TaskIdentity, belongs_to_try, task_selector
-from kpo_async.k8s_objects import is_model, pod_to_dict, to_api_dict, to_v1pod
+from kpo_async.k8s_objects import is_model, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.log_follower import formatter_path
 from kpo_async.outcome import PodOutcome, Status
@@ -369,7 +369,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         """Print the pod's YAML, creating nothing (``airflow tasks test`` dry runs, as the official)."""
         import yaml
 
-        print(yaml.safe_dump(pod_to_dict(self.build_pod_request_obj()), sort_keys=False))
+        print(yaml.safe_dump(to_api_dict(self.build_pod_request_obj()), sort_keys=False))
 
     def find_pod(self, namespace: str, context: Context, *, exclude_checked: bool = True) -> V1Pod | None:
         """This try's pod in `namespace`, or None. Finalized (checked) pods are always excluded."""
@@ -433,7 +433,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     async def _submit(self, context: Context, identity: TaskIdentity, client: ClusterClient) -> PodTrigger:
         """Build the pod, adopt this task's or create it; the trigger that follows it."""
-        pod = self.build_pod(context, client.default_namespace, client.config.extras)
+        pod = self.build_pod(context, client.config.namespace, client.config.extras)
         self._callback("on_pod_manifest_created", context, pod_request=pod)
         state = await self._adopt_or_create(client, pod, identity)
         if self.callbacks:
@@ -548,7 +548,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         message = outcome.message or f"pod {namespace}/{pod_name} did not succeed"
         if outcome.log_tail:
             message += "\nLast log lines:\n" + "\n".join(outcome.log_tail)
-        if outcome.execution_timed_out:
+        if outcome.status is Status.TIMEOUT and outcome.reason == "ExecutionTimeout":
             raise AirflowTaskTimeout(message)
         raise PodFailedError(message)
 
@@ -579,7 +579,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         delete = (
             self.on_finish_action == "delete_pod"
             or (self.on_finish_action == "delete_succeeded_pod" and succeeded)
-            or (self.on_finish_action == "delete_active_pod" and not outcome.base_container_ended)
+            # active: the base container never ran to an exit (well or not)
+            or (self.on_finish_action == "delete_active_pod" and outcome.exit_code is None)
         )
         if delete:
             if await pods.delete_pod(client, namespace, pod_name):
@@ -637,7 +638,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         namespace = (
             context["ti"].xcom_pull(task_ids=self.task_id, key=POD_NAMESPACE_XCOM)
             or self.namespace
-            or client.default_namespace
+            or client.config.namespace
             or "default"
         )
         for state in await pods.find_task_pods(client, namespace, task_selector(identity, include_try=True)):

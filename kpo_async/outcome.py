@@ -44,15 +44,6 @@ class PodOutcome:
     def succeeded(self) -> bool:
         return self.status is Status.SUCCESS
 
-    @property
-    def base_container_ended(self) -> bool:
-        """The base container ran to an exit (well or not), rather than never getting that far."""
-        return self.exit_code is not None
-
-    @property
-    def execution_timed_out(self) -> bool:
-        return self.status is Status.TIMEOUT and self.reason == "ExecutionTimeout"
-
     def to_payload(self) -> dict[str, Any]:
         payload = {f.name: getattr(self, f.name) for f in fields(self)}
         payload["status"] = self.status.value

@@ -62,6 +62,7 @@ class ContainerState:
 @dataclass(frozen=True)
 class PodState:
     name: str
+    namespace: str
     uid: str
     phase: Phase
     reason: str | None
@@ -85,6 +86,7 @@ class PodState:
         since = scheduled.get("lastTransitionTime") if scheduled.get("status") == "True" else None
         return cls(
             name=meta.get("name", ""),
+            namespace=meta.get("namespace", ""),
             uid=meta.get("uid", ""),
             phase=status.get("phase") or "Pending",
             reason=status.get("reason"),

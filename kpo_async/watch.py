@@ -67,9 +67,6 @@ class Subscription:
         self._changed.clear()
         return True
 
-    def close(self) -> None:
-        self.watcher._unsubscribe(self)
-
 
 class PodWatcher:
     """List+watch of managed pods in one namespace of one cluster, shared by its subscribers."""
@@ -97,17 +94,13 @@ class PodWatcher:
             self._task = asyncio.create_task(self._run(), name=f"kpo-async-watch-{self.namespace}")
         return subscription
 
-    def _unsubscribe(self, subscription: Subscription) -> None:
+    def unsubscribe(self, subscription: Subscription) -> None:
         subscribers = self._subscribers.get(subscription.name, set())
         subscribers.discard(subscription)
         if not subscribers:
             self._subscribers.pop(subscription.name, None)
         if not self._subscribers:
             self._idle_since = time.monotonic()
-
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
 
     @property
     def healthy(self) -> bool:

@@ -279,7 +279,7 @@ async def test_pod_logs_follow_a_running_container(client: ClusterClient) -> Non
         await logs.finish()
     finally:
         await logs.stop()
-        subscription.close()
+        subscription.watcher.unsubscribe(subscription)
     assert logger.infos == [f"[base] line {i}" for i in range(1, 16)]
 
 

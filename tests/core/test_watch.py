@@ -86,11 +86,11 @@ async def test_cancelled_triggers_unsubscribe_and_the_watch_stops(sim) -> None:
         tasks = [asyncio.create_task(first_event(trigger_for(sim, f"long-{i}"))) for i in range(5)]
         api = await shared_client(ClusterRef(config_file=sim.kubeconfig_path))
         watcher = shared_watcher(api, "default")
-        await wait_for(lambda: watcher.subscriber_count, lambda n: n == 5, what="5 subscribers")
+        await wait_for(lambda: len(watcher._subscribers), lambda n: n == 5, what="5 pods subscribed to")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        assert watcher.subscriber_count == 0
+        assert watcher._subscribers == {}
         watcher._linger = 0.1
         # the idle watcher ends its own loop once the current stream yields (bookmarks do)
         await wait_for(

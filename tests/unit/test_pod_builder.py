@@ -22,7 +22,7 @@ from kpo_async.identity import (
     pod_name,
     task_selector,
 )
-from kpo_async.k8s_objects import checked_api_dict, pod_to_dict, to_api_dict, to_v1pod
+from kpo_async.k8s_objects import checked_api_dict, to_api_dict, to_v1pod
 from kpo_async.pod_builder import PodArguments, build_pod, validate_arguments
 
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
@@ -35,7 +35,7 @@ def build(identity: TaskIdentity | None = IDENTITY, **kwargs: Any) -> dict:
     kwargs.setdefault("image", "python:3.12-slim")
     template, full = kwargs.pop("template", None), kwargs.pop("full_pod_spec", None)
     pod = build_pod(PodArguments(**kwargs), identity=identity, template=template, full_pod_spec=full)
-    return pod_to_dict(pod)
+    return to_api_dict(pod)
 
 
 def container(pod: dict, name: str = "base") -> dict:
@@ -183,7 +183,7 @@ def test_name_required_without_identity() -> None:
 def test_minimal_pod() -> None:
     pod = build_pod(PodArguments(image="alpine", cmds=["echo"], arguments=["hi"]), identity=IDENTITY)
     assert isinstance(pod, ak8s.V1Pod)
-    data = pod_to_dict(pod)
+    data = to_api_dict(pod)
     assert data["metadata"]["namespace"] == "default"
     assert data["metadata"]["labels"] == identity_labels(IDENTITY)
     assert data["metadata"]["annotations"] == identity_annotations(IDENTITY)
@@ -713,7 +713,7 @@ def test_to_v1pod_round_trip() -> None:
     assert pod.spec.containers[0].env[0].value == "8080"  # coerced like the official provider does
     assert pod.spec.containers[0].liveness_probe.http_get.port == "http"
     data["spec"]["containers"][0]["env"][0]["value"] = "8080"
-    assert pod_to_dict(pod) == data
+    assert to_api_dict(pod) == data
 
 
 def test_checked_api_dict_reports_unknown_fields() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from kpo_async.errors import InvalidArgumentError
 from kpo_async.identity import TaskIdentity
-from kpo_async.k8s_objects import pod_to_dict
+from kpo_async.k8s_objects import to_api_dict
 from kpo_async.pod_builder import PodArguments, build_pod
 from kpo_async.pod_template import parse_pod_template, pod_template_from_dict, read_pod_template
 
@@ -85,7 +85,7 @@ def test_template_feeds_build_pod(tmp_path: Path) -> None:
         identity=TaskIdentity("d", "t", "r"),
         template=read_pod_template(str(path)),
     )
-    data = pod_to_dict(pod)
+    data = to_api_dict(pod)
     assert data["metadata"]["name"].startswith("templated-")
     assert data["spec"]["serviceAccountName"] == "jobs"
     assert data["spec"]["containers"][0]["image"] == "python:3.12-slim"
