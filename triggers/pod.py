@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any, NoReturn
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -91,9 +91,25 @@ class PodTrigger(BaseTrigger):
         self.log_cursor = log_cursor
         self.on_kill_action = on_kill_action
         self.cluster_fingerprint = cluster_fingerprint
-        # The settings' fields are the parameters of the same names.
-        arguments = {**locals(), "secret_env_names": tuple(secret_env_names), "callbacks": tuple(callbacks)}
-        self.settings = MonitorSettings(**{f.name: arguments[f.name] for f in fields(MonitorSettings)})
+        self.settings = MonitorSettings(
+            base_container_name=base_container_name,
+            get_logs=get_logs,
+            do_xcom_push=do_xcom_push,
+            startup_deadline=startup_deadline,
+            execution_deadline=execution_deadline,
+            schedule_deadline=schedule_deadline,
+            startup_timeout_seconds=startup_timeout_seconds,
+            fallback_poll_seconds=fallback_poll_seconds,
+            log_poll_seconds=log_poll_seconds,
+            log_checkpoint_seconds=log_checkpoint_seconds,
+            log_events_on_startup=log_events_on_startup,
+            secret_env_names=tuple(secret_env_names),
+            callbacks=tuple(callbacks),
+            container_logs=container_logs,
+            init_container_logs=init_container_logs,
+            container_name_log_prefix_enabled=container_name_log_prefix_enabled,
+            log_formatter=log_formatter,
+        )
         self._monitor: PodMonitor | None = None
         self._fired = False
         self._cancelled = False
