@@ -87,6 +87,7 @@ class PodTrigger(BaseTrigger):
             self.log.warning("PodTrigger: ignoring unknown kwargs %s", sorted(from_another_version))
         self.pod_name = pod_name
         self.namespace = namespace
+        self._pod_ref = f"{namespace}/{pod_name}"
         self.cluster = cluster
         self.log_cursor = log_cursor
         self.on_kill_action = on_kill_action
@@ -222,10 +223,6 @@ class PodTrigger(BaseTrigger):
         # for the next reader of the shared supervisor channel, which then fails the whole
         # trigger runner (3.0 checks the ids). A busy supervisor can take seconds to answer.
         return await asyncio.wait_for(asyncio.shield(atask_instance_state(task_instance)), _STATE_SECONDS)
-
-    @property
-    def _pod_ref(self) -> str:
-        return f"{self.namespace}/{self.pod_name}"
 
     async def _delete_pod(self) -> None:
         """Delete the pod, unless a later try of the task adopted it meanwhile: a cleared task's
