@@ -242,6 +242,6 @@ def test_a_guide_dag_using_kubernetes_models_runs(work: Path, venv: Path) -> Non
         sim.stop()
     output = result.stdout + result.stderr
     assert "greeting=from a V1EnvVar" in output, output[-6000:]
-    assert re.search(r"loaded transformed value \\d+", output), output[-6000:]
+    assert re.search(r"loaded transformed value \d+", output), output[-6000:]
     assert re.search(r"DagRun Finished: dag_id=guide_models.*state=success", output), output[-6000:]
     assert "Unclosed" not in output, output[-6000:]
