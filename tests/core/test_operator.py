@@ -13,6 +13,7 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from kpo_async import AsyncKubernetesPodOperator
+from kpo_async.airflow_compat import triggerer_calls_on_kill
 from kpo_async.errors import InvalidArgumentError, PodFailedError
 from kpo_async.pods import FINALIZED_LABEL
 from kpo_async.testing import harness, logcapture
@@ -261,7 +262,10 @@ def test_on_kill_deletes_the_pod_only_when_the_task_left_deferral(
     names = [p["metadata"]["name"] for p in list_pods(sim_thread)]
     assert names == ([] if deleted else [deferred.trigger.pod_name]), logs
     if not deleted:
-        assert any("is left running" in str(e.get("event")) for e in logs), logs
+        # Before 3.3 a still-deferred task's trigger is cancelled by every stop or hand-over of
+        # a triggerer: that pod is left without a warning; an unanswered state lookup always warns.
+        if channel is None or triggerer_calls_on_kill():
+            assert any("is left running" in str(e.get("event")) for e in logs), logs
         asyncio.run(_delete(sim_thread, deferred.trigger.pod_name))
 
 
