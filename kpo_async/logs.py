@@ -103,6 +103,7 @@ class ResumeFilter:
         self._place = LogCursor(stamp, count)
         if self._resumed_from is not None and self._place <= self._resumed_from:
             return False
+        self._resumed_from = None  # past the cursor: later lines are new, whatever their stamps
         self.cursor = self._place
         return True
 
