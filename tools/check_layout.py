@@ -46,7 +46,7 @@ LOADED_BY_AIRFLOW = (
     "kpo_async.decorators",
 )
 #: Issue 10 asks for 3,000. The runtime grew to 4,117 lines with the official operator's parity
-#: (issue 11), the decorators and issue 13's log record budget, and is 3,699 after issue 20's trims
+#: (issue 11), the decorators and issue 13's log record budget, and is 3,700 after issue 20's trims
 #: (value checks left to the API server's 422, one path each for adopt-or-create, env walks and the
 #: follow engine, dead code and forwarding wrappers gone). Features after issue 20 are paid from here.
 MAX_LINES = 3700
