@@ -159,6 +159,10 @@ class AirflowApi:
         wanted = tuple(states)
 
         def check() -> dict[str, Any] | None:
+            # Airflow 3.0's scheduler creates a run's task instances after the POST returns: 404 is
+            # "not yet", not an error.
+            if self._status(ti_path(dag_id, run_id, task_id)) == 404:
+                return None
             ti = self.task_instance(dag_id, run_id, task_id)
             if seen is not None and (not seen or seen[-1] != ti["state"]):
                 seen.append(ti["state"])
