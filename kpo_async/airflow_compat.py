@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 # Each name is imported `as` itself: re-exported (the functions below are this module's own).
 try:  # Airflow >= 3.1
     from airflow.sdk.exceptions import AirflowException as AirflowException
+    from airflow.sdk.exceptions import AirflowFailException as AirflowFailException
     from airflow.sdk.exceptions import AirflowNotFoundException as AirflowNotFoundException
     from airflow.sdk.exceptions import AirflowSkipException as AirflowSkipException
     from airflow.sdk.exceptions import AirflowTaskTimeout as AirflowTaskTimeout
@@ -21,6 +22,7 @@ try:  # Airflow >= 3.1
 except ImportError:  # Airflow 3.0 (type-checked against the newest layout)
     if not TYPE_CHECKING:
         from airflow.exceptions import AirflowException as AirflowException
+        from airflow.exceptions import AirflowFailException as AirflowFailException
         from airflow.exceptions import AirflowNotFoundException as AirflowNotFoundException
         from airflow.exceptions import AirflowSkipException as AirflowSkipException
         from airflow.exceptions import AirflowTaskTimeout as AirflowTaskTimeout

@@ -19,6 +19,7 @@ from kpo_async.errors import (
     Forbidden,
     Gone,
     NotFound,
+    QuotaExceeded,
     Refused,
     Retryable,
     Unauthorized,
@@ -43,7 +44,8 @@ def error_for(
     if status == 403:
         if "cannot " in message or not message:  # RBAC says "User x cannot <verb> resource ..."
             return Forbidden(what, verb, resource, message)
-        return Refused(what, status, message, headers)  # a ResourceQuota or PodSecurity refusal
+        refusal = QuotaExceeded if "exceeded quota" in message else Refused  # or PodSecurity ...
+        return refusal(what, status, message, headers)
     if status in RETRYABLE_STATUS:
         return Retryable(what, status, message, headers)
     return _BY_STATUS.get(status, ApiError)(what, status, message, headers)

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kpo_async.airflow_compat import AirflowException
+from kpo_async.airflow_compat import AirflowException, AirflowFailException
 
 
 class KpoAsyncError(AirflowException):
     """Base class of every error raised by kpo-async."""
 
 
-class InvalidArgumentError(KpoAsyncError, ValueError):
-    """An operator argument (or a pod template) is unusable; the message names it and says how to fix it."""
+class InvalidArgumentError(KpoAsyncError, AirflowFailException, ValueError):
+    """An operator argument (or a pod template) is unusable; the message names it and says how to fix it.
+
+    The task fails without its retries (as `AirflowFailException`): a retry would be refused again.
+    """
 
     def __init__(self, argument: str, problem: str, fix: str) -> None:
         self.argument = argument
@@ -43,6 +46,10 @@ class XComError(KpoAsyncError):
 
 class PodFailedError(KpoAsyncError):
     """The pod did not complete successfully; the message says why."""
+
+
+class PodCannotRunError(PodFailedError, AirflowFailException):
+    """The pod can never run as specified (an invalid image reference): no retry is made."""
 
 
 class ApiError(KpoAsyncError):
@@ -90,6 +97,10 @@ class Refused(ApiError):
 
     def summary(self) -> str:
         return f"{self.what} was refused ({self.status}): {self.message}"
+
+
+class QuotaExceeded(Refused):
+    """403 from a ResourceQuota: the namespace has no room for the pod now; it may have later."""
 
 
 class Forbidden(ApiError, PermissionDeniedError):

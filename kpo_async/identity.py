@@ -21,6 +21,10 @@ XCOM_RESULT_ANNOTATION = "kpo-async.io/xcom-result"
 #: Annotation a later try writes on the pod it adopts (reattach_on_restart), so that the trigger of
 #: the earlier try, cancelled because its task was cleared, does not kill the pod now followed.
 FOLLOWED_BY_TRY_ANNOTATION = "kpo-async.io/followed-by-try"
+#: Annotations on a pod that replaces one the cluster took away (which relaunch of its try it is),
+#: and on a pod whose creation waited for the namespace's quota (seconds); its timeline shows them.
+RELAUNCH_ANNOTATION = "kpo-async.io/relaunch"
+QUOTA_WAIT_ANNOTATION = "kpo-async.io/quota-wait-seconds"
 
 XCOM_SIDECAR_NAME = "airflow-xcom-sidecar"
 XCOM_MOUNT_PATH = "/airflow/xcom"

@@ -16,15 +16,21 @@ from typing import Any
 from kpo_async.callbacks import TriggerCallbacks
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ClusterUnreachableError, KpoAsyncError
+from kpo_async.identity import RELAUNCH_ANNOTATION
 from kpo_async.k8s_objects import to_v1pod
 from kpo_async.log_follower import Formatter, PodLogs
 from kpo_async.outcome import PodOutcome, Status
-from kpo_async.pod_state import PodState
+from kpo_async.pod_state import DISRUPTIONS, PodState
 from kpo_async.pods import pod_events, read_pod, read_pod_json
 from kpo_async.retry import describe
+from kpo_async.timeline import describe_timeline, pod_timeline
 from kpo_async.trigger_settings import MonitorSettings
 from kpo_async.watch import Subscription, shared_watcher, watch_refused
 from kpo_async.xcom import XComCollector
+
+#: How long past its grace period a pod the cluster took away may take to end before the try fails
+#: instead of replacing it: a pod on a lost node may still run, and may never end.
+_TAKEN_AWAY_MARGIN_SECONDS = 60.0
 
 
 class PodMonitor:
@@ -58,6 +64,9 @@ class PodMonitor:
         self._seen: set[str] = set()
         self._events_read_at = 0.0
         self._subscription: Subscription | None = None
+        #: The last state seen (the timeline's source), and the first that showed a disruption.
+        self._last: PodState | None = None
+        self._disrupted: PodState | None = None
 
     async def run(self) -> PodOutcome:
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
@@ -65,25 +74,35 @@ class PodMonitor:
             await self.callbacks.load()
             outcome, state = None, None
             while outcome is None:
-                deadline = (
-                    self.settings.execution_deadline if self.started else self._start_deadline(state)[0]
-                )
-                state = await self._next_state(deadline)
+                state = await self._next_state(self._deadline(state))
+                taken_away = self._subscription.watcher.taken_away.get(self.pod_name)
+                if taken_away is not None:  # deleted before this loop saw its last state
+                    self._note_disruption(taken_away)
                 if state is not None:
+                    self._last = state
+                    self._note_disruption(state)
                     self._report_progress(state)
                     await self.logs.update(state)
                 outcome = await self._step(state)
             await self.logs.finish()  # e.g. a failed init container's last lines
             tail = tuple(self.logs.tail) if outcome.status is not Status.SUCCESS else ()
-            return replace(outcome, log_tail=tail, log_cursor=self.logs.cursor)
+            return replace(outcome, log_tail=tail, log_cursor=self.logs.cursor, timeline=self._timeline())
         finally:
             await self.logs.stop()
             await self.callbacks.close()
             self._subscription.watcher.unsubscribe(self._subscription)
 
+    def _deadline(self, state: PodState | None) -> float | None:
+        if self._disrupted is not None:  # a taken-away pod's grace period, and a margin
+            deletion_at = (state or self._disrupted).deletion_at
+            return (deletion_at or self._disrupted_seen) + _TAKEN_AWAY_MARGIN_SECONDS
+        return self.settings.execution_deadline if self.started else self._start_deadline(state)[0]
+
     async def _step(self, state: PodState | None) -> PodOutcome | None:
         """Act on the pod's latest state: move to the next stage, or the outcome when it ends."""
         pod = self._pod_ref
+        if self._disrupted is not None:
+            return self._disruption_outcome(state)
         if not self.started:
             if state is None:
                 why = f"pod {pod} was deleted or never created before it started; see the pod's events"
@@ -172,6 +191,44 @@ class PodMonitor:
                 await self.xcom.stop_sidecar_quietly(state)
                 return self._outcome(Status.ERROR, state, "XComError", str(exc), exit_code)
         return self._outcome(Status.SUCCESS, state, reason, "", exit_code, xcom)
+
+    def _note_disruption(self, state: PodState) -> None:
+        """Remember the first sign that the cluster is taking the pod away (unless its base
+        container had already succeeded: then the pod's work is done)."""
+        base = state.container(self.settings.base_container_name)
+        succeeded = base is not None and base.terminated and base.exit_code == 0
+        if self._disrupted is None and state.disruption and not succeeded:
+            self._disrupted, self._disrupted_seen = state, time.time()
+            self.log.info("pod %s is being taken away by the cluster: %s", self._pod_ref, state.disruption[1])
+
+    def _disruption_outcome(self, state: PodState | None) -> PodOutcome | None:
+        """Once the taken-away pod is gone or has ended, the outcome naming the disruption (the
+        task may relaunch the pod then: never two pods of one try at once); None meanwhile."""
+        disrupted = self._disrupted
+        assert disrupted is not None and disrupted.disruption is not None
+        reason, message = disrupted.disruption
+        source = "Evicted" if reason == "Evicted" else f"DisruptionTarget: {reason}"
+        why = f"pod {self._pod_ref} was {DISRUPTIONS[reason]} ({source})"
+        if reason in ("Evicted", "TerminationByKubelet") and message:  # the kubelet says why
+            why += f": {message.rstrip('. ')}"
+        if state is not None and not state.finished:
+            if not _passed(self._deadline(state)):
+                return None
+            why += f" and has not ended {_TAKEN_AWAY_MARGIN_SECONDS:g} s after its grace period (its node "
+            why += "may be unreachable): not replaced, so that two pods of this try never run at once"
+            return self._outcome(Status.ERROR, state, "TakenAwayPodStuck", why)
+        base = (state or disrupted).container(self.settings.base_container_name)
+        started = self.started or (base is not None and base.started_at is not None)
+        return replace(
+            self._outcome(Status.ERROR, disrupted, reason, why), disruption=reason, started=started
+        )
+
+    def _timeline(self) -> dict[str, int]:
+        if self._last is None:
+            return {}
+        timeline = pod_timeline(self._last, self.settings.base_container_name, ended_at=time.time())
+        self.log.info("pod %s timeline: %s", self._pod_ref, describe_timeline(timeline))
+        return timeline
 
     # -- the pod's state -------------------------------------------------------------------------
     async def _next_state(self, deadline: float | None) -> PodState | None:
@@ -264,7 +321,19 @@ class PodMonitor:
         xcom: Any = None,
     ) -> PodOutcome:
         uid, phase = (state.uid, state.phase) if state else (None, None)
-        return PodOutcome(status, self.namespace, self.pod_name, uid, phase, exit_code, reason, message, xcom)
+        relaunch = int(state.annotations.get(RELAUNCH_ANNOTATION, 0)) if state else 0
+        return PodOutcome(
+            status,
+            self.namespace,
+            self.pod_name,
+            uid,
+            phase,
+            exit_code,
+            reason,
+            message,
+            xcom,
+            relaunch=relaunch,
+        )
 
 
 def _passed(deadline: float | None) -> bool:

@@ -16,7 +16,7 @@ import json
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -28,9 +28,23 @@ from kpo_async import pods
 from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout, redact
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
-from kpo_async.errors import ClusterUnreachableError, InvalidArgumentError, KpoAsyncError, PodFailedError
+from kpo_async.errors import (
+    ClusterUnreachableError,
+    InvalidArgumentError,
+    KpoAsyncError,
+    PodCannotRunError,
+    PodFailedError,
+    QuotaExceeded,
+)
 from kpo_async.hook import KubernetesConnectionHook
-from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION, TaskIdentity, belongs_to_try, task_selector
+from kpo_async.identity import (
+    FOLLOWED_BY_TRY_ANNOTATION,
+    QUOTA_WAIT_ANNOTATION,
+    RELAUNCH_ANNOTATION,
+    TaskIdentity,
+    belongs_to_try,
+    task_selector,
+)
 from kpo_async.k8s_objects import is_model, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.log_follower import formatter_path
@@ -38,8 +52,10 @@ from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod, check_choice
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
+from kpo_async.quota import QuotaRefusal
 from kpo_async.trigger_settings import ContainerSelection
 from triggers.pod import PodTrigger
+from triggers.quota import QuotaTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -136,6 +152,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
     container_name_log_prefix_enabled: bool
     log_formatter: Callable[[str, str], str] | None
     log_pod_spec_on_failure: bool
+    disruption_relaunches: int
+    relaunch_started_pods: bool
 
     def __init__(
         self,
@@ -209,6 +227,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         container_name_log_prefix_enabled: bool = True,
         log_formatter: Callable[[str, str], str] | None = None,
         log_pod_spec_on_failure: bool = True,
+        disruption_relaunches: int = 2,
+        relaunch_started_pods: bool = False,
         **kwargs: Any,
     ) -> None:
         ignored = {key: kwargs.pop(key) for key in _ACCEPTED_WITHOUT_EFFECT if key in kwargs}
@@ -231,6 +251,16 @@ class AsyncKubernetesPodOperator(BaseOperator):
             on_finish_action = "delete_pod" if is_delete_operator_pod else "keep_pod"
         check_choice("on_finish_action", on_finish_action, ON_FINISH_ACTIONS)
         check_choice("on_kill_action", on_kill_action, ON_KILL_ACTIONS)
+        if (
+            isinstance(disruption_relaunches, bool)
+            or not isinstance(disruption_relaunches, int)
+            or disruption_relaunches < 0
+        ):
+            raise InvalidArgumentError(
+                "disruption_relaunches",
+                f"{disruption_relaunches!r} is not a whole number >= 0",
+                "pass how many replacement pods one try may create when the cluster takes its pod away",
+            )
         arguments_given = locals()
         for argument in _STORED_AS_GIVEN:
             setattr(self, argument, arguments_given[argument])
@@ -407,9 +437,17 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     # -- execute: submit and defer -------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        return self._launch(context, _Launch())
+
+    def _launch(self, context: Context, launch: _Launch) -> Any:
+        """Create (or adopt) the pod and follow it: deferred, or here with ``deferrable=False``."""
         # The pod is built and validated before the first API call: a bad spec creates nothing.
         identity = self.task_identity(context)
-        trigger = self._on_cluster(lambda client: self._submit(context, identity, client))
+        trigger = self._on_cluster(lambda client: self._submit(context, identity, client, launch))
+        if isinstance(trigger, QuotaTrigger):
+            if self.deferrable:
+                self.defer(trigger=trigger, method_name="execute_after_quota")
+            return self.execute_after_quota(context, self._on_cluster(lambda c: trigger.wait(c, self.log)))
         self._submitted = (trigger.namespace, trigger.pod_name)
         # The official operator's XComs: downstream tasks and the PodLink read them.
         context["ti"].xcom_push(key=POD_NAME_XCOM, value=trigger.pod_name)
@@ -431,15 +469,54 @@ class AsyncKubernetesPodOperator(BaseOperator):
             timeout=self.execution_timeout + _DEFERRAL_GRACE if self.execution_timeout else None,
         )
 
-    async def _submit(self, context: Context, identity: TaskIdentity, client: ClusterClient) -> PodTrigger:
-        """Build the pod, adopt this task's or create it; the trigger that follows it."""
+    async def _submit(
+        self, context: Context, identity: TaskIdentity, client: ClusterClient, launch: _Launch
+    ) -> PodTrigger | QuotaTrigger:
+        """Build the pod, adopt this task's or create it; the trigger that follows it, or the one
+        that waits for the namespace's quota to have room for it."""
         pod = self.build_pod(context, client.config.namespace, client.config.extras)
+        launch.mark(pod, self.log, self.disruption_relaunches)
         self._callback("on_pod_manifest_created", context, pod_request=pod)
-        state = await self._adopt_or_create(client, pod, identity)
+        try:
+            state = await self._adopt_or_create(client, pod, identity)
+        except QuotaExceeded as exc:
+            return self._quota_trigger(exc, pod.metadata.namespace, launch, client.fingerprint)
         if self.callbacks:
             created = await pods.read_pod_json(client, state.namespace, state.name)
             self._callback("on_pod_creation", context, pod=to_v1pod(created) if created else None)
         return self._trigger(state, secret_env_names(pod), client.fingerprint)
+
+    def _quota_trigger(
+        self, refused: QuotaExceeded, namespace: str, launch: _Launch, fingerprint: dict[str, Any] | None
+    ) -> QuotaTrigger:
+        """Wait for quota as long as the pod may take to be scheduled, from the first refusal."""
+        since = launch.quota_since or time.time()
+        window = self.schedule_timeout_seconds or self.startup_timeout_seconds
+        self.log.info(
+            "the namespace's quota has no room for the pod yet (%s); waiting up to %d s",
+            refused.message,
+            window,
+        )
+        refusal = QuotaRefusal.parse(refused.message)
+        return QuotaTrigger(
+            namespace=namespace,
+            cluster=self.cluster_ref.to_dict(),
+            quota=refusal.quota,
+            requested=refusal.requested,
+            deadline=since + window,
+            waiting_since=since,
+            relaunch=launch.relaunch,
+            cluster_fingerprint=fingerprint,
+        )
+
+    def execute_after_quota(self, context: Context, event: dict[str, Any]) -> Any:
+        """The quota wait ended: create the pod now, or fail once the scheduling window ran out."""
+        if not event["quota_free"]:
+            raise PodFailedError(
+                f"the namespace's quota {event['quota']!r} had no room for the pod in {event['waited']:g} s. "
+                "Fix: raise or free the quota, or raise startup_timeout_seconds / schedule_timeout_seconds"
+            )
+        return self._launch(context, _Launch(event["relaunch"], quota_since=event["waiting_since"]))
 
     def _trigger(
         self, state: PodState, secret_names: list[str], fingerprint: dict[str, Any] | None
@@ -536,6 +613,12 @@ class AsyncKubernetesPodOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         outcome = PodOutcome.from_payload(event)
         namespace, pod_name = outcome.namespace, outcome.pod_name
+        if outcome.disruption:
+            refused = self._why_not_relaunched(outcome)
+            if refused is None:
+                self._on_cluster(lambda client: self._cleanup_pod(client, outcome, report=False))
+                return self._launch(context, _Launch(outcome.relaunch + 1, why=outcome.message))
+            outcome = replace(outcome, message=f"{outcome.message}; not relaunched: {refused}")
         self._on_cluster(lambda client: self._finalize(client, outcome, context, event))
         if outcome.succeeded:
             self.log.info("pod %s/%s succeeded", namespace, pod_name)
@@ -550,7 +633,21 @@ class AsyncKubernetesPodOperator(BaseOperator):
             message += "\nLast log lines:\n" + "\n".join(outcome.log_tail)
         if outcome.status is Status.TIMEOUT and outcome.reason == "ExecutionTimeout":
             raise AirflowTaskTimeout(message)
+        if outcome.reason == "InvalidImageName":
+            raise PodCannotRunError(
+                f"{message}\nNo retry was made: the image reference cannot be pulled as written."
+            )
         raise PodFailedError(message)
+
+    def _why_not_relaunched(self, outcome: PodOutcome) -> str | None:
+        """Why a pod the cluster took away is not replaced; None: it is."""
+        if outcome.started and not self.relaunch_started_pods:
+            return (
+                "its base container had started (relaunch_started_pods=True allows work that may run again)"
+            )
+        if outcome.relaunch >= self.disruption_relaunches:
+            return f"disruption_relaunches={self.disruption_relaunches} relaunches were used"
+        return None
 
     def _push_xcom(self, ti: Any, value: Any) -> None:
         """What Airflow pushes for a returned value (`multiple_outputs` fanned out), for a failing task."""
@@ -572,9 +669,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if self.callbacks:
             self._callback("on_pod_cleanup", context, pod=pod)
 
-    async def _cleanup_pod(self, client: ClusterClient, outcome: PodOutcome) -> None:
+    async def _cleanup_pod(self, client: ClusterClient, outcome: PodOutcome, report: bool = True) -> None:
         namespace, pod_name, succeeded = outcome.namespace, outcome.pod_name, outcome.succeeded
-        if not succeeded:
+        if not succeeded and report:
             await self._report_failure(client, namespace, pod_name)
         delete = (
             self.on_finish_action == "delete_pod"
@@ -661,6 +758,28 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 return await action(client)
 
         return asyncio.run(run())
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """Which pod of the try `_launch` creates: the first, or relaunch `relaunch` > 0 replacing one
+    the cluster took away (`why`); `quota_since`: when the quota first refused its creation."""
+
+    relaunch: int = 0
+    why: str = ""
+    quota_since: float | None = None
+
+    def mark(self, pod: V1Pod, log: Any, relaunches: int) -> None:
+        """Name a replacement (the same name whoever creates it) and annotate what the timeline shows."""
+        notes = {RELAUNCH_ANNOTATION: str(self.relaunch)} if self.relaunch else {}
+        if self.quota_since:
+            notes[QUOTA_WAIT_ANNOTATION] = f"{time.time() - self.quota_since:.0f}"
+        pod.metadata.annotations = {**(pod.metadata.annotations or {}), **notes}
+        if self.relaunch:
+            suffix = f"-r{self.relaunch}"
+            pod.metadata.name = pod.metadata.name[: 63 - len(suffix)].rstrip("-") + suffix
+            where = f"{pod.metadata.namespace}/{pod.metadata.name}"
+            log.info("%s; relaunch %d of %d as pod %s", self.why, self.relaunch, relaunches, where)
 
 
 #: Arguments stored as given, under their own names (those normalized in __init__ are then

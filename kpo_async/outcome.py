@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -39,6 +39,13 @@ class PodOutcome:
     #: The last log lines, for the failure message (failures only).
     log_tail: tuple[str, ...] = ()
     log_cursor: str | None = None
+    #: How the cluster took the pod away (a `kpo_async.pod_state.DISRUPTIONS` key), if it did, and
+    #: whether its base container had started by then.
+    disruption: str | None = None
+    started: bool = False
+    #: Which relaunch of the try this pod was (0: the first pod), and where its time went.
+    relaunch: int = 0
+    timeline: dict[str, int] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:

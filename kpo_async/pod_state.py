@@ -26,6 +26,21 @@ FATAL_WAITING_REASONS = frozenset(
         "RunContainerError",
     }
 )
+#: How the cluster takes a pod away: the `DisruptionTarget` condition's reasons, and the kubelet's
+#: `Evicted` (a pod status reason, set also by kubelets older than the condition), in words.
+DISRUPTIONS = {
+    "EvictionByEvictionAPI": "evicted by the Eviction API",
+    "PreemptionByScheduler": "preempted by the scheduler for a higher-priority pod",
+    "DeletionByTaintManager": "deleted by the taint manager (its node was lost or tainted NoExecute)",
+    "TerminationByKubelet": "terminated by its node's kubelet",
+    "DeletionByPodGC": "garbage-collected (its node no longer exists)",
+    "Evicted": "evicted by the kubelet",
+}
+
+
+def epoch(stamp: str | None) -> float | None:
+    """An API timestamp (RFC 3339, ``Z``) as epoch seconds."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,9 @@ class ContainerState:
     reason: str | None = None
     message: str | None = None
     exit_code: int | None = None
+    #: When the container started running and when it ended (epoch seconds), if it did.
+    started_at: float | None = None
+    finished_at: float | None = None
 
     @property
     def terminated(self) -> bool:
@@ -56,6 +74,8 @@ class ContainerState:
             reason=detail.get("reason"),
             message=detail.get("message"),
             exit_code=detail.get("exitCode"),
+            started_at=epoch(detail.get("startedAt")),
+            finished_at=epoch(detail.get("finishedAt")),
         )
 
 
@@ -67,23 +87,36 @@ class PodState:
     phase: Phase
     reason: str | None
     message: str | None
-    deleting: bool
+    #: When the pod's deletion grace period ends (epoch seconds), once it is being deleted.
+    deletion_at: float | None
     containers: tuple[ContainerState, ...]
     init_containers: tuple[ContainerState, ...]
     unschedulable_message: str | None
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
-    #: When the pod was scheduled (epoch seconds, from its PodScheduled condition), if it was.
+    #: When the pod was created, scheduled and initialized (epoch seconds; from its conditions).
     scheduled_at: float | None = None
+    created_at: float | None = None
+    initialized_at: float | None = None
+    #: How the cluster took the pod away (a `DISRUPTIONS` key), if it did, and its message.
+    disruption: tuple[str, str] | None = None
 
     @classmethod
     def from_api(cls, pod: Mapping[str, Any]) -> PodState:
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
-        conditions = status.get("conditions") or []
-        scheduled: dict[str, Any] = next((c for c in conditions if c.get("type") == "PodScheduled"), {})
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        scheduled = conditions.get("PodScheduled") or {}
         unschedulable = scheduled.get("message") if scheduled.get("status") == "False" else None
-        since = scheduled.get("lastTransitionTime") if scheduled.get("status") == "True" else None
+        since = {
+            kind: c.get("lastTransitionTime") for kind, c in conditions.items() if c.get("status") == "True"
+        }
+        target = conditions.get("DisruptionTarget") or {}
+        disruption = None
+        if target.get("status") == "True" and target.get("reason") in DISRUPTIONS:
+            disruption = (target["reason"], target.get("message") or "")
+        elif status.get("reason") == "Evicted":
+            disruption = ("Evicted", status.get("message") or "")
         return cls(
             name=meta.get("name", ""),
             namespace=meta.get("namespace", ""),
@@ -91,7 +124,7 @@ class PodState:
             phase=status.get("phase") or "Pending",
             reason=status.get("reason"),
             message=status.get("message"),
-            deleting=meta.get("deletionTimestamp") is not None,
+            deletion_at=epoch(meta.get("deletionTimestamp")),
             containers=tuple(ContainerState.from_api(s) for s in status.get("containerStatuses") or []),
             init_containers=tuple(
                 ContainerState.from_api(s) for s in status.get("initContainerStatuses") or []
@@ -99,7 +132,10 @@ class PodState:
             unschedulable_message=unschedulable,
             labels=dict(meta.get("labels") or {}),
             annotations=dict(meta.get("annotations") or {}),
-            scheduled_at=datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp() if since else None,
+            scheduled_at=epoch(since.get("PodScheduled")),
+            created_at=epoch(meta.get("creationTimestamp")),
+            initialized_at=epoch(since.get("Initialized")),
+            disruption=disruption,
         )
 
     def container(self, name: str) -> ContainerState | None:
@@ -110,6 +146,10 @@ class PodState:
         """The pod has finished, or the named container has terminated."""
         found = self.container(container)
         return self.finished or (found is not None and found.terminated)
+
+    @property
+    def deleting(self) -> bool:
+        return self.deletion_at is not None
 
     @property
     def finished(self) -> bool:

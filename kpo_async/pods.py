@@ -59,7 +59,8 @@ async def create_pod(client: ClusterClient, pod: V1Pod) -> PodState | None:
         raise InvalidArgumentError(
             "pod spec",
             f"{what}: the API server rejected it: {exc.message}",
-            "correct the named field in the operator arguments or pod template",
+            "correct the named field in the operator arguments or pod template (no retry was made: "
+            "the API server would refuse the same spec again)",
         ) from None
     return PodState.from_api(body)
 

@@ -75,6 +75,8 @@ class PodWatcher:
         self.client = client
         self.namespace = namespace
         self.states: dict[str, PodState] = {}
+        #: The last state of followed pods the cluster took away and deleted, for their monitors.
+        self.taken_away: dict[str, PodState] = {}
         self.synced = asyncio.Event()
         self.last_contact = 0.0
         #: The API server's refusal (401/403/404) of the last list, until a list succeeds again.
@@ -99,6 +101,7 @@ class PodWatcher:
         subscribers.discard(subscription)
         if not subscribers:
             self._subscribers.pop(subscription.name, None)
+            self.taken_away.pop(subscription.name, None)
         if not self._subscribers:
             self._idle_since = time.monotonic()
 
@@ -219,6 +222,8 @@ class PodWatcher:
         state = PodState.from_api(obj)
         if kind == "DELETED":
             self.states.pop(state.name, None)
+            if state.disruption and state.name in self._subscribers:
+                self.taken_away[state.name] = state
         else:
             self.states[state.name] = state
         self._notify(state.name)
