@@ -1,4 +1,4 @@
-"""The plain objects a pod refers to: Secrets, ConfigMaps, PVCs, ServiceAccounts, PriorityClasses.
+"""Plain objects: Secrets, ConfigMaps, PVCs, ServiceAccounts, PriorityClasses, ResourceQuotas.
 
 They are served with create/get/list/watch/update/patch/delete like pods, with the defaults and
 the validation kube-apiserver applies that a pod's behaviour depends on. The kubelet reads them
@@ -28,6 +28,7 @@ from kpo_async.testing.sim.errors import (
     not_found,
 )
 from kpo_async.testing.sim.patch import apply_patch
+from kpo_async.testing.sim.quota import validate_hard
 from kpo_async.testing.sim.store import Store
 from kpo_async.testing.sim.util import fmt_time, new_uid
 from kpo_async.testing.sim.validation import apply_generate_name, check_body_namespace, validate_metadata
@@ -60,6 +61,7 @@ KINDS = {
         Kind("configmaps", "ConfigMap", "", True),
         Kind("persistentvolumeclaims", "PersistentVolumeClaim", "", True),
         Kind("serviceaccounts", "ServiceAccount", "", True),
+        Kind("resourcequotas", "ResourceQuota", "", True),
         Kind("priorityclasses", "PriorityClass", "scheduling.k8s.io", False),
     )
 }
@@ -143,12 +145,19 @@ def _prepare_priority_class(body: dict[str, Any], causes: list[Cause]) -> None:
     body.setdefault("globalDefault", False)
 
 
+def _prepare_resource_quota(body: dict[str, Any], causes: list[Cause]) -> None:
+    body.setdefault("spec", {})
+    body.pop("status", None)  # the quota controller's (quota.py)
+    validate_hard(body, causes)
+
+
 _PREPARE = {
     "secrets": _prepare_secret,
     "configmaps": _prepare_configmap,
     "persistentvolumeclaims": _prepare_pvc,
     "serviceaccounts": lambda body, causes: None,
     "priorityclasses": _prepare_priority_class,
+    "resourcequotas": _prepare_resource_quota,
 }
 
 
@@ -330,6 +339,8 @@ class ObjectsApi:
             )
         if causes:
             raise invalid(kind.kind, name, causes, kind.group)
+        if kind.resource == "resourcequotas" and "status" in old:
+            new["status"] = old["status"]
         new["kind"], new["apiVersion"] = kind.kind, kind.api_version
         return _json(self.store.update(kind.resource, new).full())
 
