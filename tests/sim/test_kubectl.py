@@ -277,3 +277,14 @@ async def test_kubectl_creates_and_lists_quotas_and_priority_classes(cluster: Si
     rc, out, err = await kubectl(cluster, "get", "priorityclass", "urgent")
     assert rc == 0, err
     assert out.splitlines()[1].split()[:3] == ["urgent", "5000", "false"]
+
+
+async def test_kubectl_create_quota_sends_protobuf(cluster: SimCluster) -> None:
+    rc, out, err = await kubectl(cluster, "create", "quota", "small", "--hard=pods=2,requests.memory=1Gi")
+    assert (rc, out.strip()) == (0, "resourcequota/small created"), err
+    rc, out, err = await kubectl(cluster, "get", "quota", "small", "-o", "jsonpath={.status}")
+    assert rc == 0, err
+    assert json.loads(out) == {
+        "hard": {"pods": "2", "requests.memory": "1Gi"},
+        "used": {"pods": "0", "requests.memory": "0"},
+    }
