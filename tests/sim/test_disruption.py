@@ -4,9 +4,12 @@ kubelet, scheduler preemption, the taint manager (lost node) and pod GC (deleted
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import pytest
 from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from kpo_async.testing.harness import wait_for
 from kpo_async.testing.sim import SimCluster
@@ -265,3 +268,46 @@ async def test_deleted_node_pod_gc_fails_and_force_deletes_its_pods(
         await ctl.restore_node(NODE)
     assert [n.metadata.name for n in (await v1.list_node()).items] == [NODE]
     await wait_phase(v1, "orphan", ("Running",))
+
+
+async def test_priority_admission_and_a_pod_that_may_not_preempt(
+    v1: client.CoreV1Api, api: client.ApiClient, cluster: SimCluster
+) -> None:
+    sched = client.SchedulingV1Api(api)
+    await sched.create_priority_class({"metadata": {"name": "usual"}, "value": 10, "globalDefault": True})
+    await sched.create_priority_class(
+        {"metadata": {"name": "polite"}, "value": 500, "preemptionPolicy": "Never"}
+    )
+    plain = await v1.create_namespaced_pod("default", _sleeper("plain", cpu="1"))
+    assert (plain.spec.priority_class_name, plain.spec.priority) == ("usual", 10)
+    with pytest.raises(ApiException) as info:
+        await v1.create_namespaced_pod("default", _sleeper("forced", priority=7))
+    assert json.loads(info.value.body)["message"] == (
+        'pods "forced" is forbidden: the integer value of priority (7) must not be provided in pod spec; '
+        "priority admission controller computed 10 from the given PriorityClass name"
+    )
+    with pytest.raises(ApiException) as info:
+        await v1.create_namespaced_pod(
+            "default", _sleeper("pushy", priorityClassName="polite", preemptionPolicy="PreemptLowerPriority")
+        )
+    assert json.loads(info.value.body)["message"] == (
+        'pods "pushy" is forbidden: the string value of PreemptionPolicy (PreemptLowerPriority) must not be '
+        "provided in pod spec; priority admission controller computed Never from the given PriorityClass name"
+    )
+
+    cluster.set_node_allocatable({"cpu": "1"})
+    await wait_phase(v1, "plain", ("Running",))
+    polite = await v1.create_namespaced_pod(
+        "default", _sleeper("polite", cpu="1", priorityClassName="polite")
+    )
+    assert polite.spec.preemption_policy == "Never"
+
+    def unschedulable(pod: Any) -> bool:
+        cond = next((c for c in pod.status.conditions or [] if c.type == "PodScheduled"), None)
+        return cond is not None and cond.status == "False"
+
+    pod = await wait_for(lambda: v1.read_namespaced_pod("polite", "default"), unschedulable)
+    assert next(c for c in pod.status.conditions if c.type == "PodScheduled").message == (
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
+    )
+    assert (await v1.read_namespaced_pod("plain", "default")).metadata.deletion_timestamp is None

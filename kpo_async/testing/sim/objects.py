@@ -209,29 +209,49 @@ def admit_pod(store: Store, pod: dict[str, Any], ns: str) -> None:
             "Forbidden",
             {"name": name, "kind": "pods"},
         )
+    _admit_priority(store, spec, name)
+
+
+def _default_priority_class(store: Store) -> dict[str, Any] | None:
+    """The `globalDefault` PriorityClass with the highest value, if any."""
+    defaults = [o.body for o in store.list("priorityclasses") if o.body and o.body.get("globalDefault")]
+    return max(defaults, key=lambda pc: pc.get("value", 0), default=None)
+
+
+def _admit_priority(store: Store, spec: dict[str, Any], name: str) -> None:
+    """The Priority admission plugin: the class (named, or the global default) sets priority and
+    preemptionPolicy; a pod stating other values, or naming a missing class, is refused."""
     pc_name = spec.get("priorityClassName")
     if pc_name:
-        pc = store.get("priorityclasses", "", pc_name)
-        if pc is None:
-            raise ApiError(
-                403,
-                f'pods "{name}" is forbidden: no PriorityClass with name {pc_name} was found',
-                "Forbidden",
-                {"name": name, "kind": "pods"},
-            )
-        assert pc.body is not None
-        value = pc.body.get("value", 0)
-        if spec.get("priority") is not None and spec["priority"] != value:
-            raise ApiError(
-                403,
-                f'pods "{name}" is forbidden: the integer value of priority ({spec["priority"]}) must not be '
-                f"provided in pod spec; priority admission controller computed {value} from the given "
-                "PriorityClass name",
-                "Forbidden",
-                {"name": name, "kind": "pods"},
-            )
-        spec["priority"] = value
-        spec.setdefault("preemptionPolicy", pc.body.get("preemptionPolicy", "PreemptLowerPriority"))
+        obj = store.get("priorityclasses", "", pc_name)
+        if obj is None:
+            raise _forbidden(name, f"no PriorityClass with name {pc_name} was found")
+        pc: dict[str, Any] | None = obj.body
+    else:
+        pc = _default_priority_class(store)
+        if pc is not None:
+            spec["priorityClassName"] = pc["metadata"]["name"]
+    value = pc.get("value", 0) if pc else 0
+    policy = pc.get("preemptionPolicy", "PreemptLowerPriority") if pc else "PreemptLowerPriority"
+    if spec.get("priority") is not None and spec["priority"] != value:
+        raise _forbidden(
+            name,
+            f"the integer value of priority ({spec['priority']}) must not be provided in pod spec; "
+            f"priority admission controller computed {value} from the given PriorityClass name",
+        )
+    if spec.get("preemptionPolicy") is not None and spec["preemptionPolicy"] != policy:
+        raise _forbidden(
+            name,
+            f"the string value of PreemptionPolicy ({spec['preemptionPolicy']}) must not be provided in "
+            f"pod spec; priority admission controller computed {policy} from the given PriorityClass name",
+        )
+    spec["priority"], spec["preemptionPolicy"] = value, policy
+
+
+def _forbidden(name: str, message: str) -> ApiError:
+    return ApiError(
+        403, f'pods "{name}" is forbidden: {message}', "Forbidden", {"name": name, "kind": "pods"}
+    )
 
 
 class ObjectsApi:
