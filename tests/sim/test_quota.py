@@ -11,6 +11,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kpo_async.testing.harness import wait_for
+from kpo_async.testing.sim import SimCluster
 from kpo_async.testing.sim.quota import format_quantity
 
 from .conftest import pod_manifest, wait_phase
@@ -148,3 +149,22 @@ def test_quantities_print_in_canonical_form(text: str, expected: str) -> None:
 
     assert format_quantity(*amount(text)) == expected
     assert format_quantity(Fraction(1, 3)) == "333333334n"  # rounded up to a nano, as Quantity does
+
+
+async def test_a_pod_terminating_on_a_lost_node_stops_counting_after_its_grace(
+    v1: client.CoreV1Api, cluster: SimCluster
+) -> None:
+    await v1.create_namespaced_resource_quota(
+        "default", {"metadata": {"name": "q"}, "spec": {"hard": {"pods": "1", "requests.storage": "1Gi"}}}
+    )
+    await v1.create_namespaced_pod("default", _pod("stuck"))
+    await wait_phase(v1, "stuck", ("Running",))
+    assert cluster.lose_node_of("default", "stuck") == ["default/stuck"]
+    # Terminating and still charged until deletionTimestamp + grace (1 s + 1 s), as the evaluator says
+    assert await _used(v1) == {"pods": "1"}  # requests.storage is the PVCs' (not counted by the sim)
+    await _refusal(v1, _pod("replacement"))
+    await wait_for(lambda: _used(v1), lambda used: used["pods"] == "0", timeout=5)
+    assert (await v1.read_namespaced_pod("stuck", "default")).metadata.deletion_timestamp is not None
+    await v1.create_namespaced_pod("default", _pod("replacement"))
+    cluster.restore_node()
+    await wait_phase(v1, "replacement", ("Running",))

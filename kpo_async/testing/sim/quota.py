@@ -99,6 +99,9 @@ def _release_time(pod: dict[str, Any]) -> float | None:
 
 
 def _tracked(key: str) -> bool:
+    """A resource the pod evaluator counts (`requests.storage` is the PVCs', not counted here)."""
+    if key == "requests.storage":
+        return False
     return key in ("pods", "count/pods", *_BARE) or key.startswith(("requests.", "limits."))
 
 
