@@ -256,7 +256,7 @@ class PodWorker:
         self.k.events.record(self.pod, reason, message, type_, fp, component)
 
     # --- waiting ---
-    async def wait(self, seconds: float | None, also: set[asyncio.Future[None]] | None = None) -> bool:
+    async def wait(self, seconds: float | None) -> bool:
         """Sleep (forever if None) unless the pod is being terminated; False if it is (or becomes)
         so. A plain future + loop timer: no task, no Event per waiting pod."""
         if self.terminating:
@@ -267,8 +267,6 @@ class PodWorker:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._parked.add(fut)
-        if also is not None:
-            also.add(fut)
         timer = loop.call_later(seconds, _resolve, fut) if seconds is not None else None
         try:
             await fut
@@ -276,8 +274,6 @@ class PodWorker:
             if timer is not None:
                 timer.cancel()
             self._parked.discard(fut)
-            if also is not None:
-                also.discard(fut)
         return not self.terminating
 
     def _wake(self) -> None:
