@@ -244,3 +244,47 @@ async def test_kpo_async_sim_creates_the_namespaces_it_is_given(tmp_path) -> Non
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def test_kubectl_creates_and_lists_quotas_and_priority_classes(cluster: SimCluster) -> None:
+    manifests = (
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: compute\nspec:\n  hard:\n"
+        "    pods: '3'\n    requests.cpu: '1'\n    limits.memory: 1Gi\n"
+        "---\napiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: urgent\nvalue: 5000\n"
+    )
+    rc, out, err = await kubectl(cluster, "create", "-f", "-", stdin=manifests.encode())
+    assert rc == 0, err
+    assert out.split("\n")[:2] == [
+        "resourcequota/compute created",
+        "priorityclass.scheduling.k8s.io/urgent created",
+    ]
+    pod = pod_manifest("counted", "sleep 30")
+    pod["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "250m"}, "limits": {"memory": "256Mi"}}
+    rc, _, err = await kubectl(cluster, "create", "-f", "-", stdin=yaml.safe_dump(pod).encode())
+    assert rc == 0, err
+
+    rc, out, err = await kubectl(cluster, "get", "resourcequota")
+    assert rc == 0, err
+    header, row = out.strip().splitlines()
+    assert header.split() == ["NAME", "AGE", "REQUEST", "LIMIT"]
+    assert row.split()[0] == "compute"
+    assert row.split("  ")[-1].strip() == "limits.memory: 256Mi/1Gi"
+    assert "pods: 1/3, requests.cpu: 250m/1" in row
+
+    rc, out, err = await kubectl(cluster, "get", "quota", "compute", "-o", "jsonpath={.status.used}")
+    assert rc == 0, err
+    assert json.loads(out) == {"limits.memory": "256Mi", "pods": "1", "requests.cpu": "250m"}
+    rc, out, err = await kubectl(cluster, "get", "priorityclass", "urgent")
+    assert rc == 0, err
+    assert out.splitlines()[1].split()[:3] == ["urgent", "5000", "false"]
+
+
+async def test_kubectl_create_quota_sends_protobuf(cluster: SimCluster) -> None:
+    rc, out, err = await kubectl(cluster, "create", "quota", "small", "--hard=pods=2,requests.memory=1Gi")
+    assert (rc, out.strip()) == (0, "resourcequota/small created"), err
+    rc, out, err = await kubectl(cluster, "get", "quota", "small", "-o", "jsonpath={.status}")
+    assert rc == 0, err
+    assert json.loads(out) == {
+        "hard": {"pods": "2", "requests.memory": "1Gi"},
+        "used": {"pods": "0", "requests.memory": "0"},
+    }

@@ -12,8 +12,9 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kpo_async.testing.sim import discovery, protobuf
+from kpo_async.testing.sim import discovery, protobuf, quota
 from kpo_async.testing.sim.config import SimConfig
+from kpo_async.testing.sim.disruption import EVICTION_API, add_disruption_target
 from kpo_async.testing.sim.errors import (
     ApiError,
     Cause,
@@ -325,6 +326,7 @@ class Api:
         if self.store.get("pods", ns, name) is not None:
             raise already_exists("pods", name)
         default_pod(body, ns)
+        quota.admit(self.store, body, ns)
         if request.query.get("dryRun"):
             return json_response(body, 201)
         obj = self.store.create("pods", body)
@@ -476,15 +478,15 @@ class Api:
             if grace < meta.get("deletionGracePeriodSeconds", grace + 1):
                 meta["deletionGracePeriodSeconds"] = grace
                 meta["deletionTimestamp"] = fmt_time(time.time() + grace)
-                worker.terminate(grace)
+                if self.kubelet.node_state == "Ready":
+                    worker.terminate(grace)
                 return self.store.update("pods", pod)
             return obj
         meta["deletionTimestamp"] = fmt_time(time.time() + grace)
         meta["deletionGracePeriodSeconds"] = grace
         updated = self.store.update("pods", pod)
-        task = asyncio.ensure_future(self.kubelet.graceful_delete(worker, float(grace)))
-        self._bg.add(task)
-        task.add_done_callback(self._bg.discard)
+        if self.kubelet.node_state == "Ready":  # on a lost node the pod stays Terminating
+            self.kubelet.start_delete(worker, float(grace))
         return updated
 
     async def delete_pod(self, request: web.Request) -> web.Response:
@@ -510,6 +512,10 @@ class Api:
         ns, name = request.match_info["ns"], request.match_info["name"]
         body = await read_body(request)
         opts = (body or {}).get("deleteOptions") or {}
+        pod = self._get_obj("pods", ns, name).body
+        assert pod is not None
+        if not opts.get("dryRun"):
+            add_disruption_target(self.store, self.kubelet.worker(ns, name), pod, EVICTION_API)
         self.delete_pod_now(ns, name, opts)
         return json_response(
             {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
@@ -750,7 +756,14 @@ class Api:
                 pass
         while self.store.list("pods", name):  # noqa: ASYNC110 - pods go away on their own
             await asyncio.sleep(0.05)
-        for resource in ("events", "secrets", "configmaps", "persistentvolumeclaims", "serviceaccounts"):
+        for resource in (
+            "events",
+            "secrets",
+            "configmaps",
+            "persistentvolumeclaims",
+            "serviceaccounts",
+            "resourcequotas",
+        ):
             for o in self.store.list(resource, name):
                 self.store.delete(resource, name, o.name)
         self.store.delete("namespaces", "", name)

@@ -94,3 +94,24 @@ class SimControl:
         await self._request(
             "POST", f"/sim/v1/namespaces/{namespace}/pods/{name}/containers/{container}/signal", body
         )
+
+    # --- the node (nodes.py): lost, back, deleted (pod GC), capacity ---
+    async def lose_node(self, node: str) -> list[str]:
+        """The node stops reporting; returns the "ns/name" of the pods the taint manager marked."""
+        return (await self._request("POST", f"/sim/v1/nodes/{node}/lose"))["pods"]
+
+    async def lose_node_of(self, namespace: str, name: str) -> str:
+        """Lose the node the pod is bound to; returns the node's name."""
+        return (await self._request("POST", f"/sim/v1/namespaces/{namespace}/pods/{name}/lose-node"))["node"]
+
+    async def restore_node(self, node: str) -> None:
+        """The node reports again (or registers again after `delete_node`)."""
+        await self._request("POST", f"/sim/v1/nodes/{node}/restore")
+
+    async def delete_node(self, node: str) -> list[str]:
+        """Delete the Node; returns the "ns/name" of the pods pod GC failed and force-deleted."""
+        return (await self._request("DELETE", f"/sim/v1/nodes/{node}"))["pods"]
+
+    async def set_node_allocatable(self, node: str, values: dict[str, str]) -> dict[str, str]:
+        """Change the node's allocatable, e.g. {"cpu": "2"}; returns the new allocatable."""
+        return (await self._request("PATCH", f"/sim/v1/nodes/{node}/allocatable", values))["allocatable"]

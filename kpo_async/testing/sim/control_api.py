@@ -11,8 +11,10 @@ from kpo_async.testing.sim.errors import ApiError, bad_request, not_found
 from kpo_async.testing.sim.faults import Fault
 from kpo_async.testing.sim.httpio import json_response
 from kpo_async.testing.sim.shell.io import parse_signal
+from kpo_async.testing.sim.util import parse_quantity
 
 if TYPE_CHECKING:
+    from kpo_async.testing.sim.nodes import NodeLifecycle
     from kpo_async.testing.sim.server import SimCluster
 
 
@@ -41,7 +43,50 @@ class ControlApi:
             web.post("/sim/v1/stats/reset", self.reset_stats),
             web.post(pod + "/evict", self.evict),
             web.post(pod + "/containers/{container}/signal", self.signal),
+            web.post(pod + "/lose-node", self.lose_node_of),
+            web.post("/sim/v1/nodes/{node}/lose", self.lose_node),
+            web.post("/sim/v1/nodes/{node}/restore", self.restore_node),
+            web.delete("/sim/v1/nodes/{node}", self.delete_node),
+            web.patch("/sim/v1/nodes/{node}/allocatable", self.set_allocatable),
         ]
+
+    # --- nodes (nodes.py) ---
+    def _nodes(self) -> NodeLifecycle:
+        assert self.cluster.nodes is not None
+        return self.cluster.nodes
+
+    async def lose_node(self, request: web.Request) -> web.Response:
+        """The node stops reporting: {"node": N, "pods": ["ns/name" marked by the taint manager]}."""
+        node = request.match_info["node"]
+        return json_response({"node": node, "pods": self._nodes().lose(node)})
+
+    async def lose_node_of(self, request: web.Request) -> web.Response:
+        node = self.cluster._node_of(request.match_info["ns"], request.match_info["name"])
+        return json_response({"node": node, "pods": self._nodes().lose(node)})
+
+    async def restore_node(self, request: web.Request) -> web.Response:
+        self._nodes().restore(request.match_info["node"])
+        return json_response({"status": "Success"})
+
+    async def delete_node(self, request: web.Request) -> web.Response:
+        """Pod GC: {"node": N, "pods": ["ns/name" failed and force-deleted]}."""
+        node = request.match_info["node"]
+        return json_response({"node": node, "pods": self._nodes().delete(node)})
+
+    async def set_allocatable(self, request: web.Request) -> web.Response:
+        """{"cpu": "2", ...}: the node's new allocatable (and capacity); answers the result."""
+        data = await _json(request)
+        if not isinstance(data, dict) or not data:
+            raise bad_request('a JSON object of resources, e.g. {"cpu": "2"}')
+        values = {str(k): str(v) for k, v in data.items()}
+        for key, value in values.items():
+            try:
+                parse_quantity(value)
+            except ValueError as e:
+                raise bad_request(f"invalid quantity for {key}: {value!r}") from e
+        return json_response(
+            {"allocatable": self._nodes().set_allocatable(request.match_info["node"], values)}
+        )
 
     async def list_faults(self, request: web.Request) -> web.Response:
         return json_response({"faults": [f.to_dict() for f in self.cluster.faults.list()]})

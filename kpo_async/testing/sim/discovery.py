@@ -82,6 +82,16 @@ def api_resource_list() -> dict[str, Any]:
                 singular="persistentvolumeclaim",
                 shortNames=["pvc"],
             ),
+            _res(
+                "resourcequotas",
+                "ResourceQuota",
+                True,
+                _RW,
+                singular="resourcequota",
+                shortNames=["quota"],
+                storageVersionHash="8uhSgffRX6w=",
+            ),
+            _res("resourcequotas/status", "ResourceQuota", True, ["get"]),
             _res("secrets", "Secret", True, _RW, singular="secret"),
             _res(
                 "serviceaccounts", "ServiceAccount", True, _RW, singular="serviceaccount", shortNames=["sa"]
@@ -140,6 +150,7 @@ _SERVED_KINDS = (
     ("", "configmaps", "ConfigMap", True),
     ("", "persistentvolumeclaims", "PersistentVolumeClaim", True),
     ("", "serviceaccounts", "ServiceAccount", True),
+    ("", "resourcequotas", "ResourceQuota", True),
     ("scheduling.k8s.io", "priorityclasses", "PriorityClass", False),
 )
 

@@ -9,6 +9,7 @@ from typing import Any
 from kpo_async.testing.sim.store import Store
 from kpo_async.testing.sim.util import fmt_micro, fmt_time, new_uid
 
+_SCHEDULER_ACTIONS = {"Scheduled": "Scheduling", "FailedScheduling": "Scheduling", "Preempted": "Preempting"}
 _AGGREGATE_WINDOW = 600.0  # the event correlator aggregates identical events within 10 minutes
 
 
@@ -107,9 +108,11 @@ class EventRecorder:
             if component == "kubelet"
             else f"{component}-{self.node_name}",
         }
-        if component != "kubelet":
+        if component == "default-scheduler":  # events.k8s.io/v1 recorder: eventTime and action
             body["eventTime"] = fmt_micro(first)
-            body["action"] = "Scheduling" if reason in ("Scheduled", "FailedScheduling") else reason
+            body["action"] = _SCHEDULER_ACTIONS.get(reason, reason)
+        elif component != "kubelet":  # the controller manager's core/v1 recorder
+            body["reportingInstance"] = ""
         return body
 
     def expire(self, now: float | None = None) -> None:

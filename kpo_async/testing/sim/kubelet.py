@@ -11,6 +11,7 @@ import hashlib
 import random
 import re
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -30,9 +31,10 @@ from kpo_async.testing.sim.errors import ApiError, bad_request
 from kpo_async.testing.sim.events import EventRecorder
 from kpo_async.testing.sim.fs import PodFS
 from kpo_async.testing.sim.logs import ContainerLog
+from kpo_async.testing.sim.preemption import placement, priority
 from kpo_async.testing.sim.refs import env_from_refs, env_value_ref, missing_claim, volume_files
 from kpo_async.testing.sim.runtime import ContainerRuntime
-from kpo_async.testing.sim.scheduler import Resources, fit, pod_requests
+from kpo_async.testing.sim.scheduler import Resources, pod_requests
 from kpo_async.testing.sim.store import Store
 from kpo_async.testing.sim.util import fmt_time, parse_quantity, rand_hex
 from kpo_async.testing.sim.validation import BEHAVIOR_ANNOTATION
@@ -79,6 +81,10 @@ class PodWorker:
         self.status_reason: str | None = None
         self.status_message: str | None = None
         self.removed = False
+        #: set by the scheduler's preemption; cleared once bound
+        self.nominated_node: str | None = None
+        self.victims: list[PodWorker] = []
+        self.deleting = False
         self._parked: set[asyncio.Future[None]] = set()
         self._flush_pending = False
         self._kill_timer: asyncio.TimerHandle | None = None
@@ -195,6 +201,8 @@ class PodWorker:
             status["message"] = self.status_message
         if self.status_reason:
             status["reason"] = self.status_reason
+        if self.nominated_node:
+            status["nominatedNodeName"] = self.nominated_node
         if self.admitted:
             status["hostIP"] = "127.0.0.1"
             status["hostIPs"] = [{"ip": "127.0.0.1"}]
@@ -222,8 +230,8 @@ class PodWorker:
 
     def _flush(self) -> None:
         self._flush_pending = False
-        if self.removed:
-            return
+        if self.removed or (self.k.node_state != "Ready" and self.pod["spec"].get("nodeName")):
+            return  # a lost node's kubelet reports nothing; NodeLifecycle.restore flushes again
         obj = self.k.store.get("pods", self.ns, self.name)
         if obj is None or obj.body is not self.pod:
             return
@@ -248,7 +256,7 @@ class PodWorker:
         self.k.events.record(self.pod, reason, message, type_, fp, component)
 
     # --- waiting ---
-    async def wait(self, seconds: float | None, also: set[asyncio.Future[None]] | None = None) -> bool:
+    async def wait(self, seconds: float | None) -> bool:
         """Sleep (forever if None) unless the pod is being terminated; False if it is (or becomes)
         so. A plain future + loop timer: no task, no Event per waiting pod."""
         if self.terminating:
@@ -259,8 +267,6 @@ class PodWorker:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         self._parked.add(fut)
-        if also is not None:
-            also.add(fut)
         timer = loop.call_later(seconds, _resolve, fut) if seconds is not None else None
         try:
             await fut
@@ -268,8 +274,6 @@ class PodWorker:
             if timer is not None:
                 timer.cancel()
             self._parked.discard(fut)
-            if also is not None:
-                also.discard(fut)
         return not self.terminating
 
     def _wake(self) -> None:
@@ -313,13 +317,15 @@ class PodWorker:
             return False
         backoff = self.k.config.backoff_initial
         while True:
+            epoch = self.k.room_epoch
             claim_msg = missing_claim(self.k.store, self.ns, spec)
-            msg = claim_msg or fit(spec, node, self.k.config.node_labels, self.k.allocatable, self.k.used)
+            msg = claim_msg or placement(self.k, self)
             if msg is None:
                 break
-            self.set_condition("PodScheduled", False, "Unschedulable", msg)
-            self.event("FailedScheduling", msg, "Warning", component="default-scheduler")
-            self.mark()
+            if msg:  # "" while its victims are going away: nothing new to say
+                self.set_condition("PodScheduled", False, "Unschedulable", msg)
+                self.event("FailedScheduling", msg, "Warning", component="default-scheduler")
+                self.mark()
             if "affinity/selector" in msg:
                 await self.wait(None)
                 return False
@@ -328,8 +334,16 @@ class PodWorker:
                     return False
                 backoff = min(backoff * 2, self.k.config.backoff_max)
                 continue
-            if not await self.wait(None, also=self.k.capacity_waiters):
-                return False
+            if epoch != self.k.room_epoch:  # room freed meanwhile (a victim deleted at once)
+                continue
+            self.k.unschedulable.add(self)
+            try:
+                if not await self.wait(None):
+                    return False
+            finally:
+                self.k.unschedulable.discard(self)
+        self.k.nominated.pop(self, None)
+        self.nominated_node = None
         self.requests = pod_requests(spec)
         self.k.reserve(self.requests)
         spec["nodeName"] = node
@@ -693,8 +707,16 @@ class Kubelet:
         self.images: set[str] = set()
         self.allocatable: Resources = {k: parse_quantity(v) for k, v in config.node_allocatable.items()}
         self.used: Resources = {}
-        #: pods waiting for resources (FailedScheduling) park a future here
-        self.capacity_waiters: set[asyncio.Future[None]] = set()
+        #: pods waiting for room (FailedScheduling), woken highest priority first when it frees
+        self.unschedulable: set[PodWorker] = set()
+        #: preemptors waiting for their victims to go, and the room they hold meanwhile
+        self.nominated: dict[PodWorker, Resources] = {}
+        #: "Ready", "Lost" (no status reports, deletions wait) or "Deleted" (nodes.py)
+        self.node_state = "Ready"
+        #: the API server's graceful delete (api.py), used by preemption
+        self.delete_pod: Callable[[str, str, dict[str, Any]], Any] | None = None
+        self.bg: set[asyncio.Task[Any]] = set()
+        self.room_epoch = 0
         self._ip = 1
 
     # --- resources ---
@@ -708,8 +730,19 @@ class Kubelet:
         for k, v in worker.requests.items():
             self.used[k] = self.used.get(k, Fraction(0)) - v
         worker.requests = None
-        for fut in list(self.capacity_waiters):
-            _resolve(fut)
+        self.wake_unschedulable()
+
+    def wake_unschedulable(self) -> None:
+        """Room freed: the waiting pods retry, the highest priority first (the scheduling queue)."""
+        self.room_epoch += 1
+        for waiting in sorted(self.unschedulable, key=lambda w: -priority(w.pod)):
+            waiting._wake()
+
+    def set_allocatable(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self.allocatable[key] = parse_quantity(value)
+            self.config.node_allocatable[key] = str(value)
+        self.wake_unschedulable()
 
     def allocate_ip(self) -> str:
         while True:
@@ -731,8 +764,15 @@ class Kubelet:
         worker = self.workers.pop((ns, name), None)
         if worker is not None:
             worker.removed = True
+            self.nominated.pop(worker, None)
             worker.terminate(0)
             self.release(worker)
+
+    def start_delete(self, worker: PodWorker, grace: float) -> None:
+        worker.deleting = True
+        task = asyncio.ensure_future(self.graceful_delete(worker, grace))
+        self.bg.add(task)
+        task.add_done_callback(self.bg.discard)
 
     async def graceful_delete(self, worker: PodWorker, grace: float) -> None:
         """TERM the containers, wait until they stopped (KILL after grace), then remove the pod."""
@@ -743,9 +783,12 @@ class Kubelet:
             pass
         worker._flush()  # final status before the DELETED event
         await asyncio.sleep(self.config.scaled(self.config.delete_delay))
+        while self.node_state == "Lost":  # noqa: ASYNC110 - the node comes back when a test says so
+            await asyncio.sleep(0.05)
         if self.workers.get((worker.ns, worker.name)) is worker:
             del self.workers[(worker.ns, worker.name)]
         worker.removed = True
+        self.nominated.pop(worker, None)
         self.release(worker)
         obj = self.store.get("pods", worker.ns, worker.name)
         if obj is not None and obj.body is worker.pod:

@@ -1,4 +1,4 @@
-"""The plain objects a pod refers to: Secrets, ConfigMaps, PVCs, ServiceAccounts, PriorityClasses.
+"""Plain objects: Secrets, ConfigMaps, PVCs, ServiceAccounts, PriorityClasses, ResourceQuotas.
 
 They are served with create/get/list/watch/update/patch/delete like pods, with the defaults and
 the validation kube-apiserver applies that a pod's behaviour depends on. The kubelet reads them
@@ -28,6 +28,7 @@ from kpo_async.testing.sim.errors import (
     not_found,
 )
 from kpo_async.testing.sim.patch import apply_patch
+from kpo_async.testing.sim.quota import validate_hard
 from kpo_async.testing.sim.store import Store
 from kpo_async.testing.sim.util import fmt_time, new_uid
 from kpo_async.testing.sim.validation import apply_generate_name, check_body_namespace, validate_metadata
@@ -60,6 +61,7 @@ KINDS = {
         Kind("configmaps", "ConfigMap", "", True),
         Kind("persistentvolumeclaims", "PersistentVolumeClaim", "", True),
         Kind("serviceaccounts", "ServiceAccount", "", True),
+        Kind("resourcequotas", "ResourceQuota", "", True),
         Kind("priorityclasses", "PriorityClass", "scheduling.k8s.io", False),
     )
 }
@@ -143,12 +145,19 @@ def _prepare_priority_class(body: dict[str, Any], causes: list[Cause]) -> None:
     body.setdefault("globalDefault", False)
 
 
+def _prepare_resource_quota(body: dict[str, Any], causes: list[Cause]) -> None:
+    body.setdefault("spec", {})
+    body.pop("status", None)  # the quota controller's (quota.py)
+    validate_hard(body, causes)
+
+
 _PREPARE = {
     "secrets": _prepare_secret,
     "configmaps": _prepare_configmap,
     "persistentvolumeclaims": _prepare_pvc,
     "serviceaccounts": lambda body, causes: None,
     "priorityclasses": _prepare_priority_class,
+    "resourcequotas": _prepare_resource_quota,
 }
 
 
@@ -200,29 +209,49 @@ def admit_pod(store: Store, pod: dict[str, Any], ns: str) -> None:
             "Forbidden",
             {"name": name, "kind": "pods"},
         )
+    _admit_priority(store, spec, name)
+
+
+def _default_priority_class(store: Store) -> dict[str, Any] | None:
+    """The `globalDefault` PriorityClass with the highest value, if any."""
+    defaults = [o.body for o in store.list("priorityclasses") if o.body and o.body.get("globalDefault")]
+    return max(defaults, key=lambda pc: pc.get("value", 0), default=None)
+
+
+def _admit_priority(store: Store, spec: dict[str, Any], name: str) -> None:
+    """The Priority admission plugin: the class (named, or the global default) sets priority and
+    preemptionPolicy; a pod stating other values, or naming a missing class, is refused."""
     pc_name = spec.get("priorityClassName")
     if pc_name:
-        pc = store.get("priorityclasses", "", pc_name)
-        if pc is None:
-            raise ApiError(
-                403,
-                f'pods "{name}" is forbidden: no PriorityClass with name {pc_name} was found',
-                "Forbidden",
-                {"name": name, "kind": "pods"},
-            )
-        assert pc.body is not None
-        value = pc.body.get("value", 0)
-        if spec.get("priority") is not None and spec["priority"] != value:
-            raise ApiError(
-                403,
-                f'pods "{name}" is forbidden: the integer value of priority ({spec["priority"]}) must not be '
-                f"provided in pod spec; priority admission controller computed {value} from the given "
-                "PriorityClass name",
-                "Forbidden",
-                {"name": name, "kind": "pods"},
-            )
-        spec["priority"] = value
-        spec.setdefault("preemptionPolicy", pc.body.get("preemptionPolicy", "PreemptLowerPriority"))
+        obj = store.get("priorityclasses", "", pc_name)
+        if obj is None:
+            raise _forbidden(name, f"no PriorityClass with name {pc_name} was found")
+        pc: dict[str, Any] | None = obj.body
+    else:
+        pc = _default_priority_class(store)
+        if pc is not None:
+            spec["priorityClassName"] = pc["metadata"]["name"]
+    value = pc.get("value", 0) if pc else 0
+    policy = pc.get("preemptionPolicy", "PreemptLowerPriority") if pc else "PreemptLowerPriority"
+    if spec.get("priority") is not None and spec["priority"] != value:
+        raise _forbidden(
+            name,
+            f"the integer value of priority ({spec['priority']}) must not be provided in pod spec; "
+            f"priority admission controller computed {value} from the given PriorityClass name",
+        )
+    if spec.get("preemptionPolicy") is not None and spec["preemptionPolicy"] != policy:
+        raise _forbidden(
+            name,
+            f"the string value of PreemptionPolicy ({spec['preemptionPolicy']}) must not be provided in "
+            f"pod spec; priority admission controller computed {policy} from the given PriorityClass name",
+        )
+    spec["priority"], spec["preemptionPolicy"] = value, policy
+
+
+def _forbidden(name: str, message: str) -> ApiError:
+    return ApiError(
+        403, f'pods "{name}" is forbidden: {message}', "Forbidden", {"name": name, "kind": "pods"}
+    )
 
 
 class ObjectsApi:
@@ -330,6 +359,8 @@ class ObjectsApi:
             )
         if causes:
             raise invalid(kind.kind, name, causes, kind.group)
+        if kind.resource == "resourcequotas" and "status" in old:
+            new["status"] = old["status"]
         new["kind"], new["apiVersion"] = kind.kind, kind.api_version
         return _json(self.store.update(kind.resource, new).full())
 

@@ -1,6 +1,6 @@
 """Request bodies in Kubernetes' protobuf encoding, for the objects kubectl's typed commands send.
 
-``kubectl create namespace|configmap|secret|serviceaccount|priorityclass`` post their object as
+``kubectl create namespace|configmap|secret|serviceaccount|priorityclass|quota`` post their object as
 ``application/vnd.kubernetes.protobuf`` (kube-apiserver accepts it; client-go does not fall back
 to JSON on a 415). The body is the 4-byte magic ``k8s\\0`` and a ``runtime.Unknown`` envelope:
 field 1 the TypeMeta (apiVersion, kind), field 2 the object's own protobuf message. Only the
@@ -83,6 +83,10 @@ KINDS: dict[tuple[str, str], Schema] = {
         4: ("description", "string"),
         5: ("preemptionPolicy", "string"),
     },
+    ("v1", "ResourceQuota"): {
+        1: ("metadata", _OBJECT_META),
+        2: ("spec", {1: ("hard", ("map", "quantity")), 2: ("scopes", ("repeated", "string"))}),
+    },
 }
 _TYPE_META: Schema = {1: ("apiVersion", "string"), 2: ("kind", "string")}
 _UNKNOWN: Schema = {1: ("typeMeta", _TYPE_META), 2: ("raw", "raw")}
@@ -156,6 +160,9 @@ def _scalar(kind: str, value: int | bytes) -> Any:
         return base64.b64encode(value if isinstance(value, bytes) else b"").decode()
     if kind == "bool":
         return bool(value)
+    if kind == "quantity":  # resource.Quantity: a message holding its string as field 1
+        text = dict(_fields(value if isinstance(value, bytes) else b"")).get(1, b"")
+        return text.decode() if isinstance(text, bytes) else str(text)
     if isinstance(value, bytes):
         raise ValueError("a number was encoded as bytes")
     return value - (1 << 64) if value >= 1 << 63 else value  # int64 two's complement

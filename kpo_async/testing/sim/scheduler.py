@@ -93,3 +93,38 @@ def fit(
             "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
         )
     return None
+
+
+def fits(
+    req: Mapping[str, Fraction], allocatable: Mapping[str, Fraction], used: Mapping[str, Fraction]
+) -> bool:
+    return all(
+        used.get(k, Fraction(0)) + v <= allocatable.get(k, Fraction(0)) for k, v in req.items() if v > 0
+    )
+
+
+def choose_victims(
+    req: Mapping[str, Fraction],
+    allocatable: Mapping[str, Fraction],
+    used: Mapping[str, Fraction],
+    candidates: list[tuple[int, float, Resources]],
+) -> list[int]:
+    """kube-scheduler's choice among lower-priority pods (priority, start time, requests): the pod
+    must fit once all of them are gone; then the most important are reprieved one by one (higher
+    priority, then earlier start first) while it still fits. The indexes of the rest, or []."""
+    base = dict(used)
+    for _, _, requests in candidates:
+        for k, v in requests.items():
+            base[k] = base.get(k, Fraction(0)) - v
+    if not candidates or not fits(req, allocatable, base):
+        return []
+    victims = []
+    for i in sorted(range(len(candidates)), key=lambda i: (-candidates[i][0], candidates[i][1])):
+        trial = dict(base)
+        for k, v in candidates[i][2].items():
+            trial[k] = trial.get(k, Fraction(0)) + v
+        if fits(req, allocatable, trial):
+            base = trial
+        else:
+            victims.append(i)
+    return victims

@@ -21,12 +21,14 @@ from kpo_async.testing.sim.access import access_review_route, forbidden, request
 from kpo_async.testing.sim.api import Api
 from kpo_async.testing.sim.config import SimConfig
 from kpo_async.testing.sim.control_api import ControlApi
-from kpo_async.testing.sim.errors import ApiError, status_body
+from kpo_async.testing.sim.errors import ApiError, not_found, status_body
 from kpo_async.testing.sim.events import EventRecorder
 from kpo_async.testing.sim.faults import FAULT_KEY, Fault, FaultRegistry
 from kpo_async.testing.sim.httpio import drop_connection, error_response, json_response
 from kpo_async.testing.sim.kubelet import Kubelet
+from kpo_async.testing.sim.nodes import NodeLifecycle
 from kpo_async.testing.sim.objects import system_objects
+from kpo_async.testing.sim.quota import QuotaController
 from kpo_async.testing.sim.stats import Stats, classify
 from kpo_async.testing.sim.store import Store
 from kpo_async.testing.sim.tls import TlsFiles, generate, server_context
@@ -60,6 +62,8 @@ class SimCluster:
         self.store: Store | None = None
         self.kubelet: Kubelet | None = None
         self.events: EventRecorder | None = None
+        self.quota: QuotaController | None = None
+        self.nodes: NodeLifecycle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._api: Api | None = None
@@ -89,6 +93,11 @@ class SimCluster:
             self.store.create(resource, body)
         self.store.create("nodes", self._node())
         self._api = Api(cfg, self.store, self.kubelet, self.events, self.stats)
+        self.kubelet.delete_pod = self._api.delete_pod_now
+        self.quota = QuotaController(self.store)
+        self.nodes = NodeLifecycle(
+            self.store, self.kubelet, self.events, self._node, self._api.delete_pod_now
+        )
         control = ControlApi(self)
 
         app = web.Application(
@@ -142,12 +151,13 @@ class SimCluster:
                         tasks.append(cs.runtime.done)
                 worker.task.cancel()
                 tasks.append(worker.task)
-            if self._api is not None:
-                for t in list(self._api._bg):
-                    t.cancel()
-                    tasks.append(t)
+            for t in [*self.kubelet.bg, *(self._api._bg if self._api is not None else ())]:
+                t.cancel()
+                tasks.append(t)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+        if self.quota is not None:
+            self.quota.close()
         if self._owns_workdir and self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self._owns_workdir = False
@@ -209,6 +219,41 @@ class SimCluster:
 
     def add_fault(self, fault: Fault) -> str:
         return self.faults.add(fault)
+
+    def lose_node(self, node: str | None = None) -> list[str]:
+        """The node stops reporting: its pods get DisruptionTarget (taint manager) and stay
+        Terminating until `restore_node`. Returns the "ns/name" of the pods marked."""
+        assert self.nodes is not None
+        return self.call(self.nodes.lose, node or self.config.node_name)  # type: ignore[no-any-return]
+
+    def lose_node_of(self, namespace: str, name: str) -> list[str]:
+        """`lose_node` for the node the pod is bound to."""
+        return self.lose_node(self.call(self._node_of, namespace, name))
+
+    def restore_node(self, node: str | None = None) -> None:
+        """The node is back (or registers again after `delete_node`): pending deletions complete."""
+        assert self.nodes is not None
+        self.call(self.nodes.restore, node or self.config.node_name)
+
+    def delete_node(self, node: str | None = None) -> list[str]:
+        """Delete the Node: pod GC fails (DeletionByPodGC) and force-deletes its pods."""
+        assert self.nodes is not None
+        return self.call(self.nodes.delete, node or self.config.node_name)  # type: ignore[no-any-return]
+
+    def set_node_allocatable(self, values: dict[str, str], node: str | None = None) -> dict[str, str]:
+        """Change the node's allocatable (e.g. {"cpu": "2"}); returns the new allocatable."""
+        assert self.nodes is not None
+        return self.call(self.nodes.set_allocatable, node or self.config.node_name, values)  # type: ignore[no-any-return]
+
+    def _node_of(self, namespace: str, name: str) -> str:
+        assert self.store is not None
+        obj = self.store.get("pods", namespace, name)
+        if obj is None or obj.body is None:
+            raise not_found("pods", name)
+        node = obj.body["spec"].get("nodeName")
+        if not node:
+            raise ApiError(409, f'pod "{name}" is not bound to a node', "Conflict")
+        return str(node)
 
     # --- pieces ---
     def _node(self) -> dict[str, Any]:

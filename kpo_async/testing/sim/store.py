@@ -116,6 +116,7 @@ RESOURCES: dict[str, Resource] = {
         "persistentvolumeclaims", "PersistentVolumeClaim", True, _meta_fields, True
     ),
     "serviceaccounts": _resource("serviceaccounts", "ServiceAccount", True, _meta_fields, True),
+    "resourcequotas": _resource("resourcequotas", "ResourceQuota", True, _meta_fields, True),
     "priorityclasses": _resource(
         "priorityclasses", "PriorityClass", False, _meta_fields, True, "scheduling.k8s.io/v1"
     ),
@@ -247,6 +248,8 @@ class Store:
         self.history_floor = 1
         self.watchers: dict[str, set[Watcher]] = {r: set() for r in RESOURCES}
         self.watch_queue_limit = watch_queue_limit
+        #: Controllers (quota) that react to every change, after the watchers got it.
+        self.listeners: list[Callable[[WatchEvent], None]] = []
 
     # --- reads ---
     def get(self, resource: str, ns: str, name: str) -> Obj | None:
@@ -310,6 +313,8 @@ class Store:
             self.history_floor = self.history.popleft().rv
         for w in tuple(self.watchers[ev.obj.resource.name]):
             w.offer(ev)
+        for listener in self.listeners:
+            listener(ev)
 
     # --- watch ---
     def watch(

@@ -99,6 +99,58 @@ def _partial(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _node_status(node: dict[str, Any]) -> str:
+    ready = next((c for c in node.get("status", {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+    return "Ready" if ready.get("status") == "True" else "NotReady"
+
+
+def _quota_cells(quota: dict[str, Any]) -> list[str]:
+    """kubectl's REQUEST and LIMIT columns: "pods: 1/2, requests.cpu: 400m/1"."""
+    status = quota.get("status") or {}
+    hard, used = status.get("hard") or {}, status.get("used") or {}
+    requests, limits = [], []
+    for key in sorted(hard):
+        text = f"{key}: {used.get(key, '0')}/{hard[key]}"
+        (limits if key.startswith("limits") else requests).append(text)
+    return [", ".join(requests), ", ".join(limits)]
+
+
+def _quota_table(objs: list[dict[str, Any]], now: float) -> tuple[list[dict[str, Any]], list[Any]]:
+    cols = [_col("Name", fmt="name"), _col("Age"), _col("Request"), _col("Limit")]
+    rows = [
+        ([o["metadata"]["name"], age(o["metadata"].get("creationTimestamp"), now), *_quota_cells(o)], o)
+        for o in objs
+    ]
+    return cols, rows
+
+
+def _priority_class_table(objs: list[dict[str, Any]], now: float) -> tuple[list[dict[str, Any]], list[Any]]:
+    cols = [
+        _col("Name", fmt="name"),
+        _col("Value", "integer"),
+        _col("Global-Default", "boolean"),
+        _col("Age"),
+        _col("PreemptionPolicy"),
+    ]
+    rows = [
+        (
+            [
+                o["metadata"]["name"],
+                o.get("value", 0),
+                bool(o.get("globalDefault")),
+                age(o["metadata"].get("creationTimestamp"), now),
+                o.get("preemptionPolicy", ""),
+            ],
+            o,
+        )
+        for o in objs
+    ]
+    return cols, rows
+
+
+_EXTRA = {"resourcequotas": _quota_table, "priorityclasses": _priority_class_table}
+
+
 def table(
     resource: str, objs: list[dict[str, Any]], rv: str, include_object: str = "Metadata"
 ) -> dict[str, Any]:
@@ -162,7 +214,7 @@ def table(
                 (
                     [
                         o["metadata"]["name"],
-                        "Ready",
+                        _node_status(o),
                         "<none>",
                         age(o["metadata"].get("creationTimestamp"), now),
                         "v1.32.0",
@@ -170,6 +222,8 @@ def table(
                     o,
                 )
             )
+    elif resource in _EXTRA:
+        cols, rows = _EXTRA[resource](objs, now)
     else:
         cols = [_col("Name", fmt="name"), _col("Age")]
         for o in objs:
