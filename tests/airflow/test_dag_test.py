@@ -7,9 +7,11 @@ not that deferral crosses processes (test_services.py does that).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,11 @@ class DagTester:
         # AirflowServices gives us the cluster process and the environment; no services start.
         self.harness = AirflowServices(
             workdir,
-            dag_files=[*EXAMPLE_DAGS.glob("*.py"), TEST_DAGS / "kpo_test_templated.py"],
+            dag_files=[
+                *EXAMPLE_DAGS.glob("*.py"),
+                TEST_DAGS / "kpo_test_templated.py",
+                TEST_DAGS / "kpo_test_taken_away.py",
+            ],
         )
         self.harness.prepare()
         self.harness.start_sim()
@@ -61,6 +67,7 @@ class DagTester:
             "tmpl_shell": "sh",
             "tmpl_x": "from-variable",
             "tmpl_label": "lbl",
+            "taken_kubeconfig": kubeconfig,
         }
         self.env = self.harness.airflow_env()
         migrated = self.airflow("db", "migrate", timeout=300)
@@ -77,13 +84,15 @@ class DagTester:
             cwd=self.harness.workdir,
         )
 
-    def dags_test(self, dag_id: str, *extra: str) -> str:
+    def dags_test(self, dag_id: str, *extra: str, succeeds: bool = True) -> str:
         started = time.monotonic()
         result = self.airflow("dags", "test", dag_id, *extra)
         output = result.stdout + result.stderr
         (self.harness.service_logs / f"dags-test-{dag_id}.log").write_text(output)
         took = time.monotonic() - started
         print(f"airflow dags test {dag_id}: exit {result.returncode} in {took:.1f}s")
+        if not succeeds:
+            return output
         assert result.returncode == 0, output[-6000:]
         assert "state=failed" not in output, output[-6000:]
         assert re.search(rf"DagRun Finished: dag_id={dag_id}.*state=success", output), output[-6000:]
@@ -187,3 +196,48 @@ def test_long_running_example_with_short_params(tester: DagTester) -> None:
         ("example_kpo_async_long_running",),
     )
     assert [json.loads(row[0]) for row in rows] == [{"lines": 3}], rows
+
+
+def test_a_taken_away_pod_is_relaunched_and_a_refused_spec_is_not_retried(tester: DagTester) -> None:
+    """Under `dags test` (the trigger runs inline): the kubelet evicts the first pod while its init
+    container runs, the task relaunches it within its try and ends with the XCom; the task whose
+    spec the API server refuses fails once, though it has retries left."""
+    from kpo_async.testing.sim.control import SimControl
+
+    async def evict(name: str) -> None:
+        async with SimControl(str(tester.harness.kubeconfig)) as control:
+            await control.evict("default", name, "The node was low on memory.")
+
+    def evict_first_pod() -> str:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for pod in tester.harness.list_pods("default", "task_id=relaunched"):
+                statuses = pod["status"].get("initContainerStatuses") or []
+                if any("running" in (s.get("state") or {}) for s in statuses):
+                    asyncio.run(evict(pod["metadata"]["name"]))
+                    return str(pod["metadata"]["name"])
+            time.sleep(0.2)
+        raise AssertionError("the relaunched task's pod never ran its init container")
+
+    evicted: list[str] = []
+    thread = threading.Thread(target=lambda: evicted.append(evict_first_pod()), daemon=True)
+    thread.start()
+    output = tester.dags_test("kpo_test_taken_away", LOGICAL_DATE, succeeds=False)
+    thread.join(timeout=150)
+    (first,) = evicted
+    assert (
+        f"pod default/{first} was terminated by its node's kubelet (DisruptionTarget: TerminationByKubelet)"
+        in output
+    )
+    assert f"relaunch 1 of 2 as pod default/{first}-r1" in output, output[-6000:]
+    assert "[base] work done" in output, output[-6000:]
+    assert re.search(r"task_id=relaunched.*state=success|relaunched.*Marking task as SUCCESS", output) or (
+        "state=success" in output
+    ), output[-6000:]
+    refusals = re.findall(
+        r"Invalid pod spec: creating pod default/refused-[0-9a-f]+: the API server rejected it", output
+    )
+    assert refusals, output[-6000:]
+    assert "no retry was made" in output
+    assert "up_for_retry" not in output.lower() and "UP_FOR_RETRY" not in output, output[-6000:]
+    assert tester.harness.list_pods("default", "dag_id=kpo_test_taken_away", include_deleting=True) == []

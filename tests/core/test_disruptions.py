@@ -25,8 +25,10 @@ INIT_SECONDS = 3
 
 
 def pod(sim: Any, name: str) -> dict[str, Any] | None:
+    """The pod, unless it is gone or being deleted."""
     found = sim.call(lambda: sim.store.get("pods", "default", name))
-    return json.loads(found.raw) if found is not None else None
+    body = json.loads(found.raw) if found is not None else None
+    return None if body is None or body["metadata"].get("deletionTimestamp") else body
 
 
 def running(container: str) -> Callable[[dict[str, Any]], bool]:

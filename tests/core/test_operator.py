@@ -13,8 +13,8 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from kpo_async import AsyncKubernetesPodOperator
-from kpo_async.airflow_compat import triggerer_calls_on_kill
-from kpo_async.errors import InvalidArgumentError, PodFailedError
+from kpo_async.airflow_compat import AirflowFailException, triggerer_calls_on_kill
+from kpo_async.errors import InvalidArgumentError, PodCannotRunError, PodFailedError
 from kpo_async.pods import FINALIZED_LABEL
 from kpo_async.testing import harness, logcapture
 from kpo_async.testing.harness import FakeTI, behavior, context_for, make_operator, resume, submit
@@ -81,6 +81,18 @@ def test_image_pull_failure_fails_fast_with_reason(sim_thread) -> None:
     with pytest.raises(PodFailedError) as info:
         run_task(op)
     assert "ImagePullBackOff" in str(info.value) or "ErrImagePull" in str(info.value)
+    assert not isinstance(info.value, AirflowFailException)  # a registry may come back: retries apply
+    assert list_pods(sim_thread) == []
+
+
+def test_an_invalid_image_reference_fails_without_retries(sim_thread) -> None:
+    op = make_operator(sim_thread, image="Alpine:3.20", name="bad-reference", retries=3)
+    with pytest.raises(PodCannotRunError) as info:
+        run_task(op)
+    message = str(info.value)
+    assert "InvalidImageName" in message and "repository name must be lowercase" in message, message
+    assert "No retry was made: the image reference cannot be pulled as written." in message
+    assert isinstance(info.value, AirflowFailException)
     assert list_pods(sim_thread) == []
 
 

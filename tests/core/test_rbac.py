@@ -60,25 +60,27 @@ def test_doctor_is_happy_with_full_permissions(sim_thread) -> None:
     assert "OK: everything the operator needs is in place" in result.stdout
 
 
-def test_a_quota_refusal_is_not_reported_as_a_missing_role_rule(sim_thread) -> None:
+def test_an_admission_refusal_is_not_reported_as_a_missing_role_rule(sim_thread) -> None:
+    """PodSecurity (any admission refusal but a full quota) fails at once, with its own message."""
     from kpo_async.errors import KpoAsyncError, PermissionDeniedError
     from kpo_async.testing.harness import FakeTI, context_for
     from kpo_async.testing.sim import Fault
 
-    quota = (
-        'pods "quota-bound" is forbidden: exceeded quota: compute, requested: limits.cpu=2, '
-        "used: limits.cpu=4, limited: limits.cpu=4"
+    refusal = (
+        'pods "refused-pss" is forbidden: violates PodSecurity "restricted:latest": '
+        'allowPrivilegeEscalation != false (container "base" must set '
+        "securityContext.allowPrivilegeEscalation=false)"
     )
     fault_id = sim_thread.call(
         sim_thread.faults.add,
-        Fault(method="POST", path=r"/namespaces/default/pods$", status=403, message=quota, times=1),
+        Fault(method="POST", path=r"/namespaces/default/pods$", status=403, message=refusal, times=1),
     )
-    op = make_operator(sim_thread, name="quota-bound")
+    op = make_operator(sim_thread, name="refused-pss")
     try:
         with pytest.raises(KpoAsyncError) as info:
             op.execute(context_for(FakeTI(task_id=op.task_id)))
     finally:
         sim_thread.call(sim_thread.faults.remove, fault_id)
     assert not isinstance(info.value, PermissionDeniedError)
-    assert "exceeded quota" in str(info.value)
+    assert "violates PodSecurity" in str(info.value)
     assert list_pods(sim_thread) == []

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from kpo_async.airflow_compat import AirflowFailException
 from kpo_async.errors import InvalidArgumentError, PodFailedError
 from tests.reliability.conftest import (
     FakeTI,
@@ -131,6 +132,9 @@ def test_values_the_api_server_refuses_fail_at_submit_and_leave_no_pod(
     with pytest.raises(InvalidArgumentError) as info:
         op.execute(context_for(FakeTI(op.task_id)))
     assert_cause_and_fix(info.value, *cause)
+    # No retry can help: Airflow fails the task without using its retries, and the message says so.
+    assert isinstance(info.value, AirflowFailException)
+    assert info.value.argument != "pod spec" or "no retry was made" in str(info.value)
     assert live_pods(sim, name) == []
     assert live_pods(sim, name, namespace=kwargs.get("namespace", "default")) == []
 

@@ -39,6 +39,25 @@ def image_id(image: str) -> str:
     return f"{repo}@sha256:{hashlib.sha256(full.encode()).hexdigest()}"
 
 
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[a-z0-9]+:[a-f0-9]{32,})?$"
+)
+
+
+def image_reference_problem(image: str) -> str | None:
+    """Why the kubelet cannot parse `image` as a reference (its InvalidImageName message), or None."""
+    if _REFERENCE.match(image):
+        return None
+    path = image.split("@", 1)[0]
+    lowercase = path.rsplit(":", 1)[0] if ":" in path.rsplit("/", 1)[-1] else path
+    why = "invalid reference format"
+    if lowercase != lowercase.lower():
+        why += ": repository name must be lowercase"
+    return f'Failed to apply default image tag "{image}": couldn\'t parse image name "{image}": {why}'
+
+
 def registry_host(image: str) -> str:
     first = image.split("/", 1)[0]
     return first if "/" in image and ("." in first or ":" in first) else "docker.io"

@@ -24,6 +24,7 @@ from kpo_async.testing.sim.containers import (
     container_argv,
     expand_k8s_vars,
     image_id,
+    image_reference_problem,
     normalize_image,
     registry_host,
 )
@@ -423,6 +424,13 @@ class PodWorker:
         image = cs.spec["image"]
         policy = cs.spec.get("imagePullPolicy", "IfNotPresent")
         backoff = self.k.config.backoff_initial
+        if (problem := image_reference_problem(image)) is not None:  # no pull can fix it
+            cs.waiting("InvalidImageName", problem)
+            self.event("InspectFailed", problem, "Warning", cs)
+            self.event("Failed", "Error: InvalidImageName", "Warning", cs)
+            self.mark()
+            await self.wait(None)
+            return False
         while True:
             if policy != "Always" and image in self.k.images:
                 self.event("Pulled", f'Container image "{image}" already present on machine', container=cs)
