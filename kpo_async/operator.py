@@ -476,6 +476,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         that waits for the namespace's quota to have room for it."""
         pod = self.build_pod(context, client.config.namespace, client.config.extras)
         launch.mark(pod, self.log, self.disruption_relaunches)
+        if launch.replaces is not None:  # gone or ended (the trigger waited): clean it up first
+            await self._cleanup_pod(client, launch.replaces, report=False)
         self._callback("on_pod_manifest_created", context, pod_request=pod)
         try:
             state = await self._adopt_or_create(client, pod, identity)
@@ -616,8 +618,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if outcome.disruption:
             refused = self._why_not_relaunched(outcome)
             if refused is None:
-                self._on_cluster(lambda client: self._cleanup_pod(client, outcome, report=False))
-                return self._launch(context, _Launch(outcome.relaunch + 1, why=outcome.message))
+                return self._launch(context, _Launch(outcome.relaunch + 1, replaces=outcome))
             outcome = replace(outcome, message=f"{outcome.message}; not relaunched: {refused}")
         self._on_cluster(lambda client: self._finalize(client, outcome, context, event))
         if outcome.succeeded:
@@ -762,11 +763,11 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
 @dataclass(frozen=True)
 class _Launch:
-    """Which pod of the try `_launch` creates: the first, or relaunch `relaunch` > 0 replacing one
-    the cluster took away (`why`); `quota_since`: when the quota first refused its creation."""
+    """Which pod of the try `_launch` creates: the first, or relaunch `relaunch` > 0 replacing the
+    one the cluster took away (`replaces`); `quota_since`: when the quota first refused its creation."""
 
     relaunch: int = 0
-    why: str = ""
+    replaces: PodOutcome | None = None
     quota_since: float | None = None
 
     def mark(self, pod: V1Pod, log: Any, relaunches: int) -> None:
@@ -779,7 +780,8 @@ class _Launch:
             suffix = f"-r{self.relaunch}"
             pod.metadata.name = pod.metadata.name[: 63 - len(suffix)].rstrip("-") + suffix
             where = f"{pod.metadata.namespace}/{pod.metadata.name}"
-            log.info("%s; relaunch %d of %d as pod %s", self.why, self.relaunch, relaunches, where)
+            why = self.replaces.message if self.replaces else "replacing a pod"
+            log.info("%s; relaunch %d of %d as pod %s", why, self.relaunch, relaunches, where)
 
 
 #: Arguments stored as given, under their own names (those normalized in __init__ are then
