@@ -81,11 +81,13 @@ def slow_start_operator(sim: Any, task_id: str, **kwargs: Any) -> Any:
     )
 
 
-def finish(op: Any, ti: FakeTI, deferred: TaskDeferred) -> tuple[Any, list[TaskDeferred]]:
+def finish(
+    op: Any, ti: FakeTI, deferred: TaskDeferred, timeout: float = 60
+) -> tuple[Any, list[TaskDeferred]]:
     """Run trigger and resume until the task ends; its result and every re-deferral."""
     redeferred = []
     while True:
-        event = run_deferred(deferred)
+        event = run_deferred(deferred, timeout)
         try:
             return getattr(op, deferred.method_name)(context_for(ti), event), redeferred
         except TaskDeferred as again:
