@@ -112,6 +112,37 @@ class AirflowServices(AirflowStack):
 
         return asyncio.run(go())
 
+    def fill_quota(self, namespace: str, pods: int) -> None:
+        """Create `namespace` with a ResourceQuota `team` of `pods` pods, all taken by `blocker-<i>`
+        pods (the first is named `blocker`) that run for ten minutes."""
+        from kubernetes_asyncio import client, config
+
+        async def go() -> None:
+            api = await config.new_client_from_config(config_file=str(self.kubeconfig))
+            async with api:
+                v1 = client.CoreV1Api(api)
+                await v1.create_namespace({"metadata": {"name": namespace}})
+                quota = {"metadata": {"name": "team"}, "spec": {"hard": {"pods": str(pods)}}}
+                await v1.create_namespaced_resource_quota(namespace, quota)
+                for i in range(pods):
+                    container = {"name": "c", "image": "alpine:3.20", "command": ["sleep", "600"]}
+                    name = "blocker" if i == 0 else f"blocker-{i}"
+                    await v1.create_namespaced_pod(
+                        namespace, {"metadata": {"name": name}, "spec": {"containers": [container]}}
+                    )
+
+        asyncio.run(go())
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        from kubernetes_asyncio import client, config
+
+        async def go() -> None:
+            api = await config.new_client_from_config(config_file=str(self.kubeconfig))
+            async with api:
+                await client.CoreV1Api(api).delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+
+        asyncio.run(go())
+
     def sim_stats(self) -> dict[str, Any]:
         from kpo_async.testing.sim.control import SimControl
 

@@ -201,7 +201,8 @@ def test_long_running_example_with_short_params(tester: DagTester) -> None:
 def test_a_taken_away_pod_is_relaunched_and_a_refused_spec_is_not_retried(tester: DagTester) -> None:
     """Under `dags test` (the trigger runs inline): the kubelet evicts the first pod while its init
     container runs, the task relaunches it within its try and ends with the XCom; the task whose
-    spec the API server refuses fails once, though it has retries left."""
+    spec the API server refuses fails once, though it has retries left; the task the namespace's
+    quota refuses waits on the triggerer until the quota has room, then runs."""
     from kpo_async.testing.sim.control import SimControl
 
     async def evict(name: str) -> None:
@@ -219,11 +220,24 @@ def test_a_taken_away_pod_is_relaunched_and_a_refused_spec_is_not_retried(tester
             time.sleep(0.2)
         raise AssertionError("the relaunched task's pod never ran its init container")
 
+    def free_the_quota_once_waited_on() -> None:
+        deadline = time.monotonic() + 120
+        while tester.harness.sim_stats()["requests"].get("get resourcequotas", 0) == 0:
+            assert time.monotonic() < deadline, "the quota was never read"
+            time.sleep(0.2)
+        tester.harness.delete_pod("quota-dag", "blocker")
+
+    tester.harness.fill_quota("quota-dag", pods=1)
     evicted: list[str] = []
-    thread = threading.Thread(target=lambda: evicted.append(evict_first_pod()), daemon=True)
-    thread.start()
+    threads = [
+        threading.Thread(target=lambda: evicted.append(evict_first_pod()), daemon=True),
+        threading.Thread(target=free_the_quota_once_waited_on, daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
     output = tester.dags_test("kpo_test_taken_away", LOGICAL_DATE, succeeds=False)
-    thread.join(timeout=150)
+    for thread in threads:
+        thread.join(timeout=150)
     (first,) = evicted
     assert (
         f"pod default/{first} was terminated by its node's kubelet (DisruptionTarget: TerminationByKubelet)"
@@ -243,4 +257,10 @@ def test_a_taken_away_pod_is_relaunched_and_a_refused_spec_is_not_retried(tester
         )
     ]
     assert "new_state=failed" in refused and "up_for_retry" not in refused.lower(), refused[-6000:]
-    assert tester.harness.list_pods("default", "dag_id=kpo_test_taken_away", include_deleting=True) == []
+    # The quota: one waiting line, then the pod, whose timeline shows the wait.
+    waiting = "namespace quota quota-dag/team: pods used 1/1, this pod asks 1; waiting"
+    assert output.count(waiting) == 1, output[-6000:]
+    assert re.search(r"pod quota-dag/quota-bound-[0-9a-f]+ timeline: quota wait \d+s", output), output[-6000:]
+    assert re.search(r"pod quota-dag/quota-bound-[0-9a-f]+ succeeded", output), output[-6000:]
+    for namespace in ("default", "quota-dag"):
+        assert tester.harness.list_pods(namespace, "dag_id=kpo_test_taken_away", include_deleting=True) == []

@@ -3,7 +3,9 @@
 `relaunched`: an init container holds the base container for a few seconds, in which the test
 evicts the pod (through the embedded cluster's kubelet); the task replaces it within its try.
 `refused`: a label value the API server refuses (422); with retries left, the task still fails at
-once. Variable (set by the test through AIRFLOW_VAR_*): taken_kubeconfig.
+once. `quota_bound`: namespace `quota-dag` has a ResourceQuota of one pod, taken by the test's
+`blocker` pod, which the test deletes once the task waits on the quota. Variable (set by the test
+through AIRFLOW_VAR_*): taken_kubeconfig.
 """
 
 from __future__ import annotations
@@ -46,4 +48,12 @@ with DAG(
         labels={"team": "data eng"},
         cmds=["true"],
         **common,
+    )
+    AsyncKubernetesPodOperator(
+        task_id="quota_bound",
+        name="quota-bound",
+        cmds=["sh", "-c"],
+        arguments=["echo created once the quota had room"],
+        startup_timeout_seconds=120,
+        **{**common, "namespace": "quota-dag"},
     )
