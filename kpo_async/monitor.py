@@ -67,6 +67,7 @@ class PodMonitor:
         #: The last state seen (the timeline's source), and the first that showed a disruption.
         self._last: PodState | None = None
         self._disrupted: PodState | None = None
+        self._disrupted_seen = 0.0
 
     async def run(self) -> PodOutcome:
         self._subscription = shared_watcher(self.client, self.namespace).subscribe(self.pod_name)
@@ -219,9 +220,9 @@ class PodMonitor:
             return self._outcome(Status.ERROR, state, "TakenAwayPodStuck", why)
         base = (state or disrupted).container(self.settings.base_container_name)
         started = self.started or (base is not None and base.started_at is not None)
-        return replace(
-            self._outcome(Status.ERROR, disrupted, reason, why), disruption=reason, started=started
-        )
+        relaunch = int(disrupted.annotations.get(RELAUNCH_ANNOTATION, 0))
+        outcome = self._outcome(Status.ERROR, disrupted, reason, why)
+        return replace(outcome, disruption=reason, started=started, relaunch=relaunch)
 
     def _timeline(self) -> dict[str, int]:
         if self._last is None:
@@ -321,19 +322,7 @@ class PodMonitor:
         xcom: Any = None,
     ) -> PodOutcome:
         uid, phase = (state.uid, state.phase) if state else (None, None)
-        relaunch = int(state.annotations.get(RELAUNCH_ANNOTATION, 0)) if state else 0
-        return PodOutcome(
-            status,
-            self.namespace,
-            self.pod_name,
-            uid,
-            phase,
-            exit_code,
-            reason,
-            message,
-            xcom,
-            relaunch=relaunch,
-        )
+        return PodOutcome(status, self.namespace, self.pod_name, uid, phase, exit_code, reason, message, xcom)
 
 
 def _passed(deadline: float | None) -> bool:

@@ -43,7 +43,7 @@ class PodOutcome:
     #: whether its base container had started by then.
     disruption: str | None = None
     started: bool = False
-    #: Which relaunch of the try this pod was (0: the first pod), and where its time went.
+    #: Which relaunch of its try a disrupted pod was (0: the first pod), and where the pod's time went.
     relaunch: int = 0
     timeline: dict[str, int] = field(default_factory=dict)
 
