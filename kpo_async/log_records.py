@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import itertools
 import math
 import os
 import socket
@@ -131,13 +132,10 @@ class LineBatcher:
             self._timer = None
         self._budget.waiting.discard(self)
         held, self._held, self._held_chars = self._held, [], 0
-        start = 0
-        for end in range(1, len(held) + 1):
-            if end == len(held) or held[end][0] != held[start][0]:
-                self._budget.take(force=True)
-                self.records += 1
-                self._write(held[start][0], "\n".join(text for _, text in held[start:end]))
-                start = end
+        for level, run in itertools.groupby(held, key=lambda line: line[0]):
+            self._budget.take(force=True)
+            self.records += 1
+            self._write(level, "\n".join(text for _, text in run))
 
 
 #: How long a trigger waits for the triggerer's supervisor to read its last records.
