@@ -306,9 +306,8 @@ def _image_pull_secrets(value: Any) -> list[Any]:
 
 
 def _resources(argument: str, value: Any) -> dict[str, Any] | None:
-    """``resources``/``container_resources``/``xcom_sidecar_resources`` as a ResourceRequirements dict."""
-    if value is None or (isinstance(value, Mapping) and not value):
-        return None
+    """``resources``/``container_resources``/``xcom_sidecar_resources`` as a ResourceRequirements dict
+    (None when unset or empty)."""
     if isinstance(value, Mapping) and not set(value) <= _API_RESOURCE_KEYS:
         unknown = sorted(set(value) - set(RESOURCE_KEYS))
         if unknown:
