@@ -345,12 +345,8 @@ def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]
         else:
             # A stable volume name (the provider uses a random one) keeps the built pod deterministic.
             volume = "secretvol-" + hashlib.sha256(f"{name}\0{target}".encode()).hexdigest()[:SUFFIX_LENGTH]
-            source = _set_only(
-                {
-                    "secretName": name,
-                    "items": _objects("secrets", getattr(secret, "items", None), "V1KeyToPath"),
-                }
-            )
+            items = _objects("secrets", getattr(secret, "items", None), "V1KeyToPath")
+            source = _set_only({"secretName": name, "items": items})
             spec.setdefault("volumes", []).append({"name": volume, "secret": source})
             mount = {"name": volume, "mountPath": target, "readOnly": True}
             container.setdefault("volumeMounts", []).append(mount)
