@@ -159,11 +159,8 @@ def _log_channel_fd() -> int | None:
 
 @functools.cache
 def _send_buffer(fd: int) -> int:
-    sock = socket.socket(fileno=fd)
-    try:
+    with socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # a duplicate, closed after
         return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
-    finally:
-        sock.detach()  # the descriptor stays the process's log channel
 
 
 def log_channel_busy() -> bool:
