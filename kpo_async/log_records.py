@@ -17,7 +17,6 @@ reordered; only the grouping and the delay change with the load.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import fcntl
@@ -27,6 +26,7 @@ import math
 import os
 import socket
 import stat
+import struct
 import termios
 import time
 from collections.abc import Callable
@@ -176,9 +176,7 @@ def log_channel_busy() -> bool:
 
 def _unread_bytes(fd: int) -> int:
     """Bytes written to the Unix socket `fd` that its reader has not read yet (SIOCOUTQ)."""
-    count = array.array("i", [0])
-    fcntl.ioctl(fd, termios.TIOCOUTQ, count)
-    return count[0]
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, bytes(4)))[0])
 
 
 async def wait_until_read(timeout: float = READ_BACK_SECONDS) -> None:
