@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import inspect
+import pkgutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,13 +39,10 @@ def execution_mode(name: str) -> Any:
 
 
 async def import_object(path: str) -> Any:
-    """The object at ``module:qualname`` or ``module.name``, imported off the event loop (an
-    import reads and runs files); ImportError/AttributeError if absent."""
-    module, _, qualname = path.partition(":") if ":" in path else path.rpartition(".")
-    target: Any = await asyncio.to_thread(importlib.import_module, module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
+    """The object at ``module:qualname`` or ``module.name`` (as `pkgutil.resolve_name` reads them),
+    imported off the event loop (an import reads and runs files); ImportError/AttributeError if
+    absent."""
+    return await asyncio.to_thread(pkgutil.resolve_name, path)
 
 
 def classpaths(callbacks: Sequence[Any]) -> tuple[str, ...]:

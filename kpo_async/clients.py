@@ -74,11 +74,11 @@ class _RestClient(RESTClientObject):
 
 
 class _ApiClient(ApiClient):
-    def __init__(self, configuration: Configuration, rest_client: RESTClientObject) -> None:
+    def __init__(self, configuration: Configuration, ssl_context: ssl.SSLContext, limit: int) -> None:
         # ApiClient.__init__ would create a RESTClientObject (and an SSL context) synchronously.
         self.configuration = configuration
         self.pool_threads = 1
-        self.rest_client = rest_client
+        self.rest_client = _RestClient(configuration, ssl_context, limit)
         self.default_headers = {}
         self.cookie = None  # type: ignore[assignment]
         self.user_agent = "kpo-async"
@@ -100,14 +100,10 @@ class ClusterClient:
         self.configuration = configuration
         self.limits = limits
         limit_tls_read_buffer(limits.tls_read_buffer_kib)
-        self.api_client = _ApiClient(
-            configuration, _RestClient(configuration, ssl_context, limits.api_connections)
-        )
+        self.api_client = _ApiClient(configuration, ssl_context, limits.api_connections)
         self.core = CoreV1Api(self.api_client)
         # Follow streams hold a connection each for as long as a pod runs: separate pool.
-        self.log_api_client = _ApiClient(
-            configuration, _RestClient(configuration, ssl_context, limits.log_streams + 8)
-        )
+        self.log_api_client = _ApiClient(configuration, ssl_context, limits.log_streams + 8)
         self.log_stream_slots = asyncio.Semaphore(limits.log_streams)
         #: Which cluster this is, without secrets: see `cluster_fingerprint`.
         self.fingerprint = fingerprint

@@ -22,12 +22,7 @@ from typing import Any
 import yaml
 from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
-from kubernetes_asyncio.config.incluster_config import (
-    SERVICE_CERT_FILENAME,
-    SERVICE_HOST_ENV_NAME,
-    SERVICE_TOKEN_FILENAME,
-    InClusterConfigLoader,
-)
+from kubernetes_asyncio.config.incluster_config import SERVICE_HOST_ENV_NAME, load_incluster_config
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from kpo_async.errors import InvalidArgumentError
@@ -205,9 +200,7 @@ def _exec_token_refresher(loader: KubeConfigLoader) -> Callable[[Configuration],
 
 def _load_in_cluster(configuration: Configuration) -> None:
     try:
-        InClusterConfigLoader(
-            token_filename=SERVICE_TOKEN_FILENAME, cert_filename=SERVICE_CERT_FILENAME
-        ).load_and_set(configuration)
+        load_incluster_config(configuration)  # type: ignore[no-untyped-call]
     except ConfigException as exc:
         raise InvalidArgumentError(
             "in_cluster",
@@ -270,8 +263,10 @@ def _parse_kubeconfig(value: Any, *, source: str) -> dict[str, Any]:
 
 def _loader(kubeconfig: dict[str, Any], context: str | None, source: str) -> KubeConfigLoader:
     """The client's loader on this kubeconfig and context: it checks both (and does no I/O yet)."""
+    # Relative certificate paths in a kubeconfig file are relative to the file itself.
+    base_path = os.path.dirname(os.path.abspath(source)) if os.path.sep in source else ""
     try:
-        return KubeConfigLoader(kubeconfig, active_context=context, config_base_path=_base_path(source))
+        return KubeConfigLoader(kubeconfig, active_context=context, config_base_path=base_path)
     except ConfigException as exc:
         names = [entry.get("name") for entry in kubeconfig.get("contexts") or [] if isinstance(entry, dict)]
         context = context or kubeconfig.get("current-context")
@@ -289,11 +284,6 @@ def _loader(kubeconfig: dict[str, Any], context: str | None, source: str) -> Kub
 
 def _default_kubeconfig_path() -> str:
     return os.path.expanduser((os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0])
-
-
-def _base_path(source: str) -> str:
-    # Relative certificate paths in a kubeconfig file are relative to the file itself.
-    return os.path.dirname(os.path.abspath(source)) if os.path.sep in source else ""
 
 
 def _first(*values: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -71,13 +72,9 @@ class ContainerFollower:
         self.logs = logs
         self.name = container
         self.ended = asyncio.Event()
+        on_line = functools.partial(logs.on_line, container)
         self.container_log = ContainerLog(
-            logs.client.log_api_client,
-            logs.namespace,
-            logs.pod_name,
-            container,
-            cursor,
-            lambda line: logs.on_line(container, line),
+            logs.client.log_api_client, logs.namespace, logs.pod_name, container, cursor, on_line
         )
         self._error: BaseException | None = None
         self.task = asyncio.create_task(self.follow(), name=f"logs-{logs.pod_ref}-{container}")

@@ -17,15 +17,16 @@ reordered; only the grouping and the delay change with the load.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import fcntl
 import functools
+import itertools
 import math
 import os
 import socket
 import stat
+import struct
 import termios
 import time
 from collections.abc import Callable
@@ -131,13 +132,10 @@ class LineBatcher:
             self._timer = None
         self._budget.waiting.discard(self)
         held, self._held, self._held_chars = self._held, [], 0
-        start = 0
-        for end in range(1, len(held) + 1):
-            if end == len(held) or held[end][0] != held[start][0]:
-                self._budget.take(force=True)
-                self.records += 1
-                self._write(held[start][0], "\n".join(text for _, text in held[start:end]))
-                start = end
+        for level, run in itertools.groupby(held, key=lambda line: line[0]):
+            self._budget.take(force=True)
+            self.records += 1
+            self._write(level, "\n".join(text for _, text in run))
 
 
 #: How long a trigger waits for the triggerer's supervisor to read its last records.
@@ -161,11 +159,8 @@ def _log_channel_fd() -> int | None:
 
 @functools.cache
 def _send_buffer(fd: int) -> int:
-    sock = socket.socket(fileno=fd)
-    try:
+    with socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM) as sock:  # a duplicate, closed after
         return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
-    finally:
-        sock.detach()  # the descriptor stays the process's log channel
 
 
 def log_channel_busy() -> bool:
@@ -181,9 +176,7 @@ def log_channel_busy() -> bool:
 
 def _unread_bytes(fd: int) -> int:
     """Bytes written to the Unix socket `fd` that its reader has not read yet (SIOCOUTQ)."""
-    count = array.array("i", [0])
-    fcntl.ioctl(fd, termios.TIOCOUTQ, count)
-    return count[0]
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, bytes(4)))[0])
 
 
 async def wait_until_read(timeout: float = READ_BACK_SECONDS) -> None:

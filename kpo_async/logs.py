@@ -118,16 +118,13 @@ class LineSplitter:
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, int]]:
         """Lines completed by `chunk`, each with the number of bytes dropped from it."""
+        *ended, rest = chunk.split(b"\n")
         lines: list[tuple[bytes, int]] = []
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            if end < 0:
-                self._append(chunk[start:])
-                return lines
-            self._append(chunk[start:end])
+        for piece in ended:
+            self._append(piece)
             lines.extend(self.flush() or [(b"", 0)])  # an empty line is a line too
-            start = end + 1
+        self._append(rest)
+        return lines
 
     def flush(self) -> list[tuple[bytes, int]]:
         """The line held so far, if any: the unterminated last line of a log that does not end with

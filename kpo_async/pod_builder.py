@@ -6,8 +6,8 @@ Precedence, merge rules, naming and labels are described in ``docs/pod-spec.md``
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
+import operator
 import re
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -306,9 +306,8 @@ def _image_pull_secrets(value: Any) -> list[Any]:
 
 
 def _resources(argument: str, value: Any) -> dict[str, Any] | None:
-    """``resources``/``container_resources``/``xcom_sidecar_resources`` as a ResourceRequirements dict."""
-    if value is None or (isinstance(value, Mapping) and not value):
-        return None
+    """``resources``/``container_resources``/``xcom_sidecar_resources`` as a ResourceRequirements dict
+    (None when unset or empty)."""
     if isinstance(value, Mapping) and not set(value) <= _API_RESOURCE_KEYS:
         unknown = sorted(set(value) - set(RESOURCE_KEYS))
         if unknown:
@@ -346,46 +345,35 @@ def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]
         else:
             # A stable volume name (the provider uses a random one) keeps the built pod deterministic.
             volume = "secretvol-" + hashlib.sha256(f"{name}\0{target}".encode()).hexdigest()[:SUFFIX_LENGTH]
-            source = _set_only(
-                {
-                    "secretName": name,
-                    "items": _objects("secrets", getattr(secret, "items", None), "V1KeyToPath"),
-                }
-            )
+            items = _objects("secrets", getattr(secret, "items", None), "V1KeyToPath")
+            source = _set_only({"secretName": name, "items": items})
             spec.setdefault("volumes", []).append({"name": volume, "secret": source})
             mount = {"name": volume, "mountPath": target, "readOnly": True}
             container.setdefault("volumeMounts", []).append(mount)
 
 
-# --- reconciling layers --------------------------------------------------------------------------------
+# --- laying one source over another --------------------------------------------------------------------
 
 _Rule = Callable[[Any, Any], Any]
-_ListRule = Callable[[list[Any], list[Any]], list[Any]]
 
 
-def _merge(
-    base: dict[str, Any] | None, client: dict[str, Any] | None, rules: Mapping[str, _Rule]
-) -> dict[str, Any]:
-    """Fields set in ``client`` win; ``rules`` say how to combine a field both sides set."""
-    result = copy.deepcopy(base) if base else {}
-    for key, value in (client or {}).items():
+def _merge(base: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
+    """Lay ``client`` (API JSON) over ``base``: the fields ``client`` sets win, unless both set a field
+    `_RULES` says how to combine."""
+    result = copy.deepcopy(base)
+    for key, value in client.items():
         if _is_unset(value):
             continue
-        rule = rules.get(key)
-        combine = rule is not None and not _is_unset(result.get(key))
-        result[key] = rule(result[key], value) if rule is not None and combine else copy.deepcopy(value)
+        rule = None if _is_unset(result.get(key)) else _RULES.get(key)
+        result[key] = rule(result[key], value) if rule is not None else copy.deepcopy(value)
     return result
-
-
-def _merge_maps(base: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
-    return {**base, **client}
 
 
 def _union(base: list[Any], client: list[Any]) -> list[Any]:
     return copy.deepcopy(base) + [copy.deepcopy(item) for item in client if item not in base]
 
 
-def _keyed(key: Callable[[dict[str, Any]], Hashable | None], combine: _Rule | None = None) -> _ListRule:
+def _keyed(key: Callable[[dict[str, Any]], Hashable | None], combine: _Rule | None = None) -> _Rule:
     """List merge: a client item replaces (or is combined with) the base item of the same key."""
 
     def merge(base: list[Any], client: list[Any]) -> list[Any]:
@@ -403,7 +391,7 @@ def _keyed(key: Callable[[dict[str, Any]], Hashable | None], combine: _Rule | No
 
 
 def _field(name: str) -> Callable[[dict[str, Any]], Hashable | None]:
-    return lambda item: item.get(name) if isinstance(item, dict) else None
+    return lambda item: item.get(name)
 
 
 def _port_key(port: dict[str, Any]) -> Hashable:
@@ -412,62 +400,38 @@ def _port_key(port: dict[str, Any]) -> Hashable:
     return ("port", port.get("containerPort"), port.get("protocol") or "TCP")
 
 
-_RESOURCE_RULES: dict[str, _Rule] = {"limits": _merge_maps, "requests": _merge_maps}
-_CONTAINER_RULES: dict[str, _Rule] = {
+#: How a field both sources set is combined, by its name: the pod's, its metadata's, its spec's, a
+#: container's or its resources' (no name means two things among them).
+_RULES: dict[str, _Rule] = {
+    "metadata": _merge,
+    "labels": operator.or_,
+    "annotations": operator.or_,
+    "finalizers": _union,
+    "ownerReferences": _keyed(_field("uid")),
+    "spec": _merge,
+    "containers": _keyed(_field("name"), _merge),
+    "initContainers": _keyed(_field("name"), _merge),
+    "volumes": _keyed(_field("name")),
+    "imagePullSecrets": _keyed(_field("name")),
+    "nodeSelector": operator.or_,
+    "overhead": operator.or_,
     "env": _keyed(_field("name")),
     "envFrom": _union,
     "ports": _keyed(_port_key),
     "volumeMounts": _keyed(_field("mountPath")),
     "volumeDevices": _keyed(_field("devicePath")),
-    "resources": functools.partial(_merge, rules=_RESOURCE_RULES),
+    "resources": _merge,
+    "limits": operator.or_,
+    "requests": operator.or_,
 }
 
 
-_merge_container = functools.partial(_merge, rules=_CONTAINER_RULES)
-_merge_containers_by_name = _keyed(_field("name"), _merge_container)
-
-
-_METADATA_RULES: dict[str, _Rule] = {
-    "labels": _merge_maps,
-    "annotations": _merge_maps,
-    "finalizers": _union,
-    "ownerReferences": _keyed(_field("uid")),
-}
-_SPEC_RULES: dict[str, _Rule] = {
-    "initContainers": _merge_containers_by_name,
-    "volumes": _keyed(_field("name")),
-    "imagePullSecrets": _keyed(_field("name")),
-    "nodeSelector": _merge_maps,
-    "overhead": _merge_maps,
-}
-
-
-def _reconcile(base: dict[str, Any], client: dict[str, Any], base_container_name: str) -> dict[str, Any]:
-    """Lay ``client`` (a pod as API JSON) over ``base``."""
-    containers = functools.partial(_reconcile_containers, base_container_name=base_container_name)
-    spec = functools.partial(_merge, rules={**_SPEC_RULES, "containers": containers})
-    return _merge(base, client, {"metadata": functools.partial(_merge, rules=_METADATA_RULES), "spec": spec})
-
-
-def _base_index(containers: list[Any], base_container_name: str) -> int | None:
-    named = (n for n, container in enumerate(containers) if container.get("name") == base_container_name)
-    return next(named, 0 if containers else None)
-
-
-def _reconcile_containers(base: list[Any], client: list[Any], base_container_name: str) -> list[Any]:
-    """The base containers of both sides merge; other containers merge by name or are appended.
-
-    A side's base container is the one named ``base_container_name``, else its first container (which
-    is how the official provider, merging first containers, behaves).
-    """
-    result = copy.deepcopy(base)
-    base_at, client_at = _base_index(result, base_container_name), _base_index(client, base_container_name)
-    if base_at is not None and client_at is not None:
-        merged = _merge_container(result[base_at], client[client_at])
-        if base_container_name in (result[base_at].get("name"), client[client_at].get("name")):
-            merged["name"] = base_container_name
-        result[base_at] = merged
-    return _merge_containers_by_name(result, [item for n, item in enumerate(client) if n != client_at])
+def _name_base_container(source: dict[str, Any], base_container_name: str) -> None:
+    """A source's base container is the one named ``base_container_name``, else its first (which is
+    how the official provider, merging first containers, behaves): give it that name."""
+    containers = source.get("spec", {}).get("containers") or []
+    if containers and all(container.get("name") != base_container_name for container in containers):
+        containers[0]["name"] = base_container_name
 
 
 # --- building ------------------------------------------------------------------------------------------
@@ -490,7 +454,8 @@ def build_pod(
     layers = [checked_api_dict(value, "V1Pod", argument=name) for value, name in given if value is not None]
     pod: dict[str, Any] = {}
     for layer in [*layers, explicit]:
-        pod = _reconcile(pod, layer, args.base_container_name)
+        _name_base_container(layer, args.base_container_name)
+        pod = _merge(pod, layer)
 
     metadata, spec = pod.setdefault("metadata", {}), pod["spec"]
     spec["restartPolicy"] = "Never"  # forced, as by the official operator: the task is one run of the pod

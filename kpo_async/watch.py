@@ -33,6 +33,7 @@ MANAGED_SELECTOR = f"{MANAGED_LABEL}=true"
 WATCH_SECONDS = 290
 #: A watch silent for this long (no event, no bookmark) is considered stalled.
 STALL_SECONDS = 150.0
+#: How long the watch outlives its last subscriber (a new trigger often follows soon).
 LINGER_SECONDS = 30.0
 
 
@@ -82,8 +83,6 @@ class PodWatcher:
         #: The API server's refusal (401/403/404) of the last list, until a list succeeds again.
         self.refusal: ApiError | None = None
         self._subscribers: dict[str, set[Subscription]] = {}
-        #: How long the watch outlives its last subscriber (a new trigger often follows soon).
-        self._linger = LINGER_SECONDS
         self._task: asyncio.Task[None] | None = None
         self._idle_since: float | None = None
 
@@ -148,7 +147,7 @@ class PodWatcher:
                 await asyncio.sleep(delay)
 
     def _should_stop(self) -> bool:
-        return self._idle_since is not None and time.monotonic() - self._idle_since > self._linger
+        return self._idle_since is not None and time.monotonic() - self._idle_since > LINGER_SECONDS
 
     async def _list(self) -> str:
         seen: dict[str, PodState] = {}

@@ -138,8 +138,7 @@ class XComCollector:
             if sidecar is not None and sidecar.state == "running":
                 return
             # Statuses list every container of the spec once scheduled: none means no sidecar at all.
-            no_sidecar = state is not None and state.containers and sidecar is None
-            ended = state is None or no_sidecar or (sidecar is not None and sidecar.terminated)
+            ended = state is None or (sidecar.terminated if sidecar is not None else bool(state.containers))
             if ended or time.time() >= deadline:
                 raise XComError(self._problem(state, sidecar))
             state = await self.next_state(deadline)

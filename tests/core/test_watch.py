@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from kubernetes_asyncio import client as k8s
 
+from kpo_async import watch
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.testing.harness import create_pods, first_event, pod_body, wait_for
@@ -80,7 +82,9 @@ async def test_watch_cut_expired_and_erroring_lose_no_completion(sim) -> None:
         await close_shared_clients()
 
 
-async def test_cancelled_triggers_unsubscribe_and_the_watch_stops(sim) -> None:
+async def test_cancelled_triggers_unsubscribe_and_the_watch_stops(
+    sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await create_pods(sim, [pod_body(f"long-{i}", duration_seconds=60) for i in range(5)])
     try:
         tasks = [asyncio.create_task(first_event(trigger_for(sim, f"long-{i}"))) for i in range(5)]
@@ -91,7 +95,7 @@ async def test_cancelled_triggers_unsubscribe_and_the_watch_stops(sim) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         assert watcher._subscribers == {}
-        watcher._linger = 0.1
+        monkeypatch.setattr(watch, "LINGER_SECONDS", 0.1)
         # the idle watcher ends its own loop once the current stream yields (bookmarks do)
         await wait_for(
             lambda: watcher._task,

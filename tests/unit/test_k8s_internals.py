@@ -26,7 +26,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.rest import RESTClientObject
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
-from kpo_async.clients import _ApiClient, _RestClient, limit_tls_read_buffer
+from kpo_async.clients import _ApiClient, limit_tls_read_buffer
 
 
 def attributes_set_in(function: object) -> set[str]:
@@ -46,8 +46,8 @@ def attributes_set_in(function: object) -> set[str]:
 
 async def test_our_clients_set_every_attribute_the_parents_constructors_set() -> None:
     configuration = Configuration(host="https://127.0.0.1:1")
-    rest = _RestClient(configuration, ssl.create_default_context(), limit=1)
-    api = _ApiClient(configuration, rest)
+    api = _ApiClient(configuration, ssl.create_default_context(), limit=1)
+    rest = api.rest_client
     try:
         # ApiClient sets _pool lazily (its `pool` property); every other attribute must be ours.
         missing_api = attributes_set_in(ApiClient.__init__) - {"_pool"} - set(vars(api))
