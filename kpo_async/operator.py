@@ -49,10 +49,9 @@ from kpo_async.k8s_objects import is_model, to_api_dict, to_v1pod
 from kpo_async.links import POD_NAME_XCOM, POD_NAMESPACE_XCOM, PodLink
 from kpo_async.log_follower import formatter_path
 from kpo_async.outcome import PodOutcome, Status
-from kpo_async.pod_builder import PodArguments, build_pod, check_choice
+from kpo_async.pod_builder import PodArguments, build_pod, check_choice, check_whole_number
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
-from kpo_async.quota import QuotaRefusal
 from kpo_async.trigger_settings import ContainerSelection
 from triggers.pod import PodTrigger
 from triggers.quota import QuotaTrigger
@@ -251,16 +250,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             on_finish_action = "delete_pod" if is_delete_operator_pod else "keep_pod"
         check_choice("on_finish_action", on_finish_action, ON_FINISH_ACTIONS)
         check_choice("on_kill_action", on_kill_action, ON_KILL_ACTIONS)
-        if (
-            isinstance(disruption_relaunches, bool)
-            or not isinstance(disruption_relaunches, int)
-            or disruption_relaunches < 0
-        ):
-            raise InvalidArgumentError(
-                "disruption_relaunches",
-                f"{disruption_relaunches!r} is not a whole number >= 0",
-                "pass how many replacement pods one try may create when the cluster takes its pod away",
-            )
+        check_whole_number("disruption_relaunches", disruption_relaunches, minimum=0, of="")
         arguments_given = locals()
         for argument in _STORED_AS_GIVEN:
             setattr(self, argument, arguments_given[argument])
@@ -494,17 +484,14 @@ class AsyncKubernetesPodOperator(BaseOperator):
         """Wait for quota as long as the pod may take to be scheduled, from the first refusal."""
         since = launch.quota_since or time.time()
         window = self.schedule_timeout_seconds or self.startup_timeout_seconds
+        message = refused.message
         self.log.info(
-            "the namespace's quota has no room for the pod yet (%s); waiting up to %d s",
-            refused.message,
-            window,
+            "the namespace's quota has no room for the pod yet: %s; waiting up to %d s", message, window
         )
-        refusal = QuotaRefusal.parse(refused.message)
         return QuotaTrigger(
             namespace=namespace,
             cluster=self.cluster_ref.to_dict(),
-            quota=refusal.quota,
-            requested=refusal.requested,
+            refusal=message,
             deadline=since + window,
             waiting_since=since,
             relaunch=launch.relaunch,

@@ -120,8 +120,8 @@ def validate_arguments(args: PodArguments) -> dict[str, Any]:
         _check_image(argument, getattr(args, argument))
     for argument in ("cmds", "arguments", "configmaps"):
         _check_string_list(argument, getattr(args, argument))
-    _check_seconds("termination_grace_period", args.termination_grace_period, minimum=0)
-    _check_seconds("active_deadline_seconds", args.active_deadline_seconds, minimum=1)
+    check_whole_number("termination_grace_period", args.termination_grace_period, minimum=0)
+    check_whole_number("active_deadline_seconds", args.active_deadline_seconds, minimum=1)
     if args.resources is not None and args.container_resources is not None:
         raise InvalidArgumentError(
             "resources", "both resources and container_resources are given", "pass only one of them"
@@ -167,10 +167,11 @@ def check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> None:
         raise InvalidArgumentError(argument, f"{value!r} is not allowed", f"use one of {', '.join(choices)}")
 
 
-def _check_seconds(argument: str, value: Any, *, minimum: int) -> None:
+def check_whole_number(argument: str, value: Any, *, minimum: int, of: str = "seconds") -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        number = f"a whole number of {of}" if of else "a whole number"
         raise InvalidArgumentError(
-            argument, f"{value!r} is not a whole number of seconds >= {minimum}", f"pass an int >= {minimum}"
+            argument, f"{value!r} is not {number} >= {minimum}", f"pass an int >= {minimum}"
         )
 
 
