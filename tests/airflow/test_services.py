@@ -8,6 +8,7 @@ new worker process. One set of services serves the whole module (starting them t
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import os
@@ -50,6 +51,7 @@ _AIRFLOW_3_0 = Version(airflow.__version__).release[:2] == (3, 0)
 POD_LINE = re.compile(r"^line (\d+)$")
 DAG_IDS = (
     "example_kpo_async_xcom_etl",
+    "kpo_test_relaunch",
     "kpo_test_lines",
     "kpo_test_deadline",
     "kpo_test_timeout",
@@ -372,6 +374,74 @@ def test_marking_a_deferred_task_failed_or_success_deletes_the_pod_and_stops_the
             e.startswith("pod default/") and e.endswith(" succeeded")
             for e in services.task_log(dag_id, run_id, task_id).events()
         )
+
+
+# -- c1b. the cluster takes the pod away: relaunched across processes, then marked failed ---------------
+def evict_when_initializing(services: AirflowServices, namespace: str, name: str) -> None:
+    """The kubelet evicts the pod while its init container runs (its base container never started)."""
+    from kpo_async.testing.sim.control import SimControl
+
+    def initializing() -> bool:
+        found = [p for p in services.list_pods(namespace) if p["metadata"]["name"] == name]
+        statuses = (found[0]["status"].get("initContainerStatuses") or []) if found else []
+        return any("running" in (s.get("state") or {}) for s in statuses)
+
+    wait_until(initializing, timeout=60, what=f"pod {name}'s init container to run", first=0.2, most=0.5)
+
+    async def evict() -> None:
+        async with SimControl(str(services.kubeconfig)) as control:
+            await control.evict(namespace, name, "The node was low on resource: memory.")
+
+    asyncio.run(evict())
+
+
+def test_a_taken_away_pod_is_relaunched_across_processes_and_the_replacement_is_killable(
+    services: AirflowServices,
+) -> None:
+    """The triggerer reports the eviction, a worker creates `<pod>-r1` and defers again, the
+    triggerer follows it: the try ends once, with the replacement's XCom and its log. A second run,
+    marked failed while the replacement runs, deletes the replacement."""
+    dag_id, task_id = "kpo_test_relaunch", "relaunched"
+    finished, killed = services.trigger_dag(dag_id), services.trigger_dag(dag_id)
+    firsts = {}
+    for run_id in (finished, killed):
+        wait_deferred(services, dag_id, run_id, task_id)
+        firsts[run_id] = pod_of(services, dag_id, run_id, task_id)["name"]
+        evict_when_initializing(services, "default", firsts[run_id])
+    replacement = f"{firsts[killed]}-r1"
+    wait_until(
+        lambda: (
+            pod_of(services, dag_id, killed, task_id)["name"] == replacement
+            and services.task_instance(dag_id, killed, task_id)["state"] == "deferred"
+            and bool(services.triggers_mentioning(replacement))
+        ),
+        timeout=90,
+        what="the killed run's replacement pod to be followed",
+    )
+    services.set_task_state(dag_id, killed, task_id, "failed")
+    ti = services.wait_task(dag_id, finished, task_id, states=("success", "failed"), timeout=180)
+    assert ti["state"] == "success" and ti["try_number"] == 1, ti
+    assert services.xcom(dag_id, finished, task_id) == {"relaunched": True}
+    assert services.xcom(dag_id, finished, task_id, key="pod_name") == f"{firsts[finished]}-r1"
+    log = services.task_log(dag_id, finished, task_id)
+    events = log.events()
+    said = (
+        f"pod default/{firsts[finished]} was terminated by its node's kubelet (DisruptionTarget: "
+        f"TerminationByKubelet): The node was low on resource: memory; relaunch 1 of 2 as pod "
+        f"default/{firsts[finished]}-r1"
+    )
+    assert said in events, events
+    assert numbered(log.pod_lines()) == list(range(1, 41)), log.pod_lines()
+    assert any(
+        e.startswith(f"pod default/{firsts[finished]}-r1 timeline: ") and "relaunches 1" in e for e in events
+    )
+    wait_until(
+        lambda: not pod_exists(services, "default", replacement), timeout=60, what=f"{replacement} deleted"
+    )
+    assert services.task_instance(dag_id, killed, task_id)["state"] == "failed"
+    assert services.list_pods("default", f"dag_id={dag_id}", include_deleting=True) == []
+    for run_id in (finished, killed):
+        assert services.trigger_rows(dag_id, run_id, task_id) == []
 
 
 # -- c2. a user clears the deferred task -------------------------------------------------------------

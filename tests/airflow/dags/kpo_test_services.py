@@ -164,3 +164,16 @@ with test_dag("kpo_test_secret_echo"):
         env_vars={"API_SECRET": "{{ var.value.kpo_echo_secret }}"},
         startup_timeout_seconds=60,
     )
+
+# An init container holds the base container for a few seconds: the test takes the pod away then
+# (kubelet eviction); the task relaunches it within its try, on the real services.
+with test_dag("kpo_test_relaunch"):
+    AsyncKubernetesPodOperator(
+        task_id="relaunched",
+        image="alpine:3.20",
+        name="relaunched",
+        init_containers=[{"name": "prepare", "image": "alpine:3.20", "command": ["sh", "-c", "sleep 6"]}],
+        annotations=behavior(duration_seconds=20, log_lines_per_second=2, xcom={"relaunched": True}),
+        do_xcom_push=True,
+        startup_timeout_seconds=90,
+    )
