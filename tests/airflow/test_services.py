@@ -416,8 +416,9 @@ def test_a_taken_away_pod_is_relaunched_across_processes_and_the_replacement_is_
             and bool(services.triggers_mentioning(replacement))
         ),
         timeout=90,
-        what="the killed run's replacement pod to be followed",
+        what="the killed run's replacement pod to be deferred on",
     )
+    wait_pod_lines(services, dag_id, killed, task_id, at_least=2)  # the triggerer follows the replacement
     services.set_task_state(dag_id, killed, task_id, "failed")
     ti = services.wait_task(dag_id, finished, task_id, states=("success", "failed"), timeout=180)
     assert ti["state"] == "success" and ti["try_number"] == 1, ti
