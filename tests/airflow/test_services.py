@@ -407,7 +407,14 @@ def test_a_taken_away_pod_is_relaunched_across_processes_and_the_replacement_is_
     for run_id in (finished, killed):
         wait_deferred(services, dag_id, run_id, task_id)
         firsts[run_id] = pod_of(services, dag_id, run_id, task_id)["name"]
-        evict_when_initializing(services, "default", firsts[run_id])
+    evictions = [
+        threading.Thread(target=evict_when_initializing, args=(services, "default", name), daemon=True)
+        for name in firsts.values()
+    ]
+    for thread in evictions:
+        thread.start()
+    for thread in evictions:
+        thread.join(timeout=90)
     replacement = f"{firsts[killed]}-r1"
     wait_until(
         lambda: (

@@ -172,7 +172,7 @@ with test_dag("kpo_test_relaunch"):
         task_id="relaunched",
         image="alpine:3.20",
         name="relaunched",
-        init_containers=[{"name": "prepare", "image": "alpine:3.20", "command": ["sh", "-c", "sleep 6"]}],
+        init_containers=[{"name": "prepare", "image": "alpine:3.20", "command": ["sh", "-c", "sleep 10"]}],
         annotations=behavior(duration_seconds=20, log_lines_per_second=2, xcom={"relaunched": True}),
         do_xcom_push=True,
         startup_timeout_seconds=90,
