@@ -58,12 +58,15 @@ class Subscription:
     async def wait(self, timeout: float | None) -> bool:
         """Wait for a change to this pod; False when `timeout` passed without one.
 
-        Without a timeout `wait_for` awaits the event itself: thousands of idle triggers cost no
-        timers, tasks or exceptions.
+        `asyncio.timeout`, not `wait_for`: before Python 3.12 `wait_for` can return the change
+        instead of raising when the task is cancelled as the change arrives, and a trigger would
+        outlive its cancellation (the soak saw it). Without a timeout it sets no timer: thousands of
+        idle triggers cost no timers, tasks or exceptions.
         """
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+        except TimeoutError:
             return False
         self._changed.clear()
         return True
