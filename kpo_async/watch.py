@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 import time
 import weakref
 from typing import Any
@@ -25,6 +26,11 @@ from kpo_async.errors import ApiError, Forbidden, Gone, KpoAsyncError, Permissio
 from kpo_async.identity import MANAGED_LABEL
 from kpo_async.pod_state import PodState
 from kpo_async.retry import backoff_delay, describe, is_retryable
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # aiohttp's own dependency there
+    from async_timeout import timeout as _timeout  # type: ignore[import-not-found]
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +64,13 @@ class Subscription:
     async def wait(self, timeout: float | None) -> bool:
         """Wait for a change to this pod; False when `timeout` passed without one.
 
-        `asyncio.timeout`, not `wait_for`: before Python 3.12 `wait_for` can return the change
+        A timeout context, not `wait_for`: before Python 3.12 `wait_for` can return the change
         instead of raising when the task is cancelled as the change arrives, and a trigger would
-        outlive its cancellation (the soak saw it). Without a timeout it sets no timer: thousands of
-        idle triggers cost no timers, tasks or exceptions.
+        outlive its cancellation (the soak saw it). Without a timeout it sets no timer: thousands
+        of idle triggers cost no timers, tasks or exceptions.
         """
         try:
-            async with asyncio.timeout(timeout):
+            async with _timeout(timeout):
                 await self._changed.wait()
         except TimeoutError:
             return False
