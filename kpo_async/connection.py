@@ -13,7 +13,6 @@ import asyncio
 import os
 import socket
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,8 +28,6 @@ from kpo_async.errors import InvalidArgumentError
 from kpo_async.identity import CONNECTION_EXTRAS
 
 DEFAULT_CONN_ID = "kubernetes_default"
-#: Refresh an exec-plugin token this many seconds before it expires.
-EXEC_TOKEN_REFRESH_MARGIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,23 +50,18 @@ class ClusterRef:
 
 @dataclass
 class ClusterConfig:
-    """A resolved cluster: holds credentials, so it is never serialized and its repr is redacted."""
+    """A resolved cluster: holds credentials, so it is never serialized and they stay out of its repr."""
 
     ref: ClusterRef
-    kubeconfig: dict[str, Any] | None
+    kubeconfig: dict[str, Any] | None = field(repr=False)
     context: str | None
     in_cluster: bool
     namespace: str | None = None
     verify_ssl: bool = True
     source: str = ""
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
     #: False when the default connection id named no connection on this host.
     connection_found: bool = True
-
-    def __repr__(self) -> str:
-        return (
-            f"ClusterConfig(source={self.source!r}, context={self.context!r}, namespace={self.namespace!r})"
-        )
 
 
 async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
@@ -130,19 +122,31 @@ async def _find_kubeconfig(
     if inline:
         source = f"connection {ref.conn_id!r}"
         return _parse_kubeconfig(inline, source=f"{source} extra kube_config"), source
-    if not path:
-        path = _default_kubeconfig_path()
-        return await _read_kubeconfig(path, argument="config_file"), path
-    argument = "config_file" if ref.config_file else f"kubernetes_conn_id ({ref.conn_id!r} kube_config_path)"
-    kubeconfig = await _read_kubeconfig(str(path), argument=argument)
-    if kubeconfig is None:
-        raise InvalidArgumentError(
-            argument,
-            f"kubeconfig {str(path)!r} does not exist on host {socket.gethostname()!r}",
+    named = bool(path)
+    argument = (
+        "config_file"
+        if ref.config_file or not named
+        else f"kubernetes_conn_id ({ref.conn_id!r} kube_config_path)"
+    )
+    default = (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0]
+    path = await asyncio.to_thread(os.path.expanduser, str(path or default))  # may read the user database
+    try:
+        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+    except FileNotFoundError:
+        if not named:
+            return None, path
+        problem = "does not exist"
+        fix = (
             "make the file available at that path on every worker and triggerer host, or put the "
-            "kubeconfig inline in a kubernetes connection (extra kube_config) and pass kubernetes_conn_id",
+            "kubeconfig inline in a kubernetes connection (extra kube_config) and pass kubernetes_conn_id"
         )
-    return kubeconfig, str(path)
+    except OSError as exc:
+        problem, fix = f"cannot be read ({exc.strerror})", "make it a file readable by the Airflow user"
+    else:
+        return _parse_kubeconfig(text, source=path), path
+    raise InvalidArgumentError(
+        argument, f"kubeconfig {path!r} {problem} on host {socket.gethostname()!r}", fix
+    )
 
 
 async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.SSLContext]:
@@ -177,23 +181,18 @@ def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
 
 
 def _exec_token_refresher(loader: KubeConfigLoader) -> Callable[[Configuration], Awaitable[None]]:
-    """An async `refresh_api_key_hook`: re-run the exec plugin shortly before its token expires.
-
-    The plugin runs as an asyncio subprocess, so a slow ``aws eks get-token`` never blocks the
-    loop. A token without ``expirationTimestamp`` is kept for the life of the client (as kubectl
-    does); without this guard the loader would run the plugin before every request.
+    """An async `refresh_api_key_hook`: the loader runs the exec plugin again (as an asyncio
+    subprocess, so a slow ``aws eks get-token`` never blocks the loop) once its token is within 5
+    minutes of ``expirationTimestamp``. A token without one is kept for the life of the client (as
+    kubectl does); without this guard the loader would run the plugin before every request.
     """
     lock = asyncio.Lock()
 
     async def refresh(configuration: Configuration) -> None:
-        expiry = getattr(loader, "exec_plugin_expiry", None)
-        if expiry is None or expiry.timestamp() - time.time() > EXEC_TOKEN_REFRESH_MARGIN:
-            return
-        async with lock:
-            if loader.exec_plugin_expiry.timestamp() - time.time() <= EXEC_TOKEN_REFRESH_MARGIN:
-                del loader.exec_plugin_expiry  # forces load_from_exec_plugin to run the plugin
+        if hasattr(loader, "exec_plugin_expiry"):
+            async with lock:  # concurrent requests wait for one run of the plugin
                 await loader.load_from_exec_plugin()
-                configuration.api_key["BearerToken"] = loader.token
+            configuration.api_key["BearerToken"] = loader.token
 
     return refresh
 
@@ -231,21 +230,6 @@ async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
     return {name: value for name, value in extras.items() if value not in (None, "")}
 
 
-async def _read_kubeconfig(path: str, *, argument: str) -> dict[str, Any] | None:
-    """The parsed kubeconfig file; None if it does not exist."""
-    try:
-        text = await asyncio.to_thread(lambda: Path(path).expanduser().read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise InvalidArgumentError(
-            argument,
-            f"kubeconfig {path!r} cannot be read on host {socket.gethostname()!r}: {exc.strerror}",
-            "make it a file readable by the Airflow user",
-        ) from None
-    return _parse_kubeconfig(text, source=path)
-
-
 def _parse_kubeconfig(value: Any, *, source: str) -> dict[str, Any]:
     try:  # YAML is a superset of JSON: both forms parse
         config = dict(value) if isinstance(value, Mapping) else yaml.safe_load(value)
@@ -280,10 +264,6 @@ def _loader(kubeconfig: dict[str, Any], context: str | None, source: str) -> Kub
         raise InvalidArgumentError(
             "cluster_context", f"{problem} kubeconfig {source}", f"pass cluster_context, one of {names}"
         ) from None
-
-
-def _default_kubeconfig_path() -> str:
-    return os.path.expanduser((os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0])
 
 
 def _first(*values: Any) -> Any:
