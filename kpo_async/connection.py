@@ -158,11 +158,20 @@ async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.
     """
     configuration = Configuration()
     if config.in_cluster:
-        await asyncio.to_thread(_load_in_cluster, configuration)
+        try:
+            await asyncio.to_thread(load_incluster_config, configuration)
+        except ConfigException as exc:
+            raise InvalidArgumentError(
+                "in_cluster",
+                f"in_cluster=True but this process is not running in a Kubernetes pod ({exc})",
+                "run the worker and triggerer in the cluster, or pass kubernetes_conn_id / config_file",
+            ) from None
     else:
         loader = _loader(config.kubeconfig or {}, config.context, config.source)
         await asyncio.to_thread(asyncio.run, loader.load_and_set(configuration))
-        if "exec" in (loader._user or {}):
+        # An exec plugin's token that expires; one that does not is kept for the life of the client
+        # (as kubectl does): the loader would otherwise run the plugin before every request.
+        if hasattr(loader, "exec_plugin_expiry"):
             configuration.refresh_api_key_hook = _exec_token_refresher(loader)
     # The kubeconfig (insecure-skip-tls-verify) or the connection (disable_verify_ssl) may turn it off.
     configuration.verify_ssl = configuration.verify_ssl and config.verify_ssl
@@ -183,29 +192,15 @@ def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
 def _exec_token_refresher(loader: KubeConfigLoader) -> Callable[[Configuration], Awaitable[None]]:
     """An async `refresh_api_key_hook`: the loader runs the exec plugin again (as an asyncio
     subprocess, so a slow ``aws eks get-token`` never blocks the loop) once its token is within 5
-    minutes of ``expirationTimestamp``. A token without one is kept for the life of the client (as
-    kubectl does); without this guard the loader would run the plugin before every request.
-    """
+    minutes of ``expirationTimestamp``."""
     lock = asyncio.Lock()
 
     async def refresh(configuration: Configuration) -> None:
-        if hasattr(loader, "exec_plugin_expiry"):
-            async with lock:  # concurrent requests wait for one run of the plugin
-                await loader.load_from_exec_plugin()
-            configuration.api_key["BearerToken"] = loader.token
+        async with lock:  # concurrent requests wait for one run of the plugin
+            await loader.load_from_exec_plugin()
+        configuration.api_key["BearerToken"] = loader.token
 
     return refresh
-
-
-def _load_in_cluster(configuration: Configuration) -> None:
-    try:
-        load_incluster_config(configuration)  # type: ignore[no-untyped-call]
-    except ConfigException as exc:
-        raise InvalidArgumentError(
-            "in_cluster",
-            f"in_cluster=True but this process is not running in a Kubernetes pod ({exc})",
-            "run the worker and triggerer in the cluster, or pass kubernetes_conn_id / config_file",
-        ) from None
 
 
 async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
