@@ -25,9 +25,12 @@ from kubernetes_asyncio.config.incluster_config import SERVICE_HOST_ENV_NAME, lo
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from kpo_async.errors import InvalidArgumentError
-from kpo_async.identity import CONNECTION_EXTRAS
+from kpo_async.settings import PROVIDER_INFO
 
 DEFAULT_CONN_ID = "kubernetes_default"
+#: Connection extras the official `kubernetes` connection type defines; we read the same ones, and
+#: our connection form (provider.yaml) has them as its fields.
+CONNECTION_EXTRAS = tuple(PROVIDER_INFO["connection-types"][0]["conn-fields"])
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kpo_async.settings import PROVIDER_INFO
-
 #: Label on every pod this project creates; the shared watch selects on it.
 MANAGED_LABEL = "kpo-async.io/managed"
 #: Annotation the trigger writes with its log cursor so a re-created trigger resumes exactly.
@@ -33,10 +31,6 @@ XCOM_RETURN_FILE = "/airflow/xcom/return.json"
 #: `kill -2 1` so that the stop command is harmless wherever exec actually runs.
 XCOM_STOP_FILE = "/airflow/xcom/.kpo-async-done"
 XCOM_SIDECAR_SCRIPT = f'trap "exit 0" TERM INT; until [ -e {XCOM_STOP_FILE} ]; do sleep 0.5; done'
-
-#: Connection extras the official `kubernetes` connection type defines; we read the same ones, and
-#: our connection form (provider.yaml) has them as its fields.
-CONNECTION_EXTRAS = tuple(PROVIDER_INFO["connection-types"][0]["conn-fields"])
 
 #: The longest pod name and label value Kubernetes accepts.
 NAME_MAX_LENGTH = 63
