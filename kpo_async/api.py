@@ -51,10 +51,8 @@ async def open_response(request: Awaitable[Any], *, what: str, verb: str, resour
     response = await request
     if 200 <= response.status <= 299:
         return response
-    try:
+    async with response:  # released on the way out
         body = await response.read()
-    finally:
-        response.release()
     raise error_for(response.status, body, what=what, verb=verb, resource=resource, headers=response.headers)
 
 
@@ -73,11 +71,8 @@ async def call(
     """
 
     async def once() -> dict[str, Any]:
-        response = await open_response(request(), what=what, verb=verb, resource=resource)
-        try:
+        async with await open_response(request(), what=what, verb=verb, resource=resource) as response:
             body: dict[str, Any] = json.loads(await response.read())
-            return body
-        finally:
-            response.release()
+        return body
 
     return await with_retries(once, what=what, backoff=backoff)
