@@ -61,8 +61,9 @@ def to_api_dict(obj: Any, model: str | None = None) -> Any:
     """
     if obj is None or isinstance(obj, (str, bool, int, float)):
         return obj
-    if isinstance(obj, dt.datetime):
-        return _rfc3339(obj)
+    if isinstance(obj, dt.datetime):  # the API only speaks UTC; a naive datetime is taken as UTC
+        obj = obj.replace(tzinfo=obj.tzinfo or dt.timezone.utc).astimezone(dt.timezone.utc)
+        return obj.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if obj.microsecond else "%Y-%m-%dT%H:%M:%SZ")
     if isinstance(obj, dt.date):
         return obj.isoformat()
     if is_model(obj):
@@ -87,18 +88,13 @@ def _dict_to_api(data: dict[str, Any], type_name: str | None) -> dict[str, Any]:
     if match := _DICT_TYPE.match(type_name or ""):
         return {key: to_api_dict(value, match[2]) for key, value in data.items() if value is not None}
     cls, fields = _model(type_name) or (None, {})
-    result = {}
-    for key, value in data.items():
-        if value is not None:
-            api_key = key if key in fields or cls is None else cls.attribute_map.get(key, key)
-            result[api_key] = to_api_dict(value, fields[api_key][1] if api_key in fields else None)
-    return result
-
-
-def _rfc3339(value: dt.datetime) -> str:
-    # The API only speaks UTC; a naive datetime is taken as UTC.
-    value = value.replace(tzinfo=value.tzinfo or dt.timezone.utc).astimezone(dt.timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+    names = cls.attribute_map if cls is not None else {}
+    renamed = {key if key in fields else names.get(key, key): value for key, value in data.items()}
+    return {
+        key: to_api_dict(value, fields.get(key, ("", None))[1])
+        for key, value in renamed.items()
+        if value is not None
+    }
 
 
 def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
