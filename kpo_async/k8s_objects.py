@@ -11,6 +11,7 @@ to be installed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import re
@@ -137,8 +138,9 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
         if not isinstance(data, dict):
             raise ValueError(f"{path or 'value'} must be a mapping, got {type(data).__name__}")
         return {key: _deserialize(item, match[2], f"{path}.{key}", unknown) for key, item in data.items()}
-    if type_name == "datetime":
-        return _parse_datetime(data)
+    if type_name == "datetime" and isinstance(data, str):
+        with contextlib.suppress(ValueError):  # a value that is not one is kept as it is
+            return dt.datetime.fromisoformat(data.replace("Z", "+00:00"))
     if type_name in _SCALAR_CHECKS:
         return _scalar(data, type_name, path)
     model = _model(type_name)
@@ -176,12 +178,3 @@ def _scalar(data: Any, type_name: str, path: str) -> Any:
     if not isinstance(data, kinds):
         raise ValueError(f"{path or 'value'} must be {expected}, got {type(data).__name__} {data!r}")
     return data
-
-
-def _parse_datetime(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
