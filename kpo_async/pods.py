@@ -18,7 +18,6 @@ from kpo_async.pod_state import PodState
 
 #: Set on a pod whose result a task has consumed; such a pod is never adopted again.
 FINALIZED_LABEL = "kpo-async.io/finalized"
-MERGE_PATCH = "application/merge-patch+json"
 
 
 async def find_task_pods(client: ClusterClient, namespace: str, selector: str) -> list[PodState]:
@@ -101,7 +100,7 @@ async def patch_metadata(
         name,
         namespace,
         {"metadata": metadata},
-        _content_type=MERGE_PATCH,
+        _content_type="application/merge-patch+json",
         _preload_content=False,
     )
     return await _unless_gone(request, what=f"{what} pod {namespace}/{name}", verb="patch") is not None
