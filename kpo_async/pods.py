@@ -22,13 +22,11 @@ FINALIZED_LABEL = "kpo-async.io/finalized"
 
 async def find_task_pods(client: ClusterClient, namespace: str, selector: str) -> list[PodState]:
     """Unfinalized pods matching `selector`, newest first."""
-    body = await api.call(
-        lambda: client.core.list_namespaced_pod(
-            namespace, label_selector=f"{selector},!{FINALIZED_LABEL}", _preload_content=False
-        ),
-        what=f"listing pods in {namespace}",
-        verb="list",
+    selector = f"{selector},!{FINALIZED_LABEL}"
+    request = partial(
+        client.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False
     )
+    body = await api.call(request, what=f"listing pods in {namespace}", verb="list")
     items = sorted(
         body.get("items") or [], key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
     )
@@ -40,12 +38,9 @@ async def create_pod(client: ClusterClient, pod: V1Pod) -> PodState | None:
     """Create `pod`; None if a pod of that name already exists (the caller decides on adoption)."""
     namespace = pod.metadata.namespace
     what = f"creating pod {namespace}/{pod.metadata.name}"
+    request = partial(client.core.create_namespaced_pod, namespace, pod, _preload_content=False)
     try:
-        body = await api.call(
-            lambda: client.core.create_namespaced_pod(namespace, pod, _preload_content=False),
-            what=what,
-            verb="create",
-        )
+        body = await api.call(request, what=what, verb="create")
     except Conflict:
         return None
     except NotFound as exc:
@@ -114,12 +109,11 @@ def container_env(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 async def pod_events(client: ClusterClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    selector = f"involvedObject.name={name}"
+    request = partial(
+        client.core.list_namespaced_event, namespace, field_selector=selector, _preload_content=False
+    )
     body = await api.call(
-        lambda: client.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={name}", _preload_content=False
-        ),
-        what=f"listing events of {namespace}/{name}",
-        verb="list",
-        resource="events",
+        request, what=f"listing events of {namespace}/{name}", verb="list", resource="events"
     )
     return body.get("items") or []
