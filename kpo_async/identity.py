@@ -8,7 +8,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 #: Label on every pod this project creates; the shared watch selects on it.
 MANAGED_LABEL = "kpo-async.io/managed"
@@ -126,5 +126,5 @@ def pod_name(base: str, *, identity: TaskIdentity | None, random_name_suffix: bo
 def _name_suffix(identity: TaskIdentity | None) -> str:
     if identity is None:
         return secrets.token_hex(SUFFIX_LENGTH // 2)
-    key = [identity.dag_id, identity.task_id, identity.run_id, identity.map_index, identity.try_number]
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:SUFFIX_LENGTH]
+    key = json.dumps(astuple(identity))  # [dag_id, task_id, run_id, map_index, try_number]
+    return hashlib.sha256(key.encode()).hexdigest()[:SUFFIX_LENGTH]
