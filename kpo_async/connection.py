@@ -234,10 +234,9 @@ def _parse_kubeconfig(value: Any, *, source: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         config = exc
     if not isinstance(config, dict):
-        kind = type(config).__name__
         raise InvalidArgumentError(
             "config_file",
-            f"kubeconfig from {source} is not valid YAML/JSON of a kubeconfig ({kind})",
+            f"kubeconfig from {source} is not valid YAML/JSON of a kubeconfig ({type(config).__name__})",
             "fix the kubeconfig syntax (check it with `kubectl config view --kubeconfig FILE`)",
         )
     return config
