@@ -125,19 +125,13 @@ async def _find_kubeconfig(
     if inline:
         source = f"connection {ref.conn_id!r}"
         return _parse_kubeconfig(inline, source=f"{source} extra kube_config"), source
-    named = bool(path)
-    argument = (
-        "config_file"
-        if ref.config_file or not named
-        else f"kubernetes_conn_id ({ref.conn_id!r} kube_config_path)"
-    )
     default = (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0]
-    path = await asyncio.to_thread(os.path.expanduser, str(path or default))  # may read the user database
+    found = await asyncio.to_thread(os.path.expanduser, str(path or default))  # may read the user database
     try:
-        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+        text = await asyncio.to_thread(Path(found).read_text, encoding="utf-8")
     except FileNotFoundError:
-        if not named:
-            return None, path
+        if not path:
+            return None, found
         problem = "does not exist"
         fix = (
             "make the file available at that path on every worker and triggerer host, or put the "
@@ -146,10 +140,10 @@ async def _find_kubeconfig(
     except OSError as exc:
         problem, fix = f"cannot be read ({exc.strerror})", "make it a file readable by the Airflow user"
     else:
-        return _parse_kubeconfig(text, source=path), path
-    raise InvalidArgumentError(
-        argument, f"kubeconfig {path!r} {problem} on host {socket.gethostname()!r}", fix
-    )
+        return _parse_kubeconfig(text, source=found), found
+    where = "" if ref.config_file or not path else f" (connection {ref.conn_id!r} extra kube_config_path)"
+    problem = f"kubeconfig {found!r}{where} {problem} on host {socket.gethostname()!r}"
+    raise InvalidArgumentError("kubernetes_conn_id" if where else "config_file", problem, fix)
 
 
 async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.SSLContext]:
