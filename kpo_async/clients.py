@@ -138,8 +138,7 @@ async def create_client(ref: ClusterRef) -> ClusterClient:
         with contextlib.suppress(OSError):
             data = await asyncio.to_thread(Path(configuration.ssl_ca_cert).read_bytes)
             ca_sha256 = hashlib.sha256(data).hexdigest()
-    connection = ref.conn_id if config.connection_found else None
-    fingerprint = {"server": str(configuration.host), "ca_sha256": ca_sha256, "connection": connection}
+    fingerprint = {"server": str(configuration.host), "ca_sha256": ca_sha256, "connection": config.connection}
     return ClusterClient(config, configuration, ssl_context, limits, fingerprint)
 
 

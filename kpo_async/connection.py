@@ -63,8 +63,8 @@ class ClusterConfig:
     verify_ssl: bool = True
     source: str = ""
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
-    #: False when the default connection id named no connection on this host.
-    connection_found: bool = True
+    #: The id of the connection that named the cluster on this host (None: none did).
+    connection: str | None = None
 
 
 async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
@@ -76,7 +76,7 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
     """
     found = await _connection_extras(ref.conn_id)
     extras = found or {}
-    found_conn = found is not None and bool(ref.conn_id)
+    found_conn = ref.conn_id if found is not None else None
     in_cluster = _first(ref.in_cluster, _as_bool(extras.get("in_cluster")))
     context = _first(ref.cluster_context, extras.get("cluster_context"))
     config_path = _first(ref.config_file, extras.get("kube_config_path"))
@@ -172,8 +172,7 @@ async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.
             configuration.refresh_api_key_hook = _exec_token_refresher(loader)
     # The kubeconfig (insecure-skip-tls-verify) or the connection (disable_verify_ssl) may turn it off.
     configuration.verify_ssl = configuration.verify_ssl and config.verify_ssl
-    ssl_context = await asyncio.to_thread(_ssl_context, configuration)
-    return configuration, ssl_context
+    return configuration, await asyncio.to_thread(_ssl_context, configuration)
 
 
 def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
