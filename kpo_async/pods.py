@@ -27,11 +27,9 @@ async def find_task_pods(client: ClusterClient, namespace: str, selector: str) -
         client.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False
     )
     body = await api.call(request, what=f"listing pods in {namespace}", verb="list")
-    items = sorted(
-        body.get("items") or [], key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
-    )
     # A pod being deleted is on its way out: never adopt it.
-    return [state for state in map(PodState.from_api, items) if not state.deleting]
+    states = [state for state in map(PodState.from_api, body.get("items") or []) if not state.deleting]
+    return sorted(states, key=lambda state: state.created_at or 0.0, reverse=True)
 
 
 async def create_pod(client: ClusterClient, pod: V1Pod) -> PodState | None:
