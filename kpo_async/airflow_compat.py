@@ -69,8 +69,7 @@ async def aget_connection_extras(conn_id: str) -> dict[str, Any]:
     # (async_to_sync), which works only from a thread sync_to_async started.
     from asgiref.sync import sync_to_async
 
-    extras = await sync_to_async(lambda: BaseHook.get_connection(conn_id).extra_dejson)()
-    return extras or {}
+    return await sync_to_async(lambda: BaseHook.get_connection(conn_id).extra_dejson)() or {}
 
 
 def triggerer_calls_on_kill() -> bool:
