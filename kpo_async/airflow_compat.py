@@ -69,8 +69,7 @@ async def aget_connection_extras(conn_id: str) -> dict[str, Any]:
     # (async_to_sync), which works only from a thread sync_to_async started.
     from asgiref.sync import sync_to_async
 
-    extras = await sync_to_async(lambda: BaseHook.get_connection(conn_id).extra_dejson)()
-    return extras or {}
+    return await sync_to_async(lambda: BaseHook.get_connection(conn_id).extra_dejson)() or {}
 
 
 def triggerer_calls_on_kill() -> bool:
@@ -89,26 +88,23 @@ async def atask_instance_state(task_instance: Any) -> str | None:
     from airflow.sdk.execution_time.comms import GetTaskStates
 
     map_index = getattr(task_instance, "map_index", None)
-    map_index = -1 if map_index is None else map_index
+    map_index = map_index if map_index is not None and map_index >= 0 else None  # None: not mapped
     request = GetTaskStates(
         dag_id=task_instance.dag_id,
         task_ids=[task_instance.task_id],
         run_ids=[task_instance.run_id],
-        map_index=map_index if map_index >= 0 else None,
+        map_index=map_index,
     )
     comms = task_runner.SUPERVISOR_COMMS
     if hasattr(comms, "asend"):
-        response = await comms.asend(request)
+        response: Any = await comms.asend(request)
     else:  # a synchronous channel: asgiref runs it off the loop yet still on it for its streams
         from asgiref.sync import sync_to_async
 
         response = await sync_to_async(comms.send)(request)
-    key = task_instance.task_id if map_index < 0 else f"{task_instance.task_id}_{map_index}"
-    states = getattr(response, "task_states", None)
-    if states is None:
-        raise RuntimeError(f"unexpected answer to a task state request: {response!r}")
-    run_states = states.get(task_instance.run_id, {})
-    if key not in run_states:
-        raise LookupError(f"no task instance {key} in run {task_instance.run_id}")
-    state = run_states[key]
+    key = task_instance.task_id if map_index is None else f"{task_instance.task_id}_{map_index}"
+    try:
+        state = response.task_states[task_instance.run_id][key]
+    except (AttributeError, KeyError):
+        raise LookupError(f"no state of {key} in run {task_instance.run_id}: {response!r}") from None
     return None if state is None else str(getattr(state, "value", state))

@@ -13,50 +13,34 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kpo_async.errors import (
-    ApiError,
-    Conflict,
-    Forbidden,
-    Gone,
-    NotFound,
-    QuotaExceeded,
-    Refused,
-    Retryable,
-    Unauthorized,
-    Unprocessable,
-)
+from kpo_async import errors
 from kpo_async.retry import DEFAULT_BACKOFF, RETRYABLE_STATUS, Backoff, with_retries
 
-_BY_STATUS: dict[int, type[ApiError]] = {
-    401: Unauthorized,
-    404: NotFound,
-    409: Conflict,
-    410: Gone,
-    422: Unprocessable,
+_BY_STATUS: dict[int, type[errors.ApiError]] = {
+    401: errors.Unauthorized,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    410: errors.Gone,
+    422: errors.Unprocessable,
 }
 
 
 def error_for(
     status: int, body: bytes | str | None, *, what: str, verb: str, resource: str, headers: Any = None
-) -> ApiError:
-    """The typed error for an error answer, carrying the API server's own explanation."""
-    message = status_message(body)
+) -> errors.ApiError:
+    """The typed error for an error answer, carrying the API server's own explanation: the
+    `message` of the Status object it answered with."""
+    try:
+        message = str(json.loads(body or b"").get("message") or "")
+    except (TypeError, ValueError, AttributeError):
+        message = ""
     if status == 403:
         if "cannot " in message or not message:  # RBAC says "User x cannot <verb> resource ..."
-            return Forbidden(what, verb, resource, message)
-        refusal = QuotaExceeded if "exceeded quota" in message else Refused  # or PodSecurity ...
+            return errors.Forbidden(what, verb, resource, message)
+        refusal = errors.QuotaExceeded if "exceeded quota" in message else errors.Refused  # or PodSecurity
         return refusal(what, status, message, headers)
-    if status in RETRYABLE_STATUS:
-        return Retryable(what, status, message, headers)
-    return _BY_STATUS.get(status, ApiError)(what, status, message, headers)
-
-
-def status_message(body: bytes | str | None) -> str:
-    """The `message` of the Status object the API server answered with (it explains a refusal)."""
-    try:
-        return str(json.loads(body or b"").get("message") or "")
-    except (TypeError, ValueError, AttributeError):
-        return ""
+    kind = errors.Retryable if status in RETRYABLE_STATUS else _BY_STATUS.get(status, errors.ApiError)
+    return kind(what, status, message, headers)
 
 
 async def open_response(request: Awaitable[Any], *, what: str, verb: str, resource: str = "pods") -> Any:
@@ -67,10 +51,8 @@ async def open_response(request: Awaitable[Any], *, what: str, verb: str, resour
     response = await request
     if 200 <= response.status <= 299:
         return response
-    try:
+    async with response:  # released on the way out
         body = await response.read()
-    finally:
-        response.release()
     raise error_for(response.status, body, what=what, verb=verb, resource=resource, headers=response.headers)
 
 
@@ -89,11 +71,8 @@ async def call(
     """
 
     async def once() -> dict[str, Any]:
-        response = await open_response(request(), what=what, verb=verb, resource=resource)
-        try:
+        async with await open_response(request(), what=what, verb=verb, resource=resource) as response:
             body: dict[str, Any] = json.loads(await response.read())
-            return body
-        finally:
-            response.release()
+        return body
 
     return await with_retries(once, what=what, backoff=backoff)

@@ -71,29 +71,23 @@ class TriggerCallbacks:
                 self.targets.append(await import_object(path))
             except Exception as exc:
                 self.log.warning(
-                    "callback %s cannot be imported on the triggerer (%s: %s): its on_pod_starting and "
+                    "callback %s cannot be imported on the triggerer (%r): its on_pod_starting and "
                     "progress_callback are skipped. Fix: define the class in a module installed on the "
                     "triggerer, not in the DAG file",
                     path,
-                    exc.__class__.__name__,
                     exc,
                 )
 
     async def call(self, method: str, **kwargs: Any) -> None:
-        for target in self.targets:
-            function = getattr(target, method, None)
-            if function is None:
-                continue
+        kwargs = {"client": self.client, "mode": execution_mode("async"), "pod": self.pod, **kwargs}
+        for function in filter(None, (getattr(target, method, None) for target in self.targets)):
             try:
-                kwargs = {"client": self.client, "mode": execution_mode("async"), "pod": self.pod, **kwargs}
                 if inspect.iscoroutinefunction(function):
                     await asyncio.wait_for(function(**kwargs), CALL_SECONDS)
                 else:
                     await asyncio.wait_for(asyncio.to_thread(function, **kwargs), CALL_SECONDS)
             except Exception as exc:  # a callback never stops the pod being followed
-                self.log.warning(
-                    "callback %s of %s failed: %s: %s", method, target.__name__, exc.__class__.__name__, exc
-                )
+                self.log.warning("callback %s failed: %r", function.__qualname__, exc)
 
     def line(self, container: str, line: str) -> None:
         """A log line for ``progress_callback``: queued, never awaited by the log reader."""

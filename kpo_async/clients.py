@@ -105,7 +105,7 @@ class ClusterClient:
         # Follow streams hold a connection each for as long as a pod runs: separate pool.
         self.log_api_client = _ApiClient(configuration, ssl_context, limits.log_streams + 8)
         self.log_stream_slots = asyncio.Semaphore(limits.log_streams)
-        #: Which cluster this is, without secrets: see `cluster_fingerprint`.
+        #: Which cluster this is, without secrets: see `create_client`.
         self.fingerprint = fingerprint
 
     @property
@@ -131,29 +131,22 @@ async def create_client(ref: ClusterRef) -> ClusterClient:
     config = await resolve_cluster(ref)
     configuration, ssl_context = await load_configuration(config)
     limits = await asyncio.to_thread(ClientLimits.configured)  # Airflow's configuration lookups: off the loop
-    fingerprint = await cluster_fingerprint(config, configuration)
-    return ClusterClient(config, configuration, ssl_context, limits, fingerprint)
-
-
-async def cluster_fingerprint(config: ClusterConfig, configuration: Configuration) -> dict[str, str | None]:
-    """The cluster this host reaches, without secrets: the API server's URL, a digest of the CA it
-    trusts, and the connection that named it (None when no connection on this host did)."""
-    digest = None
+    # Which cluster this host reaches, without secrets: the API server's URL, a digest of the CA it
+    # trusts, and the connection that named it (None when no connection on this host did).
+    ca_sha256 = None
     if configuration.ssl_ca_cert:
         with contextlib.suppress(OSError):
             data = await asyncio.to_thread(Path(configuration.ssl_ca_cert).read_bytes)
-            digest = hashlib.sha256(data).hexdigest()
-    connection = config.ref.conn_id if config.connection_found else None
-    return {"server": str(configuration.host), "ca_sha256": digest, "connection": connection}
+            ca_sha256 = hashlib.sha256(data).hexdigest()
+    fingerprint = {"server": str(configuration.host), "ca_sha256": ca_sha256, "connection": config.connection}
+    return ClusterClient(config, configuration, ssl_context, limits, fingerprint)
 
 
 def check_same_cluster(expected: dict[str, str | None] | None, client: ClusterClient, pod: str) -> None:
     """Refuse to follow `pod` on another cluster than the one the worker created it on."""
     if not expected:  # kwargs stored by an older version
         return
-    here = client.fingerprint
-    conn = client.config.ref.conn_id
-    problem = None
+    here, conn = client.fingerprint, client.config.ref.conn_id
     if expected.get("connection") and not here.get("connection"):
         problem = f"connection {conn!r} does not exist on this host (it did on the worker)"
     elif expected.get("server") != here.get("server"):
@@ -162,14 +155,15 @@ def check_same_cluster(expected: dict[str, str | None] | None, client: ClusterCl
         expected.get("ca_sha256") != here.get("ca_sha256")
     ):
         problem = "the API servers' certificate authorities differ"
-    if problem:
-        raise KpoAsyncError(
-            f"refusing to follow pod {pod}: the worker created it on {expected.get('server')} "
-            f"(connection {conn!r}), but here, on {socket.gethostname()!r}, that reference reaches "
-            f"{here.get('server')} ({client.config.source}): {problem}. Fix: give connection "
-            f"{conn!r} the same cluster on every worker and triggerer; no fallback to this host's "
-            "kubeconfig or in-cluster credentials is made"
-        )
+    else:
+        return
+    raise KpoAsyncError(
+        f"refusing to follow pod {pod}: the worker created it on {expected.get('server')} "
+        f"(connection {conn!r}), but here, on {socket.gethostname()!r}, that reference reaches "
+        f"{here.get('server')} ({client.config.source}): {problem}. Fix: give connection "
+        f"{conn!r} the same cluster on every worker and triggerer; no fallback to this host's "
+        "kubeconfig or in-cluster credentials is made"
+    )
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,6 @@ import asyncio
 import os
 import socket
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -26,11 +25,12 @@ from kubernetes_asyncio.config.incluster_config import SERVICE_HOST_ENV_NAME, lo
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from kpo_async.errors import InvalidArgumentError
-from kpo_async.identity import CONNECTION_EXTRAS
+from kpo_async.settings import PROVIDER_INFO
 
 DEFAULT_CONN_ID = "kubernetes_default"
-#: Refresh an exec-plugin token this many seconds before it expires.
-EXEC_TOKEN_REFRESH_MARGIN = 60.0
+#: Connection extras the official `kubernetes` connection type defines; we read the same ones, and
+#: our connection form (provider.yaml) has them as its fields.
+CONNECTION_EXTRAS = tuple(PROVIDER_INFO["connection-types"][0]["conn-fields"])
 
 
 @dataclass(frozen=True)
@@ -53,23 +53,18 @@ class ClusterRef:
 
 @dataclass
 class ClusterConfig:
-    """A resolved cluster: holds credentials, so it is never serialized and its repr is redacted."""
+    """A resolved cluster: holds credentials, so it is never serialized and they stay out of its repr."""
 
     ref: ClusterRef
-    kubeconfig: dict[str, Any] | None
+    kubeconfig: dict[str, Any] | None = field(repr=False)
     context: str | None
     in_cluster: bool
     namespace: str | None = None
     verify_ssl: bool = True
     source: str = ""
-    extras: dict[str, Any] = field(default_factory=dict)
-    #: False when the default connection id named no connection on this host.
-    connection_found: bool = True
-
-    def __repr__(self) -> str:
-        return (
-            f"ClusterConfig(source={self.source!r}, context={self.context!r}, namespace={self.namespace!r})"
-        )
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The id of the connection that named the cluster on this host (None: none did).
+    connection: str | None = None
 
 
 async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
@@ -81,7 +76,7 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
     """
     found = await _connection_extras(ref.conn_id)
     extras = found or {}
-    found_conn = found is not None and bool(ref.conn_id)
+    found_conn = ref.conn_id if found is not None else None
     in_cluster = _first(ref.in_cluster, _as_bool(extras.get("in_cluster")))
     context = _first(ref.cluster_context, extras.get("cluster_context"))
     config_path = _first(ref.config_file, extras.get("kube_config_path"))
@@ -130,19 +125,25 @@ async def _find_kubeconfig(
     if inline:
         source = f"connection {ref.conn_id!r}"
         return _parse_kubeconfig(inline, source=f"{source} extra kube_config"), source
-    if not path:
-        path = _default_kubeconfig_path()
-        return await _read_kubeconfig(path, argument="config_file"), path
-    argument = "config_file" if ref.config_file else f"kubernetes_conn_id ({ref.conn_id!r} kube_config_path)"
-    kubeconfig = await _read_kubeconfig(str(path), argument=argument)
-    if kubeconfig is None:
-        raise InvalidArgumentError(
-            argument,
-            f"kubeconfig {str(path)!r} does not exist on host {socket.gethostname()!r}",
+    default = (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0]
+    found = await asyncio.to_thread(os.path.expanduser, str(path or default))  # may read the user database
+    try:
+        text = await asyncio.to_thread(Path(found).read_text, encoding="utf-8")
+    except FileNotFoundError:
+        if not path:
+            return None, found
+        problem = "does not exist"
+        fix = (
             "make the file available at that path on every worker and triggerer host, or put the "
-            "kubeconfig inline in a kubernetes connection (extra kube_config) and pass kubernetes_conn_id",
+            "kubeconfig inline in a kubernetes connection (extra kube_config) and pass kubernetes_conn_id"
         )
-    return kubeconfig, str(path)
+    except OSError as exc:
+        problem, fix = f"cannot be read ({exc.strerror})", "make it a file readable by the Airflow user"
+    else:
+        return _parse_kubeconfig(text, source=found), found
+    where = "" if ref.config_file or not path else f" (connection {ref.conn_id!r} extra kube_config_path)"
+    problem = f"kubeconfig {found!r}{where} {problem} on host {socket.gethostname()!r}"
+    raise InvalidArgumentError("kubernetes_conn_id" if where else "config_file", problem, fix)
 
 
 async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.SSLContext]:
@@ -154,16 +155,24 @@ async def load_configuration(config: ClusterConfig) -> tuple[Configuration, ssl.
     """
     configuration = Configuration()
     if config.in_cluster:
-        await asyncio.to_thread(_load_in_cluster, configuration)
+        try:
+            await asyncio.to_thread(load_incluster_config, configuration)
+        except ConfigException as exc:
+            raise InvalidArgumentError(
+                "in_cluster",
+                f"in_cluster=True but this process is not running in a Kubernetes pod ({exc})",
+                "run the worker and triggerer in the cluster, or pass kubernetes_conn_id / config_file",
+            ) from None
     else:
         loader = _loader(config.kubeconfig or {}, config.context, config.source)
         await asyncio.to_thread(asyncio.run, loader.load_and_set(configuration))
-        if "exec" in (loader._user or {}):
+        # An exec plugin's token that expires; one that does not is kept for the life of the client
+        # (as kubectl does): the loader would otherwise run the plugin before every request.
+        if hasattr(loader, "exec_plugin_expiry"):
             configuration.refresh_api_key_hook = _exec_token_refresher(loader)
     # The kubeconfig (insecure-skip-tls-verify) or the connection (disable_verify_ssl) may turn it off.
     configuration.verify_ssl = configuration.verify_ssl and config.verify_ssl
-    ssl_context = await asyncio.to_thread(_ssl_context, configuration)
-    return configuration, ssl_context
+    return configuration, await asyncio.to_thread(_ssl_context, configuration)
 
 
 def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
@@ -177,36 +186,17 @@ def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
 
 
 def _exec_token_refresher(loader: KubeConfigLoader) -> Callable[[Configuration], Awaitable[None]]:
-    """An async `refresh_api_key_hook`: re-run the exec plugin shortly before its token expires.
-
-    The plugin runs as an asyncio subprocess, so a slow ``aws eks get-token`` never blocks the
-    loop. A token without ``expirationTimestamp`` is kept for the life of the client (as kubectl
-    does); without this guard the loader would run the plugin before every request.
-    """
+    """An async `refresh_api_key_hook`: the loader runs the exec plugin again (as an asyncio
+    subprocess, so a slow ``aws eks get-token`` never blocks the loop) once its token is within 5
+    minutes of ``expirationTimestamp``."""
     lock = asyncio.Lock()
 
     async def refresh(configuration: Configuration) -> None:
-        expiry = getattr(loader, "exec_plugin_expiry", None)
-        if expiry is None or expiry.timestamp() - time.time() > EXEC_TOKEN_REFRESH_MARGIN:
-            return
-        async with lock:
-            if loader.exec_plugin_expiry.timestamp() - time.time() <= EXEC_TOKEN_REFRESH_MARGIN:
-                del loader.exec_plugin_expiry  # forces load_from_exec_plugin to run the plugin
-                await loader.load_from_exec_plugin()
-                configuration.api_key["BearerToken"] = loader.token
+        async with lock:  # concurrent requests wait for one run of the plugin
+            await loader.load_from_exec_plugin()
+        configuration.api_key["BearerToken"] = loader.token
 
     return refresh
-
-
-def _load_in_cluster(configuration: Configuration) -> None:
-    try:
-        load_incluster_config(configuration)  # type: ignore[no-untyped-call]
-    except ConfigException as exc:
-        raise InvalidArgumentError(
-            "in_cluster",
-            f"in_cluster=True but this process is not running in a Kubernetes pod ({exc})",
-            "run the worker and triggerer in the cluster, or pass kubernetes_conn_id / config_file",
-        ) from None
 
 
 async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
@@ -231,31 +221,15 @@ async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
     return {name: value for name, value in extras.items() if value not in (None, "")}
 
 
-async def _read_kubeconfig(path: str, *, argument: str) -> dict[str, Any] | None:
-    """The parsed kubeconfig file; None if it does not exist."""
-    try:
-        text = await asyncio.to_thread(lambda: Path(path).expanduser().read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise InvalidArgumentError(
-            argument,
-            f"kubeconfig {path!r} cannot be read on host {socket.gethostname()!r}: {exc.strerror}",
-            "make it a file readable by the Airflow user",
-        ) from None
-    return _parse_kubeconfig(text, source=path)
-
-
 def _parse_kubeconfig(value: Any, *, source: str) -> dict[str, Any]:
     try:  # YAML is a superset of JSON: both forms parse
         config = dict(value) if isinstance(value, Mapping) else yaml.safe_load(value)
     except yaml.YAMLError as exc:
         config = exc
     if not isinstance(config, dict):
-        kind = type(config).__name__
         raise InvalidArgumentError(
             "config_file",
-            f"kubeconfig from {source} is not valid YAML/JSON of a kubeconfig ({kind})",
+            f"kubeconfig from {source} is not valid YAML/JSON of a kubeconfig ({type(config).__name__})",
             "fix the kubeconfig syntax (check it with `kubectl config view --kubeconfig FILE`)",
         )
     return config
@@ -280,10 +254,6 @@ def _loader(kubeconfig: dict[str, Any], context: str | None, source: str) -> Kub
         raise InvalidArgumentError(
             "cluster_context", f"{problem} kubeconfig {source}", f"pass cluster_context, one of {names}"
         ) from None
-
-
-def _default_kubeconfig_path() -> str:
-    return os.path.expanduser((os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)[0])
 
 
 def _first(*values: Any) -> Any:

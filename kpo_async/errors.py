@@ -55,15 +55,15 @@ class PodCannotRunError(PodFailedError, AirflowFailException):
 class ApiError(KpoAsyncError):
     """The API server answered a request with an error status; `kpo_async.api` picks the subclass."""
 
+    #: The exception's text, filled in from the error's attributes.
+    template = "{what} failed: HTTP {status}: {message}"
+
     def __init__(self, what: str, status: int, message: str, headers: Any = None) -> None:
         self.what = what
         self.status = status
         self.message = message
         self.headers = headers  # keeps Retry-After for the retry loop
-        super().__init__(self.summary())
-
-    def summary(self) -> str:
-        return f"{self.what} failed: HTTP {self.status}: {self.message}"
+        super().__init__(self.template.format_map(vars(self)))
 
 
 class NotFound(ApiError):
@@ -85,18 +85,16 @@ class Unprocessable(ApiError):
 class Unauthorized(ApiError):
     """401: the API server refused the credentials."""
 
-    def summary(self) -> str:
-        return (
-            f"{self.what} failed: the API server refused the credentials (401). "
-            "Fix: check the connection's kubeconfig / token on this host"
-        )
+    template = (
+        "{what} failed: the API server refused the credentials (401). "
+        "Fix: check the connection's kubeconfig / token on this host"
+    )
 
 
 class Refused(ApiError):
     """403 from an admission check (ResourceQuota, PodSecurity), not from a missing Role rule."""
 
-    def summary(self) -> str:
-        return f"{self.what} was refused ({self.status}): {self.message}"
+    template = "{what} was refused ({status}): {message}"
 
 
 class QuotaExceeded(Refused):
@@ -111,11 +109,10 @@ class Forbidden(ApiError, PermissionDeniedError):
         self.resource = resource
         super().__init__(what, 403, message)
 
-    def summary(self) -> str:
-        return (
-            f"{self.what} was forbidden (403): the operator's identity needs the {self.verb!r} verb on "
-            f"{self.resource} in this namespace. Fix: grant it in the Role (see docs/rbac.md)."
-        )
+    template = (
+        "{what} was forbidden (403): the operator's identity needs the {verb!r} verb on "
+        "{resource} in this namespace. Fix: grant it in the Role (see docs/rbac.md)."
+    )
 
 
 class Retryable(ApiError):

@@ -8,9 +8,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
-
-from kpo_async.settings import PROVIDER_INFO
+from dataclasses import astuple, dataclass
 
 #: Label on every pod this project creates; the shared watch selects on it.
 MANAGED_LABEL = "kpo-async.io/managed"
@@ -33,10 +31,6 @@ XCOM_RETURN_FILE = "/airflow/xcom/return.json"
 #: `kill -2 1` so that the stop command is harmless wherever exec actually runs.
 XCOM_STOP_FILE = "/airflow/xcom/.kpo-async-done"
 XCOM_SIDECAR_SCRIPT = f'trap "exit 0" TERM INT; until [ -e {XCOM_STOP_FILE} ]; do sleep 0.5; done'
-
-#: Connection extras the official `kubernetes` connection type defines; we read the same ones, and
-#: our connection form (provider.yaml) has them as its fields.
-CONNECTION_EXTRAS = tuple(PROVIDER_INFO["connection-types"][0]["conn-fields"])
 
 #: The longest pod name and label value Kubernetes accepts.
 NAME_MAX_LENGTH = 63
@@ -132,5 +126,5 @@ def pod_name(base: str, *, identity: TaskIdentity | None, random_name_suffix: bo
 def _name_suffix(identity: TaskIdentity | None) -> str:
     if identity is None:
         return secrets.token_hex(SUFFIX_LENGTH // 2)
-    key = [identity.dag_id, identity.task_id, identity.run_id, identity.map_index, identity.try_number]
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:SUFFIX_LENGTH]
+    key = json.dumps(astuple(identity))  # [dag_id, task_id, run_id, map_index, try_number]
+    return hashlib.sha256(key.encode()).hexdigest()[:SUFFIX_LENGTH]

@@ -11,6 +11,7 @@ to be installed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import re
@@ -61,8 +62,9 @@ def to_api_dict(obj: Any, model: str | None = None) -> Any:
     """
     if obj is None or isinstance(obj, (str, bool, int, float)):
         return obj
-    if isinstance(obj, dt.datetime):
-        return _rfc3339(obj)
+    if isinstance(obj, dt.datetime):  # the API only speaks UTC; a naive datetime is taken as UTC
+        obj = obj.replace(tzinfo=obj.tzinfo or dt.timezone.utc).astimezone(dt.timezone.utc)
+        return obj.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if obj.microsecond else "%Y-%m-%dT%H:%M:%SZ")
     if isinstance(obj, dt.date):
         return obj.isoformat()
     if is_model(obj):
@@ -87,18 +89,13 @@ def _dict_to_api(data: dict[str, Any], type_name: str | None) -> dict[str, Any]:
     if match := _DICT_TYPE.match(type_name or ""):
         return {key: to_api_dict(value, match[2]) for key, value in data.items() if value is not None}
     cls, fields = _model(type_name) or (None, {})
-    result = {}
-    for key, value in data.items():
-        if value is not None:
-            api_key = key if key in fields or cls is None else cls.attribute_map.get(key, key)
-            result[api_key] = to_api_dict(value, fields[api_key][1] if api_key in fields else None)
-    return result
-
-
-def _rfc3339(value: dt.datetime) -> str:
-    # The API only speaks UTC; a naive datetime is taken as UTC.
-    value = value.replace(tzinfo=value.tzinfo or dt.timezone.utc).astimezone(dt.timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+    names = cls.attribute_map if cls is not None else {}
+    renamed = {key if key in fields else names.get(key, key): value for key, value in data.items()}
+    return {
+        key: to_api_dict(value, fields.get(key, ("", None))[1])
+        for key, value in renamed.items()
+        if value is not None
+    }
 
 
 def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
@@ -141,8 +138,9 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
         if not isinstance(data, dict):
             raise ValueError(f"{path or 'value'} must be a mapping, got {type(data).__name__}")
         return {key: _deserialize(item, match[2], f"{path}.{key}", unknown) for key, item in data.items()}
-    if type_name == "datetime":
-        return _parse_datetime(data)
+    if type_name == "datetime" and isinstance(data, str):
+        with contextlib.suppress(ValueError):  # a value that is not one is kept as it is
+            return dt.datetime.fromisoformat(data.replace("Z", "+00:00"))
     if type_name in _SCALAR_CHECKS:
         return _scalar(data, type_name, path)
     model = _model(type_name)
@@ -180,12 +178,3 @@ def _scalar(data: Any, type_name: str, path: str) -> Any:
     if not isinstance(data, kinds):
         raise ValueError(f"{path or 'value'} must be {expected}, got {type(data).__name__} {data!r}")
     return data
-
-
-def _parse_datetime(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value

@@ -23,10 +23,8 @@ class PodLink(BaseOperatorLink):
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         template: str = setting("pod_url_template")
-        if not template:
+        name = template and BaseXCom.get_value(ti_key=ti_key, key=POD_NAME_XCOM)
+        if not name:  # no dashboard configured, or no pod recorded yet
             return ""
-        name = BaseXCom.get_value(ti_key=ti_key, key=POD_NAME_XCOM)
         namespace = BaseXCom.get_value(ti_key=ti_key, key=POD_NAMESPACE_XCOM)
-        if not name:
-            return ""
         return template.format(namespace=namespace or "", pod=name)

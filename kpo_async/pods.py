@@ -18,35 +18,27 @@ from kpo_async.pod_state import PodState
 
 #: Set on a pod whose result a task has consumed; such a pod is never adopted again.
 FINALIZED_LABEL = "kpo-async.io/finalized"
-MERGE_PATCH = "application/merge-patch+json"
 
 
 async def find_task_pods(client: ClusterClient, namespace: str, selector: str) -> list[PodState]:
     """Unfinalized pods matching `selector`, newest first."""
-    body = await api.call(
-        lambda: client.core.list_namespaced_pod(
-            namespace, label_selector=f"{selector},!{FINALIZED_LABEL}", _preload_content=False
-        ),
-        what=f"listing pods in {namespace}",
-        verb="list",
+    selector = f"{selector},!{FINALIZED_LABEL}"
+    request = partial(
+        client.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False
     )
-    items = sorted(
-        body.get("items") or [], key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
-    )
+    body = await api.call(request, what=f"listing pods in {namespace}", verb="list")
     # A pod being deleted is on its way out: never adopt it.
-    return [state for state in map(PodState.from_api, items) if not state.deleting]
+    states = [state for state in map(PodState.from_api, body.get("items") or []) if not state.deleting]
+    return sorted(states, key=lambda state: state.created_at or 0.0, reverse=True)
 
 
 async def create_pod(client: ClusterClient, pod: V1Pod) -> PodState | None:
     """Create `pod`; None if a pod of that name already exists (the caller decides on adoption)."""
     namespace = pod.metadata.namespace
     what = f"creating pod {namespace}/{pod.metadata.name}"
+    request = partial(client.core.create_namespaced_pod, namespace, pod, _preload_content=False)
     try:
-        body = await api.call(
-            lambda: client.core.create_namespaced_pod(namespace, pod, _preload_content=False),
-            what=what,
-            verb="create",
-        )
+        body = await api.call(request, what=what, verb="create")
     except Conflict:
         return None
     except NotFound as exc:
@@ -101,7 +93,7 @@ async def patch_metadata(
         name,
         namespace,
         {"metadata": metadata},
-        _content_type=MERGE_PATCH,
+        _content_type="application/merge-patch+json",
         _preload_content=False,
     )
     return await _unless_gone(request, what=f"{what} pod {namespace}/{name}", verb="patch") is not None
@@ -115,12 +107,11 @@ def container_env(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 async def pod_events(client: ClusterClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    selector = f"involvedObject.name={name}"
+    request = partial(
+        client.core.list_namespaced_event, namespace, field_selector=selector, _preload_content=False
+    )
     body = await api.call(
-        lambda: client.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={name}", _preload_content=False
-        ),
-        what=f"listing events of {namespace}/{name}",
-        verb="list",
-        resource="events",
+        request, what=f"listing events of {namespace}/{name}", verb="list", resource="events"
     )
     return body.get("items") or []

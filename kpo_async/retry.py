@@ -29,24 +29,20 @@ class Backoff:
     #: Give up once this much time has gone by, whatever the attempt count.
     deadline: float = 120.0
 
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap, self.base * (2**attempt)))
-
 
 DEFAULT_BACKOFF = Backoff()
 
 
 def is_retryable(exc: BaseException) -> bool:
     """Throttling, server-side trouble and dropped connections; every other failure is final."""
-    if isinstance(exc, ApiError):
-        return isinstance(exc, Retryable)
-    return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
+    return isinstance(exc, (Retryable, aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
 def backoff_delay(exc: BaseException | None, attempt: int, backoff: Backoff = DEFAULT_BACKOFF) -> float:
     """The jittered delay before retry `attempt`, never shorter than the server's Retry-After (in
     seconds, on a 429/503)."""
-    delay, headers = backoff.delay(attempt), getattr(exc, "headers", None)
+    delay = random.uniform(0, min(backoff.cap, backoff.base * (2**attempt)))
+    headers = getattr(exc, "headers", None)
     try:
         return max(delay, min(float(headers["Retry-After"]), backoff.cap))  # type: ignore[index]
     except (TypeError, KeyError, ValueError):  # no headers, no Retry-After, or an HTTP date

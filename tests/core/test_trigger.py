@@ -135,8 +135,8 @@ def exec_kubeconfig(sim, tmp_path: Path, lifetime: float) -> tuple[Path, Path]:
 
 
 async def test_exec_credential_plugin_runs_without_blocking_the_loop(sim, tmp_path: Path) -> None:
-    # The token lives 62 s and is refreshed 60 s before expiry, so it is refreshed during the run.
-    kubeconfig, calls = exec_kubeconfig(sim, tmp_path, lifetime=62)
+    # The token lives 302 s and is refreshed 5 minutes before expiry, so it is refreshed during the run.
+    kubeconfig, calls = exec_kubeconfig(sim, tmp_path, lifetime=302)
     lags: list[float] = []
 
     async def probe() -> None:

@@ -4,8 +4,9 @@ pyproject.toml is raised.
 
 - `clients._RestClient` / `clients._ApiClient` skip their parents' ``__init__`` (which would build
   an SSL context on the event loop) and set the parents' attributes themselves;
-- `connection.load_configuration` reads ``KubeConfigLoader._user`` and drives the exec plugin
-  through ``exec_plugin_expiry`` / ``load_from_exec_plugin`` / ``token``; `connection._loader` lets
+- `connection.load_configuration` drives the exec plugin through ``exec_plugin_expiry`` (set for a
+  token that expires) / ``load_from_exec_plugin`` (which skips the plugin until 5 minutes before
+  that expiry) / ``token``; `connection._loader` lets
   the ``KubeConfigLoader`` constructor check the context (``ConfigException``) and reads its
   ``current_context`` (covered by tests/unit/test_connection.py);
 - `Configuration.refresh_api_key_hook` and ``get_api_key_with_prefix`` carry the refreshed token;
@@ -74,12 +75,13 @@ def test_the_kubeconfig_loader_keeps_what_we_read() -> None:
         "users": [{"name": "u", "user": {"exec": {"command": "true", "apiVersion": "v1"}}}],
     }
     loader = KubeConfigLoader(config_dict=kubeconfig)
-    assert "exec" in (loader._user or {})
+    assert not hasattr(loader, "exec_plugin_expiry")  # until a plugin's token that expires is loaded
     assert "exec_plugin_expiry" in inspect.get_annotations(KubeConfigLoader.__init__) or hasattr(
         KubeConfigLoader, "load_from_exec_plugin"
     )
     assert inspect.iscoroutinefunction(KubeConfigLoader.load_from_exec_plugin)
     assert "exec_plugin_expiry" in inspect.getsource(KubeConfigLoader.load_from_exec_plugin)
+    assert "_is_expired(" in inspect.getsource(KubeConfigLoader.load_from_exec_plugin)
     assert "self.token" in inspect.getsource(KubeConfigLoader.load_from_exec_plugin)
 
 

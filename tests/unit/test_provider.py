@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from kpo_async import __version__
+from kpo_async.connection import CONNECTION_EXTRAS
 from kpo_async.hook import KubernetesConnectionHook
-from kpo_async.identity import CONNECTION_EXTRAS
 from kpo_async.provider import CONNECTION_TYPE, get_provider_info
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
