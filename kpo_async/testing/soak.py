@@ -279,9 +279,10 @@ async def _child(generation: int, events_fd: int, import_string: Any) -> None:
     # Graceful shutdown, as the triggerer's: cancel every trigger's task; each one's finally awaits
     # its cleanup() (which records the log cursor on the pod).
     reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)  # it may still add a trigger it had read
     for task in tasks.values():
         task.cancel()
-    await asyncio.gather(reader, *tasks.values(), return_exceptions=True)
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
     await stop_shared_watchers()
     await close_shared_clients()
 
@@ -357,11 +358,18 @@ class Soak:
     child: Child | None = None
     _finalizers: list[asyncio.Task[None]] = field(default_factory=list)
     _to_resume: list[int] = field(default_factory=list)
+    _spawned: list[asyncio.subprocess.Process] = field(default_factory=list)
     _finalize_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
     # -- the triggerer's life and death ---------------------------------------------------------
     async def start_child(self, generation: int) -> Child:
         """Start the mini triggerer and hand it every unfinished trigger once it is ready."""
+        child = await self.spawn_child(generation)
+        await self.activate(child)
+        return child
+
+    async def spawn_child(self, generation: int) -> Child:
+        """A mini triggerer process with its imports done, not given any trigger yet."""
         out = open(os.path.join(self.workdir, f"child-{generation}.err"), "wb")  # noqa: ASYNC230
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -377,14 +385,16 @@ class Soak:
             stderr=out,
         )
         out.close()
-        child = Child(generation, proc)
-        self.generations[generation] = "running"
+        self._spawned.append(proc)
         assert proc.stdout is not None
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(proc.stdout.readline(), 120)
+        return Child(generation, proc)
+
+    async def activate(self, child: Child) -> None:
+        self.generations[child.generation] = "running"
         self.triggerer_up.append([time.time(), None])
         await child.send(self.unfinished())
-        return child
 
     def unfinished(self) -> list[Deferral]:
         return [d for d in self.deferrals.values() if not self.events.get(d.trigger_id)]
@@ -416,9 +426,13 @@ class Soak:
 
     async def killer(self, expected_end: float) -> None:
         """Kill the triggerer at random times, then start a new one, spreading the restarts asked for
-        over the expected run; each triggerer lives at least 3 s after it is ready."""
+        over the expected run; each triggerer lives at least 3 s after it is ready.
+
+        The next triggerer is started as a standby (its imports done) while the current one runs:
+        on 2 shared cores the imports take 8-12 s, which would leave no triggerer most of the run."""
         generation = self.child.generation if self.child else 1
-        overhead = 6.0  # kill + restart + imports, measured below
+        standby = asyncio.create_task(self.spawn_child(generation + 1))
+        overhead = 2.0  # kill + restart, measured below
         while True:
             remaining = self.args.restarts - sum(self.restarts.values())
             if remaining > 0:
@@ -434,8 +448,18 @@ class Soak:
                 self.restarts[self.child.ended_by] += 1
                 await asyncio.sleep(self.rng.uniform(0.0, 2.0))  # the triggerer restarts
                 generation += 1
-                self.child = await self.start_child(generation)
+                self.child = await standby
+                await self.activate(self.child)
+                standby = asyncio.create_task(self.spawn_child(generation + 1))
                 overhead = 0.5 * overhead + 0.5 * (time.monotonic() - began)
+
+    async def stop_standby(self) -> None:
+        """Kill the processes started as standbys that never became the triggerer."""
+        active = self.child.proc if self.child is not None else None
+        for proc in self._spawned:
+            if proc is not active and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
 
     # -- pods -----------------------------------------------------------------------------------
     def pod_request(self, plan: PodPlan, relaunch: int) -> Any:
@@ -760,6 +784,7 @@ async def _parent(args: argparse.Namespace) -> dict[str, Any]:
         if soak.child is not None and soak.child.proc.returncode is None:
             soak.child.proc.kill()
             await soak.child.proc.wait()
+        await soak.stop_standby()
         await ctl.close()
         await client.close()
         await asyncio.to_thread(sim.stop)

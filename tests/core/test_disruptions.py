@@ -169,3 +169,50 @@ def test_disruption_relaunches_must_be_a_whole_number() -> None:
         InvalidArgumentError, match="Invalid disruption_relaunches: -1 is not a whole number >= 0"
     ):
         AsyncKubernetesPodOperator(task_id="t", image="alpine", disruption_relaunches=-1)
+
+
+def evict_by_eviction_api(sim: Any, name: str) -> None:
+    """A drain's eviction (policy/v1 Eviction) of the pod; returns once the pod object is gone."""
+    import asyncio
+
+    from kpo_async.clients import create_client
+    from kpo_async.connection import ClusterRef
+
+    async def evict() -> None:
+        client = await create_client(ClusterRef(config_file=sim.kubeconfig_path))
+        try:
+            body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}}
+            await client.core.create_namespaced_pod_eviction(name, "default", body)
+        finally:
+            await client.close()
+
+    asyncio.run(evict())
+    deadline = time.monotonic() + 10
+    while sim.call(lambda: sim.store.get("pods", "default", name)) is not None:
+        assert time.monotonic() < deadline, f"pod {name} still exists 10 s after its eviction"
+        time.sleep(0.05)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Found by the soak (docs/reliability.md section 6): kpo_async/monitor.py PodMonitor._step. A pod "
+        "the Eviction API removed while no trigger followed it (the triggerer restarting, or killed "
+        "between seeing the DisruptionTarget condition and its event) is gone when the next trigger "
+        "starts: it reports 'deleted or never created before it started' without a disruption, and "
+        "execute_complete fails the try instead of relaunching the pod."
+    ),
+)
+def test_a_pod_the_eviction_api_removed_while_no_trigger_ran_is_still_relaunched(sim_thread) -> None:
+    op = slow_start_operator(sim_thread, "evicted-unwatched")
+    ti = FakeTI("evicted-unwatched")
+    deferred = submit(op, ti)
+    first = deferred.trigger.pod_name
+    deadline = time.monotonic() + 30
+    while not ((body := pod(sim_thread, first)) is not None and running("prepare")(body)):
+        assert time.monotonic() < deadline, "the init container never ran"
+        time.sleep(0.05)
+    evict_by_eviction_api(sim_thread, first)  # before any trigger of this try ran
+    result, redeferred = finish(op, ti, deferred)
+    assert result == {"rows": 7}
+    assert [d.trigger.pod_name for d in redeferred] == [f"{first}-r1"]
