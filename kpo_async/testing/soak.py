@@ -45,7 +45,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -428,10 +428,11 @@ class Soak:
         """Kill the triggerer at random times, then start a new one, spreading the restarts asked for
         over the expected run; each triggerer lives at least 3 s after it is ready.
 
-        The next triggerer is started as a standby (its imports done) while the current one runs:
-        on 2 shared cores the imports take 8-12 s, which would leave no triggerer most of the run."""
+        The next two triggerers are started as standbys (their imports done) while the current one
+        runs: on 2 shared cores the imports take 8-12 s, which would leave no triggerer most of the
+        run and fit fewer restarts than asked."""
         generation = self.child.generation if self.child else 1
-        standby = asyncio.create_task(self.spawn_child(generation + 1))
+        standbys = deque(asyncio.create_task(self.spawn_child(generation + n)) for n in (1, 2))
         overhead = 2.0  # kill + restart, measured below
         while True:
             remaining = self.args.restarts - sum(self.restarts.values())
@@ -448,9 +449,9 @@ class Soak:
                 self.restarts[self.child.ended_by] += 1
                 await asyncio.sleep(self.rng.uniform(0.0, 2.0))  # the triggerer restarts
                 generation += 1
-                self.child = await standby
+                self.child = await standbys.popleft()
                 await self.activate(self.child)
-                standby = asyncio.create_task(self.spawn_child(generation + 1))
+                standbys.append(asyncio.create_task(self.spawn_child(generation + 2)))
                 overhead = 0.5 * overhead + 0.5 * (time.monotonic() - began)
 
     async def stop_standby(self) -> None:
