@@ -800,7 +800,8 @@ async def _run(soak: Soak, client: Any, ctl: Any, expected_end: float) -> int:
     args = soak.args
     background = [
         asyncio.create_task(soak.event_tailer(client)),
-        asyncio.create_task(soak.killer(expected_end)),
+        # The restarts are spread over the creations and half the longest run after them, while pods run.
+        asyncio.create_task(soak.killer(expected_end - args.max_seconds / 2)),
         asyncio.create_task(soak.injector(ctl)),
         asyncio.create_task(soak.evictor(client, ctl, args.pods / args.create_rate)),
         asyncio.create_task(soak.progress()),
