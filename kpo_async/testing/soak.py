@@ -1,32 +1,41 @@
-"""Soak test: many pods, a triggerer killed again and again, random API faults. Count what was lost.
+"""Soak test: many pods, a triggerer killed again and again, random API faults, pods taken away.
+Count what was lost.
 
-    python -m kpo_async.testing.soak --pods 500 --restarts 20 --seed 1
+    python -m kpo_async.testing.soak --pods 500 --restarts 20 --seed 1   # --evictions 60
 
 The parent process
 
 * starts the embedded cluster as its own process (`python -m kpo_async.testing.sim`);
 * creates the pods itself, as the operator's `execute` would (`kpo_async.pod_builder.build_pod`, so
   labels and names are the operator's; `kpo_async.pods.create_pod`), each with a behaviour annotation
-  (10-60 s, a few numbered log lines a second, an exit code, some with an XCom value), and keeps each
-  trigger's *original* serialized form (classpath + kwargs), as the metadata DB does;
+  (10-60 s, a few numbered log lines a second, an exit code, some with an XCom value; most after an
+  init container that sleeps 3-10 s), and keeps each trigger's *original* serialized form
+  (classpath + kwargs), as the metadata DB does; each task has a relaunch policy, held by a real
+  `AsyncKubernetesPodOperator` (see `soak_evictions.POLICIES`);
 * runs a "mini triggerer" child process (`--child`) that creates `PodTrigger`s from those serialized
   forms exactly as Airflow's triggerer does (import the classpath, call it with the kwargs, bind the
   trigger id into the log context, iterate `run()`, `cleanup()` in a finally) and writes every event
   and every log line the triggers emit (JSON lines, one write per line, so a SIGKILL loses nothing
   already emitted);
 * kills the child at random times, with SIGTERM (the child cancels every trigger's task and awaits
-  each `cleanup()`, like the real triggerer) or SIGKILL, and starts a new one with every
-  not-yet-finished trigger's original kwargs;
+  each `cleanup()`, like the real triggerer) or SIGKILL, and hands every not-yet-finished trigger's
+  original kwargs to the next one (started beforehand as a standby, its imports done);
 * injects random faults into the cluster over its control API all along (5xx, 429 with Retry-After,
   connections reset mid-response or mid-stream, watches closed early, 410 Gone, slow answers);
-* finalizes each pod once its event is recorded, as `execute_complete` would (delete the pod), and at
-  the end counts what is left.
+* takes `--evictions` pods away at random times, by the Eviction API or the kubelet, before or after
+  their base container started;
+* resumes each task once its trigger's event is recorded, as `execute_complete` would: a pod the
+  cluster took away is replaced when the task's operator says so (`_why_not_relaunched`; the
+  replacement named by `_Launch.mark`, created by `_adopt_or_create`, deferred with a new trigger),
+  otherwise the pod is deleted; at the end it counts what is left.
 
-It prints: pods run, faults injected, restarts survived (SIGTERM/SIGKILL), pods lost (no event),
-duplicated (two events, or a wrong result), orphaned pods (left in the cluster), log lines lost and
-repeated (attributed to the kind of restart after which they were repeated). A JSON copy of the result
-is written to ``<workdir>/result.json``. The exit status is 0 when nothing was lost, duplicated,
-wrong or orphaned.
+It prints: pods run, faults injected, restarts survived (SIGTERM/SIGKILL), evictions (by kind, by
+started or not), relaunches, pods lost (no event), duplicated (two events), two pods of one task alive
+at once (seen by its own cluster-wide watch), tasks whose final result is not what their policy says,
+orphaned pods (left in the cluster), log lines lost and repeated (attributed to the kind of restart
+after which they were repeated). A JSON copy of the result is written to ``<workdir>/result.json``.
+The exit status is 0 when nothing was lost, duplicated, wrong or orphaned, no two pods of one task
+were alive at once, and every eviction asked for was made.
 """
 
 from __future__ import annotations
