@@ -66,16 +66,6 @@ def _labelled(watcher: Any, name: str, touched: str) -> bool:
     return state is not None and state.labels.get("touched") == touched
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "kpo_async/watch.py Subscription.wait: asyncio.wait_for with a timeout (a starting pod's "
-        "deadline, or an unhealthy watch's fallback poll) returns the change instead of raising "
-        "CancelledError when the task is cancelled as the change arrives (Python < 3.12), so the "
-        "trigger runs on after its triggerer cancelled it: in the soak a SIGTERMed triggerer kept 3 "
-        "triggers running and was SIGKILLed 30 s later."
-    ),
-)
 async def test_a_wait_cancelled_as_its_pod_changes_is_cancelled(sim) -> None:
     await create_pods(sim, [pod_body("changing", duration_seconds=60)])
     api = await shared_client(ClusterRef(config_file=sim.kubeconfig_path))
