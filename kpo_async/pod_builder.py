@@ -444,11 +444,13 @@ def build_pod(
     identity: TaskIdentity | None = None,
     template: dict[str, Any] | None = None,
     full_pod_spec: Any | None = None,
+    default_namespace: str | None = None,
 ) -> V1Pod:
     """Build the pod: ``template`` < ``full_pod_spec`` < explicit arguments, then name, labels, sidecar.
 
     ``template`` is API JSON as returned by ``kpo_async.pod_template``; ``full_pod_spec`` is a pod of
-    either client or a dict. Raises ``InvalidArgumentError`` naming the argument at fault.
+    either client or a dict; ``default_namespace`` (the connection's) applies when none of them sets
+    one. Raises ``InvalidArgumentError`` naming the argument at fault.
     """
     explicit = validate_arguments(args)  # the arguments first: their errors are reported first
     given = ((template, "pod_template_file"), (full_pod_spec, "full_pod_spec"))
@@ -461,7 +463,7 @@ def build_pod(
     metadata, spec = pod.setdefault("metadata", {}), pod["spec"]
     spec["restartPolicy"] = "Never"  # forced, as by the official operator: the task is one run of the pod
     metadata["name"] = _final_name(args, metadata.get("name"), identity)
-    metadata["namespace"] = metadata.get("namespace") or "default"
+    metadata["namespace"] = metadata.get("namespace") or default_namespace or "default"
     metadata["labels"] = {**metadata.get("labels", {}), MANAGED_LABEL: "true"}
     if identity is not None:
         metadata["labels"].update(identity_labels(identity))
