@@ -279,8 +279,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         """Render the templated attributes of Kubernetes objects inside template fields."""
         nested = NESTED_TEMPLATE_FIELDS.get(type(content).__name__) if is_model(content) else None
         if nested is None or id(content) in seen_oids:
-            super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
-            return
+            return super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
         seen_oids.add(id(content))
         self._do_render_template_fields(content, nested, context, jinja_env, seen_oids)
 
