@@ -279,8 +279,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         """Render the templated attributes of Kubernetes objects inside template fields."""
         nested = NESTED_TEMPLATE_FIELDS.get(type(content).__name__) if is_model(content) else None
         if nested is None or id(content) in seen_oids:
-            super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
-            return
+            return super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
         seen_oids.add(id(content))
         self._do_render_template_fields(content, nested, context, jinja_env, seen_oids)
 
@@ -322,18 +321,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
         map_index = ti.map_index if ti.map_index is not None else -1
         return TaskIdentity(ti.dag_id, ti.task_id, ti.run_id, map_index, ti.try_number)
 
-    def pod_arguments(self, namespace: str) -> PodArguments:
-        """The pod-shaping arguments: the operator's attributes named as `PodArguments`' fields."""
-        given = {f.name: getattr(self, f.name) for f in fields(PodArguments) if hasattr(self, f.name)}
-        return PodArguments(**{**given, "namespace": namespace, "resources": self.pod_resources})
-
-    def _template(self) -> dict[str, Any] | None:
-        if self.pod_template_file:
-            return read_pod_template(self.pod_template_file)
-        if self.pod_template_dict:
-            return pod_template_from_dict(self.pod_template_dict, source="pod_template_dict")
-        return None
-
     def build_pod(
         self, context: Context, default_namespace: str | None, connection_extras: dict[str, Any] | None = None
     ) -> V1Pod:
@@ -342,16 +329,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         `default_namespace` and `connection_extras` (XCom sidecar image and resources) come from
         the resolved connection, as with the official operator.
         """
-        template = self._template()
-        # The official precedence: the argument, full_pod_spec, the template, the connection.
-        namespace = (
-            self.namespace
-            or (to_api_dict(self.full_pod_spec) or {}).get("metadata", {}).get("namespace")
-            or ((template or {}).get("metadata") or {}).get("namespace")
-            or default_namespace
-            or "default"
-        )
-        arguments = self.pod_arguments(namespace)
+        given = {f.name: getattr(self, f.name) for f in fields(PodArguments) if hasattr(self, f.name)}
+        arguments = PodArguments(**{**given, "resources": self.pod_resources})
         extras = connection_extras or {}
         arguments.xcom_sidecar_image = (
             extras.get("xcom_sidecar_container_image") or arguments.xcom_sidecar_image
@@ -360,8 +339,20 @@ class AsyncKubernetesPodOperator(BaseOperator):
             arguments.xcom_sidecar_resources = (
                 json.loads(resources) if isinstance(resources, str) else resources
             )
-        identity = self.task_identity(context)
-        pod = build_pod(arguments, identity=identity, template=template, full_pod_spec=self.full_pod_spec)
+        template = (
+            read_pod_template(self.pod_template_file)
+            if self.pod_template_file
+            else pod_template_from_dict(self.pod_template_dict)
+            if self.pod_template_dict
+            else None
+        )
+        pod = build_pod(
+            arguments,
+            identity=self.task_identity(context),
+            template=template,
+            full_pod_spec=self.full_pod_spec,
+            default_namespace=default_namespace,
+        )
         # The deployment's cluster policy (airflow_local_settings.pod_mutation_hook), as for the
         # official operator (Airflow's own is a no-op); looked up at call time so that settings
         # loaded later apply.
@@ -550,8 +541,20 @@ class AsyncKubernetesPodOperator(BaseOperator):
             with contextlib.suppress(Exception):
                 await pods.delete_pod(client, namespace, pod.metadata.name)
             raise
-        if created is None:  # same deterministic name: this very try created it before
-            created = await self._adopt_by_name(client, namespace, pod.metadata.name, identity)
+        if created is None:  # same deterministic name: this very try created it before, or another task
+            created = await pods.read_pod(client, namespace, pod.metadata.name)
+            if created is None or not belongs_to_try(created.labels, identity):
+                raise InvalidArgumentError(
+                    "name",
+                    f"a pod named {pod.metadata.name!r} already exists in namespace {namespace!r} and "
+                    "belongs to another task",
+                    "set random_name_suffix=True or choose another name",
+                )
+            if created.deleting:
+                raise KpoAsyncError(
+                    f"pod {namespace}/{created.name} of this same try is still being deleted; "
+                    "clear the task again once it is gone"
+                )
         self.log.info("created pod %s/%s", namespace, created.name)
         return created
 
@@ -580,23 +583,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
             self.log.info("deleting pod %s/%s left by an interrupted earlier try", namespace, stale.name)
             await pods.delete_pod(client, namespace, stale.name)
         return chosen
-
-    async def _adopt_by_name(
-        self, client: ClusterClient, namespace: str, name: str, identity: TaskIdentity
-    ) -> PodState:
-        existing = await pods.read_pod(client, namespace, name)
-        if existing is None or not belongs_to_try(existing.labels, identity):
-            raise InvalidArgumentError(
-                "name",
-                f"a pod named {name!r} already exists in namespace {namespace!r} and belongs to another task",
-                "set random_name_suffix=True or choose another name",
-            )
-        if existing.deleting:
-            raise KpoAsyncError(
-                f"pod {namespace}/{name} of this same try is still being deleted; "
-                "clear the task again once it is gone"
-            )
-        return existing
 
     # -- resume: finalize ----------------------------------------------------------------------
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
@@ -647,15 +633,15 @@ class AsyncKubernetesPodOperator(BaseOperator):
     async def _finalize(
         self, client: ClusterClient, outcome: PodOutcome, context: Context, event: Any
     ) -> None:
-        if self.callbacks:  # the official moments, with the pod as it is now (None once gone)
-            raw = await pods.read_pod_json(client, outcome.namespace, outcome.pod_name)
-            pod = to_v1pod(raw) if raw else None
-            self._callback("on_operator_resuming", context, pod=pod, event=event)
-            self._callback("on_pod_completion", context, pod=pod)
-            self._callback("on_pod_teardown", context, pod=pod)
+        """The official callbacks' last moments, with the pod as it is now (None once gone), around
+        its cleanup."""
+        raw = self.callbacks and await pods.read_pod_json(client, outcome.namespace, outcome.pod_name)
+        pod = to_v1pod(raw) if raw else None
+        self._callback("on_operator_resuming", context, pod=pod, event=event)
+        self._callback("on_pod_completion", context, pod=pod)
+        self._callback("on_pod_teardown", context, pod=pod)
         await self._cleanup_pod(client, outcome)
-        if self.callbacks:
-            self._callback("on_pod_cleanup", context, pod=pod)
+        self._callback("on_pod_cleanup", context, pod=pod)
 
     async def _cleanup_pod(self, client: ClusterClient, outcome: PodOutcome, report: bool = True) -> None:
         namespace, pod_name, succeeded = outcome.namespace, outcome.pod_name, outcome.succeeded

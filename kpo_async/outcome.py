@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -52,10 +52,7 @@ class PodOutcome:
         return self.status is Status.SUCCESS
 
     def to_payload(self) -> dict[str, Any]:
-        payload = {f.name: getattr(self, f.name) for f in fields(self)}
-        payload["status"] = self.status.value
-        payload["log_tail"] = list(self.log_tail)
-        return payload
+        return {**asdict(self), "status": self.status.value, "log_tail": list(self.log_tail)}
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> PodOutcome:

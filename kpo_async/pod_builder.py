@@ -374,8 +374,10 @@ def _union(base: list[Any], client: list[Any]) -> list[Any]:
     return copy.deepcopy(base) + [copy.deepcopy(item) for item in client if item not in base]
 
 
-def _keyed(key: Callable[[dict[str, Any]], Hashable | None], combine: _Rule | None = None) -> _Rule:
-    """List merge: a client item replaces (or is combined with) the base item of the same key."""
+def _keyed(field: str | Callable[[dict[str, Any]], Hashable], combine: _Rule | None = None) -> _Rule:
+    """List merge: a client item replaces (or is combined with) the base item of the same key (the
+    named field's value, or what the function returns)."""
+    key = operator.methodcaller("get", field) if isinstance(field, str) else field
 
     def merge(base: list[Any], client: list[Any]) -> list[Any]:
         result = copy.deepcopy(base)
@@ -391,10 +393,6 @@ def _keyed(key: Callable[[dict[str, Any]], Hashable | None], combine: _Rule | No
     return merge
 
 
-def _field(name: str) -> Callable[[dict[str, Any]], Hashable | None]:
-    return lambda item: item.get(name)
-
-
 def _port_key(port: dict[str, Any]) -> Hashable:
     if port.get("name"):
         return ("name", port["name"])
@@ -408,19 +406,19 @@ _RULES: dict[str, _Rule] = {
     "labels": operator.or_,
     "annotations": operator.or_,
     "finalizers": _union,
-    "ownerReferences": _keyed(_field("uid")),
+    "ownerReferences": _keyed("uid"),
     "spec": _merge,
-    "containers": _keyed(_field("name"), _merge),
-    "initContainers": _keyed(_field("name"), _merge),
-    "volumes": _keyed(_field("name")),
-    "imagePullSecrets": _keyed(_field("name")),
+    "containers": _keyed("name", _merge),
+    "initContainers": _keyed("name", _merge),
+    "volumes": _keyed("name"),
+    "imagePullSecrets": _keyed("name"),
     "nodeSelector": operator.or_,
     "overhead": operator.or_,
-    "env": _keyed(_field("name")),
+    "env": _keyed("name"),
     "envFrom": _union,
     "ports": _keyed(_port_key),
-    "volumeMounts": _keyed(_field("mountPath")),
-    "volumeDevices": _keyed(_field("devicePath")),
+    "volumeMounts": _keyed("mountPath"),
+    "volumeDevices": _keyed("devicePath"),
     "resources": _merge,
     "limits": operator.or_,
     "requests": operator.or_,
@@ -444,11 +442,13 @@ def build_pod(
     identity: TaskIdentity | None = None,
     template: dict[str, Any] | None = None,
     full_pod_spec: Any | None = None,
+    default_namespace: str | None = None,
 ) -> V1Pod:
     """Build the pod: ``template`` < ``full_pod_spec`` < explicit arguments, then name, labels, sidecar.
 
     ``template`` is API JSON as returned by ``kpo_async.pod_template``; ``full_pod_spec`` is a pod of
-    either client or a dict. Raises ``InvalidArgumentError`` naming the argument at fault.
+    either client or a dict; ``default_namespace`` (the connection's) applies when none of them sets
+    one. Raises ``InvalidArgumentError`` naming the argument at fault.
     """
     explicit = validate_arguments(args)  # the arguments first: their errors are reported first
     given = ((template, "pod_template_file"), (full_pod_spec, "full_pod_spec"))
@@ -460,29 +460,18 @@ def build_pod(
 
     metadata, spec = pod.setdefault("metadata", {}), pod["spec"]
     spec["restartPolicy"] = "Never"  # forced, as by the official operator: the task is one run of the pod
-    metadata["name"] = _final_name(args, metadata.get("name"), identity)
-    metadata["namespace"] = metadata.get("namespace") or "default"
+    name = metadata.get("name") or (identity.task_id if identity is not None else None)
+    if not name:
+        raise InvalidArgumentError(
+            "name", "no pod name and no task identity to derive one from", "pass name='...' or an identity"
+        )
+    metadata["name"] = pod_name(name, identity=identity, random_name_suffix=args.random_name_suffix)
+    metadata["namespace"] = metadata.get("namespace") or default_namespace or "default"
     metadata["labels"] = {**metadata.get("labels", {}), MANAGED_LABEL: "true"}
     if identity is not None:
         metadata["labels"].update(identity_labels(identity))
         metadata["annotations"] = {**metadata.get("annotations", {}), **identity_annotations(identity)}
-    base = _base_container(spec, args)
-    if args.do_xcom_push:
-        _add_xcom_sidecar(spec, base, args)
-    return to_v1pod(pod)
-
-
-def _final_name(args: PodArguments, merged_name: str | None, identity: TaskIdentity | None) -> str:
-    base = merged_name or (identity.task_id if identity is not None else None)
-    if not base:
-        raise InvalidArgumentError(
-            "name", "no pod name and no task identity to derive one from", "pass name='...' or an identity"
-        )
-    return pod_name(base, identity=identity, random_name_suffix=args.random_name_suffix)
-
-
-def _base_container(spec: dict[str, Any], args: PodArguments) -> dict[str, Any]:
-    base: dict[str, Any] = next(c for c in spec["containers"] if c.get("name") == args.base_container_name)
+    base = next(c for c in spec["containers"] if c.get("name") == args.base_container_name)
     if not base.get("image"):
         raise InvalidArgumentError(
             "image",
@@ -490,7 +479,9 @@ def _base_container(spec: dict[str, Any], args: PodArguments) -> dict[str, Any]:
             "(not in the arguments, pod_template_file nor full_pod_spec)",
             "pass image='repository/name:tag'",
         )
-    return base
+    if args.do_xcom_push:
+        _add_xcom_sidecar(spec, base, args)
+    return to_v1pod(pod)
 
 
 def _add_xcom_sidecar(spec: dict[str, Any], base: dict[str, Any], args: PodArguments) -> None:

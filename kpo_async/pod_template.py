@@ -40,20 +40,11 @@ def read_pod_template(path: str) -> dict[str, Any]:
 
 def parse_pod_template(text: str, *, source: str) -> dict[str, Any]:
     """Parse a YAML or JSON Pod manifest; ``source`` (its path) is quoted in error messages."""
-    return _checked(_load(text, source), argument=_FILE, source=source)
-
-
-def pod_template_from_dict(d: Mapping[str, Any], source: str = _DICT) -> dict[str, Any]:
-    """Check a pod template given as a dict (``pod_template_dict``); returns it as API JSON."""
-    return _checked(d, argument=_DICT, source=source)
-
-
-def _load(text: str, source: str) -> Any:
     if text.lstrip().startswith("{"):
         with contextlib.suppress(json.JSONDecodeError):  # JSON may indent with tabs, which YAML refuses
-            return json.loads(text)
+            return _checked(json.loads(text), argument=_FILE, source=source)
     try:
-        return yaml.safe_load(text)
+        return _checked(yaml.safe_load(text), argument=_FILE, source=source)
     except yaml.YAMLError as exc:
         if "single document" in (getattr(exc, "context", None) or ""):
             raise InvalidArgumentError(
@@ -65,6 +56,11 @@ def _load(text: str, source: str) -> Any:
     raise InvalidArgumentError(
         _FILE, f"{source} is not valid YAML or JSON ({problem})", "correct the syntax at that position"
     )
+
+
+def pod_template_from_dict(d: Mapping[str, Any], source: str = _DICT) -> dict[str, Any]:
+    """Check a pod template given as a dict (``pod_template_dict``); returns it as API JSON."""
+    return _checked(d, argument=_DICT, source=source)
 
 
 def _checked(data: Any, *, argument: str, source: str) -> dict[str, Any]:

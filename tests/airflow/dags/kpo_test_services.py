@@ -97,8 +97,8 @@ class DiesAfterSubmitOperator(AsyncKubernetesPodOperator):
     """Test scaffolding: on try 1, after the pod was created and before deferring, record this
     process's pid for the test and wait to be killed (SIGKILL, as an OOM kill or a lost node)."""
 
-    async def _submit(self, context, identity, client):
-        trigger = await super()._submit(context, identity, client)
+    async def _submit(self, context, identity, client, launch):
+        trigger = await super()._submit(context, identity, client, launch)
         if identity.try_number == 1:
             markers = Path(os.environ["KPO_TEST_MARKERS"])
             marker = markers / f"{identity.dag_id}.{identity.task_id}.{context['ti'].id}.json"
