@@ -17,11 +17,14 @@ on the real node (`make e2e-node`: an init container that sleeps), unless marked
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -613,6 +616,137 @@ def test_a_running_pod_whose_node_is_deleted_is_relaunched_after_pod_gc(cluster:
         f"(DisruptionTarget: DeletionByPodGC); relaunch 1 of 2 as pod {ns}/{second}"
     ) in said(logs)
     assert f"pod {ns}/{first} is being taken away by the cluster: PodGC: node no longer exists" in said(logs)
+    assert pod_lines(logs) == [f"pod {first} at work", f"pod {second} at work", "work done"]
+    assert ti.xcoms["pod_name"] == second
+    assert_no_pod_left(cluster, ti)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6. The pod's node is lost (stops heartbeating): the taint manager deletes the pod
+
+
+def kwok_pid(cluster: Cluster) -> int:
+    """kwok's process (tools/cluster.sh's pid file: ``PID kwok``), checked by its name."""
+    pid = int((cluster.dir / "pids" / "kwok.pid").read_text().split()[0])
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "kwok", f"pid {pid} is not kwok"
+    return pid
+
+
+@contextmanager
+def witness_node(cluster: Cluster) -> Iterator[str]:
+    """A second Node, kept Ready by heartbeats from this test and tainted so that no pod lands there:
+    with every node unready, the node lifecycle controller evicts nothing ("master disruption mode")."""
+    name = f"kpo-e2e-witness-{uuid.uuid4().hex[:8]}"
+    stop = threading.Event()
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    async def beat(v1: client.CoreV1Api) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "e2e heartbeat"}
+        ready |= {"lastHeartbeatTime": now, "lastTransitionTime": since}
+        await v1.patch_node_status(name, {"status": {"conditions": [ready]}})
+
+    async def keep_ready(v1: client.CoreV1Api) -> None:
+        while not stop.is_set():
+            await beat(v1)
+            await asyncio.sleep(5)
+
+    async def create(v1: client.CoreV1Api) -> None:
+        taint = {"key": "kpo-async.io/e2e-witness", "value": "true", "effect": "NoSchedule"}
+        await v1.create_node({"metadata": {"name": name}, "spec": {"taints": [taint]}})
+        await beat(v1)
+
+    async def delete(v1: client.CoreV1Api) -> None:
+        try:
+            await v1.delete_node(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    try:
+        on_cluster(cluster, create)
+        with in_background(cluster, keep_ready):
+            try:
+                yield name
+            finally:
+                stop.set()
+    finally:
+        on_cluster(cluster, delete)
+
+
+async def node_healthy(v1: client.CoreV1Api, node: str) -> None:
+    """Wait until `node` is Ready again without the node lifecycle controller's taints."""
+    deadline = time.monotonic() + 90
+    while True:
+        got = await v1.read_node(node)
+        ready = any(c.type == "Ready" and c.status == "True" for c in got.status.conditions or [])
+        keys = {t.key for t in got.spec.taints or []}
+        if ready and not keys & {"node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready"}:
+            return
+        assert time.monotonic() < deadline, f"node {node} did not recover: {got.spec.taints}"
+        await asyncio.sleep(0.5)
+
+
+@pytest.mark.kwok_only
+def test_a_running_pod_on_a_lost_node_is_relaunched_once_the_taint_manager_deleted_it(
+    cluster: Cluster,
+) -> None:
+    """kwok only: kwok is frozen (SIGSTOP) so that kwok-node-0 stops heartbeating, and thawed (SIGCONT)
+    once the taint manager has marked the pod; the real node cannot be made to vanish and come back
+    within a test. After 40 s without a heartbeat the node is `unreachable:NoExecute`; the pod
+    tolerates that for 5 s, then gets `DisruptionTarget: DeletionByTaintManager` and a
+    deletionTimestamp. The task waits until the pod is gone (the thawed kwok removes it), never
+    running two at once, and relaunches it (`relaunch_started_pods=True`: it had started)."""
+    unreachable = [
+        k8s.V1Toleration(
+            key=f"node.kubernetes.io/{key}", operator="Exists", effect="NoExecute", toleration_seconds=5
+        )
+        for key in ("unreachable", "not-ready")
+    ]
+    pid = kwok_pid(cluster)
+    with witness_node(cluster):
+        op = task_operator(
+            cluster, "node-lost", first_pod_seconds=600, relaunch_started_pods=True, tolerations=unreachable
+        )
+        ti = FakeTI(op.task_id)
+        deferred = submit(op, ti)
+        first, second = deferred.trigger.pod_name, f"{deferred.trigger.pod_name}-r1"
+
+        async def lose_the_node(v1: client.CoreV1Api) -> dict[str, Any]:
+            await wait_for(v1, first, base_runs, "running base")
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                marked = await wait_for(
+                    v1, first, lambda p: p.metadata.deletion_timestamp is not None, "deletion", timeout=120
+                )
+                replacement = await v1.list_namespaced_pod(
+                    NAMESPACE, field_selector=f"metadata.name={second}"
+                )
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            target = condition(marked, "DisruptionTarget")
+            return {"target": target and (target.reason, target.message), "replaced": len(replacement.items)}
+
+        try:
+            with capture_logs() as logs, in_background(cluster, lose_the_node) as lost:
+                result, redeferred = finish(op, ti, deferred)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            on_cluster(cluster, lambda v1: node_healthy(v1, NODE))
+    # While the marked pod was still there (its node frozen), no replacement existed.
+    assert lost == [
+        {
+            "target": ("DeletionByTaintManager", "Taint manager: deleting due to NoExecute taint"),
+            "replaced": 0,
+        }
+    ]
+    assert result == {"rows": 7}
+    assert [again.trigger.pod_name for again in redeferred] == [second]
+    ns = NAMESPACE
+    assert (
+        f"pod {ns}/{first} was deleted by the taint manager (its node was lost or tainted NoExecute) "
+        f"(DisruptionTarget: DeletionByTaintManager); relaunch 1 of 2 as pod {ns}/{second}"
+    ) in said(logs)
     assert pod_lines(logs) == [f"pod {first} at work", f"pod {second} at work", "work done"]
     assert ti.xcoms["pod_name"] == second
     assert_no_pod_left(cluster, ti)
