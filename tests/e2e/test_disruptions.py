@@ -719,6 +719,7 @@ def test_a_running_pod_on_a_lost_node_is_relaunched_once_the_taint_manager_delet
                 marked = await wait_for(
                     v1, first, lambda p: p.metadata.deletion_timestamp is not None, "deletion", timeout=120
                 )
+                await asyncio.sleep(3)  # the marked pod is still there (its node does not answer) ...
                 replacement = await v1.list_namespaced_pod(
                     NAMESPACE, field_selector=f"metadata.name={second}"
                 )
@@ -733,7 +734,7 @@ def test_a_running_pod_on_a_lost_node_is_relaunched_once_the_taint_manager_delet
         finally:
             os.kill(pid, signal.SIGCONT)
             on_cluster(cluster, lambda v1: node_healthy(v1, NODE))
-    # While the marked pod was still there (its node frozen), no replacement existed.
+    # ... and no replacement was made while it was.
     assert lost == [
         {
             "target": ("DeletionByTaintManager", "Taint manager: deleting due to NoExecute taint"),
@@ -747,6 +748,10 @@ def test_a_running_pod_on_a_lost_node_is_relaunched_once_the_taint_manager_delet
         f"pod {ns}/{first} was deleted by the taint manager (its node was lost or tainted NoExecute) "
         f"(DisruptionTarget: DeletionByTaintManager); relaunch 1 of 2 as pod {ns}/{second}"
     ) in said(logs)
+    taken = (
+        f"pod {ns}/{first} is being taken away by the cluster: Taint manager: deleting due to NoExecute taint"
+    )
+    assert taken in said(logs)
     assert pod_lines(logs) == [f"pod {first} at work", f"pod {second} at work", "work done"]
     assert ti.xcoms["pod_name"] == second
     assert_no_pod_left(cluster, ti)
