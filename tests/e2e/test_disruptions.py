@@ -598,6 +598,7 @@ def test_a_running_pod_whose_node_is_deleted_is_relaunched_after_pod_gc(cluster:
             await wait_for(
                 v1, first, lambda p: base_runs(p) and p.spec.node_name == node, f"running on {node}"
             )
+            await asyncio.sleep(2)  # the trigger reads its first line: a deleted node serves no log
             await v1.delete_node(node)
             await v1.patch_node("kwok-node-0", {"metadata": {"labels": {label: suffix}}})
             return time.monotonic()
@@ -714,6 +715,7 @@ def test_a_running_pod_on_a_lost_node_is_relaunched_once_the_taint_manager_delet
 
         async def lose_the_node(v1: client.CoreV1Api) -> dict[str, Any]:
             await wait_for(v1, first, base_runs, "running base")
+            await asyncio.sleep(2)  # the trigger reads its first line before its node stops answering
             os.kill(pid, signal.SIGSTOP)
             try:
                 marked = await wait_for(
