@@ -13,9 +13,9 @@ import asyncio
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -26,53 +26,43 @@ TRUNCATION_MARKER = " [kpo-async: line truncated, {dropped} bytes dropped]"
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, order=True)
-class Timestamp:
-    """A log timestamp at nanosecond precision (RFC3339Nano trims trailing zeros, so no str compare)."""
+def parse_timestamp(text: str) -> str:
+    """An RFC3339 timestamp in one form, ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`` (UTC, nine digits), so
+    that text order is time order (RFC3339Nano trims trailing zeros: as given, it is not).
+    ValueError if `text` is not one."""
+    # Fast path, once per log line: the API server's UTC form. The whole second is checked once
+    # per second of log (cached).
+    if len(text) > 20 and text[-1] == "Z" and text[19] == "." and text[20:-1].isdigit():
+        return f"{_utc_second(text[:19])}.{text[20:-1][:9].ljust(9, '0')}Z"
+    return _parse_timestamp_slow(text)
 
-    seconds: int
-    nanos: int
 
-    @classmethod
-    def parse(cls, text: str) -> Timestamp:
-        """Parse RFC3339 with up to nine fractional digits (2026-11-27T01:02:03.123456789Z)."""
-        # Fast path, once per log line: the API server's UTC form. The whole second is parsed
-        # once per second of log (cached): about half the cost of the general parse below.
-        if len(text) > 20 and text[-1] == "Z" and text[19] == "." and text[20:-1].isdigit():
-            return cls(_utc_second(text[:19]), int(text[20:-1][:9].ljust(9, "0")))
-        return cls._parse_slow(text)
-
-    @classmethod
-    def _parse_slow(cls, text: str) -> Timestamp:
-        match = _RFC3339.fullmatch(text.strip())
-        if match is None:
-            raise ValueError(f"not an RFC3339 timestamp: {text!r}")
-        whole, fraction, zone = match.groups()
-        zone = "+00:00" if zone in ("Z", "z") else zone
-        moment = datetime.fromisoformat(whole + zone)
-        return cls(int(moment.timestamp()), int((fraction or "").ljust(9, "0")[:9]))
-
-    def since_time(self) -> str:
-        """The `sinceTime` to ask for: this timestamp's whole second (the API's precision)."""
-        return datetime.fromtimestamp(self.seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def __str__(self) -> str:
-        return f"{self.since_time()[:-1]}.{self.nanos:09d}Z"
+def _parse_timestamp_slow(text: str) -> str:
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not an RFC3339 timestamp: {text!r}")
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone in ("Z", "z") else zone))
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S}.{(fraction or '').ljust(9, '0')[:9]}Z"
 
 
 @functools.lru_cache(maxsize=64)
-def _utc_second(whole: str) -> int:
-    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` (UTC), validated by the general parser."""
-    return Timestamp._parse_slow(whole + "Z").seconds
+def _utc_second(whole: str) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC) as given, once the general parser has validated it."""
+    return _parse_timestamp_slow(whole + "Z")[:19]
 
 
-@dataclass(frozen=True, order=True)
-class LogCursor:
+class LogCursor(NamedTuple):
     """Where a container's log has been delivered up to: serializable into trigger kwargs."""
 
-    timestamp: Timestamp | None = None
+    #: The last delivered line's timestamp, in `parse_timestamp`'s form.
+    timestamp: str | None = None
     #: Lines already delivered whose timestamp equals `timestamp`.
     count_at_timestamp: int = 0
+
+    def since_time(self) -> str:
+        """The `sinceTime` to resume from: the timestamp's whole second (the API's precision)."""
+        return f"{self.timestamp[:19]}Z" if self.timestamp else ""
 
     def to_str(self) -> str | None:
         return None if self.timestamp is None else f"{self.timestamp}/{self.count_at_timestamp}"
@@ -82,30 +72,7 @@ class LogCursor:
         if not text:
             return cls()
         stamp, _, count = text.rpartition("/")
-        return cls(Timestamp.parse(stamp), int(count or 0))
-
-
-class ResumeFilter:
-    """Drops the lines a resumed read repeats: those whose place in the log is not past the cursor.
-
-    A line's place is its timestamp and how many lines of this read had that timestamp before it
-    (a `LogCursor` too): the read starts at the cursor's whole second, so it repeats every line at
-    the cursor's timestamp.
-    """
-
-    def __init__(self, cursor: LogCursor) -> None:
-        self.cursor = cursor
-        self._resumed_from = cursor if cursor.timestamp is not None else None
-        self._place = LogCursor()
-
-    def admit(self, stamp: Timestamp) -> bool:
-        count = self._place.count_at_timestamp + 1 if stamp == self._place.timestamp else 1
-        self._place = LogCursor(stamp, count)
-        if self._resumed_from is not None and self._place <= self._resumed_from:
-            return False
-        self._resumed_from = None  # past the cursor: later lines are new, whatever their stamps
-        self.cursor = self._place
-        return True
+        return cls(parse_timestamp(stamp), int(count or 0))
 
 
 class LineSplitter:
@@ -147,11 +114,12 @@ class LineSplitter:
 KUBELET_LOG_GONE = "unable to retrieve container logs for "
 
 
-def decode_line(raw: bytes, dropped: int) -> tuple[Timestamp | None, str]:
-    """Split ``<timestamp> <text>`` and decode the text (invalid UTF-8 becomes U+FFFD)."""
+def decode_line(raw: bytes, dropped: int) -> tuple[str | None, str]:
+    """Split ``<timestamp> <text>`` (the timestamp in `parse_timestamp`'s form) and decode the text
+    (invalid UTF-8 becomes U+FFFD)."""
     stamp_text, _, rest = raw.partition(b" ")
     try:
-        stamp = Timestamp.parse(stamp_text.decode("ascii"))
+        stamp = parse_timestamp(stamp_text.decode("ascii"))
     except (ValueError, UnicodeDecodeError):
         stamp, rest = None, raw
     text = rest.decode("utf-8", errors="replace").rstrip("\r")
@@ -174,6 +142,10 @@ class ContainerLog:
     cursor: LogCursor
     #: Told each line delivered.
     sink: Callable[[str], None]
+    #: While a read is in progress: the last line's place in it (its timestamp, and how many lines
+    #: of the read had it), and the cursor it started from while its lines are repeats of earlier ones.
+    _place: LogCursor = field(default=LogCursor(), init=False)
+    _repeats: LogCursor | None = field(default=None, init=False)
 
     async def read(self, *, follow: bool) -> None:
         """Deliver the lines after the cursor; with `follow`, until the stream ends.
@@ -184,7 +156,7 @@ class ContainerLog:
         query = [("container", self.container), ("timestamps", "true"), ("follow", str(follow).lower())]
         if self.cursor.timestamp is not None:
             # The generated client has no sinceTime parameter, hence the raw call.
-            query.append(("sinceTime", self.cursor.timestamp.since_time()))
+            query.append(("sinceTime", self.cursor.since_time()))
         # No read timeout: a quiet container may print nothing for hours.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
         response = await open_response(
@@ -203,24 +175,32 @@ class ContainerLog:
             verb="get",
             resource="pods/log",
         )
+        # The read starts at the cursor's whole second: it repeats every line up to the cursor.
+        self._place, self._repeats = LogCursor(), self.cursor if self.cursor.timestamp is not None else None
         splitter = LineSplitter()
-        resume = ResumeFilter(self.cursor)
         try:
             async for chunk in response.content.iter_any():
-                self._deliver(splitter.feed(chunk), resume)
+                self._deliver(splitter.feed(chunk))
                 await asyncio.sleep(0)  # a chatty pod must not monopolise the loop
-            self._deliver(splitter.flush(), resume)
+            self._deliver(splitter.flush())
         finally:
             response.release()
 
-    def _deliver(self, lines: list[tuple[bytes, int]], resume: ResumeFilter) -> None:
+    def _deliver(self, lines: list[tuple[bytes, int]]) -> None:
         for raw, dropped in lines:
             stamp, text = decode_line(raw, dropped)
-            if stamp is None and text.startswith(KUBELET_LOG_GONE):
-                continue  # the kubelet's note that the container is gone, not a line of its log
-            if stamp is None or resume.admit(stamp):
-                self.sink(text)
-                self.cursor = resume.cursor
+            if stamp is None:
+                if not text.startswith(KUBELET_LOG_GONE):  # the kubelet's note that the container is gone
+                    self.sink(text)
+                continue
+            last = self._place
+            self._place = LogCursor(stamp, last.count_at_timestamp + 1 if stamp == last.timestamp else 1)
+            if self._repeats is not None:
+                if self._place <= self._repeats:
+                    continue
+                self._repeats = None  # past the cursor: later lines are new, whatever their stamps
+            self.sink(text)
+            self.cursor = self._place
 
 
 def cursors_to_str(cursors: Mapping[str, LogCursor], base: str) -> str | None:
