@@ -1,4 +1,4 @@
-"""Resumable, bounded log following.
+"""The pure parts of resumable, bounded log following: timestamps, cursors, lines.
 
 The API server's ``sinceTime`` has one-second precision, so a resumed read can repeat lines.
 `LogCursor` remembers the exact timestamp of the last line delivered and how many lines carried
@@ -9,17 +9,11 @@ from raw chunks with a fixed cap, so a pod printing a 100 MB line without a newl
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
-
-import aiohttp
-
-from kpo_async.api import open_response
+from typing import NamedTuple
 
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)")
 TRUNCATION_MARKER = " [kpo-async: line truncated, {dropped} bytes dropped]"
@@ -55,8 +49,8 @@ def _utc_second(whole: str) -> str:
 class LogCursor(NamedTuple):
     """Where a container's log has been delivered up to: serializable into trigger kwargs."""
 
-    #: The last delivered line's timestamp, in `parse_timestamp`'s form.
-    timestamp: str | None = None
+    #: The last delivered line's timestamp, in `parse_timestamp`'s form ("": none yet, before any).
+    timestamp: str = ""
     #: Lines already delivered whose timestamp equals `timestamp`.
     count_at_timestamp: int = 0
 
@@ -65,7 +59,7 @@ class LogCursor(NamedTuple):
         return f"{self.timestamp[:19]}Z" if self.timestamp else ""
 
     def to_str(self) -> str | None:
-        return None if self.timestamp is None else f"{self.timestamp}/{self.count_at_timestamp}"
+        return f"{self.timestamp}/{self.count_at_timestamp}" if self.timestamp else None
 
     @classmethod
     def from_str(cls, text: str | None) -> LogCursor:
@@ -109,11 +103,6 @@ class LineSplitter:
         self._dropped += max(0, len(piece) - room)
 
 
-#: A real kubelet answers a log request for a container it already removed (a pod being deleted) with
-#: 200 and this text, without a timestamp, in place of the log (docs/real-control-plane.md).
-KUBELET_LOG_GONE = "unable to retrieve container logs for "
-
-
 def decode_line(raw: bytes, dropped: int) -> tuple[str | None, str]:
     """Split ``<timestamp> <text>`` (the timestamp in `parse_timestamp`'s form) and decode the text
     (invalid UTF-8 becomes U+FFFD)."""
@@ -128,85 +117,10 @@ def decode_line(raw: bytes, dropped: int) -> tuple[str | None, str]:
     return stamp, text
 
 
-@dataclass(eq=False)
-class ContainerLog:
-    """A container's log, read from a cursor that advances as each line is delivered.
-
-    `cursor` is current even when a read fails half-way, so the next read resumes exactly there.
-    """
-
-    api_client: Any
-    namespace: str
-    pod: str
-    container: str
-    cursor: LogCursor
-    #: Told each line delivered.
-    sink: Callable[[str], None]
-    #: While a read is in progress: the last line's place in it (its timestamp, and how many lines
-    #: of the read had it), and the cursor it started from while its lines are repeats of earlier ones.
-    _place: LogCursor = field(default=LogCursor(), init=False)
-    _repeats: LogCursor | None = field(default=None, init=False)
-
-    async def read(self, *, follow: bool) -> None:
-        """Deliver the lines after the cursor; with `follow`, until the stream ends.
-
-        A followed stream ends when the container terminates or when the connection drops; the
-        caller tells them apart by the pod's state. HTTP errors raise `kpo_async.errors.ApiError`s.
-        """
-        query = [("container", self.container), ("timestamps", "true"), ("follow", str(follow).lower())]
-        if self.cursor.timestamp is not None:
-            # The generated client has no sinceTime parameter, hence the raw call.
-            query.append(("sinceTime", self.cursor.since_time()))
-        # No read timeout: a quiet container may print nothing for hours.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-        response = await open_response(
-            self.api_client.call_api(
-                "/api/v1/namespaces/{namespace}/pods/{name}/log",
-                "GET",
-                path_params={"namespace": self.namespace, "name": self.pod},
-                query_params=query,
-                # The API server refuses text/plain here (406); "*/*" gets the plain-text log.
-                header_params={"Accept": "*/*"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=timeout,
-            ),
-            what=f"reading the log of {self.namespace}/{self.pod}",
-            verb="get",
-            resource="pods/log",
-        )
-        # The read starts at the cursor's whole second: it repeats every line up to the cursor.
-        self._place, self._repeats = LogCursor(), self.cursor if self.cursor.timestamp is not None else None
-        splitter = LineSplitter()
-        try:
-            async for chunk in response.content.iter_any():
-                self._deliver(splitter.feed(chunk))
-                await asyncio.sleep(0)  # a chatty pod must not monopolise the loop
-            self._deliver(splitter.flush())
-        finally:
-            response.release()
-
-    def _deliver(self, lines: list[tuple[bytes, int]]) -> None:
-        for raw, dropped in lines:
-            stamp, text = decode_line(raw, dropped)
-            if stamp is None:
-                if not text.startswith(KUBELET_LOG_GONE):  # the kubelet's note that the container is gone
-                    self.sink(text)
-                continue
-            last = self._place
-            self._place = LogCursor(stamp, last.count_at_timestamp + 1 if stamp == last.timestamp else 1)
-            if self._repeats is not None:
-                if self._place <= self._repeats:
-                    continue
-                self._repeats = None  # past the cursor: later lines are new, whatever their stamps
-            self.sink(text)
-            self.cursor = self._place
-
-
 def cursors_to_str(cursors: Mapping[str, LogCursor], base: str) -> str | None:
     """One container's cursor per entry, as one string. The base container's alone keeps the older
     single-cursor form (``<timestamp>/<count>``); several are ``name=<cursor>,name=<cursor>``."""
-    known = {name: c.to_str() for name, c in sorted(cursors.items()) if c.timestamp is not None}
+    known = {name: c.to_str() for name, c in sorted(cursors.items()) if c.timestamp}
     if set(known) <= {base}:
         return known.get(base)
     return ",".join(f"{name}={text}" for name, text in known.items())

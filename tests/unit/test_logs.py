@@ -1,16 +1,20 @@
-"""Log cursor arithmetic and bounded line splitting (pure parts of kpo_async.logs)."""
+"""Log cursor arithmetic and bounded line splitting (kpo_async.logs), and how a container's
+follower delivers the lines of a read from its cursor (kpo_async.log_follower, no cluster)."""
 
 from __future__ import annotations
 
+import logging
+
+from kpo_async.log_follower import ContainerFollower, PodLogs
 from kpo_async.logs import (
     TRUNCATION_MARKER,
-    ContainerLog,
     LineSplitter,
     LogCursor,
     _parse_timestamp_slow,
     decode_line,
     parse_timestamp,
 )
+from kpo_async.trigger_settings import MonitorSettings
 
 
 def test_timestamps_compare_by_time_not_by_text() -> None:
@@ -56,21 +60,30 @@ def _log_lines(*stamps: str) -> bytes:
     return b"".join(f"{stamp} line {n}\n".encode() for n, stamp in enumerate(stamps))
 
 
-def test_resume_skips_repeated_lines_including_equal_timestamps() -> None:
+def _reader(cursor: LogCursor) -> tuple[ContainerFollower, list[str]]:
+    """A follower at the start of a read from `cursor` (its `_deliver` only: no cluster), and the
+    lines it delivers."""
+    lines: list[str] = []
+    logger = logging.getLogger(__name__)
+    logs = PodLogs(None, "ns", "pod", MonitorSettings(), None, logger=logger, state=lambda: None)  # type: ignore[arg-type]
+    logs.line_listener = lambda _container, line: lines.append(line)
+    follower = ContainerFollower(logs, "base", cursor)
+    follower._repeats = cursor  # as `read` starts
+    return follower, lines
+
+
+async def test_resume_skips_repeated_lines_including_equal_timestamps() -> None:
     t = [f"2026-11-27T01:02:03.{n}Z" for n in (1, 2, 3)]
     # Delivered before: t0, t1, t1 (two lines sharing a timestamp). The resumed read from the
     # whole second repeats them all, then carries on with a third t1 line and t2.
-    lines: list[str] = []
-    log = ContainerLog(None, "ns", "pod", "base", LogCursor(parse_timestamp(t[1]), 2), lines.append)
-    log._repeats = log.cursor  # as a read from the cursor starts
+    log, lines = _reader(LogCursor(parse_timestamp(t[1]), 2))
     log._deliver(LineSplitter().feed(_log_lines(t[0], t[1], t[1], t[1], t[2])))
     assert lines == ["line 3", "line 4"]
     assert log.cursor == LogCursor(parse_timestamp(t[2]), 1)
 
 
-def test_fresh_read_admits_everything() -> None:
-    lines: list[str] = []
-    log = ContainerLog(None, "ns", "pod", "base", LogCursor(), lines.append)
+async def test_fresh_read_admits_everything() -> None:
+    log, lines = _reader(LogCursor())
     stamp = "2026-11-27T01:02:03Z"
     log._deliver(LineSplitter().feed(_log_lines(stamp, stamp, stamp)))
     assert lines == ["line 0", "line 1", "line 2"]
@@ -94,11 +107,10 @@ def test_invalid_utf8_is_replaced_not_fatal() -> None:
     assert text == "caf\ufffd\ufffd!"
 
 
-def test_the_kubelets_container_gone_note_is_not_delivered_as_a_log_line() -> None:
+async def test_the_kubelets_container_gone_note_is_not_delivered_as_a_log_line() -> None:
     # Seen on the real node (docs/real-control-plane.md): a log read of a container the kubelet already
     # removed answers 200 with this text and no timestamp.
-    lines: list[str] = []
-    log = ContainerLog(None, "ns", "pod", "base", LogCursor(), lines.append)
+    log, lines = _reader(LogCursor())
     splitter = LineSplitter()
     raw = (
         b"2026-11-27T01:02:03.1Z working\n"
