@@ -94,14 +94,12 @@ class ContainerFollower:
         while True:
             cursor = self.cursor
             slots = self.logs.client.log_stream_slots
-            if not slots.locked():
-                async with slots:
-                    ended = await self._read(follow=True)
-            else:
-                ended = await self._read(follow=False)
-                if ended is False:  # next read after poll_seconds, or at once when the container ends
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.ended.wait(), self.logs.settings.log_poll_seconds)
+            polling = slots.locked()  # past the cluster's limit of follow streams: read now and then
+            async with contextlib.nullcontext() if polling else slots:
+                ended = await self._read(follow=not polling)
+            if polling and ended is False:  # next read after poll_seconds, or at once when it ends
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.ended.wait(), self.logs.settings.log_poll_seconds)
             if ended is True:
                 return
             # A stream that delivered lines before it dropped was progress, not a failure.
