@@ -22,7 +22,7 @@ import aiohttp
 from kpo_async.api import open_response
 from kpo_async.callbacks import import_object
 from kpo_async.clients import ClusterClient
-from kpo_async.errors import ApiError, Forbidden, NotFound
+from kpo_async.errors import ApiError, NotFound
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_SIDECAR_NAME
 from kpo_async.log_records import LineBatcher, wait_until_read
 from kpo_async.logs import LineSplitter, LogCursor, cursors_from_str, cursors_to_str, decode_line
@@ -92,47 +92,34 @@ class ContainerFollower:
         """Read the log until the container has ended and every line was read, resuming after drops."""
         failures = 0
         while True:
-            cursor = self.cursor
+            cursor, ended = self.cursor, self.logs.container_ended(self.name)
             slots = self.logs.client.log_stream_slots
             polling = slots.locked()  # past the cluster's limit of follow streams: read now and then
-            async with contextlib.nullcontext() if polling else slots:
-                ended = await self._read(follow=not polling)
-            if polling and ended is False:  # next read after poll_seconds, or at once when it ends
+            try:
+                async with contextlib.nullcontext() if polling else slots:
+                    await self.read(follow=not (polling or ended))
+            except NotFound:
+                return  # the pod is gone: there is nothing more to read
+            except Exception as exc:
+                # 400: the container has not started (or is restarting); 5xx/429 and dropped
+                # connections: transient. Any other refusal (403 without pods/log ...) will not
+                # change: say so once and stop.
+                if not ((isinstance(exc, ApiError) and exc.status == 400) or is_retryable(exc)):
+                    if not isinstance(exc, ApiError):
+                        raise
+                    # A 403 names the verb and resource the Role lacks, and the fix.
+                    self.logs.log.warning("the log of container %s stays unread: %s", self.name, exc)
+                    return
+                # A stream that delivered lines before it dropped was progress, not a failure.
+                failures = 1 if self.cursor != cursor else failures + 1
+                await asyncio.sleep(backoff_delay(exc, min(failures, 6)))
+                continue
+            if ended:
+                return  # a read that began after the container ended saw everything
+            failures = 0  # else read once more, to be sure
+            if polling:  # next read after poll_seconds, or at once when the container ends
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self.ended.wait(), self.logs.settings.log_poll_seconds)
-            if ended is True:
-                return
-            # A stream that delivered lines before it dropped was progress, not a failure.
-            failures = 0 if ended is False else 1 if self.cursor != cursor else failures + 1
-            if isinstance(ended, Exception):
-                await asyncio.sleep(backoff_delay(ended, min(failures, 6)))
-
-    async def _read(self, *, follow: bool) -> bool | Exception:
-        """True when the container has ended and every line was read; the error after a transient one."""
-        terminated_before = self.logs.container_ended(self.name)
-        try:
-            await self.read(follow=follow and not terminated_before)
-        except NotFound:
-            return True  # the pod is gone: there is nothing more to read
-        except Exception as exc:
-            # 400: the container has not started (or is restarting); 5xx/429 and dropped
-            # connections: transient. Any other refusal (403 without pods/log ...) will not change:
-            # say so once and stop.
-            if (isinstance(exc, ApiError) and exc.status == 400) or is_retryable(exc):
-                return exc
-            if not isinstance(exc, ApiError):
-                raise
-            fix = ". Fix: grant 'get' on pods/log (see docs/rbac.md)" if isinstance(exc, Forbidden) else ""
-            self.logs.log.warning(
-                "cannot read the log of %s container %s: %s%s",
-                self.logs.pod_ref,
-                self.name,
-                describe(exc),
-                fix,
-            )
-            return True
-        # A read that began after termination saw everything; otherwise read once more to be sure.
-        return terminated_before
 
     async def read(self, *, follow: bool) -> None:
         """Deliver the lines after the cursor; with `follow`, until the stream ends.
