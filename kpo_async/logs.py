@@ -83,19 +83,16 @@ class LineSplitter:
         lines: list[tuple[bytes, int]] = []
         for piece in ended:
             self._append(piece)
-            lines.extend(self.flush() or [(b"", 0)])  # an empty line is a line too
+            lines.append((bytes(self._buffer), self._dropped))
+            self._buffer.clear()
+            self._dropped = 0
         self._append(rest)
         return lines
 
     def flush(self) -> list[tuple[bytes, int]]:
         """The line held so far, if any: the unterminated last line of a log that does not end with
         a newline."""
-        if not self._buffer and not self._dropped:
-            return []
-        line = (bytes(self._buffer), self._dropped)
-        self._buffer.clear()
-        self._dropped = 0
-        return [line]
+        return self.feed(b"\n") if self._buffer or self._dropped else []
 
     def _append(self, piece: bytes) -> None:
         room = self.max_line_bytes - len(self._buffer)  # never negative: the buffer is kept within it
