@@ -92,12 +92,13 @@ class ContainerFollower:
         """Read the log until the container has ended and every line was read, resuming after drops."""
         failures = 0
         while True:
-            cursor, ended = self.cursor, self.logs.container_ended(self.name)
+            cursor = self.cursor
+            ended_before = self.logs.container_ended(self.name)
             slots = self.logs.client.log_stream_slots
             polling = slots.locked()  # past the cluster's limit of follow streams: read now and then
             try:
                 async with contextlib.nullcontext() if polling else slots:
-                    await self.read(follow=not (polling or ended))
+                    await self.read(follow=not (polling or ended_before))
             except NotFound:
                 return  # the pod is gone: there is nothing more to read
             except Exception as exc:
@@ -114,7 +115,7 @@ class ContainerFollower:
                 failures = 1 if self.cursor != cursor else failures + 1
                 await asyncio.sleep(backoff_delay(exc, min(failures, 6)))
                 continue
-            if ended:
+            if ended_before:
                 return  # a read that began after the container ended saw everything
             failures = 0  # else read once more, to be sure
             if polling:  # next read after poll_seconds, or at once when the container ends
