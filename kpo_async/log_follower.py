@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import re
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+
+from kpo_async.api import open_response
 from kpo_async.callbacks import import_object
 from kpo_async.clients import ClusterClient
-from kpo_async.errors import ApiError, Forbidden, NotFound
+from kpo_async.errors import ApiError, NotFound
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_SIDECAR_NAME
 from kpo_async.log_records import LineBatcher, wait_until_read
-from kpo_async.logs import ContainerLog, LogCursor, cursors_from_str, cursors_to_str
+from kpo_async.logs import LineSplitter, LogCursor, cursors_from_str, cursors_to_str, decode_line
 from kpo_async.pod_state import PodState
 from kpo_async.pods import container_env, patch_metadata, read_pod_json
 from kpo_async.retry import backoff_delay, describe, is_retryable
@@ -38,6 +40,9 @@ LATE_START_POLL_SECONDS = 0.2
 _LEVEL_PREFIX = re.compile(r"\s*\[?(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)", re.IGNORECASE)
 _LEVELS = {"warn": "warning", "fatal": "critical"}
 Formatter = Callable[[str, str], str]
+#: A real kubelet answers a log request for a container it already removed (a pod being deleted) with
+#: 200 and this text, without a timestamp, in place of the log (docs/real-control-plane.md).
+KUBELET_LOG_GONE = "unable to retrieve container logs for "
 
 
 def line_level(line: str) -> str:
@@ -66,69 +71,111 @@ def _wants(requested: ContainerSelection, name: str) -> bool:
 
 
 class ContainerFollower:
-    """One container's log, read to its end across dropped streams; its cursor only moves forward."""
+    """One container's log, read to its end across dropped streams, from a cursor that moves forward
+    as each line is delivered: current even when a read fails half-way, so the next read resumes
+    exactly there."""
+
+    #: `follow`, started by `PodLogs`.
+    task: asyncio.Task[None]
 
     def __init__(self, logs: PodLogs, container: str, cursor: LogCursor) -> None:
         self.logs = logs
         self.name = container
+        self.cursor = cursor
         self.ended = asyncio.Event()
-        on_line = functools.partial(logs.on_line, container)
-        self.container_log = ContainerLog(
-            logs.client.log_api_client, logs.namespace, logs.pod_name, container, cursor, on_line
-        )
-        self._error: BaseException | None = None
-        self.task = asyncio.create_task(self.follow(), name=f"logs-{logs.pod_ref}-{container}")
+        #: During a read: the last line's place in it (its timestamp, and how many lines of the read
+        #: had it), and the cursor the read started from while its lines repeat earlier reads' lines.
+        self._place = LogCursor()
+        self._repeats: LogCursor | None = None
 
     async def follow(self) -> None:
         """Read the log until the container has ended and every line was read, resuming after drops."""
         failures = 0
         while True:
-            cursor = self.container_log.cursor
+            cursor = self.cursor
+            ended_before = self.logs.container_ended(self.name)
             slots = self.logs.client.log_stream_slots
-            if not slots.locked():
-                async with slots:
-                    ended = await self._read(follow=True)
-            else:
-                ended = await self._read(follow=False)
-                if not ended:  # next read after poll_seconds, or at once when the container ends
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self.ended.wait(), self.logs.settings.log_poll_seconds)
-            if ended is None:
+            polling = slots.locked()  # past the cluster's limit of follow streams: read now and then
+            try:
+                async with contextlib.nullcontext() if polling else slots:
+                    await self.read(follow=not (polling or ended_before))
+            except NotFound:
+                return  # the pod is gone: there is nothing more to read
+            except Exception as exc:
+                # 400: the container has not started (or is restarting); 5xx/429 and dropped
+                # connections: transient. Any other refusal (403 without pods/log ...) will not
+                # change: say so once and stop.
+                if not ((isinstance(exc, ApiError) and exc.status == 400) or is_retryable(exc)):
+                    if not isinstance(exc, ApiError):
+                        raise
+                    # A 403 names the verb and resource the Role lacks, and the fix.
+                    self.logs.log.warning("the log of container %s stays unread: %s", self.name, exc)
+                    return
                 # A stream that delivered lines before it dropped was progress, not a failure.
-                failures = 1 if self.container_log.cursor != cursor else failures + 1
-                await asyncio.sleep(backoff_delay(self._error, min(failures, 6)))
+                failures = 1 if self.cursor != cursor else failures + 1
+                await asyncio.sleep(backoff_delay(exc, min(failures, 6)))
                 continue
-            failures = 0
-            if ended:
-                return
+            if ended_before:
+                return  # a read that began after the container ended saw everything
+            failures = 0  # else read once more, to be sure
+            if polling:  # next read after poll_seconds, or at once when the container ends
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.ended.wait(), self.logs.settings.log_poll_seconds)
 
-    async def _read(self, *, follow: bool) -> bool | None:
-        """True when the container has ended and every line was read; None after a transient error."""
-        terminated_before = self.logs.container_ended(self.name)
+    async def read(self, *, follow: bool) -> None:
+        """Deliver the lines after the cursor; with `follow`, until the stream ends.
+
+        A followed stream ends when the container terminates or when the connection drops; the
+        caller tells them apart by the pod's state. HTTP errors raise `kpo_async.errors.ApiError`s.
+        """
+        logs = self.logs
+        query = [("container", self.name), ("timestamps", "true"), ("follow", str(follow).lower())]
+        if self.cursor.timestamp:
+            # The generated client has no sinceTime parameter, hence the raw call.
+            query.append(("sinceTime", self.cursor.since_time()))
+        response = await open_response(
+            logs.client.log_api_client.call_api(
+                "/api/v1/namespaces/{namespace}/pods/{name}/log",
+                "GET",
+                path_params={"namespace": logs.namespace, "name": logs.pod_name},
+                query_params=query,
+                # The API server refuses text/plain here (406); "*/*" gets the plain-text log.
+                header_params={"Accept": "*/*"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                # No read timeout: a quiet container may print nothing for hours.
+                _request_timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+            ),
+            what=f"reading the log of {logs.pod_ref}",
+            verb="get",
+            resource="pods/log",
+        )
+        # The read starts at the cursor's whole second: it repeats every line up to the cursor.
+        self._place, self._repeats = LogCursor(), self.cursor
+        splitter = LineSplitter()
         try:
-            await self.container_log.read(follow=follow and not terminated_before)
-        except NotFound:
-            return True  # the pod is gone: there is nothing more to read
-        except Exception as exc:
-            # 400: the container has not started (or is restarting); 5xx/429 and dropped
-            # connections: transient. Any other refusal (403 without pods/log ...) will not change:
-            # say so once and stop.
-            if (isinstance(exc, ApiError) and exc.status == 400) or is_retryable(exc):
-                self._error = exc
-                return None
-            if not isinstance(exc, ApiError):
-                raise
-            fix = ". Fix: grant 'get' on pods/log (see docs/rbac.md)" if isinstance(exc, Forbidden) else ""
-            self.logs.log.warning(
-                "cannot read the log of %s container %s: %s%s",
-                self.logs.pod_ref,
-                self.name,
-                describe(exc),
-                fix,
-            )
-            return True
-        # A read that began after termination saw everything; otherwise read once more to be sure.
-        return terminated_before
+            async for chunk in response.content.iter_any():
+                self._deliver(splitter.feed(chunk))
+                await asyncio.sleep(0)  # a chatty pod must not monopolise the loop
+            self._deliver(splitter.flush())
+        finally:
+            response.release()
+
+    def _deliver(self, lines: list[tuple[bytes, int]]) -> None:
+        for raw, dropped in lines:
+            stamp, text = decode_line(raw, dropped)
+            if stamp is None:
+                if not text.startswith(KUBELET_LOG_GONE):  # the kubelet's note that the container is gone
+                    self.logs.on_line(self.name, text)
+                continue
+            last = self._place
+            self._place = LogCursor(stamp, last.count_at_timestamp + 1 if stamp == last.timestamp else 1)
+            if self._repeats is not None:
+                if self._place <= self._repeats:
+                    continue
+                self._repeats = None  # past the cursor: later lines are new, whatever their stamps
+            self.logs.on_line(self.name, text)
+            self.cursor = self._place
 
 
 class PodLogs:
@@ -176,7 +223,7 @@ class PodLogs:
     @property
     def cursor(self) -> str | None:
         """Every container's cursor, as stored in trigger kwargs and the pod's annotation."""
-        current = {**self._cursors, **{n: f.container_log.cursor for n, f in self.followers.items()}}
+        current = {**self._cursors, **{n: f.cursor for n, f in self.followers.items()}}
         return cursors_to_str(current, self.base)
 
     async def update(self, state: PodState) -> bool:
@@ -215,9 +262,7 @@ class PodLogs:
         the formatter."""
         recorded = cursors_from_str(state.annotations.get(LOG_CURSOR_ANNOTATION), self.base)
         for name, cursor in recorded.items():
-            mine = self._cursors.get(name, LogCursor())
-            if cursor.timestamp is not None and (mine.timestamp is None or cursor > mine):
-                self._cursors[name] = cursor
+            self._cursors[name] = max(cursor, self._cursors.get(name, LogCursor()))
         self._checkpointed = self.cursor
         await self._mask_secret_env()
         if isinstance(self._formatter, str):
@@ -244,7 +289,8 @@ class PodLogs:
         self._redact = redact  # only tasks with secret env vars pay for redaction
 
     def _start(self, name: str) -> None:
-        self.followers[name] = ContainerFollower(self, name, self._cursors.get(name, LogCursor()))
+        follower = self.followers[name] = ContainerFollower(self, name, self._cursors.get(name, LogCursor()))
+        follower.task = asyncio.create_task(follower.follow(), name=f"logs-{self.pod_ref}-{name}")
         if self.settings.log_checkpoint_seconds and self._checkpoints is None:
             checkpoints = self._checkpoint_periodically()
             self._checkpoints = asyncio.create_task(checkpoints, name=f"cursor-{self.pod_ref}")
@@ -280,7 +326,7 @@ class PodLogs:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await follower.task
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(follower.container_log.read(follow=False), FINISH_SECONDS)
+                await asyncio.wait_for(follower.read(follow=False), FINISH_SECONDS)
         self._records.flush()
         if self._records.records > self._read_back:  # the last lines reach the task's log
             self._read_back = self._records.records  # before the trigger ends

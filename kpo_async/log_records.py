@@ -166,12 +166,9 @@ def _send_buffer(fd: int) -> int:
 def log_channel_busy() -> bool:
     """Whether the supervisor has yet to read more than `CHANNEL_BUSY_SHARE` of the log channel."""
     fd = _log_channel_fd()
-    if fd is None:
-        return False
-    try:
-        return _unread_bytes(fd) > CHANNEL_BUSY_SHARE * _send_buffer(fd)
-    except OSError:
-        return False
+    with contextlib.suppress(OSError):
+        return fd is not None and _unread_bytes(fd) > CHANNEL_BUSY_SHARE * _send_buffer(fd)
+    return False
 
 
 def _unread_bytes(fd: int) -> int:

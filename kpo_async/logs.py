@@ -1,4 +1,4 @@
-"""Resumable, bounded log following.
+"""The pure parts of resumable, bounded log following: timestamps, cursors, lines.
 
 The API server's ``sinceTime`` has one-second precision, so a resumed read can repeat lines.
 `LogCursor` remembers the exact timestamp of the last line delivered and how many lines carried
@@ -9,103 +9,64 @@ from raw chunks with a fixed cap, so a pod printing a 100 MB line without a newl
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
-
-import aiohttp
-
-from kpo_async.api import open_response
+from typing import NamedTuple
 
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)")
 TRUNCATION_MARKER = " [kpo-async: line truncated, {dropped} bytes dropped]"
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, order=True)
-class Timestamp:
-    """A log timestamp at nanosecond precision (RFC3339Nano trims trailing zeros, so no str compare)."""
+def parse_timestamp(text: str) -> str:
+    """An RFC3339 timestamp in one form, ``YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`` (UTC, nine digits), so
+    that text order is time order (RFC3339Nano trims trailing zeros: as given, it is not).
+    ValueError if `text` is not one."""
+    # Fast path, once per log line: the API server's UTC form. The whole second is checked once
+    # per second of log (cached).
+    if len(text) > 20 and text[-1] == "Z" and text[19] == "." and text[20:-1].isdigit():
+        return f"{_utc_second(text[:19])}.{text[20:-1][:9].ljust(9, '0')}Z"
+    return _parse_timestamp_slow(text)
 
-    seconds: int
-    nanos: int
 
-    @classmethod
-    def parse(cls, text: str) -> Timestamp:
-        """Parse RFC3339 with up to nine fractional digits (2026-11-27T01:02:03.123456789Z)."""
-        # Fast path, once per log line: the API server's UTC form. The whole second is parsed
-        # once per second of log (cached): about half the cost of the general parse below.
-        if len(text) > 20 and text[-1] == "Z" and text[19] == "." and text[20:-1].isdigit():
-            return cls(_utc_second(text[:19]), int(text[20:-1][:9].ljust(9, "0")))
-        return cls._parse_slow(text)
-
-    @classmethod
-    def _parse_slow(cls, text: str) -> Timestamp:
-        match = _RFC3339.fullmatch(text.strip())
-        if match is None:
-            raise ValueError(f"not an RFC3339 timestamp: {text!r}")
-        whole, fraction, zone = match.groups()
-        zone = "+00:00" if zone in ("Z", "z") else zone
-        moment = datetime.fromisoformat(whole + zone)
-        return cls(int(moment.timestamp()), int((fraction or "").ljust(9, "0")[:9]))
-
-    def since_time(self) -> str:
-        """The `sinceTime` to ask for: this timestamp's whole second (the API's precision)."""
-        return datetime.fromtimestamp(self.seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def __str__(self) -> str:
-        return f"{self.since_time()[:-1]}.{self.nanos:09d}Z"
+def _parse_timestamp_slow(text: str) -> str:
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not an RFC3339 timestamp: {text!r}")
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone in ("Z", "z") else zone))
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S}.{(fraction or '').ljust(9, '0')[:9]}Z"
 
 
 @functools.lru_cache(maxsize=64)
-def _utc_second(whole: str) -> int:
-    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` (UTC), validated by the general parser."""
-    return Timestamp._parse_slow(whole + "Z").seconds
+def _utc_second(whole: str) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC) as given, once the general parser has validated it."""
+    return _parse_timestamp_slow(whole + "Z")[:19]
 
 
-@dataclass(frozen=True, order=True)
-class LogCursor:
+class LogCursor(NamedTuple):
     """Where a container's log has been delivered up to: serializable into trigger kwargs."""
 
-    timestamp: Timestamp | None = None
+    #: The last delivered line's timestamp, in `parse_timestamp`'s form ("": none yet, before any).
+    timestamp: str = ""
     #: Lines already delivered whose timestamp equals `timestamp`.
     count_at_timestamp: int = 0
 
+    def since_time(self) -> str:
+        """The `sinceTime` to resume from: the timestamp's whole second (the API's precision)."""
+        return f"{self.timestamp[:19]}Z" if self.timestamp else ""
+
     def to_str(self) -> str | None:
-        return None if self.timestamp is None else f"{self.timestamp}/{self.count_at_timestamp}"
+        return f"{self.timestamp}/{self.count_at_timestamp}" if self.timestamp else None
 
     @classmethod
     def from_str(cls, text: str | None) -> LogCursor:
         if not text:
             return cls()
         stamp, _, count = text.rpartition("/")
-        return cls(Timestamp.parse(stamp), int(count or 0))
-
-
-class ResumeFilter:
-    """Drops the lines a resumed read repeats: those whose place in the log is not past the cursor.
-
-    A line's place is its timestamp and how many lines of this read had that timestamp before it
-    (a `LogCursor` too): the read starts at the cursor's whole second, so it repeats every line at
-    the cursor's timestamp.
-    """
-
-    def __init__(self, cursor: LogCursor) -> None:
-        self.cursor = cursor
-        self._resumed_from = cursor if cursor.timestamp is not None else None
-        self._place = LogCursor()
-
-    def admit(self, stamp: Timestamp) -> bool:
-        count = self._place.count_at_timestamp + 1 if stamp == self._place.timestamp else 1
-        self._place = LogCursor(stamp, count)
-        if self._resumed_from is not None and self._place <= self._resumed_from:
-            return False
-        self._resumed_from = None  # past the cursor: later lines are new, whatever their stamps
-        self.cursor = self._place
-        return True
+        return cls(parse_timestamp(stamp), int(count or 0))
 
 
 class LineSplitter:
@@ -122,19 +83,16 @@ class LineSplitter:
         lines: list[tuple[bytes, int]] = []
         for piece in ended:
             self._append(piece)
-            lines.extend(self.flush() or [(b"", 0)])  # an empty line is a line too
+            lines.append((bytes(self._buffer), self._dropped))
+            self._buffer.clear()
+            self._dropped = 0
         self._append(rest)
         return lines
 
     def flush(self) -> list[tuple[bytes, int]]:
         """The line held so far, if any: the unterminated last line of a log that does not end with
         a newline."""
-        if not self._buffer and not self._dropped:
-            return []
-        line = (bytes(self._buffer), self._dropped)
-        self._buffer.clear()
-        self._dropped = 0
-        return [line]
+        return self.feed(b"\n") if self._buffer or self._dropped else []
 
     def _append(self, piece: bytes) -> None:
         room = self.max_line_bytes - len(self._buffer)  # never negative: the buffer is kept within it
@@ -142,16 +100,12 @@ class LineSplitter:
         self._dropped += max(0, len(piece) - room)
 
 
-#: A real kubelet answers a log request for a container it already removed (a pod being deleted) with
-#: 200 and this text, without a timestamp, in place of the log (docs/real-control-plane.md).
-KUBELET_LOG_GONE = "unable to retrieve container logs for "
-
-
-def decode_line(raw: bytes, dropped: int) -> tuple[Timestamp | None, str]:
-    """Split ``<timestamp> <text>`` and decode the text (invalid UTF-8 becomes U+FFFD)."""
+def decode_line(raw: bytes, dropped: int) -> tuple[str | None, str]:
+    """Split ``<timestamp> <text>`` (the timestamp in `parse_timestamp`'s form) and decode the text
+    (invalid UTF-8 becomes U+FFFD)."""
     stamp_text, _, rest = raw.partition(b" ")
     try:
-        stamp = Timestamp.parse(stamp_text.decode("ascii"))
+        stamp = parse_timestamp(stamp_text.decode("ascii"))
     except (ValueError, UnicodeDecodeError):
         stamp, rest = None, raw
     text = rest.decode("utf-8", errors="replace").rstrip("\r")
@@ -160,73 +114,10 @@ def decode_line(raw: bytes, dropped: int) -> tuple[Timestamp | None, str]:
     return stamp, text
 
 
-@dataclass(eq=False)
-class ContainerLog:
-    """A container's log, read from a cursor that advances as each line is delivered.
-
-    `cursor` is current even when a read fails half-way, so the next read resumes exactly there.
-    """
-
-    api_client: Any
-    namespace: str
-    pod: str
-    container: str
-    cursor: LogCursor
-    #: Told each line delivered.
-    sink: Callable[[str], None]
-
-    async def read(self, *, follow: bool) -> None:
-        """Deliver the lines after the cursor; with `follow`, until the stream ends.
-
-        A followed stream ends when the container terminates or when the connection drops; the
-        caller tells them apart by the pod's state. HTTP errors raise `kpo_async.errors.ApiError`s.
-        """
-        query = [("container", self.container), ("timestamps", "true"), ("follow", str(follow).lower())]
-        if self.cursor.timestamp is not None:
-            # The generated client has no sinceTime parameter, hence the raw call.
-            query.append(("sinceTime", self.cursor.timestamp.since_time()))
-        # No read timeout: a quiet container may print nothing for hours.
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-        response = await open_response(
-            self.api_client.call_api(
-                "/api/v1/namespaces/{namespace}/pods/{name}/log",
-                "GET",
-                path_params={"namespace": self.namespace, "name": self.pod},
-                query_params=query,
-                # The API server refuses text/plain here (406); "*/*" gets the plain-text log.
-                header_params={"Accept": "*/*"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=timeout,
-            ),
-            what=f"reading the log of {self.namespace}/{self.pod}",
-            verb="get",
-            resource="pods/log",
-        )
-        splitter = LineSplitter()
-        resume = ResumeFilter(self.cursor)
-        try:
-            async for chunk in response.content.iter_any():
-                self._deliver(splitter.feed(chunk), resume)
-                await asyncio.sleep(0)  # a chatty pod must not monopolise the loop
-            self._deliver(splitter.flush(), resume)
-        finally:
-            response.release()
-
-    def _deliver(self, lines: list[tuple[bytes, int]], resume: ResumeFilter) -> None:
-        for raw, dropped in lines:
-            stamp, text = decode_line(raw, dropped)
-            if stamp is None and text.startswith(KUBELET_LOG_GONE):
-                continue  # the kubelet's note that the container is gone, not a line of its log
-            if stamp is None or resume.admit(stamp):
-                self.sink(text)
-                self.cursor = resume.cursor
-
-
 def cursors_to_str(cursors: Mapping[str, LogCursor], base: str) -> str | None:
     """One container's cursor per entry, as one string. The base container's alone keeps the older
     single-cursor form (``<timestamp>/<count>``); several are ``name=<cursor>,name=<cursor>``."""
-    known = {name: c.to_str() for name, c in sorted(cursors.items()) if c.timestamp is not None}
+    known = {name: c.to_str() for name, c in sorted(cursors.items()) if c.timestamp}
     if set(known) <= {base}:
         return known.get(base)
     return ",".join(f"{name}={text}" for name, text in known.items())

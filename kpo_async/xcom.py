@@ -1,4 +1,8 @@
-"""The XCom sidecar: read ``/airflow/xcom/return.json``, record it, and tell the sidecar to exit."""
+"""The XCom sidecar: read ``/airflow/xcom/return.json``, record it, and tell the sidecar to exit.
+
+Both are commands run in the sidecar over the API server's WebSocket exec (``v4.channel.k8s.io``),
+on the shared client's aiohttp session: no new SSL context, and its connection pool.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
+import aiohttp
+
+from kpo_async.api import error_for
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import XComError
 from kpo_async.identity import XCOM_RESULT_ANNOTATION, XCOM_RETURN_FILE, XCOM_SIDECAR_NAME, XCOM_STOP_FILE
-from kpo_async.pod_exec import exec_in_container
 from kpo_async.pod_state import ContainerState, PodState
 from kpo_async.pods import patch_metadata
 from kpo_async.retry import describe, with_retries
@@ -21,6 +28,11 @@ _SNIPPET = 120
 ANNOTATION_LIMIT = 64 * 1024
 #: How long the XCom sidecar may take to start after the base container finished.
 SIDECAR_START_SECONDS = 120.0
+#: Output kept from one exec; more is an error rather than unbounded memory.
+MAX_OUTPUT = 32 * 1024 * 1024
+#: How long the sidecar's command may stay silent before the exec is given up.
+RECEIVE_TIMEOUT_SECONDS = 60.0
+STDOUT, STDERR, ERROR = 1, 2, 3
 
 
 #: What the sidecar prints when the container left no result (no file, or an empty one).
@@ -28,24 +40,72 @@ NO_RESULT = "__kpo_async_no_xcom_result__"
 _READ_SCRIPT = f"if [ -s {XCOM_RETURN_FILE} ]; then cat {XCOM_RETURN_FILE}; else echo {NO_RESULT}; fi"
 
 
+async def exec_in_sidecar(
+    client: ClusterClient, namespace: str, pod: str, command: list[str]
+) -> tuple[bytes, str | None]:
+    """Run `command` in the XCom sidecar: its stdout, and why it exited with a non-zero code (its
+    stderr, else the code), None when it did not. `XComError` if it could not run at all."""
+    query = urlencode(
+        [("command", part) for part in command]
+        + [("container", XCOM_SIDECAR_NAME), ("stdout", "true"), ("stderr", "true")]
+    )
+    # aiohttp upgrades an http(s) URL to a WebSocket itself (a ws(s) URL is the same request).
+    url = f"{client.host}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/exec?{query}"
+    what = f"exec {' '.join(command)!r} in {namespace}/{pod} container {XCOM_SIDECAR_NAME}"
+    try:
+        socket = await client.session.ws_connect(
+            url,
+            protocols=("v4.channel.k8s.io",),
+            headers=await client.auth_headers(),
+            timeout=aiohttp.ClientWSTimeout(ws_receive=RECEIVE_TIMEOUT_SECONDS, ws_close=5),
+            max_msg_size=0,
+        )
+    except aiohttp.WSServerHandshakeError as exc:
+        # The API server authorizes a WebSocket exec as 'create' (some versions as 'get').
+        raise error_for(
+            exc.status, exc.message, what=what, verb="create", resource="pods/exec", headers=exc.headers
+        ) from None
+    stdout, stderr = bytearray(), bytearray()
+    status: dict[str, Any] = {"status": "Success"}  # no status on the error channel: success
+    async with socket:
+        async for message in socket:
+            if message.type != aiohttp.WSMsgType.BINARY or not message.data:
+                continue
+            channel, payload = message.data[0], message.data[1:]
+            if channel == STDOUT:
+                stdout += payload
+            elif channel == STDERR:
+                stderr += payload[: max(0, 65536 - len(stderr))]
+            elif channel == ERROR and payload:
+                status = json.loads(payload)
+            if len(stdout) > MAX_OUTPUT:
+                raise XComError(f"{what} produced more than {MAX_OUTPUT} bytes of output")
+    if status.get("status") == "Success":
+        return bytes(stdout), None
+    if status.get("reason") != "NonZeroExitCode":
+        raise XComError(f"{what} failed: {status.get('message') or status}")
+    causes = (status.get("details") or {}).get("causes") or []
+    code = next((c.get("message") for c in causes if c.get("reason") == "ExitCode"), "1")
+    return bytes(stdout), stderr.decode("utf-8", "replace").strip() or f"exit code {code}"
+
+
 async def read_xcom(client: ClusterClient, namespace: str, pod: str, logger: Any = None) -> Any:
     """The JSON value the base container wrote; None (with a warning) when it wrote none or an
     empty file, as the official operator; `XComError` saying what is wrong and the fix otherwise."""
-    result = await with_retries(
-        lambda: exec_in_container(client, namespace, pod, XCOM_SIDECAR_NAME, ["sh", "-c", _READ_SCRIPT]),
+    stdout, failure = await with_retries(
+        lambda: exec_in_sidecar(client, namespace, pod, ["sh", "-c", _READ_SCRIPT]),
         what=f"reading the XCom result of {namespace}/{pod}",
     )
-    if result.exit_code == 0 and result.stdout.strip() == NO_RESULT.encode():
+    if failure is not None:
+        raise XComError(
+            f"do_xcom_push=True but the pod did not leave a readable {XCOM_RETURN_FILE} ({failure}). "
+            f"Fix: have the container write its JSON result to {XCOM_RETURN_FILE}, or set do_xcom_push=False."
+        )
+    if stdout.strip() == NO_RESULT.encode():
         if logger is not None:
             logger.warning("do_xcom_push=True but %s is missing or empty: the XCom is None", XCOM_RETURN_FILE)
         return None
-    if result.exit_code != 0:
-        reason = result.stderr.decode("utf-8", "replace").strip() or f"exit code {result.exit_code}"
-        raise XComError(
-            f"do_xcom_push=True but the pod did not leave a readable {XCOM_RETURN_FILE} ({reason}). "
-            f"Fix: have the container write its JSON result to {XCOM_RETURN_FILE}, or set do_xcom_push=False."
-        )
-    return parse_xcom(result.stdout)
+    return parse_xcom(stdout)
 
 
 def parse_xcom(raw: bytes) -> Any:
@@ -68,7 +128,7 @@ def parse_xcom(raw: bytes) -> Any:
 async def stop_sidecar(client: ClusterClient, namespace: str, pod: str) -> None:
     """Ask the sidecar to exit so the pod can reach Succeeded/Failed."""
     await with_retries(
-        lambda: exec_in_container(client, namespace, pod, XCOM_SIDECAR_NAME, ["touch", XCOM_STOP_FILE]),
+        lambda: exec_in_sidecar(client, namespace, pod, ["touch", XCOM_STOP_FILE]),
         what=f"stopping the XCom sidecar of {namespace}/{pod}",
     )
 

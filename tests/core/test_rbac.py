@@ -9,6 +9,7 @@ import pytest
 
 from kpo_async.errors import PodFailedError
 from kpo_async.testing.harness import make_operator
+from kpo_async.testing.logcapture import capture_logs
 from kpo_async.testing.sim import SimCluster, SimConfig
 from tests.core.test_operator import list_pods, run_task
 
@@ -32,6 +33,16 @@ def test_missing_exec_permission_names_it_and_cleans_up(sim_without_exec) -> Non
     assert "pods/exec" in str(info.value)
     assert "docs/rbac.md" in str(info.value)
     assert list_pods(sim_without_exec) == []
+
+
+def test_a_missing_log_permission_is_said_once_and_the_task_still_succeeds() -> None:
+    with SimCluster(SimConfig(denied=frozenset({"get pods/log"}))).in_thread() as sim:
+        op = make_operator(sim, name="no-log", cmds=["sh", "-c"], arguments=["echo a line"])
+        with capture_logs() as logs:
+            run_task(op)
+    warnings = [str(e.get("event")) for e in logs if "pods/log" in str(e.get("event"))]
+    assert len(warnings) == 1, warnings
+    assert "container base" in warnings[0] and "'get' verb" in warnings[0] and "docs/rbac.md" in warnings[0]
 
 
 def test_doctor_reports_the_missing_permission(sim_without_exec) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -29,10 +30,12 @@ from structlog.testing import capture_logs
 from kpo_async import AsyncKubernetesPodOperator
 from kpo_async.airflow_compat import TaskDeferred
 from kpo_async.errors import PodFailedError
-from kpo_async.logs import ContainerLog, LogCursor
+from kpo_async.log_follower import ContainerFollower, PodLogs
+from kpo_async.logs import LogCursor
 from kpo_async.pods import FINALIZED_LABEL
 from kpo_async.testing import harness, logcapture, procs
 from kpo_async.testing.harness import submit
+from kpo_async.trigger_settings import MonitorSettings
 from tests.e2e.conftest import (
     ANN,
     REPO,
@@ -135,7 +138,10 @@ async def test_log_request_is_accepted_by_the_real_api_server(
     from kpo_async.connection import ClusterRef
 
     async with open_client(ClusterRef(config_file=str(cluster.operator_kubeconfig))) as kpo:
-        await ContainerLog(kpo.log_api_client, ns, name, "base", LogCursor(), lines.append).read(follow=False)
+        logger = logging.getLogger(__name__)
+        logs = PodLogs(kpo, ns, name, MonitorSettings(), None, logger=logger, state=lambda: None)
+        logs.line_listener = lambda _container, line: lines.append(line)
+        await ContainerFollower(logs, "base", LogCursor()).read(follow=False)
     assert lines == ["a line"]
 
 

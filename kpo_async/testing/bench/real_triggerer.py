@@ -35,6 +35,7 @@ import signal
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ async def _pod_logs(client: Any, namespace: str, names: list[str]) -> dict[str, 
     """Each pod's printed lines: (line number, the API server's timestamp)."""
     from kubernetes_asyncio.client.exceptions import ApiException
 
-    from kpo_async.logs import Timestamp
+    from kpo_async.logs import parse_timestamp
 
     semaphore = asyncio.Semaphore(20)
     out: dict[str, list[tuple[int, float]]] = {}
@@ -104,8 +105,8 @@ async def _pod_logs(client: Any, namespace: str, names: list[str]) -> dict[str, 
         for row in text.splitlines():
             stamp, _, rest = row.partition(" ")
             if rest.startswith("line "):
-                ts = Timestamp.parse(stamp)
-                lines.append((int(rest[5:]), ts.seconds + ts.nanos / 1e9))
+                utc = parse_timestamp(stamp)  # YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ
+                lines.append((int(rest[5:]), datetime.fromisoformat(utc[:26] + "+00:00").timestamp()))
         out[name] = lines
 
     await asyncio.gather(*(one(n) for n in names))
