@@ -21,15 +21,14 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from kpo_async import api
 from kpo_async.clients import ClusterClient, check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
-from kpo_async.errors import Forbidden, NotFound
-from kpo_async.retry import describe
+from kpo_async.errors import NotFound
 
 _REFUSAL = re.compile(r"exceeded quota: (?P<quota>[^,]+), requested: (?P<requested>\S+),")
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
 _SUFFIXES = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10**3), "M": Decimal(10**6)}
 _SUFFIXES |= {"G": Decimal(10**9), "T": Decimal(10**12), "Ki": Decimal(2**10), "Mi": Decimal(2**20)}
 _SUFFIXES |= {"Gi": Decimal(2**30), "Ti": Decimal(2**40)}
-#: Without the right to read the quota (or its name), the create is simply tried again this often.
+#: A refusal worded otherwise names no quota to read: the create is simply tried again this often.
 BLIND_RETRY_SECONDS = 30.0
 
 
@@ -121,11 +120,6 @@ class QuotaTrigger(BaseTrigger):
                 )
             except NotFound:  # removed meanwhile: try the create again
                 return True
-            except Forbidden as exc:
-                log.warning(
-                    "%s; trying to create the pod every %g s instead", describe(exc), BLIND_RETRY_SECONDS
-                )
-                return await self._blind_wait()
             short = self._shortfall(quota.get("status") or {})
             if not short:
                 return True
