@@ -752,8 +752,8 @@ class _Launch:
         if self.relaunch:
             suffix = f"-r{self.relaunch}"
             pod.metadata.name = pod.metadata.name[: 63 - len(suffix)].rstrip("-") + suffix
-            where = f"{pod.metadata.namespace}/{pod.metadata.name}"
-            why = self.replaces.message if self.replaces else "replacing a pod"
+        if self.replaces:  # said once, not again when the replacement waited for quota
+            why, where = self.replaces.message, f"{pod.metadata.namespace}/{pod.metadata.name}"
             log.info("%s; relaunch %d of %d as pod %s", why, self.relaunch, relaunches, where)
 
 

@@ -96,3 +96,18 @@ def test_a_quota_that_stays_full_fails_the_task_once_the_window_ran_out(sim_thre
         op.execute_after_quota(context_for(ti), event)
     assert "the namespace's quota 'team' had no room for the pod in " in str(failed.value)
     assert "Fix: raise or free the quota" in str(failed.value)
+
+
+def test_a_replacement_that_waited_for_quota_keeps_its_name_and_is_announced_once(sim_thread) -> None:
+    """The worker said "relaunch 1 of 2 as pod X" before the quota refused X; creating X after the
+    wait names it the same and does not announce the relaunch a second time."""
+    op = make_operator(sim_thread, "relaunch-after-quota", random_name_suffix=False)
+    ti = FakeTI("relaunch-after-quota")
+    since = time.time() - 7
+    event = {"quota_free": True, "quota": "team", "waited": 7.0, "waiting_since": since, "relaunch": 1}
+    with capture_logs() as logs, pytest.raises(TaskDeferred) as following:
+        op.execute_after_quota(context_for(ti), event)
+    assert following.value.trigger.pod_name == "relaunch-after-quota-r1"
+    said = [str(e.get("event")) for e in logs]
+    assert not [line for line in said if "relaunch 1 of" in line], said
+    assert op.execute_complete(context_for(ti), run_deferred(following.value)) is None
