@@ -114,7 +114,9 @@ def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") 
     ``where`` prefixes the problem (e.g. the template's path or a list index).
     """
     prefix = f"{where}: " if where else ""
-    fix = f"pass k8s.{model} objects or dicts in Kubernetes API JSON (camelCase keys, as in a manifest)"
+    element = _LIST_TYPE.match(model)
+    kind = f"a list of k8s.{element[1]}" if element else f"k8s.{model}"
+    fix = f"pass {kind} objects or dicts in Kubernetes API JSON (camelCase keys, as in a manifest)"
     unknown: list[str] = []
     try:
         data = to_api_dict(value, model)
@@ -133,7 +135,8 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
     if match := _LIST_TYPE.match(type_name):
         if not isinstance(data, list):
             raise ValueError(f"{path or 'value'} must be a list, got {type(data).__name__}")
-        return [_deserialize(item, match[1], f"{path}[{n}]", unknown) for n, item in enumerate(data)]
+        items = ((f"{path}[{n}]" if path else f"item {n}", item) for n, item in enumerate(data))
+        return [_deserialize(item, match[1], where, unknown) for where, item in items]
     if match := _DICT_TYPE.match(type_name):
         if not isinstance(data, dict):
             raise ValueError(f"{path or 'value'} must be a mapping, got {type(data).__name__}")
@@ -156,8 +159,9 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
             attr, kind = fields[key]
             kwargs[attr] = _deserialize(value, kind, child, unknown)
         elif unknown is not None:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            unknown.append(f"'{child}' (did you mean '{close[0]}'?)" if close else f"'{child}'")
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            unknown.append(f"'{key}'{hint}{f' in {path}' if path else ''}")
     try:
         return cls(**kwargs, local_vars_configuration=_MODEL_CONFIGURATION)
     except ValueError as exc:  # the model's own required-field / enum checks

@@ -197,6 +197,11 @@ def _string_map(argument: str, value: Any, none: str | None = "") -> dict[str, A
 
 def _arguments_layer(args: PodArguments) -> dict[str, Any]:
     """The pod the explicit arguments describe, as API JSON (only what they set)."""
+
+    def api(argument: str, model: str) -> Any:
+        """The argument of that name, checked against the model (``list[...]`` for a list of them)."""
+        return checked_api_dict(getattr(args, argument), model, argument=argument)
+
     container = _set_only(
         {
             "name": args.base_container_name,
@@ -204,40 +209,38 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
             "command": list(args.cmds or []),
             "args": list(args.arguments or []),
             "env": _env(args),
-            "envFrom": _objects("env_from", args.env_from, "V1EnvFromSource")
+            "envFrom": (api("env_from", "list[V1EnvFromSource]") or [])
             + [{"configMapRef": {"name": name}} for name in args.configmaps or []],
-            "ports": _objects("ports", args.ports, "V1ContainerPort"),
-            "volumeMounts": _objects("volume_mounts", args.volume_mounts, "V1VolumeMount"),
+            "ports": api("ports", "list[V1ContainerPort]"),
+            "volumeMounts": api("volume_mounts", "list[V1VolumeMount]"),
             "resources": _resources("resources", args.resources)
             or _resources("container_resources", args.container_resources),
             "imagePullPolicy": args.image_pull_policy,
-            "securityContext": _object(
-                "container_security_context", args.container_security_context, "V1SecurityContext"
-            ),
+            "securityContext": api("container_security_context", "V1SecurityContext"),
             "terminationMessagePolicy": args.termination_message_policy,
         }
     )
     spec = _set_only(
         {
             "containers": [container],
-            "initContainers": _objects("init_containers", args.init_containers, "V1Container"),
-            "volumes": _objects("volumes", args.volumes, "V1Volume"),
+            "initContainers": api("init_containers", "list[V1Container]"),
+            "volumes": api("volumes", "list[V1Volume]"),
             "imagePullSecrets": _image_pull_secrets(args.image_pull_secrets),
             "serviceAccountName": args.service_account_name,
             "automountServiceAccountToken": args.automount_service_account_token,
             "hostNetwork": args.hostnetwork or None,
             "hostname": args.hostname,
             "subdomain": args.subdomain,
-            "hostAliases": _objects("host_aliases", args.host_aliases, "V1HostAlias"),
-            "securityContext": _object("security_context", args.security_context, "V1PodSecurityContext"),
+            "hostAliases": api("host_aliases", "list[V1HostAlias]"),
+            "securityContext": api("security_context", "V1PodSecurityContext"),
             "dnsPolicy": args.dnspolicy,
-            "dnsConfig": _object("dns_config", args.dns_config, "V1PodDNSConfig"),
+            "dnsConfig": api("dns_config", "V1PodDNSConfig"),
             "schedulerName": args.schedulername,
             "priorityClassName": args.priority_class_name,
             "runtimeClassName": args.runtime_class_name,
             "nodeSelector": _string_map("node_selector", args.node_selector),
-            "affinity": _object("affinity", args.affinity, "V1Affinity"),
-            "tolerations": _objects("tolerations", args.tolerations, "V1Toleration"),
+            "affinity": api("affinity", "V1Affinity"),
+            "tolerations": api("tolerations", "list[V1Toleration]"),
             "activeDeadlineSeconds": args.active_deadline_seconds,
             "terminationGracePeriodSeconds": args.termination_grace_period,
         }
@@ -263,24 +266,6 @@ def _is_unset(value: Any) -> bool:
     return value is None or (isinstance(value, (list, dict, str)) and len(value) == 0)
 
 
-def _object(argument: str, value: Any, model: str) -> Any:
-    return None if value is None else checked_api_dict(value, model, argument=argument)
-
-
-def _objects(argument: str, values: Any, model: str) -> list[Any]:
-    if values is None:
-        return []
-    if not isinstance(values, (list, tuple)):
-        raise InvalidArgumentError(
-            argument,
-            f"expected a list of k8s.{model}, got {type(values).__name__}",
-            "wrap the value in a list",
-        )
-    return [
-        checked_api_dict(item, model, argument=argument, where=f"item {n}") for n, item in enumerate(values)
-    ]
-
-
 def _env(args: PodArguments) -> list[Any]:
     env_vars = args.env_vars
     if isinstance(env_vars, Mapping):
@@ -288,22 +273,23 @@ def _env(args: PodArguments) -> list[Any]:
             {"name": name, "value": value} for name, value in _string_map("env_vars", env_vars, None).items()
         ]
     elif env_vars is None or isinstance(env_vars, (list, tuple)):
-        env = _objects("env_vars", env_vars, "V1EnvVar")
+        env = checked_api_dict(env_vars, "list[V1EnvVar]", argument="env_vars") or []
     else:
         raise InvalidArgumentError(
             "env_vars",
             f"expected a dict or a list of k8s.V1EnvVar, got {type(env_vars).__name__}",
             "pass a dict",
         )
-    return env + _objects("pod_runtime_info_envs", args.pod_runtime_info_envs, "V1EnvVar")
+    runtime_info = args.pod_runtime_info_envs
+    return env + (checked_api_dict(runtime_info, "list[V1EnvVar]", argument="pod_runtime_info_envs") or [])
 
 
-def _image_pull_secrets(value: Any) -> list[Any]:
+def _image_pull_secrets(value: Any) -> Any:
     if isinstance(value, str):  # "a,b" like the official operator
         value = [name.strip() for name in value.split(",") if name.strip()]
     if isinstance(value, (list, tuple)):
         value = [{"name": item} if isinstance(item, str) else item for item in value]
-    return _objects("image_pull_secrets", value, "V1LocalObjectReference")
+    return checked_api_dict(value, "list[V1LocalObjectReference]", argument="image_pull_secrets")
 
 
 def _resources(argument: str, value: Any) -> dict[str, Any] | None:
@@ -346,7 +332,7 @@ def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]
         else:
             # A stable volume name (the provider uses a random one) keeps the built pod deterministic.
             volume = "secretvol-" + hashlib.sha256(f"{name}\0{target}".encode()).hexdigest()[:SUFFIX_LENGTH]
-            items = _objects("secrets", getattr(secret, "items", None), "V1KeyToPath")
+            items = checked_api_dict(getattr(secret, "items", None), "list[V1KeyToPath]", argument="secrets")
             source = _set_only({"secretName": name, "items": items})
             spec.setdefault("volumes", []).append({"name": volume, "secret": source})
             mount = {"name": volume, "mountPath": target, "readOnly": True}
@@ -501,10 +487,10 @@ def _add_xcom_sidecar(spec: dict[str, Any], base: dict[str, Any], args: PodArgum
             "volumeMounts": [{"name": mount["name"], "mountPath": XCOM_MOUNT_PATH}],
             "resources": _resources("xcom_sidecar_resources", args.xcom_sidecar_resources)
             or copy.deepcopy(DEFAULT_XCOM_SIDECAR_RESOURCES),
-            "securityContext": _object(
-                "xcom_sidecar_container_security_context",
+            "securityContext": checked_api_dict(
                 args.xcom_sidecar_container_security_context,
                 "V1SecurityContext",
+                argument="xcom_sidecar_container_security_context",
             ),
         }
     )
