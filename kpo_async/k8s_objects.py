@@ -52,14 +52,9 @@ def is_model(obj: Any) -> bool:
     return not isinstance(obj, type) and hasattr(obj, "openapi_types") and hasattr(obj, "attribute_map")
 
 
-def to_api_dict(obj: Any, model: str | None = None) -> Any:
-    """Return ``obj`` as API JSON: camelCase keys, ``None`` dropped, datetimes as RFC 3339 strings.
-
-    ``model`` (a model's name such as ``"V1Volume"``, or an openapi type such as ``"list[V1Volume]"``) is
-    the type ``obj`` is expected to be; it only matters for dicts, whose Python-client-style keys it lets
-    us rename.
-    Raises ``TypeError`` for values that are not JSON-like, dicts, lists or Kubernetes models.
-    """
+def to_api_dict(obj: Any) -> Any:
+    """Return ``obj`` (models of either client, dicts, lists) as API JSON: camelCase keys, ``None``
+    dropped, datetimes as RFC 3339 strings. Raises ``TypeError`` for values that are not JSON-like."""
     if obj is None or isinstance(obj, (str, bool, int, float)):
         return obj
     if isinstance(obj, dt.datetime):  # the API only speaks UTC; a naive datetime is taken as UTC
@@ -68,34 +63,15 @@ def to_api_dict(obj: Any, model: str | None = None) -> Any:
     if isinstance(obj, dt.date):
         return obj.isoformat()
     if is_model(obj):
-        return {
-            obj.attribute_map[attr]: to_api_dict(value, kind)
-            for attr, kind in obj.openapi_types.items()
-            if (value := getattr(obj, attr, None)) is not None
-        }
+        obj = {obj.attribute_map[attr]: getattr(obj, attr, None) for attr in obj.openapi_types}
     if isinstance(obj, (list, tuple)):
-        match = _LIST_TYPE.match(model or "")
-        return [to_api_dict(item, match[1] if match else None) for item in obj]
+        return [to_api_dict(item) for item in obj]
     if isinstance(obj, dict):
-        return _dict_to_api(obj, model)
+        return {key: to_api_dict(value) for key, value in obj.items() if value is not None}
     raise TypeError(
         f"cannot use a {type(obj).__name__} as Kubernetes API data "
         "(expected a Kubernetes model object, a dict or a list)"
     )
-
-
-def _dict_to_api(data: dict[str, Any], type_name: str | None) -> dict[str, Any]:
-    """A map's values, or a model's fields with their Python-client-style keys renamed, as API JSON."""
-    if match := _DICT_TYPE.match(type_name or ""):
-        return {key: to_api_dict(value, match[2]) for key, value in data.items() if value is not None}
-    cls, fields = _model(type_name) or (None, {})
-    names = cls.attribute_map if cls is not None else {}
-    renamed = {key if key in fields else names.get(key, key): value for key, value in data.items()}
-    return {
-        key: to_api_dict(value, fields.get(key, ("", None))[1])
-        for key, value in renamed.items()
-        if value is not None
-    }
 
 
 def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
@@ -104,14 +80,14 @@ def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
     Keys the model does not know are skipped (`checked_api_dict` reports them). Raises ``ValueError``
     naming the path of a value of the wrong shape.
     """
-    pod: V1Pod = _deserialize(to_api_dict(data, "V1Pod"), "V1Pod", "", None)
+    pod: V1Pod = _deserialize(data, "V1Pod", "", None)
     return pod
 
 
 def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") -> Any:
-    """``to_api_dict`` that also checks the shape against ``model``, raising ``InvalidArgumentError``.
-
-    ``where`` prefixes the problem (e.g. the template's path or a list index).
+    """``value`` checked against ``model`` (a model's name, or ``list[...]`` of one) and returned as
+    API JSON; keys spelled like the Python client's attributes (``mount_path``) are renamed. Raises
+    ``InvalidArgumentError``; ``where`` prefixes the problem (e.g. the template's path).
     """
     prefix = f"{where}: " if where else ""
     element = _LIST_TYPE.match(model)
@@ -119,8 +95,7 @@ def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") 
     fix = f"pass {kind} objects or dicts in Kubernetes API JSON (camelCase keys, as in a manifest)"
     unknown: list[str] = []
     try:
-        data = to_api_dict(value, model)
-        _deserialize(data, model, "", unknown)
+        data = to_api_dict(_deserialize(value, model, "", unknown))
     except (TypeError, ValueError) as exc:
         if not unknown:  # otherwise a misspelt field is the likely cause: report that
             raise InvalidArgumentError(argument, f"{prefix}{exc}", fix) from None
@@ -132,8 +107,10 @@ def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") 
 def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None) -> Any:
     if data is None:
         return None
+    if is_model(data):  # of either client: its fields by their API names
+        data = {data.attribute_map[attr]: getattr(data, attr, None) for attr in data.openapi_types}
     if match := _LIST_TYPE.match(type_name):
-        if not isinstance(data, list):
+        if not isinstance(data, (list, tuple)):
             raise ValueError(f"{path or 'value'} must be a list, got {type(data).__name__}")
         items = ((f"{path}[{n}]" if path else f"item {n}", item) for n, item in enumerate(data))
         return [_deserialize(item, match[1], where, unknown) for where, item in items]
@@ -153,7 +130,8 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
         raise ValueError(f"{path or 'value'} must be a mapping ({type_name}), got {type(data).__name__}")
     cls, fields = model
     kwargs = {}
-    for key, value in data.items():
+    for name, value in data.items():
+        key = name if name in fields else cls.attribute_map.get(name, name)  # also `mount_path`
         child = f"{path}.{key}" if path else key
         if key in fields:
             attr, kind = fields[key]
