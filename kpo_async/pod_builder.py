@@ -132,15 +132,14 @@ def validate_arguments(args: PodArguments) -> dict[str, Any]:
 def _check_pod_name(name: str | None) -> None:
     if name is None:
         return
-    if not isinstance(name, str) or not _POD_NAME_ARGUMENT.match(name) or len(name) > 253:
+    usable = isinstance(name, str) and _POD_NAME_ARGUMENT.match(name) and len(name) <= 253
+    if not usable or not POD_NAME_UNSAFE.sub("-", name.lower()).strip("-"):
         raise InvalidArgumentError(
             "name",
             f"{name!r} is not a usable pod name",
-            "use letters, digits, '-', '.' and '_' only (at most 253 characters); it is lower-cased, "
-            "other characters become '-' and it is cut to 63 characters with its suffix",
+            "use letters, digits, '-', '.' and '_' only, with a letter or digit (at most 253 characters); "
+            "it is lower-cased, other characters become '-' and it is cut to 63 characters with its suffix",
         )
-    if not POD_NAME_UNSAFE.sub("-", name.lower()).strip("-"):
-        raise InvalidArgumentError("name", f"{name!r} has no letter or digit", "use a name like 'my-task'")
 
 
 def _check_image(argument: str, value: Any) -> None:
@@ -268,18 +267,11 @@ def _is_unset(value: Any) -> bool:
 
 def _env(args: PodArguments) -> list[Any]:
     env_vars = args.env_vars
-    if isinstance(env_vars, Mapping):
-        env = [
-            {"name": name, "value": value} for name, value in _string_map("env_vars", env_vars, None).items()
+    if isinstance(env_vars, Mapping):  # the official operator's {name: value}
+        env_vars = [
+            {"name": key, "value": value} for key, value in _string_map("env_vars", env_vars, None).items()
         ]
-    elif env_vars is None or isinstance(env_vars, (list, tuple)):
-        env = checked_api_dict(env_vars, "list[V1EnvVar]", argument="env_vars") or []
-    else:
-        raise InvalidArgumentError(
-            "env_vars",
-            f"expected a dict or a list of k8s.V1EnvVar, got {type(env_vars).__name__}",
-            "pass a dict",
-        )
+    env = checked_api_dict(env_vars, "list[V1EnvVar]", argument="env_vars") or []
     runtime_info = args.pod_runtime_info_envs
     return env + (checked_api_dict(runtime_info, "list[V1EnvVar]", argument="pod_runtime_info_envs") or [])
 
