@@ -196,11 +196,6 @@ def _string_map(argument: str, value: Any, none: str | None = "") -> dict[str, A
 
 def _arguments_layer(args: PodArguments) -> dict[str, Any]:
     """The pod the explicit arguments describe, as API JSON (only what they set)."""
-
-    def api(argument: str, model: str) -> Any:
-        """The argument of that name, checked against the model (``list[...]`` for a list of them)."""
-        return checked_api_dict(getattr(args, argument), model, argument=argument)
-
     container = _set_only(
         {
             "name": args.base_container_name,
@@ -208,38 +203,38 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
             "command": list(args.cmds or []),
             "args": list(args.arguments or []),
             "env": _env(args),
-            "envFrom": (api("env_from", "list[V1EnvFromSource]") or [])
+            "envFrom": (_api(args, "env_from", "list[V1EnvFromSource]") or [])
             + [{"configMapRef": {"name": name}} for name in args.configmaps or []],
-            "ports": api("ports", "list[V1ContainerPort]"),
-            "volumeMounts": api("volume_mounts", "list[V1VolumeMount]"),
+            "ports": _api(args, "ports", "list[V1ContainerPort]"),
+            "volumeMounts": _api(args, "volume_mounts", "list[V1VolumeMount]"),
             "resources": _resources("resources", args.resources)
             or _resources("container_resources", args.container_resources),
             "imagePullPolicy": args.image_pull_policy,
-            "securityContext": api("container_security_context", "V1SecurityContext"),
+            "securityContext": _api(args, "container_security_context", "V1SecurityContext"),
             "terminationMessagePolicy": args.termination_message_policy,
         }
     )
     spec = _set_only(
         {
             "containers": [container],
-            "initContainers": api("init_containers", "list[V1Container]"),
-            "volumes": api("volumes", "list[V1Volume]"),
+            "initContainers": _api(args, "init_containers", "list[V1Container]"),
+            "volumes": _api(args, "volumes", "list[V1Volume]"),
             "imagePullSecrets": _image_pull_secrets(args.image_pull_secrets),
             "serviceAccountName": args.service_account_name,
             "automountServiceAccountToken": args.automount_service_account_token,
             "hostNetwork": args.hostnetwork or None,
             "hostname": args.hostname,
             "subdomain": args.subdomain,
-            "hostAliases": api("host_aliases", "list[V1HostAlias]"),
-            "securityContext": api("security_context", "V1PodSecurityContext"),
+            "hostAliases": _api(args, "host_aliases", "list[V1HostAlias]"),
+            "securityContext": _api(args, "security_context", "V1PodSecurityContext"),
             "dnsPolicy": args.dnspolicy,
-            "dnsConfig": api("dns_config", "V1PodDNSConfig"),
+            "dnsConfig": _api(args, "dns_config", "V1PodDNSConfig"),
             "schedulerName": args.schedulername,
             "priorityClassName": args.priority_class_name,
             "runtimeClassName": args.runtime_class_name,
             "nodeSelector": _string_map("node_selector", args.node_selector),
-            "affinity": api("affinity", "V1Affinity"),
-            "tolerations": api("tolerations", "list[V1Toleration]"),
+            "affinity": _api(args, "affinity", "V1Affinity"),
+            "tolerations": _api(args, "tolerations", "list[V1Toleration]"),
             "activeDeadlineSeconds": args.active_deadline_seconds,
             "terminationGracePeriodSeconds": args.termination_grace_period,
         }
@@ -254,6 +249,11 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
         }
     )
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _api(args: PodArguments, argument: str, model: str) -> Any:
+    """The argument of that name as API JSON, checked against the model (``list[...]``: a list of them)."""
+    return checked_api_dict(getattr(args, argument), model, argument=argument)
 
 
 def _set_only(fields: dict[str, Any]) -> dict[str, Any]:
@@ -272,8 +272,7 @@ def _env(args: PodArguments) -> list[Any]:
             {"name": key, "value": value} for key, value in _string_map("env_vars", env_vars, None).items()
         ]
     env = checked_api_dict(env_vars, "list[V1EnvVar]", argument="env_vars") or []
-    runtime_info = args.pod_runtime_info_envs
-    return env + (checked_api_dict(runtime_info, "list[V1EnvVar]", argument="pod_runtime_info_envs") or [])
+    return env + (_api(args, "pod_runtime_info_envs", "list[V1EnvVar]") or [])
 
 
 def _image_pull_secrets(value: Any) -> Any:
@@ -479,11 +478,7 @@ def _add_xcom_sidecar(spec: dict[str, Any], base: dict[str, Any], args: PodArgum
             "volumeMounts": [{"name": mount["name"], "mountPath": XCOM_MOUNT_PATH}],
             "resources": _resources("xcom_sidecar_resources", args.xcom_sidecar_resources)
             or copy.deepcopy(DEFAULT_XCOM_SIDECAR_RESOURCES),
-            "securityContext": checked_api_dict(
-                args.xcom_sidecar_container_security_context,
-                "V1SecurityContext",
-                argument="xcom_sidecar_container_security_context",
-            ),
+            "securityContext": _api(args, "xcom_sidecar_container_security_context", "V1SecurityContext"),
         }
     )
     containers = [item for item in spec["containers"] if item.get("name") != XCOM_SIDECAR_NAME]
