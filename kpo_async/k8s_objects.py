@@ -60,8 +60,6 @@ def to_api_dict(obj: Any) -> Any:
     if isinstance(obj, dt.datetime):  # the API only speaks UTC; a naive datetime is taken as UTC
         obj = obj.replace(tzinfo=obj.tzinfo or dt.timezone.utc).astimezone(dt.timezone.utc)
         return obj.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if obj.microsecond else "%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(obj, dt.date):
-        return obj.isoformat()
     if is_model(obj):
         obj = {obj.attribute_map[attr]: getattr(obj, attr, None) for attr in obj.openapi_types}
     if isinstance(obj, (list, tuple)):
