@@ -77,9 +77,10 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
     found = await _connection_extras(ref.conn_id)
     extras = found or {}
     found_conn = ref.conn_id if found is not None else None
-    in_cluster = _first(ref.in_cluster, _as_bool(extras.get("in_cluster")))
-    context = _first(ref.cluster_context, extras.get("cluster_context"))
-    config_path = _first(ref.config_file, extras.get("kube_config_path"))
+    # A task argument wins (in_cluster=False too); the connection's extras are never None or "".
+    in_cluster = ref.in_cluster if ref.in_cluster is not None else _as_bool(extras.get("in_cluster"))
+    context = ref.cluster_context or extras.get("cluster_context")
+    config_path = ref.config_file or extras.get("kube_config_path")
     inline = extras.get("kube_config")
     namespace = extras.get("namespace")
     verify_ssl = not _as_bool(extras.get("disable_verify_ssl"))
@@ -256,11 +257,5 @@ def _loader(kubeconfig: dict[str, Any], context: str | None, source: str) -> Kub
         ) from None
 
 
-def _first(*values: Any) -> Any:
-    return next((value for value in values if value is not None and value != ""), None)
-
-
-def _as_bool(value: Any) -> bool | None:
-    if value is None or value == "":
-        return None
+def _as_bool(value: Any) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
