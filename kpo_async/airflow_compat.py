@@ -52,10 +52,8 @@ def redact(value: Any, name: str | None = None) -> Any:
 
 async def amask_secret(secret: str) -> None:
     """Register `secret` with this process's masker without blocking the event loop."""
-    mask_async = _masker("amask_secret")
-    if mask_async is None:  # Airflow 3.0: synchronous, and it tells the supervisor (see below)
-        mask_async = sync_to_async(_masker("mask_secret"))
-    await mask_async(secret)
+    # Airflow 3.0 has only the synchronous one, and it tells the supervisor (see below).
+    await (_masker("amask_secret") or sync_to_async(_masker("mask_secret")))(secret)
 
 
 async def aget_connection_extras(conn_id: str) -> dict[str, Any]:
@@ -94,10 +92,8 @@ async def atask_instance_state(task_instance: Any) -> str | None:
         map_index=map_index,
     )
     comms = task_runner.SUPERVISOR_COMMS
-    if hasattr(comms, "asend"):
-        response: Any = await comms.asend(request)
-    else:  # a synchronous channel: asgiref runs it off the loop yet still on it for its streams
-        response = await sync_to_async(comms.send)(request)
+    # A synchronous channel: asgiref runs it off the loop yet still on it for its streams.
+    response: Any = await (getattr(comms, "asend", None) or sync_to_async(comms.send))(request)
     key = task_instance.task_id if map_index is None else f"{task_instance.task_id}_{map_index}"
     try:
         state = response.task_states[task_instance.run_id][key]
