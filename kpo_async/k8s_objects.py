@@ -16,7 +16,7 @@ import datetime as dt
 import difflib
 import re
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from kubernetes_asyncio.client import Configuration, V1Pod
 from kubernetes_asyncio.client import models as async_models
@@ -78,8 +78,7 @@ def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
     Keys the model does not know are skipped (`checked_api_dict` reports them). Raises ``ValueError``
     naming the path of a value of the wrong shape.
     """
-    pod: V1Pod = _deserialize(data, "V1Pod", "", None)
-    return pod
+    return cast(V1Pod, _deserialize(data, "V1Pod", "", None))
 
 
 def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") -> Any:
@@ -141,8 +140,7 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
     try:
         return cls(**kwargs, local_vars_configuration=_MODEL_CONFIGURATION)
     except ValueError as exc:  # the model's own required-field / enum checks
-        missing = _MISSING_FIELD.search(str(exc))
-        if missing:
+        if missing := _MISSING_FIELD.search(str(exc)):
             field = cls.attribute_map.get(missing[1], missing[1])
             raise ValueError(f"{path or type_name}: required field '{field}' is missing") from None
         raise ValueError(f"{path or type_name}: {exc}") from None
