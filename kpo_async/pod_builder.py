@@ -155,9 +155,8 @@ def _check_string_list(argument: str, value: Any) -> None:
         raise InvalidArgumentError(
             argument, f"got the string {value!r}, expected a list of strings", f"use {argument}=[{value!r}]"
         )
-    if value is not None and (
-        not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value)
-    ):
+    is_list = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+    if value is not None and not is_list:
         raise InvalidArgumentError(argument, f"{value!r} is not a list of strings", "pass a list of strings")
 
 
