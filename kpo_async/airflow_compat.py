@@ -11,6 +11,8 @@ import functools
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
+
 # Each name is imported `as` itself: re-exported (the functions below are this module's own).
 try:  # Airflow >= 3.1
     from airflow.sdk.exceptions import AirflowException as AirflowException
@@ -50,12 +52,8 @@ def redact(value: Any, name: str | None = None) -> Any:
 
 async def amask_secret(secret: str) -> None:
     """Register `secret` with this process's masker without blocking the event loop."""
-    mask_async = _masker("amask_secret")
-    if mask_async is None:  # Airflow 3.0: synchronous, and it tells the supervisor (see below)
-        from asgiref.sync import sync_to_async
-
-        mask_async = sync_to_async(_masker("mask_secret"))
-    await mask_async(secret)
+    # Airflow 3.0 has only the synchronous one, and it tells the supervisor (see below).
+    await (_masker("amask_secret") or sync_to_async(_masker("mask_secret")))(secret)
 
 
 async def aget_connection_extras(conn_id: str) -> dict[str, Any]:
@@ -67,8 +65,6 @@ async def aget_connection_extras(conn_id: str) -> dict[str, Any]:
     # (it registers their secrets with the supervisor). Through asgiref, not a bare thread: on a
     # 3.0 triggerer a synchronous Task SDK call asks the supervisor over the loop's own stream
     # (async_to_sync), which works only from a thread sync_to_async started.
-    from asgiref.sync import sync_to_async
-
     return await sync_to_async(lambda: BaseHook.get_connection(conn_id).extra_dejson)() or {}
 
 
@@ -96,12 +92,8 @@ async def atask_instance_state(task_instance: Any) -> str | None:
         map_index=map_index,
     )
     comms = task_runner.SUPERVISOR_COMMS
-    if hasattr(comms, "asend"):
-        response: Any = await comms.asend(request)
-    else:  # a synchronous channel: asgiref runs it off the loop yet still on it for its streams
-        from asgiref.sync import sync_to_async
-
-        response = await sync_to_async(comms.send)(request)
+    # A synchronous channel: asgiref runs it off the loop yet still on it for its streams.
+    response: Any = await (getattr(comms, "asend", None) or sync_to_async(comms.send))(request)
     key = task_instance.task_id if map_index is None else f"{task_instance.task_id}_{map_index}"
     try:
         state = response.task_states[task_instance.run_id][key]

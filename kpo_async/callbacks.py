@@ -82,10 +82,9 @@ class TriggerCallbacks:
         kwargs = {"client": self.client, "mode": execution_mode("async"), "pod": self.pod, **kwargs}
         for function in filter(None, (getattr(target, method, None) for target in self.targets)):
             try:
-                if inspect.iscoroutinefunction(function):
-                    await asyncio.wait_for(function(**kwargs), CALL_SECONDS)
-                else:
-                    await asyncio.wait_for(asyncio.to_thread(function, **kwargs), CALL_SECONDS)
+                is_async = inspect.iscoroutinefunction(function)
+                running = function(**kwargs) if is_async else asyncio.to_thread(function, **kwargs)
+                await asyncio.wait_for(running, CALL_SECONDS)
             except Exception as exc:  # a callback never stops the pod being followed
                 self.log.warning("callback %s failed: %r", function.__qualname__, exc)
 

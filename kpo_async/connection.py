@@ -74,12 +74,11 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
     in_cluster) override the connection's extras; with neither, the host's default kubeconfig
     (``$KUBECONFIG`` or ``~/.kube/config``) and then in-cluster credentials are tried.
     """
-    found = await _connection_extras(ref.conn_id)
-    extras = found or {}
-    found_conn = ref.conn_id if found is not None else None
-    in_cluster = _first(ref.in_cluster, _as_bool(extras.get("in_cluster")))
-    context = _first(ref.cluster_context, extras.get("cluster_context"))
-    config_path = _first(ref.config_file, extras.get("kube_config_path"))
+    extras, found_conn = await _connection_extras(ref.conn_id)
+    # A task argument wins (in_cluster=False too); the connection's extras are never None or "".
+    in_cluster = ref.in_cluster if ref.in_cluster is not None else _as_bool(extras.get("in_cluster"))
+    context = ref.cluster_context or extras.get("cluster_context")
+    config_path = ref.config_file or extras.get("kube_config_path")
     inline = extras.get("kube_config")
     namespace = extras.get("namespace")
     verify_ssl = not _as_bool(extras.get("disable_verify_ssl"))
@@ -199,17 +198,18 @@ def _exec_token_refresher(loader: KubeConfigLoader) -> Callable[[Configuration],
     return refresh
 
 
-async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
-    """The connection's extras; None when the default connection id names no connection here."""
+async def _connection_extras(conn_id: str | None) -> tuple[dict[str, Any], str | None]:
+    """The connection's extras, and its id (None when none is named, or when the default connection id
+    names no connection here: then there are no extras)."""
     if not conn_id:
-        return {}
+        return {}, None
     from kpo_async.airflow_compat import AirflowNotFoundException, aget_connection_extras
 
     try:
         raw = await aget_connection_extras(conn_id)
     except AirflowNotFoundException:
         if conn_id == DEFAULT_CONN_ID:  # the official operator's default id; absent means "use defaults"
-            return None
+            return {}, None
         raise InvalidArgumentError(
             "kubernetes_conn_id",
             f"connection {conn_id!r} was not found on host {socket.gethostname()!r}",
@@ -218,7 +218,7 @@ async def _connection_extras(conn_id: str | None) -> dict[str, Any] | None:
         ) from None
     # Old connections store extras as extra__kubernetes__<name>; both forms keep working.
     extras = {name: raw.get(name, raw.get(f"extra__kubernetes__{name}")) for name in CONNECTION_EXTRAS}
-    return {name: value for name, value in extras.items() if value not in (None, "")}
+    return {name: value for name, value in extras.items() if value not in (None, "")}, conn_id
 
 
 def _parse_kubeconfig(value: Any, *, source: str) -> dict[str, Any]:
@@ -256,11 +256,5 @@ def _loader(kubeconfig: dict[str, Any], context: str | None, source: str) -> Kub
         ) from None
 
 
-def _first(*values: Any) -> Any:
-    return next((value for value in values if value is not None and value != ""), None)
-
-
-def _as_bool(value: Any) -> bool | None:
-    if value is None or value == "":
-        return None
+def _as_bool(value: Any) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)

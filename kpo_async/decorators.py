@@ -10,7 +10,7 @@ names differ from the official decorators', so both providers can be installed t
 from __future__ import annotations
 
 import base64
-import pickle
+import importlib
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -72,11 +72,7 @@ class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOpera
         self.env_vars = env
 
     def script(self) -> str:
-        pickler: Any = pickle
-        if self.use_dill:
-            import dill  # type: ignore[import-untyped]
-
-            pickler = dill
+        pickler: Any = importlib.import_module("dill" if self.use_dill else "pickle")
         arguments = base64.b64encode(pickler.dumps((list(self.op_args), dict(self.op_kwargs)), protocol=4))
         output = XCOM_RETURN_FILE if self.do_xcom_push else None
         return "\n".join(

@@ -16,7 +16,7 @@ import datetime as dt
 import difflib
 import re
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from kubernetes_asyncio.client import Configuration, V1Pod
 from kubernetes_asyncio.client import models as async_models
@@ -52,50 +52,24 @@ def is_model(obj: Any) -> bool:
     return not isinstance(obj, type) and hasattr(obj, "openapi_types") and hasattr(obj, "attribute_map")
 
 
-def to_api_dict(obj: Any, model: str | None = None) -> Any:
-    """Return ``obj`` as API JSON: camelCase keys, ``None`` dropped, datetimes as RFC 3339 strings.
-
-    ``model`` (a model's name such as ``"V1Volume"``, or an openapi type such as ``"list[V1Volume]"``) is
-    the type ``obj`` is expected to be; it only matters for dicts, whose Python-client-style keys it lets
-    us rename.
-    Raises ``TypeError`` for values that are not JSON-like, dicts, lists or Kubernetes models.
-    """
+def to_api_dict(obj: Any) -> Any:
+    """Return ``obj`` (models of either client, dicts, lists) as API JSON: camelCase keys, ``None``
+    dropped, datetimes as RFC 3339 strings. Raises ``TypeError`` for values that are not JSON-like."""
     if obj is None or isinstance(obj, (str, bool, int, float)):
         return obj
     if isinstance(obj, dt.datetime):  # the API only speaks UTC; a naive datetime is taken as UTC
         obj = obj.replace(tzinfo=obj.tzinfo or dt.timezone.utc).astimezone(dt.timezone.utc)
         return obj.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if obj.microsecond else "%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(obj, dt.date):
-        return obj.isoformat()
     if is_model(obj):
-        return {
-            obj.attribute_map[attr]: to_api_dict(value, kind)
-            for attr, kind in obj.openapi_types.items()
-            if (value := getattr(obj, attr, None)) is not None
-        }
+        obj = {obj.attribute_map[attr]: getattr(obj, attr, None) for attr in obj.openapi_types}
     if isinstance(obj, (list, tuple)):
-        match = _LIST_TYPE.match(model or "")
-        return [to_api_dict(item, match[1] if match else None) for item in obj]
+        return [to_api_dict(item) for item in obj]
     if isinstance(obj, dict):
-        return _dict_to_api(obj, model)
+        return {key: to_api_dict(value) for key, value in obj.items() if value is not None}
     raise TypeError(
         f"cannot use a {type(obj).__name__} as Kubernetes API data "
         "(expected a Kubernetes model object, a dict or a list)"
     )
-
-
-def _dict_to_api(data: dict[str, Any], type_name: str | None) -> dict[str, Any]:
-    """A map's values, or a model's fields with their Python-client-style keys renamed, as API JSON."""
-    if match := _DICT_TYPE.match(type_name or ""):
-        return {key: to_api_dict(value, match[2]) for key, value in data.items() if value is not None}
-    cls, fields = _model(type_name) or (None, {})
-    names = cls.attribute_map if cls is not None else {}
-    renamed = {key if key in fields else names.get(key, key): value for key, value in data.items()}
-    return {
-        key: to_api_dict(value, fields.get(key, ("", None))[1])
-        for key, value in renamed.items()
-        if value is not None
-    }
 
 
 def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
@@ -104,21 +78,21 @@ def to_v1pod(data: dict[str, Any] | Any) -> V1Pod:
     Keys the model does not know are skipped (`checked_api_dict` reports them). Raises ``ValueError``
     naming the path of a value of the wrong shape.
     """
-    pod: V1Pod = _deserialize(to_api_dict(data, "V1Pod"), "V1Pod", "", None)
-    return pod
+    return cast(V1Pod, _deserialize(data, "V1Pod", "", None))
 
 
 def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") -> Any:
-    """``to_api_dict`` that also checks the shape against ``model``, raising ``InvalidArgumentError``.
-
-    ``where`` prefixes the problem (e.g. the template's path or a list index).
+    """``value`` checked against ``model`` (a model's name, or ``list[...]`` of one) and returned as
+    API JSON; keys spelled like the Python client's attributes (``mount_path``) are renamed. Raises
+    ``InvalidArgumentError``; ``where`` prefixes the problem (e.g. the template's path).
     """
     prefix = f"{where}: " if where else ""
-    fix = f"pass k8s.{model} objects or dicts in Kubernetes API JSON (camelCase keys, as in a manifest)"
+    element = _LIST_TYPE.match(model)
+    kind = f"a list of k8s.{element[1]}" if element else f"k8s.{model}"
+    fix = f"pass {kind} objects or dicts in Kubernetes API JSON (camelCase keys, as in a manifest)"
     unknown: list[str] = []
     try:
-        data = to_api_dict(value, model)
-        _deserialize(data, model, "", unknown)
+        data = to_api_dict(_deserialize(value, model, "", unknown))
     except (TypeError, ValueError) as exc:
         if not unknown:  # otherwise a misspelt field is the likely cause: report that
             raise InvalidArgumentError(argument, f"{prefix}{exc}", fix) from None
@@ -130,10 +104,13 @@ def checked_api_dict(value: Any, model: str, *, argument: str, where: str = "") 
 def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None) -> Any:
     if data is None:
         return None
+    if is_model(data):  # of either client: its fields by their API names
+        data = {data.attribute_map[attr]: getattr(data, attr, None) for attr in data.openapi_types}
     if match := _LIST_TYPE.match(type_name):
-        if not isinstance(data, list):
+        if not isinstance(data, (list, tuple)):
             raise ValueError(f"{path or 'value'} must be a list, got {type(data).__name__}")
-        return [_deserialize(item, match[1], f"{path}[{n}]", unknown) for n, item in enumerate(data)]
+        items = ((f"{path}[{n}]" if path else f"item {n}", item) for n, item in enumerate(data))
+        return [_deserialize(item, match[1], where, unknown) for where, item in items]
     if match := _DICT_TYPE.match(type_name):
         if not isinstance(data, dict):
             raise ValueError(f"{path or 'value'} must be a mapping, got {type(data).__name__}")
@@ -150,19 +127,20 @@ def _deserialize(data: Any, type_name: str, path: str, unknown: list[str] | None
         raise ValueError(f"{path or 'value'} must be a mapping ({type_name}), got {type(data).__name__}")
     cls, fields = model
     kwargs = {}
-    for key, value in data.items():
+    for name, value in data.items():
+        key = name if name in fields else cls.attribute_map.get(name, name)  # also `mount_path`
         child = f"{path}.{key}" if path else key
         if key in fields:
             attr, kind = fields[key]
             kwargs[attr] = _deserialize(value, kind, child, unknown)
         elif unknown is not None:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            unknown.append(f"'{child}' (did you mean '{close[0]}'?)" if close else f"'{child}'")
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            unknown.append(f"'{key}'{hint}{f' in {path}' if path else ''}")
     try:
         return cls(**kwargs, local_vars_configuration=_MODEL_CONFIGURATION)
     except ValueError as exc:  # the model's own required-field / enum checks
-        missing = _MISSING_FIELD.search(str(exc))
-        if missing:
+        if missing := _MISSING_FIELD.search(str(exc)):
             field = cls.attribute_map.get(missing[1], missing[1])
             raise ValueError(f"{path or type_name}: required field '{field}' is missing") from None
         raise ValueError(f"{path or type_name}: {exc}") from None

@@ -132,15 +132,14 @@ def validate_arguments(args: PodArguments) -> dict[str, Any]:
 def _check_pod_name(name: str | None) -> None:
     if name is None:
         return
-    if not isinstance(name, str) or not _POD_NAME_ARGUMENT.match(name) or len(name) > 253:
+    usable = isinstance(name, str) and _POD_NAME_ARGUMENT.match(name) and len(name) <= 253
+    if not usable or not POD_NAME_UNSAFE.sub("-", name.lower()).strip("-"):
         raise InvalidArgumentError(
             "name",
             f"{name!r} is not a usable pod name",
-            "use letters, digits, '-', '.' and '_' only (at most 253 characters); it is lower-cased, "
-            "other characters become '-' and it is cut to 63 characters with its suffix",
+            "use letters, digits, '-', '.' and '_' only, with a letter or digit (at most 253 characters); "
+            "it is lower-cased, other characters become '-' and it is cut to 63 characters with its suffix",
         )
-    if not POD_NAME_UNSAFE.sub("-", name.lower()).strip("-"):
-        raise InvalidArgumentError("name", f"{name!r} has no letter or digit", "use a name like 'my-task'")
 
 
 def _check_image(argument: str, value: Any) -> None:
@@ -156,9 +155,8 @@ def _check_string_list(argument: str, value: Any) -> None:
         raise InvalidArgumentError(
             argument, f"got the string {value!r}, expected a list of strings", f"use {argument}=[{value!r}]"
         )
-    if value is not None and (
-        not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value)
-    ):
+    is_list = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+    if value is not None and not is_list:
         raise InvalidArgumentError(argument, f"{value!r} is not a list of strings", "pass a list of strings")
 
 
@@ -204,40 +202,38 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
             "command": list(args.cmds or []),
             "args": list(args.arguments or []),
             "env": _env(args),
-            "envFrom": _objects("env_from", args.env_from, "V1EnvFromSource")
+            "envFrom": (_api(args, "env_from", "list[V1EnvFromSource]") or [])
             + [{"configMapRef": {"name": name}} for name in args.configmaps or []],
-            "ports": _objects("ports", args.ports, "V1ContainerPort"),
-            "volumeMounts": _objects("volume_mounts", args.volume_mounts, "V1VolumeMount"),
+            "ports": _api(args, "ports", "list[V1ContainerPort]"),
+            "volumeMounts": _api(args, "volume_mounts", "list[V1VolumeMount]"),
             "resources": _resources("resources", args.resources)
             or _resources("container_resources", args.container_resources),
             "imagePullPolicy": args.image_pull_policy,
-            "securityContext": _object(
-                "container_security_context", args.container_security_context, "V1SecurityContext"
-            ),
+            "securityContext": _api(args, "container_security_context", "V1SecurityContext"),
             "terminationMessagePolicy": args.termination_message_policy,
         }
     )
     spec = _set_only(
         {
             "containers": [container],
-            "initContainers": _objects("init_containers", args.init_containers, "V1Container"),
-            "volumes": _objects("volumes", args.volumes, "V1Volume"),
+            "initContainers": _api(args, "init_containers", "list[V1Container]"),
+            "volumes": _api(args, "volumes", "list[V1Volume]"),
             "imagePullSecrets": _image_pull_secrets(args.image_pull_secrets),
             "serviceAccountName": args.service_account_name,
             "automountServiceAccountToken": args.automount_service_account_token,
             "hostNetwork": args.hostnetwork or None,
             "hostname": args.hostname,
             "subdomain": args.subdomain,
-            "hostAliases": _objects("host_aliases", args.host_aliases, "V1HostAlias"),
-            "securityContext": _object("security_context", args.security_context, "V1PodSecurityContext"),
+            "hostAliases": _api(args, "host_aliases", "list[V1HostAlias]"),
+            "securityContext": _api(args, "security_context", "V1PodSecurityContext"),
             "dnsPolicy": args.dnspolicy,
-            "dnsConfig": _object("dns_config", args.dns_config, "V1PodDNSConfig"),
+            "dnsConfig": _api(args, "dns_config", "V1PodDNSConfig"),
             "schedulerName": args.schedulername,
             "priorityClassName": args.priority_class_name,
             "runtimeClassName": args.runtime_class_name,
             "nodeSelector": _string_map("node_selector", args.node_selector),
-            "affinity": _object("affinity", args.affinity, "V1Affinity"),
-            "tolerations": _objects("tolerations", args.tolerations, "V1Toleration"),
+            "affinity": _api(args, "affinity", "V1Affinity"),
+            "tolerations": _api(args, "tolerations", "list[V1Toleration]"),
             "activeDeadlineSeconds": args.active_deadline_seconds,
             "terminationGracePeriodSeconds": args.termination_grace_period,
         }
@@ -254,6 +250,11 @@ def _arguments_layer(args: PodArguments) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
+def _api(args: PodArguments, argument: str, model: str) -> Any:
+    """The argument of that name as API JSON, checked against the model (``list[...]``: a list of them)."""
+    return checked_api_dict(getattr(args, argument), model, argument=argument)
+
+
 def _set_only(fields: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if not _is_unset(value)}
 
@@ -263,47 +264,22 @@ def _is_unset(value: Any) -> bool:
     return value is None or (isinstance(value, (list, dict, str)) and len(value) == 0)
 
 
-def _object(argument: str, value: Any, model: str) -> Any:
-    return None if value is None else checked_api_dict(value, model, argument=argument)
-
-
-def _objects(argument: str, values: Any, model: str) -> list[Any]:
-    if values is None:
-        return []
-    if not isinstance(values, (list, tuple)):
-        raise InvalidArgumentError(
-            argument,
-            f"expected a list of k8s.{model}, got {type(values).__name__}",
-            "wrap the value in a list",
-        )
-    return [
-        checked_api_dict(item, model, argument=argument, where=f"item {n}") for n, item in enumerate(values)
-    ]
-
-
 def _env(args: PodArguments) -> list[Any]:
     env_vars = args.env_vars
-    if isinstance(env_vars, Mapping):
-        env = [
-            {"name": name, "value": value} for name, value in _string_map("env_vars", env_vars, None).items()
+    if isinstance(env_vars, Mapping):  # the official operator's {name: value}
+        env_vars = [
+            {"name": key, "value": value} for key, value in _string_map("env_vars", env_vars, None).items()
         ]
-    elif env_vars is None or isinstance(env_vars, (list, tuple)):
-        env = _objects("env_vars", env_vars, "V1EnvVar")
-    else:
-        raise InvalidArgumentError(
-            "env_vars",
-            f"expected a dict or a list of k8s.V1EnvVar, got {type(env_vars).__name__}",
-            "pass a dict",
-        )
-    return env + _objects("pod_runtime_info_envs", args.pod_runtime_info_envs, "V1EnvVar")
+    env = checked_api_dict(env_vars, "list[V1EnvVar]", argument="env_vars") or []
+    return env + (_api(args, "pod_runtime_info_envs", "list[V1EnvVar]") or [])
 
 
-def _image_pull_secrets(value: Any) -> list[Any]:
+def _image_pull_secrets(value: Any) -> Any:
     if isinstance(value, str):  # "a,b" like the official operator
         value = [name.strip() for name in value.split(",") if name.strip()]
     if isinstance(value, (list, tuple)):
         value = [{"name": item} if isinstance(item, str) else item for item in value]
-    return _objects("image_pull_secrets", value, "V1LocalObjectReference")
+    return checked_api_dict(value, "list[V1LocalObjectReference]", argument="image_pull_secrets")
 
 
 def _resources(argument: str, value: Any) -> dict[str, Any] | None:
@@ -346,7 +322,7 @@ def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]
         else:
             # A stable volume name (the provider uses a random one) keeps the built pod deterministic.
             volume = "secretvol-" + hashlib.sha256(f"{name}\0{target}".encode()).hexdigest()[:SUFFIX_LENGTH]
-            items = _objects("secrets", getattr(secret, "items", None), "V1KeyToPath")
+            items = checked_api_dict(getattr(secret, "items", None), "list[V1KeyToPath]", argument="secrets")
             source = _set_only({"secretName": name, "items": items})
             spec.setdefault("volumes", []).append({"name": volume, "secret": source})
             mount = {"name": volume, "mountPath": target, "readOnly": True}
@@ -501,11 +477,7 @@ def _add_xcom_sidecar(spec: dict[str, Any], base: dict[str, Any], args: PodArgum
             "volumeMounts": [{"name": mount["name"], "mountPath": XCOM_MOUNT_PATH}],
             "resources": _resources("xcom_sidecar_resources", args.xcom_sidecar_resources)
             or copy.deepcopy(DEFAULT_XCOM_SIDECAR_RESOURCES),
-            "securityContext": _object(
-                "xcom_sidecar_container_security_context",
-                args.xcom_sidecar_container_security_context,
-                "V1SecurityContext",
-            ),
+            "securityContext": _api(args, "xcom_sidecar_container_security_context", "V1SecurityContext"),
         }
     )
     containers = [item for item in spec["containers"] if item.get("name") != XCOM_SIDECAR_NAME]

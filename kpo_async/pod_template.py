@@ -69,15 +69,13 @@ def _checked(data: Any, *, argument: str, source: str) -> dict[str, Any]:
         raise InvalidArgumentError(argument, f"{source} is empty", fix)
     if not isinstance(data, Mapping):
         raise InvalidArgumentError(argument, f"{source} holds a {type(data).__name__}, not a Pod", fix)
-    kind = data.get("kind")
-    if kind is not None and kind != "Pod":
+    if data.get("kind", "Pod") != "Pod":
         raise InvalidArgumentError(
             argument,
-            f"{source} is a {kind}, not a Pod",
+            f"{source} is a {data['kind']}, not a Pod",
             "copy the pod part (for a Deployment or Job: spec.template) into a manifest with kind: Pod",
         )
     spec = data.get("spec")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("containers"), list):
         raise InvalidArgumentError(argument, f"{source} has no spec.containers list", fix)
-    pod: dict[str, Any] = checked_api_dict(dict(data), "V1Pod", argument=argument, where=source)
-    return pod
+    return dict(checked_api_dict(data, "V1Pod", argument=argument, where=source))

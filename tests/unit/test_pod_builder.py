@@ -681,12 +681,13 @@ def test_to_api_dict_handles_both_clients_and_datetimes() -> None:
     assert to_api_dict(naive) == "2026-01-01T00:00:00.000500Z"
 
 
-def test_to_api_dict_renames_python_keys_only_for_known_models() -> None:
+def test_python_keys_are_renamed_only_for_known_models() -> None:
     data = {"container_port": 80, "hostIP": "0.0.0.0"}
-    assert to_api_dict(data, "V1ContainerPort") == {"containerPort": 80, "hostIP": "0.0.0.0"}
+    checked = checked_api_dict(data, "V1ContainerPort", argument="ports")
+    assert checked == {"containerPort": 80, "hostIP": "0.0.0.0"}
     assert to_api_dict(data) == data
     labels = {"labels": {"snake_key": "v"}}  # map keys are data, never renamed
-    assert to_api_dict(labels, "V1ObjectMeta") == labels
+    assert checked_api_dict(labels, "V1ObjectMeta", argument="labels") == labels
     with pytest.raises(TypeError):
         to_api_dict(object())
 

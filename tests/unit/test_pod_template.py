@@ -46,7 +46,7 @@ EXPECTED = {
             {
                 "name": "base",
                 "image": "python:3.12-slim",
-                "env": [{"name": "PORT", "value": 8080}],
+                "env": [{"name": "PORT", "value": "8080"}],  # the YAML int, as the string the API wants
                 "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
             }
         ],
