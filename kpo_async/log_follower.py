@@ -65,9 +65,7 @@ def _wants(requested: ContainerSelection, name: str) -> bool:
     """`container_logs`/`init_container_logs` semantics: True (all but the XCom sidecar), a name, or names."""
     if requested is True:
         return name != XCOM_SIDECAR_NAME
-    if isinstance(requested, str):
-        return name == requested
-    return isinstance(requested, (list, tuple, set)) and name in requested
+    return name == requested or (isinstance(requested, (list, tuple, set)) and name in requested)
 
 
 class ContainerFollower:
@@ -232,39 +230,42 @@ class PodLogs:
         # The main containers to follow (``container_logs`` semantics; None: none) and the init
         # containers (``init_container_logs`` semantics).
         containers = (self.settings.container_logs or self.base) if self.settings.get_logs else None
-        waiting = False
-        for container in [
+        wanted = [
             *(c for c in state.init_containers if _wants(self.settings.init_container_logs, c.name)),
             *(c for c in state.containers if _wants(containers, c.name)),
-        ]:
-            if container.name in self.followers or not container.running_or_done:
-                waiting = waiting or container.name not in self.followers
-                continue
+        ]
+        for container in (c for c in wanted if c.running_or_done and c.name not in self.followers):
             if not self.followers:
                 await self._prepare(state)
             self._start(container.name)
-        return waiting
+        return any(c.name not in self.followers for c in wanted)
 
     async def _start_late_containers(self) -> None:
         """The kubelet starts containers one by one: a sidecar may start after a quick base container
         ended. Give the requested containers still on their way a bounded while to start."""
         deadline = asyncio.get_running_loop().time() + FINISH_SECONDS
         while (state := self._state()) is not None and asyncio.get_running_loop().time() < deadline:
-            base = state.container(self.base)
-            if not await self.update(state) or state.finished or not (base and base.terminated):
-                return
-            if state.fatal_waiting():  # a sidecar that cannot start will not start in time either
+            waiting = await self.update(state)
+            # Also done once the pod finished or its base container runs on; and a sidecar that
+            # cannot start will not start in time either.
+            if not waiting or state.finished or not state.ended(self.base) or state.fatal_waiting():
                 return
             await asyncio.sleep(LATE_START_POLL_SECONDS)  # the shared watch keeps the state current
 
     async def _prepare(self, state: PodState) -> None:
-        """Before the first follower starts: resume from the pod's checkpoint, mask secrets, import
-        the formatter."""
+        """Before the first follower starts: resume from the pod's checkpoint, register the values
+        of the secret env vars with this process's secrets masker, import the formatter."""
         recorded = cursors_from_str(state.annotations.get(LOG_CURSOR_ANNOTATION), self.base)
         for name, cursor in recorded.items():
             self._cursors[name] = max(cursor, self._cursors.get(name, LogCursor()))
         self._checkpointed = self.cursor
-        await self._mask_secret_env()
+        if self.settings.secret_env_names:  # only tasks with secret env vars pay for redaction
+            from kpo_async.airflow_compat import amask_secret, redact
+
+            for env in container_env(await read_pod_json(self.client, self.namespace, self.pod_name) or {}):
+                if env.get("name") in self.settings.secret_env_names and env.get("value"):
+                    await amask_secret(env["value"])
+            self._redact = redact
         if isinstance(self._formatter, str):
             try:
                 self._formatter = await import_object(self._formatter)
@@ -276,17 +277,6 @@ class PodLogs:
                     describe(exc),
                 )
                 self._formatter = None
-
-    async def _mask_secret_env(self) -> None:
-        """Register the values of the secret env vars with this process's secrets masker."""
-        if not self.settings.secret_env_names:
-            return
-        from kpo_async.airflow_compat import amask_secret, redact
-
-        for env in container_env(await read_pod_json(self.client, self.namespace, self.pod_name) or {}):
-            if env.get("name") in self.settings.secret_env_names and env.get("value"):
-                await amask_secret(env["value"])
-        self._redact = redact  # only tasks with secret env vars pay for redaction
 
     def _start(self, name: str) -> None:
         follower = self.followers[name] = ContainerFollower(self, name, self._cursors.get(name, LogCursor()))
