@@ -58,16 +58,6 @@ class LogCursor(NamedTuple):
         """The `sinceTime` to resume from: the timestamp's whole second (the API's precision)."""
         return f"{self.timestamp[:19]}Z" if self.timestamp else ""
 
-    def to_str(self) -> str | None:
-        return f"{self.timestamp}/{self.count_at_timestamp}" if self.timestamp else None
-
-    @classmethod
-    def from_str(cls, text: str | None) -> LogCursor:
-        if not text:
-            return cls()
-        stamp, _, count = text.rpartition("/")
-        return cls(parse_timestamp(stamp), int(count or 0))
-
 
 class LineSplitter:
     """Splits a byte stream into lines, holding at most `max_line_bytes` of any one line."""
@@ -115,19 +105,20 @@ def decode_line(raw: bytes, dropped: int) -> tuple[str | None, str]:
 
 
 def cursors_to_str(cursors: Mapping[str, LogCursor], base: str) -> str | None:
-    """One container's cursor per entry, as one string. The base container's alone keeps the older
-    single-cursor form (``<timestamp>/<count>``); several are ``name=<cursor>,name=<cursor>``."""
-    known = {name: c.to_str() for name, c in sorted(cursors.items()) if c.timestamp}
+    """Each container's cursor (``<timestamp>/<count>``), as one string. The base container's alone
+    keeps the older single-cursor form; several are ``name=<cursor>,name=<cursor>``."""
+    known = {name: f"{stamp}/{count}" for name, (stamp, count) in sorted(cursors.items()) if stamp}
     if set(known) <= {base}:
         return known.get(base)
     return ",".join(f"{name}={text}" for name, text in known.items())
 
 
 def cursors_from_str(text: str | None, base: str) -> dict[str, LogCursor]:
-    """The cursors written by `cursors_to_str`, or by an older version (the base container's only)."""
-    if not text:
-        return {}
-    if "=" not in text:
-        return {base: LogCursor.from_str(text)}
-    entries = (entry.partition("=") for entry in text.split(","))
-    return {name: LogCursor.from_str(cursor) for name, _, cursor in entries}
+    """The cursors written by `cursors_to_str`, or by an older version (the base container's only,
+    without a name)."""
+    cursors: dict[str, LogCursor] = {}
+    for entry in text.split(",") if text else ():
+        name, _, cursor = entry.rpartition("=")
+        stamp, _, count = cursor.rpartition("/")
+        cursors[name or base] = LogCursor(parse_timestamp(stamp), int(count or 0)) if cursor else LogCursor()
+    return cursors

@@ -11,6 +11,8 @@ from kpo_async.logs import (
     LineSplitter,
     LogCursor,
     _parse_timestamp_slow,
+    cursors_from_str,
+    cursors_to_str,
     decode_line,
     parse_timestamp,
 )
@@ -50,10 +52,15 @@ def test_since_time_is_the_whole_second() -> None:
     assert cursor.since_time() == "2026-11-27T01:02:03Z"
 
 
-def test_cursor_round_trips_through_its_string_form() -> None:
+def test_cursors_round_trip_through_their_string_form() -> None:
     cursor = LogCursor(parse_timestamp("2026-11-27T01:02:03.5Z"), 3)
-    assert LogCursor.from_str(cursor.to_str()) == cursor
-    assert LogCursor.from_str(None) == LogCursor()
+    later = LogCursor(parse_timestamp("2026-11-27T01:02:04Z"), 1)
+    assert cursors_to_str({"base": cursor}, "base") == "2026-11-27T01:02:03.500000000Z/3"  # the older form
+    assert cursors_from_str(cursors_to_str({"base": cursor}, "base"), "base") == {"base": cursor}
+    both = cursors_to_str({"base": cursor, "side": later, "new": LogCursor()}, "base")
+    assert both == "base=2026-11-27T01:02:03.500000000Z/3,side=2026-11-27T01:02:04.000000000Z/1"
+    assert cursors_from_str(both, "base") == {"base": cursor, "side": later}
+    assert cursors_from_str(None, "base") == {} and cursors_to_str({}, "base") is None
 
 
 def _log_lines(*stamps: str) -> bytes:
