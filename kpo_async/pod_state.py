@@ -121,10 +121,8 @@ class PodState:
             reason=status.get("reason"),
             message=status.get("message"),
             deletion_at=epoch(meta.get("deletionTimestamp")),
-            containers=tuple(ContainerState.from_api(s) for s in status.get("containerStatuses") or []),
-            init_containers=tuple(
-                ContainerState.from_api(s) for s in status.get("initContainerStatuses") or []
-            ),
+            containers=tuple(map(ContainerState.from_api, status.get("containerStatuses") or [])),
+            init_containers=tuple(map(ContainerState.from_api, status.get("initContainerStatuses") or [])),
             unschedulable_message=(conditions.get(("PodScheduled", "False")) or {}).get("message"),
             labels=dict(meta.get("labels") or {}),
             annotations=dict(meta.get("annotations") or {}),
