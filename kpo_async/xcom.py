@@ -1,7 +1,7 @@
 """The XCom sidecar: read ``/airflow/xcom/return.json``, record it, and tell the sidecar to exit.
 
 Both are commands run in the sidecar over the API server's WebSocket exec (``v4.channel.k8s.io``),
-on the shared client's aiohttp session: no new SSL context, and its connection pool.
+on the shared client's API pool (`ClusterClient.ws_connect`): no new SSL context.
 """
 
 from __future__ import annotations
@@ -48,15 +48,12 @@ async def exec_in_sidecar(
     `XComError` if it could not run at all."""
     query = [("command", part) for part in command]
     query += [("container", XCOM_SIDECAR_NAME), ("stdout", "true"), ("stderr", "true")]
-    # aiohttp upgrades an http(s) URL to a WebSocket itself (a ws(s) URL is the same request).
-    url = f"{client.host}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/exec"
     what = f"exec {' '.join(command)!r} in {namespace}/{pod} container {XCOM_SIDECAR_NAME}"
     try:
-        socket = await client.session.ws_connect(
-            url,
+        socket = await client.ws_connect(
+            f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/exec",
             params=query,
             protocols=("v4.channel.k8s.io",),
-            headers=await client.auth_headers(),
             timeout=aiohttp.ClientWSTimeout(ws_receive=RECEIVE_TIMEOUT_SECONDS, ws_close=5),
             max_msg_size=0,
         )
