@@ -151,13 +151,11 @@ class ContainerFollower:
         # The read starts at the cursor's whole second: it repeats every line up to the cursor.
         self._place, self._repeats = LogCursor(), self.cursor
         splitter = LineSplitter()
-        try:
+        async with response:  # released on the way out
             async for chunk in response.content.iter_any():
                 self._deliver(splitter.feed(chunk))
                 await asyncio.sleep(0)  # a chatty pod must not monopolise the loop
             self._deliver(splitter.flush())
-        finally:
-            response.release()
 
     def _deliver(self, lines: list[tuple[bytes, int]]) -> None:
         for raw, dropped in lines:
@@ -323,13 +321,12 @@ class PodLogs:
             await wait_until_read()
 
     async def stop(self) -> None:
-        for task in filter(None, [self._checkpoints, *(f.task for f in self.followers.values())]):
+        tasks = [task for task in [self._checkpoints, *(f.task for f in self.followers.values())] if task]
+        for task in tasks:
             task.cancel()  # no effect on a task that is done
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    await task
-                except Exception as exc:
-                    self.log.warning("could not read the rest of %s's log: %s", self.pod_ref, describe(exc))
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                self.log.warning("could not read the rest of %s's log: %s", self.pod_ref, describe(result))
         self._records.flush()
 
     async def _checkpoint_periodically(self) -> None:
