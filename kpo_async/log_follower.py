@@ -238,18 +238,6 @@ class PodLogs:
             self._start(container.name)
         return any(c.name not in self.followers for c in wanted)
 
-    async def _start_late_containers(self) -> None:
-        """The kubelet starts containers one by one: a sidecar may start after a quick base container
-        ended. Give the requested containers still on their way a bounded while to start."""
-        deadline = asyncio.get_running_loop().time() + FINISH_SECONDS
-        while (state := self._state()) is not None and asyncio.get_running_loop().time() < deadline:
-            waiting = await self.update(state)
-            # Also done once the pod finished or its base container runs on; and a sidecar that
-            # cannot start will not start in time either.
-            if not waiting or state.finished or not state.ended(self.base) or state.fatal_waiting():
-                return
-            await asyncio.sleep(LATE_START_POLL_SECONDS)  # the shared watch keeps the state current
-
     async def _prepare(self, state: PodState) -> None:
         """Before the first follower starts: resume from the pod's checkpoint, register the values
         of the secret env vars with this process's secrets masker, import the formatter."""
@@ -302,7 +290,15 @@ class PodLogs:
     async def finish(self) -> None:
         """The base container has ended: wait (bounded) for the rest of each ended container's log;
         of a container still running (a sidecar), deliver what it has printed so far."""
-        await self._start_late_containers()
+        # The kubelet starts containers one by one: a sidecar may start after a quick base container
+        # ended. The requested containers still on their way get a bounded while to start, unless the
+        # pod finished or its base container runs on; a sidecar that cannot start will not in time.
+        deadline = asyncio.get_running_loop().time() + FINISH_SECONDS
+        while (state := self._state()) is not None and asyncio.get_running_loop().time() < deadline:
+            waiting = await self.update(state)
+            if not waiting or state.finished or not state.ended(self.base) or state.fatal_waiting():
+                break
+            await asyncio.sleep(LATE_START_POLL_SECONDS)  # the shared watch keeps the state current
         running = [f for f in self.followers.values() if not f.task.done()]
         ended = [f for f in running if self.container_ended(f.name)]
         for follower in ended:
