@@ -28,10 +28,6 @@ def parse_timestamp(text: str) -> str:
     # per second of log (cached).
     if len(text) > 20 and text[-1] == "Z" and text[19] == "." and text[20:-1].isdigit():
         return f"{_utc_second(text[:19])}.{text[20:-1][:9].ljust(9, '0')}Z"
-    return _parse_timestamp_slow(text)
-
-
-def _parse_timestamp_slow(text: str) -> str:
     match = _RFC3339.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"not an RFC3339 timestamp: {text!r}")
@@ -43,7 +39,7 @@ def _parse_timestamp_slow(text: str) -> str:
 @functools.lru_cache(maxsize=64)
 def _utc_second(whole: str) -> str:
     """``YYYY-MM-DDTHH:MM:SS`` (UTC) as given, once the general parser has validated it."""
-    return _parse_timestamp_slow(whole + "Z")[:19]
+    return parse_timestamp(whole + "Z")[:19]  # too short for the fast path
 
 
 class LogCursor(NamedTuple):
