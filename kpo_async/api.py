@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kpo_async import errors
-from kpo_async.retry import DEFAULT_BACKOFF, RETRYABLE_STATUS, Backoff, with_retries
+from kpo_async.retry import ATTEMPTS, RETRYABLE_STATUS, with_retries
 
 _BY_STATUS: dict[int, type[errors.ApiError]] = {
     401: errors.Unauthorized,
@@ -62,7 +62,7 @@ async def call(
     what: str,
     verb: str,
     resource: str = "pods",
-    backoff: Backoff = DEFAULT_BACKOFF,
+    attempts: int = ATTEMPTS,
 ) -> dict[str, Any]:
     """Make the request (again on transient failures, per `kpo_async.retry`); its JSON body.
 
@@ -75,4 +75,4 @@ async def call(
             body: dict[str, Any] = json.loads(await response.read())
         return body
 
-    return await with_retries(once, what=what, backoff=backoff)
+    return await with_retries(once, what=what, attempts=attempts)

@@ -109,18 +109,16 @@ class ClusterClient:
         self.fingerprint = fingerprint
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        """The API pool's aiohttp session (used for exec WebSockets)."""
-        return self.api_client.rest_client.pool_manager
-
-    @property
     def host(self) -> str:
         return str(self.configuration.host)
 
-    async def auth_headers(self) -> dict[str, str]:
-        """Authorization header for requests made outside the generated API (exec)."""
+    async def ws_connect(self, path: str, **options: Any) -> aiohttp.ClientWebSocketResponse[bool]:
+        """A WebSocket to `path` on the API server (exec), on the API pool, with this client's
+        credentials (aiohttp upgrades the http(s) URL itself)."""
         token = await self.configuration.get_api_key_with_prefix("BearerToken")
-        return {"Authorization": token} if token else {}
+        headers = {"Authorization": token} if token else {}
+        session: aiohttp.ClientSession = self.api_client.rest_client.pool_manager
+        return await session.ws_connect(f"{self.host}{path}", headers=headers, **options)
 
     async def close(self) -> None:
         await self.api_client.close()

@@ -18,7 +18,7 @@ from kpo_async import api
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef
 from kpo_async.errors import Forbidden, InvalidArgumentError, KpoAsyncError, NotFound, Refused
-from kpo_async.retry import Backoff, describe
+from kpo_async.retry import describe
 
 #: (verb, resource, subresource, why): exactly what the operator and trigger use. Keep in step
 #: with docs/rbac.md.
@@ -180,7 +180,7 @@ async def _request_json(
         what=f"{method} {path}",
         verb=verb or ("create" if method == "POST" else "get"),
         resource=path.rsplit("/", 1)[-1],
-        backoff=Backoff(attempts=1),  # a check reports what it sees, once
+        attempts=1,  # a check reports what it sees, once
     )
 
 

@@ -65,9 +65,7 @@ def _wants(requested: ContainerSelection, name: str) -> bool:
     """`container_logs`/`init_container_logs` semantics: True (all but the XCom sidecar), a name, or names."""
     if requested is True:
         return name != XCOM_SIDECAR_NAME
-    if isinstance(requested, str):
-        return name == requested
-    return isinstance(requested, (list, tuple, set)) and name in requested
+    return name == requested or (isinstance(requested, (list, tuple, set)) and name in requested)
 
 
 class ContainerFollower:
@@ -153,13 +151,11 @@ class ContainerFollower:
         # The read starts at the cursor's whole second: it repeats every line up to the cursor.
         self._place, self._repeats = LogCursor(), self.cursor
         splitter = LineSplitter()
-        try:
+        async with response:  # released on the way out
             async for chunk in response.content.iter_any():
                 self._deliver(splitter.feed(chunk))
                 await asyncio.sleep(0)  # a chatty pod must not monopolise the loop
             self._deliver(splitter.flush())
-        finally:
-            response.release()
 
     def _deliver(self, lines: list[tuple[bytes, int]]) -> None:
         for raw, dropped in lines:
@@ -232,39 +228,30 @@ class PodLogs:
         # The main containers to follow (``container_logs`` semantics; None: none) and the init
         # containers (``init_container_logs`` semantics).
         containers = (self.settings.container_logs or self.base) if self.settings.get_logs else None
-        waiting = False
-        for container in [
+        wanted = [
             *(c for c in state.init_containers if _wants(self.settings.init_container_logs, c.name)),
             *(c for c in state.containers if _wants(containers, c.name)),
-        ]:
-            if container.name in self.followers or not container.running_or_done:
-                waiting = waiting or container.name not in self.followers
-                continue
+        ]
+        for container in (c for c in wanted if c.running_or_done and c.name not in self.followers):
             if not self.followers:
                 await self._prepare(state)
             self._start(container.name)
-        return waiting
-
-    async def _start_late_containers(self) -> None:
-        """The kubelet starts containers one by one: a sidecar may start after a quick base container
-        ended. Give the requested containers still on their way a bounded while to start."""
-        deadline = asyncio.get_running_loop().time() + FINISH_SECONDS
-        while (state := self._state()) is not None and asyncio.get_running_loop().time() < deadline:
-            base = state.container(self.base)
-            if not await self.update(state) or state.finished or not (base and base.terminated):
-                return
-            if state.fatal_waiting():  # a sidecar that cannot start will not start in time either
-                return
-            await asyncio.sleep(LATE_START_POLL_SECONDS)  # the shared watch keeps the state current
+        return any(c.name not in self.followers for c in wanted)
 
     async def _prepare(self, state: PodState) -> None:
-        """Before the first follower starts: resume from the pod's checkpoint, mask secrets, import
-        the formatter."""
+        """Before the first follower starts: resume from the pod's checkpoint, register the values
+        of the secret env vars with this process's secrets masker, import the formatter."""
         recorded = cursors_from_str(state.annotations.get(LOG_CURSOR_ANNOTATION), self.base)
         for name, cursor in recorded.items():
             self._cursors[name] = max(cursor, self._cursors.get(name, LogCursor()))
         self._checkpointed = self.cursor
-        await self._mask_secret_env()
+        if self.settings.secret_env_names:  # only tasks with secret env vars pay for redaction
+            from kpo_async.airflow_compat import amask_secret, redact
+
+            for env in container_env(await read_pod_json(self.client, self.namespace, self.pod_name) or {}):
+                if env.get("name") in self.settings.secret_env_names and env.get("value"):
+                    await amask_secret(env["value"])
+            self._redact = redact
         if isinstance(self._formatter, str):
             try:
                 self._formatter = await import_object(self._formatter)
@@ -276,17 +263,6 @@ class PodLogs:
                     describe(exc),
                 )
                 self._formatter = None
-
-    async def _mask_secret_env(self) -> None:
-        """Register the values of the secret env vars with this process's secrets masker."""
-        if not self.settings.secret_env_names:
-            return
-        from kpo_async.airflow_compat import amask_secret, redact
-
-        for env in container_env(await read_pod_json(self.client, self.namespace, self.pod_name) or {}):
-            if env.get("name") in self.settings.secret_env_names and env.get("value"):
-                await amask_secret(env["value"])
-        self._redact = redact  # only tasks with secret env vars pay for redaction
 
     def _start(self, name: str) -> None:
         follower = self.followers[name] = ContainerFollower(self, name, self._cursors.get(name, LogCursor()))
@@ -314,7 +290,15 @@ class PodLogs:
     async def finish(self) -> None:
         """The base container has ended: wait (bounded) for the rest of each ended container's log;
         of a container still running (a sidecar), deliver what it has printed so far."""
-        await self._start_late_containers()
+        # The kubelet starts containers one by one: a sidecar may start after a quick base container
+        # ended. The requested containers still on their way get a bounded while to start, unless the
+        # pod finished or its base container runs on; a sidecar that cannot start will not in time.
+        deadline = asyncio.get_running_loop().time() + FINISH_SECONDS
+        while (state := self._state()) is not None and asyncio.get_running_loop().time() < deadline:
+            waiting = await self.update(state)
+            if not waiting or state.finished or not state.ended(self.base) or state.fatal_waiting():
+                break
+            await asyncio.sleep(LATE_START_POLL_SECONDS)  # the shared watch keeps the state current
         running = [f for f in self.followers.values() if not f.task.done()]
         ended = [f for f in running if self.container_ended(f.name)]
         for follower in ended:
@@ -333,13 +317,12 @@ class PodLogs:
             await wait_until_read()
 
     async def stop(self) -> None:
-        for task in filter(None, [self._checkpoints, *(f.task for f in self.followers.values())]):
+        tasks = [task for task in [self._checkpoints, *(f.task for f in self.followers.values())] if task]
+        for task in tasks:
             task.cancel()  # no effect on a task that is done
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    await task
-                except Exception as exc:
-                    self.log.warning("could not read the rest of %s's log: %s", self.pod_ref, describe(exc))
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, Exception):
+                self.log.warning("could not read the rest of %s's log: %s", self.pod_ref, describe(result))
         self._records.flush()
 
     async def _checkpoint_periodically(self) -> None:

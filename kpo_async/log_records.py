@@ -195,7 +195,5 @@ async def wait_until_read(timeout: float = READ_BACK_SECONDS) -> None:
             if read >= queued:
                 return
             await asyncio.sleep(_READ_BACK_POLL_SECONDS)
-            now = _unread_bytes(fd)
-            if now == 0:
-                return
+            now = _unread_bytes(fd)  # an empty queue means all was read: the sum below covers it
             read, last = read + max(0, last - now), now

@@ -28,10 +28,6 @@ def parse_timestamp(text: str) -> str:
     # per second of log (cached).
     if len(text) > 20 and text[-1] == "Z" and text[19] == "." and text[20:-1].isdigit():
         return f"{_utc_second(text[:19])}.{text[20:-1][:9].ljust(9, '0')}Z"
-    return _parse_timestamp_slow(text)
-
-
-def _parse_timestamp_slow(text: str) -> str:
     match = _RFC3339.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"not an RFC3339 timestamp: {text!r}")
@@ -43,7 +39,7 @@ def _parse_timestamp_slow(text: str) -> str:
 @functools.lru_cache(maxsize=64)
 def _utc_second(whole: str) -> str:
     """``YYYY-MM-DDTHH:MM:SS`` (UTC) as given, once the general parser has validated it."""
-    return _parse_timestamp_slow(whole + "Z")[:19]
+    return parse_timestamp(whole + "Z")[:19]  # too short for the fast path
 
 
 class LogCursor(NamedTuple):
@@ -57,16 +53,6 @@ class LogCursor(NamedTuple):
     def since_time(self) -> str:
         """The `sinceTime` to resume from: the timestamp's whole second (the API's precision)."""
         return f"{self.timestamp[:19]}Z" if self.timestamp else ""
-
-    def to_str(self) -> str | None:
-        return f"{self.timestamp}/{self.count_at_timestamp}" if self.timestamp else None
-
-    @classmethod
-    def from_str(cls, text: str | None) -> LogCursor:
-        if not text:
-            return cls()
-        stamp, _, count = text.rpartition("/")
-        return cls(parse_timestamp(stamp), int(count or 0))
 
 
 class LineSplitter:
@@ -115,19 +101,20 @@ def decode_line(raw: bytes, dropped: int) -> tuple[str | None, str]:
 
 
 def cursors_to_str(cursors: Mapping[str, LogCursor], base: str) -> str | None:
-    """One container's cursor per entry, as one string. The base container's alone keeps the older
-    single-cursor form (``<timestamp>/<count>``); several are ``name=<cursor>,name=<cursor>``."""
-    known = {name: c.to_str() for name, c in sorted(cursors.items()) if c.timestamp}
+    """Each container's cursor (``<timestamp>/<count>``), as one string. The base container's alone
+    keeps the older single-cursor form; several are ``name=<cursor>,name=<cursor>``."""
+    known = {name: f"{stamp}/{count}" for name, (stamp, count) in sorted(cursors.items()) if stamp}
     if set(known) <= {base}:
         return known.get(base)
     return ",".join(f"{name}={text}" for name, text in known.items())
 
 
 def cursors_from_str(text: str | None, base: str) -> dict[str, LogCursor]:
-    """The cursors written by `cursors_to_str`, or by an older version (the base container's only)."""
-    if not text:
-        return {}
-    if "=" not in text:
-        return {base: LogCursor.from_str(text)}
-    entries = (entry.partition("=") for entry in text.split(","))
-    return {name: LogCursor.from_str(cursor) for name, _, cursor in entries}
+    """The cursors written by `cursors_to_str`, or by an older version (the base container's only,
+    without a name)."""
+    cursors: dict[str, LogCursor] = {}
+    for entry in text.split(",") if text else ():
+        name, _, cursor = entry.rpartition("=")
+        stamp, _, count = cursor.rpartition("/")
+        cursors[name or base] = LogCursor(parse_timestamp(stamp), int(count or 0)) if cursor else LogCursor()
+    return cursors

@@ -56,8 +56,7 @@ class PodOutcome:
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> PodOutcome:
-        known = {f.name for f in fields(cls)}
-        values = {key: value for key, value in payload.items() if key in known}
+        values = {f.name: payload[f.name] for f in fields(cls) if f.name in payload}
         values["status"] = Status(payload.get("status", Status.ERROR.value))
         values["log_tail"] = tuple(payload.get("log_tail") or ())
         values["message"] = payload.get("message") or ""

@@ -105,15 +105,11 @@ class PodState:
     def from_api(cls, pod: Mapping[str, Any]) -> PodState:
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
-        conditions = {c.get("type"): c for c in status.get("conditions") or []}
-        scheduled = conditions.get("PodScheduled") or {}
-        unschedulable = scheduled.get("message") if scheduled.get("status") == "False" else None
-        since = {
-            kind: c.get("lastTransitionTime") for kind, c in conditions.items() if c.get("status") == "True"
-        }
-        target = conditions.get("DisruptionTarget") or {}
+        conditions = {(c.get("type"), c.get("status")): c for c in status.get("conditions") or []}
+        since = {kind: c.get("lastTransitionTime") for (kind, met), c in conditions.items() if met == "True"}
+        target = conditions.get(("DisruptionTarget", "True")) or {}
         disruption = None
-        if target.get("status") == "True" and target.get("reason") in DISRUPTIONS:
+        if target.get("reason") in DISRUPTIONS:
             disruption = (target["reason"], target.get("message") or "")
         elif status.get("reason") == "Evicted":
             disruption = ("Evicted", status.get("message") or "")
@@ -125,11 +121,9 @@ class PodState:
             reason=status.get("reason"),
             message=status.get("message"),
             deletion_at=epoch(meta.get("deletionTimestamp")),
-            containers=tuple(ContainerState.from_api(s) for s in status.get("containerStatuses") or []),
-            init_containers=tuple(
-                ContainerState.from_api(s) for s in status.get("initContainerStatuses") or []
-            ),
-            unschedulable_message=unschedulable,
+            containers=tuple(map(ContainerState.from_api, status.get("containerStatuses") or [])),
+            init_containers=tuple(map(ContainerState.from_api, status.get("initContainerStatuses") or [])),
+            unschedulable_message=(conditions.get(("PodScheduled", "False")) or {}).get("message"),
             labels=dict(meta.get("labels") or {}),
             annotations=dict(meta.get("annotations") or {}),
             scheduled_at=epoch(since.get("PodScheduled")),

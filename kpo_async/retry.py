@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import aiohttp
@@ -19,18 +18,12 @@ T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with full jitter: attempt n sleeps uniform(0, min(cap, base * 2**n))."""
-
-    base: float = 0.2
-    cap: float = 10.0
-    attempts: int = 8
-    #: Give up once this much time has gone by, whatever the attempt count.
-    deadline: float = 120.0
-
-
-DEFAULT_BACKOFF = Backoff()
+#: Exponential backoff with full jitter: retry n sleeps uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**n)),
+#: for at most ATTEMPTS attempts and DEADLINE_SECONDS, whichever ends first.
+BACKOFF_BASE = 0.2
+BACKOFF_CAP = 10.0
+ATTEMPTS = 8
+DEADLINE_SECONDS = 120.0
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -38,20 +31,18 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, (Retryable, aiohttp.ClientError, asyncio.TimeoutError, ConnectionError))
 
 
-def backoff_delay(exc: BaseException | None, attempt: int, backoff: Backoff = DEFAULT_BACKOFF) -> float:
+def backoff_delay(exc: BaseException | None, attempt: int) -> float:
     """The jittered delay before retry `attempt`, never shorter than the server's Retry-After (in
     seconds, on a 429/503)."""
-    delay = random.uniform(0, min(backoff.cap, backoff.base * (2**attempt)))
+    delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt)))
     headers = getattr(exc, "headers", None)
     try:
-        return max(delay, min(float(headers["Retry-After"]), backoff.cap))  # type: ignore[index]
+        return max(delay, min(float(headers["Retry-After"]), BACKOFF_CAP))  # type: ignore[index]
     except (TypeError, KeyError, ValueError):  # no headers, no Retry-After, or an HTTP date
         return delay
 
 
-async def with_retries(
-    call: Callable[[], Awaitable[T]], *, what: str, backoff: Backoff = DEFAULT_BACKOFF
-) -> T:
+async def with_retries(call: Callable[[], Awaitable[T]], *, what: str, attempts: int = ATTEMPTS) -> T:
     """Run `call` until it succeeds, retrying only transient failures.
 
     Raises the original exception for non-retryable errors (404, 409, 403, 422 ...), and
@@ -67,12 +58,12 @@ async def with_retries(
                 raise
             attempt += 1
             elapsed = time.monotonic() - started
-            if attempt >= backoff.attempts or elapsed >= backoff.deadline:
+            if attempt >= attempts or elapsed >= DEADLINE_SECONDS:
                 raise ClusterUnreachableError(
                     f"{what} failed after {attempt} attempts over {elapsed:.1f}s: {describe(exc)}. "
                     "Check that the API server is reachable from this host and not overloaded."
                 ) from exc
-            await asyncio.sleep(backoff_delay(exc, attempt, backoff))
+            await asyncio.sleep(backoff_delay(exc, attempt))
 
 
 def describe(exc: BaseException) -> str:

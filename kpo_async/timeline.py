@@ -15,8 +15,7 @@ def pod_timeline(state: PodState, base_container: str, *, ended_at: float) -> di
     pull and container start, running, termination (until the pod's end was seen); which relaunch
     of its try the pod was (the operator's annotations tell the first and the last)."""
     base = state.container(base_container)
-    started = base.started_at if base else None
-    finished = base.finished_at if base else None
+    started, finished = (base.started_at, base.finished_at) if base else (None, None)
     marks = [
         ("scheduling", state.created_at, state.scheduled_at),
         ("init_containers", state.scheduled_at, state.initialized_at if state.init_containers else None),

@@ -1,7 +1,7 @@
 """The XCom sidecar: read ``/airflow/xcom/return.json``, record it, and tell the sidecar to exit.
 
 Both are commands run in the sidecar over the API server's WebSocket exec (``v4.channel.k8s.io``),
-on the shared client's aiohttp session: no new SSL context, and its connection pool.
+on the shared client's API pool (`ClusterClient.ws_connect`): no new SSL context.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import aiohttp
 
@@ -44,19 +44,16 @@ async def exec_in_sidecar(
     client: ClusterClient, namespace: str, pod: str, command: list[str]
 ) -> tuple[bytes, str | None]:
     """Run `command` in the XCom sidecar: its stdout, and why it exited with a non-zero code (its
-    stderr, else the code), None when it did not. `XComError` if it could not run at all."""
-    query = urlencode(
-        [("command", part) for part in command]
-        + [("container", XCOM_SIDECAR_NAME), ("stdout", "true"), ("stderr", "true")]
-    )
-    # aiohttp upgrades an http(s) URL to a WebSocket itself (a ws(s) URL is the same request).
-    url = f"{client.host}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/exec?{query}"
+    stderr, else the API server's message naming the code), None when it did not.
+    `XComError` if it could not run at all."""
+    query = [("command", part) for part in command]
+    query += [("container", XCOM_SIDECAR_NAME), ("stdout", "true"), ("stderr", "true")]
     what = f"exec {' '.join(command)!r} in {namespace}/{pod} container {XCOM_SIDECAR_NAME}"
     try:
-        socket = await client.session.ws_connect(
-            url,
+        socket = await client.ws_connect(
+            f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/exec",
+            params=query,
             protocols=("v4.channel.k8s.io",),
-            headers=await client.auth_headers(),
             timeout=aiohttp.ClientWSTimeout(ws_receive=RECEIVE_TIMEOUT_SECONDS, ws_close=5),
             max_msg_size=0,
         )
@@ -84,9 +81,8 @@ async def exec_in_sidecar(
         return bytes(stdout), None
     if status.get("reason") != "NonZeroExitCode":
         raise XComError(f"{what} failed: {status.get('message') or status}")
-    causes = (status.get("details") or {}).get("causes") or []
-    code = next((c.get("message") for c in causes if c.get("reason") == "ExitCode"), "1")
-    return bytes(stdout), stderr.decode("utf-8", "replace").strip() or f"exit code {code}"
+    # Without stderr, the Status's message says the command and its exit code.
+    return bytes(stdout), stderr.decode("utf-8", "replace").strip() or str(status.get("message"))
 
 
 async def read_xcom(client: ClusterClient, namespace: str, pod: str, logger: Any = None) -> Any:

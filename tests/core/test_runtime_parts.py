@@ -34,7 +34,6 @@ from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod
 from kpo_async.pod_state import PodState
 from kpo_async.pods import create_pod, patch_metadata, read_pod
-from kpo_async.retry import Backoff
 from kpo_async.testing.harness import behavior, close_process_state, make_operator, run_task, wait_for
 from kpo_async.testing.sim import Fault, SimCluster, SimConfig
 from kpo_async.watch import shared_watcher
@@ -115,7 +114,7 @@ async def test_api_errors_are_typed(sim: SimCluster, client: ClusterClient) -> N
     assert (await api.call(read("typed"), what="reading typed", verb="get"))["metadata"]["name"] == "typed"
     sim.faults.add(Fault(method="GET", path=r"/pods/typed$", status=503, times=1))
     with pytest.raises(ClusterUnreachableError) as unreachable:
-        await api.call(read("typed"), what="reading typed", verb="get", backoff=Backoff(attempts=1))
+        await api.call(read("typed"), what="reading typed", verb="get", attempts=1)
     assert isinstance(unreachable.value.__cause__, Retryable)
 
 

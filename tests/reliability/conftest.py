@@ -180,15 +180,14 @@ def sim_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess
 
 
 def _short_jitter_seed() -> int:
-    """A seed for `random` under which `Backoff`'s 7 jittered sleeps are short (about 2 s in all)."""
-    from kpo_async.retry import DEFAULT_BACKOFF
+    """A seed for `random` under which `kpo_async.retry`'s 7 jittered sleeps are short (about 2 s in all)."""
+    from kpo_async.retry import ATTEMPTS, BACKOFF_BASE, BACKOFF_CAP
 
     best, best_total = 0, float("inf")
     for seed in range(2000):
         rng = random.Random(seed)
         total = sum(
-            rng.uniform(0, min(DEFAULT_BACKOFF.cap, DEFAULT_BACKOFF.base * 2**attempt))
-            for attempt in range(1, DEFAULT_BACKOFF.attempts)
+            rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)) for attempt in range(1, ATTEMPTS)
         )
         if 2.0 <= total < best_total:
             best, best_total = seed, total
