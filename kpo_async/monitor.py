@@ -76,8 +76,8 @@ class PodMonitor:
             outcome, state = None, None
             while outcome is None:
                 state = await self._next_state(self._deadline(state))
-                taken_away = self._subscription.watcher.taken_away.get(self.pod_name)
-                if taken_away is not None:  # deleted before this loop saw its last state
+                if (taken_away := self._subscription.watcher.taken_away.get(self.pod_name)) is not None:
+                    # deleted (without our finalizer) before this loop saw its last state
                     self._note_disruption(taken_away)
                 if state is not None:
                     self._last = state

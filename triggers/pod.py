@@ -240,8 +240,7 @@ class PodTrigger(BaseTrigger):
                 follower,
             )
             return
-        if self.on_kill_action != "delete_pod":  # kept, without our finalizer: it may go when deleted
-            await release_pod(client, self.namespace, self.pod_name)
-            return
-        await delete_pod(client, self.namespace, self.pod_name)
-        self.log.info("deleted pod %s because the task was killed", self._pod_ref)
+        # keep_pod: released, so that it can go once deleted
+        done = "deleted" if self.on_kill_action == "delete_pod" else "released"
+        await (delete_pod if done == "deleted" else release_pod)(client, self.namespace, self.pod_name)
+        self.log.info("%s pod %s because the task was killed", done, self._pod_ref)
