@@ -22,15 +22,15 @@ FINALIZED_LABEL = "kpo-async.io/finalized"
 
 
 async def find_task_pods(client: ClusterClient, namespace: str, selector: str) -> list[PodState]:
-    """Unfinalized pods matching `selector`, newest first."""
-    selector = f"{selector},!{FINALIZED_LABEL}"
-    request = partial(
-        client.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False
-    )
+    """Unfinalized pods matching `selector` that are not being deleted, newest first."""
+    list_pods = partial(client.core.list_namespaced_pod, namespace, _preload_content=False)
+    request = partial(list_pods, label_selector=f"{selector},!{FINALIZED_LABEL}")
     body = await api.call(request, what=f"listing pods in {namespace}", verb="list")
-    # A pod being deleted is on its way out: never adopt it.
-    states = [state for state in map(PodState.from_api, body.get("items") or []) if not state.deleting]
-    return sorted(states, key=lambda state: state.created_at or 0.0, reverse=True)
+    states = list(map(PodState.from_api, body.get("items") or []))
+    # A pod being deleted is on its way out: never adopted, and released (its try's worker is gone).
+    for leaving in (state for state in states if state.deleting):
+        await release_pod(client, namespace, leaving.name)
+    return sorted((s for s in states if not s.deleting), key=lambda s: s.created_at or 0.0, reverse=True)
 
 
 async def create_pod(client: ClusterClient, pod: V1Pod) -> PodState | None:

@@ -216,6 +216,33 @@ def test_a_pod_a_user_deletes_while_its_trigger_runs_fails_the_try_and_goes(sim_
         time.sleep(0.05)
 
 
+def test_a_held_pod_of_an_earlier_try_is_released_by_the_next_try(sim_thread) -> None:
+    """A pod deleted while no one followed it (its try's worker died) is held by our finalizer; the
+    next try, which never adopts a pod being deleted, releases it so that it goes."""
+    kwargs = {"name": "held-earlier", "cmds": ["sh", "-c"], "arguments": ["sleep 30"]}
+    first = submit(make_operator(sim_thread, **kwargs), FakeTI(task_id="held-earlier", try_number=1))
+    name = first.trigger.pod_name
+    _wait(lambda: (stored_pod(sim_thread, name) or {}).get("status", {}).get("phase") == "Running")
+    asyncio.run(_delete(sim_thread, name, grace_period_seconds=1))
+    _wait(lambda: stored_pod(sim_thread, name)["metadata"].get("deletionGracePeriodSeconds") == 0)
+    time.sleep(0.5)
+    assert stored_pod(sim_thread, name) is not None  # held: no one released it
+
+    op = make_operator(sim_thread, **{**kwargs, "arguments": ["echo quick"]})
+    ti = FakeTI(task_id="held-earlier", try_number=2)
+    second = submit(op, ti)
+    assert second.trigger.pod_name != name
+    assert stored_pod(sim_thread, name) is None
+    resume(op, ti, second)
+
+
+def _wait(done, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 async def _delete(sim, name: str, grace_period_seconds: int = 0, release: bool = False) -> None:
     """A user's delete; with `release`, our finalizer removed first (the pod's task is gone)."""
     api = await config.new_client_from_config(config_file=sim.kubeconfig_path)
