@@ -128,6 +128,8 @@ async def test_unscheduled_and_node_gone_pods_with_a_finalizer_are_held(
     await v1.delete_namespaced_pod("nowhere", "default")
     pod = await _raw(v1, "nowhere")
     assert pod is not None and pod["metadata"]["deletionGracePeriodSeconds"] == 0
+    # Ended as kube-controller-manager's pod GC ends a terminating pod that no node runs.
+    await wait_for(lambda: _raw(v1, "nowhere"), lambda p: p is not None and p["status"]["phase"] == "Failed")
     await _remove(v1, "nowhere", HOLD)
     assert await _raw(v1, "nowhere") is None
 
