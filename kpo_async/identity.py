@@ -23,6 +23,9 @@ FOLLOWED_BY_TRY_ANNOTATION = "kpo-async.io/followed-by-try"
 #: and on a pod whose creation waited for the namespace's quota (seconds); its timeline shows them.
 RELAUNCH_ANNOTATION = "kpo-async.io/relaunch"
 QUOTA_WAIT_ANNOTATION = "kpo-async.io/quota-wait-seconds"
+#: Finalizer on every pod we create: the object outlives its deletion until the task has seen how
+#: it ended (an evicted pod's DisruptionTarget), and whoever deletes it or keeps it releases it.
+TASK_SEEN_FINALIZER = "kpo-async.io/task-seen"
 
 XCOM_SIDECAR_NAME = "airflow-xcom-sidecar"
 XCOM_MOUNT_PATH = "/airflow/xcom"

@@ -21,7 +21,7 @@ from kpo_async.k8s_objects import to_v1pod
 from kpo_async.log_follower import Formatter, PodLogs
 from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_state import DISRUPTIONS, PodState
-from kpo_async.pods import pod_events, read_pod, read_pod_json
+from kpo_async.pods import pod_events, read_pod, read_pod_json, release_pod
 from kpo_async.retry import describe
 from kpo_async.timeline import describe_timeline, pod_timeline
 from kpo_async.trigger_settings import MonitorSettings
@@ -76,8 +76,8 @@ class PodMonitor:
             outcome, state = None, None
             while outcome is None:
                 state = await self._next_state(self._deadline(state))
-                taken_away = self._subscription.watcher.taken_away.get(self.pod_name)
-                if taken_away is not None:  # deleted before this loop saw its last state
+                if (taken_away := self._subscription.watcher.taken_away.get(self.pod_name)) is not None:
+                    # deleted (without our finalizer) before this loop saw its last state
                     self._note_disruption(taken_away)
                 if state is not None:
                     self._last = state
@@ -101,25 +101,24 @@ class PodMonitor:
 
     async def _step(self, state: PodState | None) -> PodOutcome | None:
         """Act on the pod's latest state: move to the next stage, or the outcome when it ends."""
-        pod = self._pod_ref
+        pod, base = self._pod_ref, self.settings.base_container_name
         if self._disrupted is not None:
             return self._disruption_outcome(state)
+        if state is None or (state.deleting and not self._succeeded(state)):
+            # Deleted from outside (our deletes release our finalizer first): let the object go. Not
+            # waiting for the kubelet's TERM, grace period and KILL: "exit code 137" 30 s later.
+            if state is not None:
+                await release_pod(self.client, self.namespace, self.pod_name)
+            started = self.started or (state is not None and state.started(base))
+            what = "before its container finished" if started else "or never created before it started"
+            return self._outcome(Status.ERROR, state, "PodDeleted", f"pod {pod} was deleted {what}")
         if not self.started:
-            if state is None:
-                why = f"pod {pod} was deleted or never created before it started; see the pod's events"
-                return self._outcome(Status.ERROR, None, None, why)
-            if not state.started(self.settings.base_container_name):
+            if not state.started(base):
                 return await self._startup_problem(state)
             await self._begin_running(state)
-        if state is not None and state.ended(self.settings.base_container_name):
+        if state.ended(base):
             await self.logs.finish()
             return await self._complete(state)
-        if state is None or state.deleting:
-            # Deleted from outside while running. A real kubelet TERMs the container, waits the
-            # grace period (a shell as PID 1 ignores TERM), KILLs it and only then removes the pod:
-            # waiting for that would report a misleading "exit code 137" after 30 s.
-            why = f"pod {pod} was deleted before its container finished"
-            return self._outcome(Status.ERROR, state, "PodDeleted", why)
         if _passed(self.settings.execution_deadline):
             why = f"pod {pod} was still running when execution_timeout ran out"
             return self._outcome(Status.TIMEOUT, state, "ExecutionTimeout", why)
@@ -196,11 +195,13 @@ class PodMonitor:
     def _note_disruption(self, state: PodState) -> None:
         """Remember the first sign that the cluster is taking the pod away (unless its base
         container had already succeeded: then the pod's work is done)."""
-        base = state.container(self.settings.base_container_name)
-        succeeded = base is not None and base.terminated and base.exit_code == 0
-        if self._disrupted is None and state.disruption and not succeeded:
+        if self._disrupted is None and state.disruption and not self._succeeded(state):
             self._disrupted, self._disrupted_seen = state, time.time()
             self.log.info("pod %s is being taken away by the cluster: %s", self._pod_ref, state.disruption[1])
+
+    def _succeeded(self, state: PodState) -> bool:
+        base = state.container(self.settings.base_container_name)
+        return base is not None and base.terminated and base.exit_code == 0
 
     def _disruption_outcome(self, state: PodState | None) -> PodOutcome | None:
         """Once the taken-away pod is gone or has ended, the outcome naming the disruption (the

@@ -657,9 +657,9 @@ class AsyncKubernetesPodOperator(BaseOperator):
             if await pods.delete_pod(client, namespace, pod_name):
                 self.log.info("deleted pod %s/%s", namespace, pod_name)
         else:
-            # Labelled as consumed, so that no later try adopts it.
+            # Labelled as consumed, so that no later try adopts it; released, so that it can go.
             finalized = {pods.FINALIZED_LABEL: "true"}
-            await pods.patch_metadata(client, namespace, pod_name, what="labelling", labels=finalized)
+            await pods.release_pod(client, namespace, pod_name, labels=finalized)
             self.log.info("kept pod %s/%s (on_finish_action=%s)", namespace, pod_name, self.on_finish_action)
 
     async def _report_failure(self, client: ClusterClient, namespace: str, pod_name: str) -> None:
@@ -716,11 +716,12 @@ class AsyncKubernetesPodOperator(BaseOperator):
             await pods.delete_pod(client, namespace, state.name)
 
     def on_kill(self) -> None:
-        """Killed while submitting or while running non-deferrably: delete our pod."""
-        if self._submitted is None or self.on_kill_action != "delete_pod":
+        """Killed while submitting or while running non-deferrably: delete our pod (or let it go)."""
+        if self._submitted is None:
             return
         namespace, name = self._submitted
-        self._on_cluster(lambda client: pods.delete_pod(client, namespace, name))
+        stop = pods.delete_pod if self.on_kill_action == "delete_pod" else pods.release_pod
+        self._on_cluster(lambda client: stop(client, namespace, name))
 
     def _on_cluster(self, action: Callable[[ClusterClient], Awaitable[T]]) -> T:
         """Run `action` with a client of this task's cluster, in an event loop of its own."""

@@ -20,6 +20,7 @@ from kpo_async.identity import (
     MANAGED_LABEL,
     POD_NAME_UNSAFE,
     SUFFIX_LENGTH,
+    TASK_SEEN_FINALIZER,
     XCOM_MOUNT_PATH,
     XCOM_SIDECAR_NAME,
     XCOM_SIDECAR_SCRIPT,
@@ -444,6 +445,7 @@ def build_pod(
     metadata["name"] = pod_name(name, identity=identity, random_name_suffix=args.random_name_suffix)
     metadata["namespace"] = metadata.get("namespace") or default_namespace or "default"
     metadata["labels"] = {**metadata.get("labels", {}), MANAGED_LABEL: "true"}
+    metadata["finalizers"] = list(dict.fromkeys([*metadata.get("finalizers", []), TASK_SEEN_FINALIZER]))
     if identity is not None:
         metadata["labels"].update(identity_labels(identity))
         metadata["annotations"] = {**metadata.get("annotations", {}), **identity_annotations(identity)}

@@ -14,6 +14,7 @@ from kubernetes_asyncio.client import V1Pod
 from kpo_async import api
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import Conflict, InvalidArgumentError, NotFound, Unprocessable
+from kpo_async.identity import TASK_SEEN_FINALIZER
 from kpo_async.pod_state import PodState
 
 #: Set on a pod whose result a task has consumed; such a pod is never adopted again.
@@ -21,15 +22,15 @@ FINALIZED_LABEL = "kpo-async.io/finalized"
 
 
 async def find_task_pods(client: ClusterClient, namespace: str, selector: str) -> list[PodState]:
-    """Unfinalized pods matching `selector`, newest first."""
-    selector = f"{selector},!{FINALIZED_LABEL}"
-    request = partial(
-        client.core.list_namespaced_pod, namespace, label_selector=selector, _preload_content=False
-    )
+    """Unfinalized pods matching `selector` that are not being deleted, newest first."""
+    list_pods = partial(client.core.list_namespaced_pod, namespace, _preload_content=False)
+    request = partial(list_pods, label_selector=f"{selector},!{FINALIZED_LABEL}")
     body = await api.call(request, what=f"listing pods in {namespace}", verb="list")
-    # A pod being deleted is on its way out: never adopt it.
-    states = [state for state in map(PodState.from_api, body.get("items") or []) if not state.deleting]
-    return sorted(states, key=lambda state: state.created_at or 0.0, reverse=True)
+    states = list(map(PodState.from_api, body.get("items") or []))
+    # A pod being deleted is on its way out: never adopted, and released (its try's worker is gone).
+    for leaving in (state for state in states if state.deleting):
+        await release_pod(client, namespace, leaving.name)
+    return sorted((s for s in states if not s.deleting), key=lambda s: s.created_at or 0.0, reverse=True)
 
 
 async def create_pod(client: ClusterClient, pod: V1Pod) -> PodState | None:
@@ -79,13 +80,23 @@ async def read_pod(client: ClusterClient, namespace: str, name: str) -> PodState
 
 
 async def delete_pod(client: ClusterClient, namespace: str, name: str) -> bool:
-    """Delete the pod (with its own grace period); False if it was already gone."""
+    """Release our finalizer, then delete the pod (with its own grace period); False if it was
+    already gone. In this order, an interruption between the two leaves an ordinary pod (as one
+    before the delete did), never one stuck Terminating."""
+    await release_pod(client, namespace, name)
     request = partial(client.core.delete_namespaced_pod, name, namespace, _preload_content=False)
     return await _unless_gone(request, what=f"deleting pod {namespace}/{name}", verb="delete") is not None
 
 
+async def release_pod(client: ClusterClient, namespace: str, name: str, **metadata: dict[str, str]) -> bool:
+    """Remove our finalizer (only ours: a strategic merge patch) so that the pod's deletion
+    completes, merging `metadata` as `patch_metadata` does; False if the pod is gone."""
+    release = {"$deleteFromPrimitiveList/finalizers": [TASK_SEEN_FINALIZER]}
+    return await patch_metadata(client, namespace, name, what="releasing", **release, **metadata)
+
+
 async def patch_metadata(
-    client: ClusterClient, namespace: str, name: str, *, what: str, **metadata: dict[str, str]
+    client: ClusterClient, namespace: str, name: str, *, what: str, **metadata: Any
 ) -> bool:
     """Merge `metadata` (labels, annotations) into the pod's; False if the pod is gone."""
     request = partial(  # type: ignore[call-arg]  # _content_type is passed on to the request
@@ -93,7 +104,7 @@ async def patch_metadata(
         name,
         namespace,
         {"metadata": metadata},
-        _content_type="application/merge-patch+json",
+        _content_type="application/strategic-merge-patch+json",
         _preload_content=False,
     )
     return await _unless_gone(request, what=f"{what} pod {namespace}/{name}", verb="patch") is not None

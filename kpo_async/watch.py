@@ -162,18 +162,15 @@ class PodWatcher:
         seen: dict[str, PodState] = {}
         continue_token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"label_selector": MANAGED_SELECTOR, "limit": 500}
-            if continue_token:
-                kwargs["_continue"] = continue_token
+            page = {"_continue": continue_token} if continue_token else {}
+            kwargs: dict[str, Any] = {"label_selector": MANAGED_SELECTOR, "limit": 500, **page}
             response = await open_response(
                 self.client.core.list_namespaced_pod(self.namespace, _preload_content=False, **kwargs),
                 what=f"listing pods in namespace {self.namespace}",
                 verb="list",
             )
             body = json.loads(await response.read())
-            for item in body.get("items") or []:
-                state = PodState.from_api(item)
-                seen[state.name] = state
+            seen.update((state.name, state) for state in map(PodState.from_api, body.get("items") or []))
             continue_token = (body.get("metadata") or {}).get("continue")
             if not continue_token:
                 break
@@ -217,13 +214,8 @@ class PodWatcher:
         obj = event.get("object") or {}
         self.last_contact = time.monotonic()
         if kind == "ERROR":  # a Status object: 410 when the resourceVersion is too old
-            raise error_for(
-                obj.get("code") or 500,
-                json.dumps(obj),
-                what=f"watching pods in {self.namespace}",
-                verb="watch",
-                resource="pods",
-            )
+            what = f"watching pods in {self.namespace}"
+            raise error_for(obj.get("code") or 500, json.dumps(obj), what=what, verb="watch", resource="pods")
         resource_version = (obj.get("metadata") or {}).get("resourceVersion")
         if kind == "BOOKMARK":
             return resource_version

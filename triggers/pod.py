@@ -22,7 +22,7 @@ from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION
 from kpo_async.log_follower import Formatter
 from kpo_async.monitor import PodMonitor
 from kpo_async.outcome import PodOutcome, Status
-from kpo_async.pods import delete_pod, read_pod
+from kpo_async.pods import delete_pod, read_pod, release_pod
 from kpo_async.retry import describe
 from kpo_async.trigger_settings import ContainerSelection, MonitorSettings
 
@@ -225,10 +225,9 @@ class PodTrigger(BaseTrigger):
         return await asyncio.wait_for(asyncio.shield(atask_instance_state(task_instance)), _STATE_SECONDS)
 
     async def _delete_pod(self) -> None:
-        """Delete the pod, unless a later try of the task adopted it meanwhile: a cleared task's
-        next try may reattach to the pod before this cancelled trigger gets to kill it."""
-        if self.on_kill_action != "delete_pod":
-            return
+        """Delete the pod (keep_pod: release it), unless a later try of the task adopted it
+        meanwhile: a cleared task's next try may reattach to the pod before this cancelled trigger
+        gets to kill it."""
         client = await shared_client(ClusterRef.from_dict(self.cluster))
         pod = await read_pod(client, self.namespace, self.pod_name)
         follower = int(pod.annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0)) if pod is not None else 0
@@ -241,5 +240,7 @@ class PodTrigger(BaseTrigger):
                 follower,
             )
             return
-        await delete_pod(client, self.namespace, self.pod_name)
-        self.log.info("deleted pod %s because the task was killed", self._pod_ref)
+        # keep_pod: released, so that it can go once deleted
+        done = "deleted" if self.on_kill_action == "delete_pod" else "released"
+        await (delete_pod if done == "deleted" else release_pod)(client, self.namespace, self.pod_name)
+        self.log.info("%s pod %s because the task was killed", done, self._pod_ref)

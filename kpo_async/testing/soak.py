@@ -581,7 +581,9 @@ class Soak:
         while self._to_resume:
             deferral = self.deferrals[self._to_resume.pop(0)]
             payload = self.events[deferral.trigger_id][0]["payload"]
-            self._finalizers.append(asyncio.create_task(self.resume(client, deferral, payload)))
+            task = asyncio.create_task(self.resume(client, deferral, payload))
+            task.add_done_callback(_report_crash)  # a resume that raised would leave its task unended
+            self._finalizers.append(task)
 
     async def event_tailer(self, client: Any) -> None:
         while True:
@@ -620,7 +622,7 @@ class Soak:
 
         relaunch = outcome.relaunch + 1
         pod = self.pod_request(plan, relaunch)
-        _Launch(relaunch, why=outcome.message).mark(
+        _Launch(relaunch, replaces=outcome).mark(
             pod, logging.getLogger("soak"), plan.policy.disruption_relaunches
         )
         identity = TaskIdentity(dag_id=DAG_ID, task_id=f"pod-{plan.index}", run_id=f"soak-{self.args.seed}")
@@ -838,6 +840,11 @@ async def _run(soak: Soak, client: Any, ctl: Any, expected_end: float) -> int:
     pending_faults = len(await ctl.faults())
     await ctl.clear_faults()
     return pending_faults
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        print(f"  resume crashed: {task.exception()!r}", flush=True)
 
 
 async def _remaining_pods(client: Any, wait: float) -> list[str]:

@@ -18,6 +18,8 @@ DESIGN_LABELS = {
     "already_checked",
     "run_id",
 }
+#: kpo-async's finalizer on every pod it creates (docs/migration.md).
+DESIGN_FINALIZER = "kpo-async.io/task-seen"
 #: The env vars carrying a Python decorator's program: the official `@task.kubernetes`'s script and
 #: pickled arguments, `@task.kpo_async`'s one script holding both.
 DECORATOR_SCRIPT_ENV = {"__PYTHON_SCRIPT", "__PYTHON_INPUT", "__KPO_ASYNC_PYTHON_SCRIPT"}
@@ -34,14 +36,18 @@ _LOG_LINE = re.compile(
 
 def normalized_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """The pod as created, minus what differs by design (name suffix, identity labels and
-    annotations, the XCom sidecar's command and image, generated secret volume names, an empty
-    `affinity: {}`) and the random suffix of the API server's service-account token volume."""
+    annotations, kpo-async's finalizer, the XCom sidecar's command and image, generated secret
+    volume names, an empty `affinity: {}`) and the random suffix of the API server's
+    service-account token volume."""
     pod = copy.deepcopy(pod)
     pod.pop("status", None)
     meta = pod["metadata"]
     for key in SERVER_METADATA:
         meta.pop(key, None)
     meta["name"] = _SUFFIX.sub("", meta.get("name", ""))
+    finalizers = [f for f in meta.pop("finalizers", None) or [] if f != DESIGN_FINALIZER]
+    if finalizers:
+        meta["finalizers"] = finalizers
     meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k not in DESIGN_LABELS}
     annotations = {
         k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith("kpo-async.io/")

@@ -7,6 +7,9 @@ triggerer does) and run to its event in a fresh event loop; `execute_complete` t
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from kubernetes_asyncio import client, config
 from kpo_async import AsyncKubernetesPodOperator
 from kpo_async.airflow_compat import AirflowFailException, triggerer_calls_on_kill
 from kpo_async.errors import InvalidArgumentError, PodCannotRunError, PodFailedError
+from kpo_async.identity import TASK_SEEN_FINALIZER
 from kpo_async.pods import FINALIZED_LABEL
 from kpo_async.testing import harness, logcapture
 from kpo_async.testing.harness import FakeTI, behavior, context_for, make_operator, resume, submit
@@ -175,13 +179,81 @@ def test_on_finish_action(sim_thread, action: str, exit_code: int, kept: bool) -
     assert bool(pods) == kept
     for pod in pods:
         assert pod["metadata"]["labels"][FINALIZED_LABEL] == "true"
+        assert TASK_SEEN_FINALIZER not in (pod["metadata"].get("finalizers") or [])  # released
         asyncio.run(_delete(sim_thread, pod["metadata"]["name"]))
+        assert stored_pod(sim_thread, pod["metadata"]["name"]) is None  # so a delete removes it
 
 
-async def _delete(sim, name: str) -> None:
+def stored_pod(sim, name: str) -> dict[str, Any] | None:
+    """The pod as stored, also while it is being deleted; None once it is gone."""
+    found = sim.call(lambda: sim.store.get("pods", "default", name))
+    return json.loads(found.raw) if found is not None else None
+
+
+def test_a_pod_a_user_deletes_while_its_trigger_runs_fails_the_try_and_goes(sim_thread) -> None:
+    op = make_operator(sim_thread, name="user-deleted", cmds=["sh", "-c"], arguments=["sleep 30"])
+    ti = FakeTI("user-deleted")
+    deferred = submit(op, ti)
+    name = deferred.trigger.pod_name
+    assert TASK_SEEN_FINALIZER in stored_pod(sim_thread, name)["metadata"]["finalizers"]
+
+    def delete_once_running() -> None:
+        deadline = time.monotonic() + 30
+        while (stored_pod(sim_thread, name) or {}).get("status", {}).get("phase") != "Running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1)  # the trigger follows it by now
+        asyncio.run(_delete(sim_thread, name, grace_period_seconds=1))
+
+    deleting = threading.Thread(target=delete_once_running, daemon=True)
+    deleting.start()
+    with pytest.raises(PodFailedError, match=f"pod default/{name} was deleted before its container finished"):
+        resume(op, ti, deferred)
+    deleting.join(timeout=40)
+    deadline = time.monotonic() + 15  # the trigger released it: gone once its kubelet is done
+    while stored_pod(sim_thread, name) is not None:
+        assert time.monotonic() < deadline, "the deleted pod is still there"
+        time.sleep(0.05)
+
+
+def test_a_held_pod_of_an_earlier_try_is_released_by_the_next_try(sim_thread) -> None:
+    """A pod deleted while no one followed it (its try's worker died) is held by our finalizer; the
+    next try, which never adopts a pod being deleted, releases it so that it goes."""
+    kwargs = {"name": "held-earlier", "cmds": ["sh", "-c"], "arguments": ["sleep 30"]}
+    first = submit(make_operator(sim_thread, **kwargs), FakeTI(task_id="held-earlier", try_number=1))
+    name = first.trigger.pod_name
+    _wait(lambda: (stored_pod(sim_thread, name) or {}).get("status", {}).get("phase") == "Running")
+    asyncio.run(_delete(sim_thread, name, grace_period_seconds=1))
+    _wait(lambda: stored_pod(sim_thread, name)["metadata"].get("deletionGracePeriodSeconds") == 0)
+    time.sleep(0.5)
+    assert stored_pod(sim_thread, name) is not None  # held: no one released it
+
+    op = make_operator(sim_thread, **{**kwargs, "arguments": ["echo quick"]})
+    ti = FakeTI(task_id="held-earlier", try_number=2)
+    second = submit(op, ti)
+    assert second.trigger.pod_name != name
+    assert stored_pod(sim_thread, name) is None
+    resume(op, ti, second)
+
+
+def _wait(done, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+async def _delete(sim, name: str, grace_period_seconds: int = 0, release: bool = False) -> None:
+    """A user's delete; with `release`, our finalizer removed first (the pod's task is gone)."""
     api = await config.new_client_from_config(config_file=sim.kubeconfig_path)
     async with api:
-        await client.CoreV1Api(api).delete_namespaced_pod(name, "default", grace_period_seconds=0)
+        if release:
+            patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [TASK_SEEN_FINALIZER]}}
+            strategic = "application/strategic-merge-patch+json"
+            await client.CoreV1Api(api).patch_namespaced_pod(name, "default", patch, _content_type=strategic)
+        await client.CoreV1Api(api).delete_namespaced_pod(
+            name, "default", grace_period_seconds=grace_period_seconds
+        )
 
 
 def test_deprecated_is_delete_operator_pod_maps_to_on_finish_action(sim_thread) -> None:
@@ -278,7 +350,7 @@ def test_on_kill_deletes_the_pod_only_when_the_task_left_deferral(
         # a triggerer: that pod is left without a warning; an unanswered state lookup always warns.
         if channel is None or triggerer_calls_on_kill():
             assert any("is left running" in str(e.get("event")) for e in logs), logs
-        asyncio.run(_delete(sim_thread, deferred.trigger.pod_name))
+        asyncio.run(_delete(sim_thread, deferred.trigger.pod_name, release=True))  # ours to clean up
 
 
 def test_without_reattach_an_interrupted_trys_pod_is_replaced_not_orphaned(sim_thread) -> None:

@@ -1,13 +1,12 @@
 """Runtime bugs the soak with evictions found (docs/reliability.md section 6), each reproduced on
-the embedded cluster and marked `xfail(strict=True)` until it is fixed."""
+the embedded cluster (marked `xfail(strict=True)` until it was fixed)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
-
-import pytest
 
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
@@ -17,7 +16,8 @@ from tests.core.test_disruptions import finish, pod, running, slow_start_operato
 
 
 def evict_by_eviction_api(sim: Any, name: str) -> None:
-    """A drain's eviction (policy/v1 Eviction) of the pod; returns once the pod object is gone."""
+    """A drain's eviction (policy/v1 Eviction) of the pod; returns once the eviction has done all it
+    does without the task: the pod has ended, held by our finalizer (or is gone)."""
     from kpo_async.clients import create_client
 
     async def evict() -> None:
@@ -30,22 +30,17 @@ def evict_by_eviction_api(sim: Any, name: str) -> None:
 
     asyncio.run(evict())
     deadline = time.monotonic() + 10
-    while sim.call(lambda: sim.store.get("pods", "default", name)) is not None:
-        assert time.monotonic() < deadline, f"pod {name} still exists 10 s after its eviction"
+    while (body := stored_pod(sim, name)) is not None and body["status"]["phase"] != "Failed":
+        assert time.monotonic() < deadline, f"pod {name} has not ended 10 s after its eviction"
         time.sleep(0.05)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "kpo_async/monitor.py PodMonitor._step (and watch.PodWatcher, whose taken_away only comes "
-        "from a DELETED event it saw): a pod the Eviction API removed while no trigger followed it "
-        "(the triggerer restarting, killed between the DisruptionTarget condition and its event, or "
-        "its watch re-listing) is gone when the trigger looks: it reports 'deleted or never created "
-        "before it started' without a disruption, and execute_complete fails the try instead of "
-        "relaunching the pod. 17 of 36 Eviction API evictions in the soak of 2026-12-06."
-    ),
-)
+def stored_pod(sim: Any, name: str) -> dict[str, Any] | None:
+    """The pod as stored, also while it is being deleted; None once it is gone."""
+    found = sim.call(lambda: sim.store.get("pods", "default", name))
+    return json.loads(found.raw) if found is not None else None
+
+
 def test_a_pod_the_eviction_api_removed_while_no_trigger_ran_is_still_relaunched(sim_thread) -> None:
     op = slow_start_operator(sim_thread, "evicted-unwatched")
     ti = FakeTI("evicted-unwatched")
@@ -59,6 +54,7 @@ def test_a_pod_the_eviction_api_removed_while_no_trigger_ran_is_still_relaunched
     result, redeferred = finish(op, ti, deferred)
     assert result == {"rows": 7}
     assert [d.trigger.pod_name for d in redeferred] == [f"{first}-r1"]
+    assert stored_pod(sim_thread, first) is None  # the relaunch's cleanup released and deleted it
 
 
 def _labelled(watcher: Any, name: str, touched: str) -> bool:

@@ -259,12 +259,17 @@ def pod_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 @pytest.fixture
 async def cleanup_pods(cluster: Cluster, admin_api: client.ApiClient) -> AsyncIterator[list[str]]:
-    """Append pod names to have them deleted (grace period 0) after the test."""
+    """Append pod names to have them deleted (grace period 0, kpo-async's finalizer removed first)
+    after the test."""
     names: list[str] = []
     yield names
     v1 = client.CoreV1Api(admin_api)
+    release = {"metadata": {"$deleteFromPrimitiveList/finalizers": ["kpo-async.io/task-seen"]}}
     for name in names:
         try:
+            await v1.patch_namespaced_pod(  # type: ignore[call-arg]
+                name, cluster.namespace, release, _content_type="application/strategic-merge-patch+json"
+            )
             await v1.delete_namespaced_pod(name, cluster.namespace, grace_period_seconds=0)
         except ApiException as e:
             if e.status != 404:

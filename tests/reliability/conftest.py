@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, config
 
+from kpo_async.identity import TASK_SEEN_FINALIZER
 from kpo_async.testing import logcapture
 from kpo_async.testing.harness import (
     FakeTI,
@@ -124,10 +125,17 @@ def all_pods(sim: SimCluster, prefix: str = "", namespace: str = "default") -> l
 
 
 def delete_now(sim: SimCluster, name: str, namespace: str = "default") -> None:
+    """Force-delete the pod so that it is gone at once: kpo-async's finalizer removed, as a person
+    who wants it gone does, then deleted with grace period 0."""
+
     async def go() -> None:
         api = await _api(sim)
         async with api:
-            await client.CoreV1Api(api).delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+            v1 = client.CoreV1Api(api)
+            release = {"metadata": {"$deleteFromPrimitiveList/finalizers": [TASK_SEEN_FINALIZER]}}
+            strategic = "application/strategic-merge-patch+json"
+            await v1.patch_namespaced_pod(name, namespace, release, _content_type=strategic)
+            await v1.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
 
     asyncio.run(go())
 

@@ -82,3 +82,14 @@ def test_a_python_decorators_program_is_removed_from_the_pod_the_rest_compared()
     assert normalized_pod(official)["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}]
     plain = pod(["bash", "-cx", "..."], [{"name": "A", "value": "1"}])
     assert normalized_pod(plain)["spec"]["containers"][0]["command"] == ["bash", "-cx", "..."]
+
+
+def test_only_kpo_asyncs_finalizer_is_left_out_of_the_comparison() -> None:
+    def pod(*finalizers: str) -> dict:
+        metadata = {"name": "p-abcdefgh", **({"finalizers": list(finalizers)} if finalizers else {})}
+        return {"metadata": metadata, "spec": {"containers": [{"name": "base", "image": "alpine:3.20"}]}}
+
+    assert normalized_pod(pod("kpo-async.io/task-seen")) == normalized_pod(pod())
+    users = normalized_pod(pod("kpo-async.io/task-seen", "example.com/keep"))
+    assert users["metadata"]["finalizers"] == ["example.com/keep"]
+    assert normalized_pod(pod("example.com/keep")) != normalized_pod(pod())

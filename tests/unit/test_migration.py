@@ -43,6 +43,7 @@ BY_DESIGN = {
     "identity annotations": "kpo-async.io/dag-id ... try-number added",
     "xcom sidecar image and command": "waits for a stop file instead of a sleep loop killed by SIGINT",
     "secret volume names": "derived from the secret and path instead of random",
+    "finalizer": "kpo-async.io/task-seen, released by whoever deletes or keeps the pod",
 }
 
 #: Pod spec fields that must be identical.
@@ -513,11 +514,14 @@ def test_differences_by_design_are_exactly_the_documented_ones() -> None:
         "kpo-async.io/map-index",
         "kpo-async.io/try-number",
     }
+    assert "finalizers" not in theirs["metadata"]
+    assert ours["metadata"]["finalizers"] == ["kpo-async.io/task-seen"]
     _, ours_xcom = build_both(**GUIDE_XCOM_TRANSFORM)
     sidecar = container(ours_xcom, "airflow-xcom-sidecar")
     assert "/airflow/xcom/.kpo-async-done" in sidecar["command"][-1]
     docs = (Path(__file__).resolve().parents[2] / "docs" / "migration.md").read_text()
-    for phrase in ("kubernetes_pod_operator", "airflow_version", "kpo-async.io/managed", ".kpo-async-done"):
+    phrases = ("kubernetes_pod_operator", "airflow_version", "kpo-async.io/managed", ".kpo-async-done")
+    for phrase in (*phrases, "kpo-async.io/task-seen"):
         assert phrase in docs
 
 

@@ -117,7 +117,9 @@ def bench_pod(
         annotations=annotations,
         do_xcom_push=xcom,
     )
-    return build_pod(args, identity=pod_identity(run_id, index))
+    pod = build_pod(args, identity=pod_identity(run_id, index))
+    pod.metadata.finalizers = None  # deleted in bulk by `delete_pods`, not by a task's cleanup
+    return pod
 
 
 def run_selector(run_id: str) -> str:

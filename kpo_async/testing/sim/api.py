@@ -383,9 +383,22 @@ class Api:
         for k in ("labels", "annotations"):
             if merged.get(k) == {} and k not in pod["metadata"]:
                 merged.pop(k)
+        if merged.get("finalizers") == []:
+            merged.pop("finalizers")
+        added = set(merged.get("finalizers") or ()) - set(pod["metadata"].get("finalizers") or ())
+        if added and "deletionTimestamp" in keep:
+            message = "Forbidden: no new finalizers can be added if the object is being deleted, "
+            message += f"found new finalizers {sorted(added)}"
+            raise invalid("Pod", name, [Cause("metadata.finalizers", "FieldValueForbidden", message)])
         if merged == pod["metadata"]:
             return obj
         pod["metadata"] = merged
+        if keep.get("deletionGracePeriodSeconds") == 0 and not merged.get("finalizers"):
+            # The last finalizer of a pod deleted (its kubelet done): the object goes now.
+            self.kubelet.forget(pod["metadata"]["namespace"], name)
+            final = self.store.delete("pods", pod["metadata"]["namespace"], name, pod)
+            assert final is not None
+            return final
         return self.store.update("pods", pod)
 
     async def patch_pod(self, request: web.Request) -> web.Response:
@@ -463,29 +476,31 @@ class Api:
             grace = int(pod["spec"].get("terminationGracePeriodSeconds", 30))
         worker = self.kubelet.worker(ns, name)
         phase = pod.get("status", {}).get("phase")
+        meta = pod["metadata"]
         if (
             worker is None
             or not pod["spec"].get("nodeName")
             or phase in ("Succeeded", "Failed")
             or grace <= 0
         ):
-            self.kubelet.forget(ns, name)
-            final = self.store.delete("pods", ns, name, pod)
-            assert final is not None
-            return final
-        meta = pod["metadata"]
+            if not meta.get("finalizers"):
+                self.kubelet.forget(ns, name)
+                final = self.store.delete("pods", ns, name, pod)
+                assert final is not None
+                return final
+            grace = 0  # deleted at once but for its finalizers: the object stays until they are gone
         if meta.get("deletionTimestamp"):
             if grace < meta.get("deletionGracePeriodSeconds", grace + 1):
                 meta["deletionGracePeriodSeconds"] = grace
                 meta["deletionTimestamp"] = fmt_time(time.time() + grace)
-                if self.kubelet.node_state == "Ready":
+                if worker is not None and self.kubelet.node_state == "Ready":
                     worker.terminate(grace)
                 return self.store.update("pods", pod)
             return obj
         meta["deletionTimestamp"] = fmt_time(time.time() + grace)
         meta["deletionGracePeriodSeconds"] = grace
         updated = self.store.update("pods", pod)
-        if self.kubelet.node_state == "Ready":  # on a lost node the pod stays Terminating
+        if worker is not None and self.kubelet.node_state == "Ready":  # a lost node's pod stays Terminating
             self.kubelet.start_delete(worker, float(grace))
         return updated
 

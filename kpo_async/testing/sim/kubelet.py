@@ -793,6 +793,17 @@ class Kubelet:
         await asyncio.sleep(self.config.scaled(self.config.delete_delay))
         while self.node_state == "Lost":  # noqa: ASYNC110 - the node comes back when a test says so
             await asyncio.sleep(0.05)
+        obj, pod = self.store.get("pods", worker.ns, worker.name), worker.pod
+        if obj is not None and obj.body is pod and pod["metadata"].get("finalizers"):
+            # The object waits for its finalizers (api.py removes it once they are gone): a kubelet
+            # reports the deleted pod terminal, and its final delete sets the grace period to 0.
+            if worker.phase() not in ("Succeeded", "Failed"):
+                worker.forced_phase = "Failed"
+            pod["metadata"].update(deletionTimestamp=fmt_time(), deletionGracePeriodSeconds=0)
+            pod["status"] = worker.render_status()
+            self.store.update("pods", pod)
+            self.release(worker)
+            return
         if self.workers.get((worker.ns, worker.name)) is worker:
             del self.workers[(worker.ns, worker.name)]
         worker.removed = True

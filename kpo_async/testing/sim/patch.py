@@ -9,20 +9,25 @@ from kpo_async.testing.sim.errors import ApiError, bad_request
 
 MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 JSON_PATCH = "application/json-patch+json"
+_DELETE_FROM_LIST = "$deleteFromPrimitiveList/"
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386; strategic-merge directives ($patch, $retainKeys...) are dropped."""
+def merge_patch(target: Any, patch: Any, strategic: bool = False) -> Any:
+    """RFC 7386. Of the strategic-merge directives only `$deleteFromPrimitiveList/<list>` is
+    applied (how a finalizer is removed); the others ($patch, $retainKeys...) are dropped."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
+        field = key[len(_DELETE_FROM_LIST) :] if key.startswith(_DELETE_FROM_LIST) else None
+        if strategic and field and isinstance(result.get(field), list) and isinstance(value, list):
+            result[field] = [item for item in result[field] if item not in value]
         if key.startswith("$"):
             continue
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = merge_patch(result.get(key), value, strategic)
     return result
 
 
@@ -97,7 +102,7 @@ def apply_patch(doc: dict[str, Any], patch: Any, content_type: str) -> dict[str,
     if content_type in MERGE_TYPES:
         if not isinstance(patch, dict):
             raise bad_request("merge patch must be a JSON object")
-        return merge_patch(doc, patch)
+        return merge_patch(doc, patch, strategic=content_type == MERGE_TYPES[1])
     if content_type == JSON_PATCH:
         return json_patch(doc, patch)
     raise ApiError(
