@@ -699,11 +699,12 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         # Airflow's deferral timeout fired before our trigger's event.
-        if next_method == "__fail__" and self.on_kill_action == "delete_pod":
-            self._on_cluster(lambda client: self._delete_current_pods(client, context))
+        if next_method == "__fail__":
+            self._on_cluster(lambda client: self._stop_current_pods(client, context))
         return super().resume_execution(next_method, next_kwargs, context)
 
-    async def _delete_current_pods(self, client: ClusterClient, context: Context) -> None:
+    async def _stop_current_pods(self, client: ClusterClient, context: Context) -> None:
+        """As `on_kill_action` says: delete this try's pods, or release them (keep_pod)."""
         identity = self.task_identity(context)
         # Where execute put the pod (its namespace may come from a template or full_pod_spec).
         namespace = (
@@ -713,7 +714,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
             or "default"
         )
         for state in await pods.find_task_pods(client, namespace, task_selector(identity, include_try=True)):
-            await pods.delete_pod(client, namespace, state.name)
+            stop = pods.delete_pod if self.on_kill_action == "delete_pod" else pods.release_pod
+            await stop(client, namespace, state.name)
 
     def on_kill(self) -> None:
         """Killed while submitting or while running non-deferrably: delete our pod (or let it go)."""

@@ -216,6 +216,30 @@ def test_a_pod_a_user_deletes_while_its_trigger_runs_fails_the_try_and_goes(sim_
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("action", ["delete_pod", "keep_pod"])
+def test_airflows_deferral_timeout_stops_the_pod_as_on_kill_action_says(sim_thread, action: str) -> None:
+    """Airflow failed the deferred task (``__fail__``: its trigger timeout fired before our
+    trigger's event): the pod is deleted, or kept and released so that a later delete removes it."""
+    name = f"deferral-timeout-{action.replace('_', '-')}"
+    op = make_operator(
+        sim_thread, name=name, cmds=["sh", "-c"], arguments=["sleep 30"], on_kill_action=action
+    )
+    ti = FakeTI(name)
+    pod_name = submit(op, ti).trigger.pod_name
+    with pytest.raises(
+        Exception, match="Trigger timeout"
+    ) as failed:  # airflow.sdk's on 3.3, airflow's on 3.0
+        op.resume_execution("__fail__", {"error": "Trigger timeout"}, context_for(ti))
+    assert type(failed.value).__name__ == "TaskDeferralTimeout"
+    kept = stored_pod(sim_thread, pod_name)
+    if action == "delete_pod":
+        _wait(lambda: stored_pod(sim_thread, pod_name) is None)
+        return
+    assert kept is not None and TASK_SEEN_FINALIZER not in (kept["metadata"].get("finalizers") or [])
+    asyncio.run(_delete(sim_thread, pod_name))
+    _wait(lambda: stored_pod(sim_thread, pod_name) is None)
+
+
 def test_a_held_pod_of_an_earlier_try_is_released_by_the_next_try(sim_thread) -> None:
     """A pod deleted while no one followed it (its try's worker died) is held by our finalizer; the
     next try, which never adopts a pod being deleted, releases it so that it goes."""
