@@ -13,9 +13,10 @@ import base64
 import importlib
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
+from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
 if TYPE_CHECKING:  # type-checked against the newest layout
     from airflow.sdk import Context
@@ -121,15 +122,7 @@ class KpoAsyncCmdDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOperator
         return super().execute(context)
 
 
-def kpo_async_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
-    """The decorated function runs in the pod; its return value is the XCom (with do_xcom_push)."""
-    return task_decorator_factory(
-        python_callable=python_callable, decorated_operator_class=KpoAsyncPythonDecoratedOperator, **kwargs
-    )
-
-
-def kpo_async_cmd_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
-    """The decorated function returns the command the pod runs (a list of strings)."""
-    return task_decorator_factory(
-        python_callable=python_callable, decorated_operator_class=KpoAsyncCmdDecoratedOperator, **kwargs
-    )
+#: ``@task.kpo_async``: the decorated function runs in the pod; its return value is the XCom.
+kpo_async_task = partial(task_decorator_factory, decorated_operator_class=KpoAsyncPythonDecoratedOperator)
+#: ``@task.kpo_async_cmd``: the decorated function returns the command the pod runs.
+kpo_async_cmd_task = partial(task_decorator_factory, decorated_operator_class=KpoAsyncCmdDecoratedOperator)
