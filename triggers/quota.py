@@ -106,8 +106,9 @@ class QuotaTrigger(BaseTrigger):
         """Poll the quota until it has room for the pod (True) or the deadline passes (False). What
         is short is logged when it changes, not on every poll."""
         said, delay = "", 1.0
-        if not self.quota:  # a refusal worded otherwise: no quota to read
-            return await self._blind_wait()
+        if not self.quota:  # a refusal worded otherwise: no quota to read, the create is tried again later
+            await asyncio.sleep(max(0.0, min(BLIND_RETRY_SECONDS, self.deadline - time.time())))
+            return time.time() < self.deadline
         while time.time() < self.deadline:
             try:
                 quota = await api.call(
@@ -139,7 +140,3 @@ class QuotaTrigger(BaseTrigger):
             if resource in hard
             and quantity(used.get(resource, "0")) + quantity(asked) > quantity(hard[resource])
         ]
-
-    async def _blind_wait(self) -> bool:
-        await asyncio.sleep(max(0.0, min(BLIND_RETRY_SECONDS, self.deadline - time.time())))
-        return time.time() < self.deadline
