@@ -151,13 +151,10 @@ def _check_image(argument: str, value: Any) -> None:
 
 
 def _check_string_list(argument: str, value: Any) -> None:
-    if isinstance(value, str):
-        raise InvalidArgumentError(
-            argument, f"got the string {value!r}, expected a list of strings", f"use {argument}=[{value!r}]"
-        )
     is_list = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
     if value is not None and not is_list:
-        raise InvalidArgumentError(argument, f"{value!r} is not a list of strings", "pass a list of strings")
+        fix = f"use {argument}=[{value!r}]" if isinstance(value, str) else "pass a list of strings"
+        raise InvalidArgumentError(argument, f"{value!r} is not a list of strings", fix)
 
 
 def check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> None:
