@@ -64,19 +64,10 @@ class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOpera
 
     def add_script(self) -> None:
         """Put the program (the function, its pickled arguments, the XCom write) in the pod's env."""
-        script = base64.b64encode(self.script().encode()).decode()
-        env: Any = getattr(self, "env_vars", None)
-        if isinstance(env, dict):
-            env = {**env, SCRIPT_ENV: script}
-        else:
-            env = [*(env or []), {"name": SCRIPT_ENV, "value": script}]
-        self.env_vars = env
-
-    def script(self) -> str:
         pickler: Any = importlib.import_module("dill" if self.use_dill else "pickle")
         arguments = base64.b64encode(pickler.dumps((list(self.op_args), dict(self.op_kwargs)), protocol=4))
         output = XCOM_RETURN_FILE if self.do_xcom_push else None
-        return "\n".join(
+        program = "\n".join(
             [
                 f"import base64, json, os, {pickler.__name__}",
                 self.get_python_source(),  # type: ignore[no-untyped-call]
@@ -88,6 +79,10 @@ class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOpera
                 "        json.dump(result, file)",
             ]
         )
+        script = base64.b64encode(program.encode()).decode()
+        env: Any = getattr(self, "env_vars", None)  # the official operator's dict, or a list of env vars
+        entry = {"name": SCRIPT_ENV, "value": script}
+        self.env_vars = {**env, SCRIPT_ENV: script} if isinstance(env, dict) else [*(env or []), entry]
 
 
 class KpoAsyncCmdDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOperator):
