@@ -72,8 +72,7 @@ class QuotaTrigger(BaseTrigger):
         self.cluster_fingerprint = cluster_fingerprint
         found = _REFUSAL.search(refusal)
         self.quota = found["quota"] if found else ""
-        pairs = (item.split("=", 1) for item in found["requested"].split(",")) if found else ()
-        self.requested = {resource: asked for resource, asked in pairs}
+        self.requested = dict(item.split("=", 1) for item in found["requested"].split(",")) if found else {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return "triggers.quota.QuotaTrigger", {
