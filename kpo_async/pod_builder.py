@@ -477,5 +477,4 @@ def _add_xcom_sidecar(spec: dict[str, Any], base: dict[str, Any], args: PodArgum
             "securityContext": _api(args, "xcom_sidecar_container_security_context", "V1SecurityContext"),
         }
     )
-    containers = [item for item in spec["containers"] if item.get("name") != XCOM_SIDECAR_NAME]
-    spec["containers"] = [*containers, sidecar]
+    spec["containers"] = [*(c for c in spec["containers"] if c.get("name") != XCOM_SIDECAR_NAME), sidecar]
