@@ -45,6 +45,8 @@ RESOURCE_KEYS: dict[str, tuple[str, str]] = {
 }
 _API_RESOURCE_KEYS = frozenset({"limits", "requests", "claims"})
 
+#: What an official ``Secret`` says: how and what to expose, where, and which key (None: all).
+_SECRET_FIELDS = ("deploy_type", "secret", "deploy_target", "key")
 _POD_NAME_ARGUMENT = re.compile(r"^[A-Za-z0-9_.-]+$")  # what the official operator accepts for `name`
 
 
@@ -264,9 +266,7 @@ def _is_unset(value: Any) -> bool:
 def _env(args: PodArguments) -> list[Any]:
     env_vars = args.env_vars
     if isinstance(env_vars, Mapping):  # the official operator's {name: value}
-        env_vars = [
-            {"name": key, "value": value} for key, value in _string_map("env_vars", env_vars, None).items()
-        ]
+        env_vars = [{"name": k, "value": v} for k, v in _string_map("env_vars", env_vars, None).items()]
     env = checked_api_dict(env_vars, "list[V1EnvVar]", argument="env_vars") or []
     return env + (_api(args, "pod_runtime_info_envs", "list[V1EnvVar]") or [])
 
@@ -302,9 +302,7 @@ def _resources(argument: str, value: Any) -> dict[str, Any] | None:
 def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]) -> None:
     """Expose official ``Secret`` objects: env var, envFrom or a read-only volume, as the provider does."""
     for secret in values or []:
-        deploy_type = getattr(secret, "deploy_type", None)
-        name, target = getattr(secret, "secret", None), getattr(secret, "deploy_target", None)
-        key = getattr(secret, "key", None)
+        deploy_type, name, target, key = (getattr(secret, field, None) for field in _SECRET_FIELDS)
         if deploy_type not in ("env", "volume") or not isinstance(name, str):
             raise InvalidArgumentError(
                 "secrets",
