@@ -92,9 +92,8 @@ class QuotaTrigger(BaseTrigger):
 
     async def wait(self, client: ClusterClient, logger: Any) -> dict[str, Any]:
         """Wait here, or on the worker of a task with ``deferrable=False``; the event's payload."""
-        free = await self._wait_for_room(client, logger)
         return {
-            "quota_free": free,
+            "quota_free": await self._wait_for_room(client, logger),
             "quota": self.quota,
             "waited": round(time.time() - self.waiting_since, 1),
             "waiting_since": self.waiting_since,
