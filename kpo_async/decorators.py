@@ -18,14 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
-if TYPE_CHECKING:  # type-checked against the newest layout
+if TYPE_CHECKING:
     from airflow.sdk import Context
+try:  # Airflow >= 3.1
     from airflow.sdk.bases.decorator import determine_kwargs
-else:
-    try:  # Airflow >= 3.1
-        from airflow.sdk.bases.decorator import determine_kwargs
-    except ImportError:  # Airflow 3.0
-        from airflow.utils.operator_helpers import determine_kwargs
+except ImportError:  # Airflow 3.0
+    from airflow.utils.operator_helpers import determine_kwargs  # type: ignore[attr-defined]
 
 from kpo_async.identity import XCOM_RETURN_FILE
 from kpo_async.operator import AsyncKubernetesPodOperator
