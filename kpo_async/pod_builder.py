@@ -132,10 +132,8 @@ def validate_arguments(args: PodArguments) -> dict[str, Any]:
 
 
 def _check_pod_name(name: str | None) -> None:
-    if name is None:
-        return
     usable = isinstance(name, str) and _POD_NAME_ARGUMENT.match(name) and len(name) <= 253
-    if not usable or not POD_NAME_UNSAFE.sub("-", name.lower()).strip("-"):
+    if name is not None and not (usable and POD_NAME_UNSAFE.sub("-", name.lower()).strip("-")):
         raise InvalidArgumentError(
             "name",
             f"{name!r} is not a usable pod name",
