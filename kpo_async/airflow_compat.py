@@ -38,11 +38,8 @@ except ImportError:  # Airflow 3.0
 @functools.cache  # redact runs once per log line of a task with secrets
 def _masker(name: str) -> Any:
     """`name` from Airflow's secrets masker: ``airflow.sdk.log`` (3.1+) or its 3.0 home."""
-    for module in ("airflow.sdk.log", "airflow.sdk.execution_time.secrets_masker"):
-        found = getattr(importlib.import_module(module), name, None)
-        if found is not None:
-            return found
-    return None
+    modules = map(importlib.import_module, ("airflow.sdk.log", "airflow.sdk.execution_time.secrets_masker"))
+    return next(filter(None, (getattr(module, name, None) for module in modules)), None)  # imported lazily
 
 
 def redact(value: Any, name: str | None = None) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from kpo_async import errors
 from kpo_async.retry import ATTEMPTS, RETRYABLE_STATUS, with_retries
@@ -72,7 +72,6 @@ async def call(
 
     async def once() -> dict[str, Any]:
         async with await open_response(request(), what=what, verb=verb, resource=resource) as response:
-            body: dict[str, Any] = json.loads(await response.read())
-        return body
+            return cast(dict[str, Any], json.loads(await response.read()))
 
     return await with_retries(once, what=what, attempts=attempts)

@@ -38,13 +38,6 @@ def execution_mode(name: str) -> Any:
     return ExecutionMode(name)
 
 
-async def import_object(path: str) -> Any:
-    """The object at ``module:qualname`` or ``module.name`` (as `pkgutil.resolve_name` reads them),
-    imported off the event loop (an import reads and runs files); ImportError/AttributeError if
-    absent."""
-    return await asyncio.to_thread(pkgutil.resolve_name, path)
-
-
 def classpaths(callbacks: Sequence[Any]) -> tuple[str, ...]:
     """Import paths of the callback classes, for the trigger's kwargs."""
     classes = [c if inspect.isclass(c) else type(c) for c in callbacks]
@@ -65,10 +58,11 @@ class TriggerCallbacks:
         self.client: Any = None
 
     async def load(self) -> None:
-        """Import the classes."""
+        """Import the classes (as `pkgutil.resolve_name` reads their paths), off the event loop: an
+        import reads and runs files."""
         for path in self.paths:
             try:
-                self.targets.append(await import_object(path))
+                self.targets.append(await asyncio.to_thread(pkgutil.resolve_name, path))
             except Exception as exc:
                 self.log.warning(
                     "callback %s cannot be imported on the triggerer (%r): its on_pod_starting and "

@@ -83,15 +83,12 @@ async def resolve_cluster(ref: ClusterRef) -> ClusterConfig:
     namespace = extras.get("namespace")
     verify_ssl = not _as_bool(extras.get("disable_verify_ssl"))
 
+    # Where each value came from: a task argument or the connection.
     conn = f"connection {ref.conn_id!r} extra"
-    chosen = [  # where each value came from: a task argument or the connection
-        f"task argument in_cluster={in_cluster}" if ref.in_cluster is not None else f"{conn} in_cluster",
-        f"task argument config_file={config_path!r}"
-        if ref.config_file
-        else f"{conn} kube_config_path={config_path!r}",
-        f"{conn} kube_config",
-    ]
-    chosen = [where for where, value in zip(chosen, (in_cluster, config_path, inline), strict=True) if value]
+    path_from = "task argument config_file" if ref.config_file else f"{conn} kube_config_path"
+    flag_from = "task argument" if ref.in_cluster is not None else conn
+    given = {f"{flag_from} in_cluster={in_cluster}": in_cluster, f"{path_from}={config_path!r}": config_path}
+    chosen = [where for where, value in {**given, f"{conn} kube_config": inline}.items() if value]
     if len(chosen) > 1:
         raise InvalidArgumentError(
             "kubernetes_conn_id",

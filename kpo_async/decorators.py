@@ -13,18 +13,17 @@ import base64
 import importlib
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.bases.decorator import DecoratedOperator, TaskDecorator, task_decorator_factory
+from airflow.sdk.bases.decorator import DecoratedOperator, task_decorator_factory
 
-if TYPE_CHECKING:  # type-checked against the newest layout
+if TYPE_CHECKING:
     from airflow.sdk import Context
+try:  # Airflow >= 3.1
     from airflow.sdk.bases.decorator import determine_kwargs
-else:
-    try:  # Airflow >= 3.1
-        from airflow.sdk.bases.decorator import determine_kwargs
-    except ImportError:  # Airflow 3.0
-        from airflow.utils.operator_helpers import determine_kwargs
+except ImportError:  # Airflow 3.0
+    from airflow.utils.operator_helpers import determine_kwargs  # type: ignore[attr-defined]
 
 from kpo_async.identity import XCOM_RETURN_FILE
 from kpo_async.operator import AsyncKubernetesPodOperator
@@ -63,19 +62,10 @@ class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOpera
 
     def add_script(self) -> None:
         """Put the program (the function, its pickled arguments, the XCom write) in the pod's env."""
-        script = base64.b64encode(self.script().encode()).decode()
-        env: Any = getattr(self, "env_vars", None)
-        if isinstance(env, dict):
-            env = {**env, SCRIPT_ENV: script}
-        else:
-            env = [*(env or []), {"name": SCRIPT_ENV, "value": script}]
-        self.env_vars = env
-
-    def script(self) -> str:
         pickler: Any = importlib.import_module("dill" if self.use_dill else "pickle")
         arguments = base64.b64encode(pickler.dumps((list(self.op_args), dict(self.op_kwargs)), protocol=4))
         output = XCOM_RETURN_FILE if self.do_xcom_push else None
-        return "\n".join(
+        program = "\n".join(
             [
                 f"import base64, json, os, {pickler.__name__}",
                 self.get_python_source(),  # type: ignore[no-untyped-call]
@@ -87,6 +77,10 @@ class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOpera
                 "        json.dump(result, file)",
             ]
         )
+        script = base64.b64encode(program.encode()).decode()
+        env: Any = getattr(self, "env_vars", None)  # the official operator's dict, or a list of env vars
+        entry = {"name": SCRIPT_ENV, "value": script}
+        self.env_vars = {**env, SCRIPT_ENV: script} if isinstance(env, dict) else [*(env or []), entry]
 
 
 class KpoAsyncCmdDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOperator):
@@ -121,15 +115,7 @@ class KpoAsyncCmdDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOperator
         return super().execute(context)
 
 
-def kpo_async_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
-    """The decorated function runs in the pod; its return value is the XCom (with do_xcom_push)."""
-    return task_decorator_factory(
-        python_callable=python_callable, decorated_operator_class=KpoAsyncPythonDecoratedOperator, **kwargs
-    )
-
-
-def kpo_async_cmd_task(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> TaskDecorator:
-    """The decorated function returns the command the pod runs (a list of strings)."""
-    return task_decorator_factory(
-        python_callable=python_callable, decorated_operator_class=KpoAsyncCmdDecoratedOperator, **kwargs
-    )
+#: ``@task.kpo_async``: the decorated function runs in the pod; its return value is the XCom.
+kpo_async_task = partial(task_decorator_factory, decorated_operator_class=KpoAsyncPythonDecoratedOperator)
+#: ``@task.kpo_async_cmd``: the decorated function returns the command the pod runs.
+kpo_async_cmd_task = partial(task_decorator_factory, decorated_operator_class=KpoAsyncCmdDecoratedOperator)

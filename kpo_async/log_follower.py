@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import pkgutil
 import re
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,6 @@ from typing import Any
 import aiohttp
 
 from kpo_async.api import open_response
-from kpo_async.callbacks import import_object
 from kpo_async.clients import ClusterClient
 from kpo_async.errors import ApiError, NotFound
 from kpo_async.identity import LOG_CURSOR_ANNOTATION, XCOM_SIDECAR_NAME
@@ -254,7 +254,7 @@ class PodLogs:
             self._redact = redact
         if isinstance(self._formatter, str):
             try:
-                self._formatter = await import_object(self._formatter)
+                self._formatter = await asyncio.to_thread(pkgutil.resolve_name, self._formatter)
             except Exception as exc:
                 self.log.warning(
                     "log_formatter %s cannot be imported on this host (%s): lines are logged as "

@@ -46,6 +46,8 @@ RESOURCE_KEYS: dict[str, tuple[str, str]] = {
 }
 _API_RESOURCE_KEYS = frozenset({"limits", "requests", "claims"})
 
+#: What an official ``Secret`` says: how and what to expose, where, and which key (None: all).
+_SECRET_FIELDS = ("deploy_type", "secret", "deploy_target", "key")
 _POD_NAME_ARGUMENT = re.compile(r"^[A-Za-z0-9_.-]+$")  # what the official operator accepts for `name`
 
 
@@ -131,10 +133,8 @@ def validate_arguments(args: PodArguments) -> dict[str, Any]:
 
 
 def _check_pod_name(name: str | None) -> None:
-    if name is None:
-        return
     usable = isinstance(name, str) and _POD_NAME_ARGUMENT.match(name) and len(name) <= 253
-    if not usable or not POD_NAME_UNSAFE.sub("-", name.lower()).strip("-"):
+    if name is not None and not (usable and POD_NAME_UNSAFE.sub("-", name.lower()).strip("-")):
         raise InvalidArgumentError(
             "name",
             f"{name!r} is not a usable pod name",
@@ -152,13 +152,10 @@ def _check_image(argument: str, value: Any) -> None:
 
 
 def _check_string_list(argument: str, value: Any) -> None:
-    if isinstance(value, str):
-        raise InvalidArgumentError(
-            argument, f"got the string {value!r}, expected a list of strings", f"use {argument}=[{value!r}]"
-        )
     is_list = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
     if value is not None and not is_list:
-        raise InvalidArgumentError(argument, f"{value!r} is not a list of strings", "pass a list of strings")
+        fix = f"use {argument}=[{value!r}]" if isinstance(value, str) else "pass a list of strings"
+        raise InvalidArgumentError(argument, f"{value!r} is not a list of strings", fix)
 
 
 def check_choice(argument: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -268,9 +265,7 @@ def _is_unset(value: Any) -> bool:
 def _env(args: PodArguments) -> list[Any]:
     env_vars = args.env_vars
     if isinstance(env_vars, Mapping):  # the official operator's {name: value}
-        env_vars = [
-            {"name": key, "value": value} for key, value in _string_map("env_vars", env_vars, None).items()
-        ]
+        env_vars = [{"name": k, "value": v} for k, v in _string_map("env_vars", env_vars, None).items()]
     env = checked_api_dict(env_vars, "list[V1EnvVar]", argument="env_vars") or []
     return env + (_api(args, "pod_runtime_info_envs", "list[V1EnvVar]") or [])
 
@@ -306,9 +301,7 @@ def _resources(argument: str, value: Any) -> dict[str, Any] | None:
 def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]) -> None:
     """Expose official ``Secret`` objects: env var, envFrom or a read-only volume, as the provider does."""
     for secret in values or []:
-        deploy_type = getattr(secret, "deploy_type", None)
-        name, target = getattr(secret, "secret", None), getattr(secret, "deploy_target", None)
-        key = getattr(secret, "key", None)
+        deploy_type, name, target, key = (getattr(secret, field, None) for field in _SECRET_FIELDS)
         if deploy_type not in ("env", "volume") or not isinstance(name, str):
             raise InvalidArgumentError(
                 "secrets",
@@ -482,5 +475,4 @@ def _add_xcom_sidecar(spec: dict[str, Any], base: dict[str, Any], args: PodArgum
             "securityContext": _api(args, "xcom_sidecar_container_security_context", "V1SecurityContext"),
         }
     )
-    containers = [item for item in spec["containers"] if item.get("name") != XCOM_SIDECAR_NAME]
-    spec["containers"] = [*containers, sidecar]
+    spec["containers"] = [*(c for c in spec["containers"] if c.get("name") != XCOM_SIDECAR_NAME), sidecar]

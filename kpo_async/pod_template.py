@@ -65,10 +65,9 @@ def pod_template_from_dict(d: Mapping[str, Any], source: str = _DICT) -> dict[st
 
 def _checked(data: Any, *, argument: str, source: str) -> dict[str, Any]:
     fix = "use a Pod manifest: apiVersion: v1, kind: Pod, spec.containers with at least one named container"
-    if data is None:
-        raise InvalidArgumentError(argument, f"{source} is empty", fix)
     if not isinstance(data, Mapping):
-        raise InvalidArgumentError(argument, f"{source} holds a {type(data).__name__}, not a Pod", fix)
+        problem = "is empty" if data is None else f"holds a {type(data).__name__}, not a Pod"
+        raise InvalidArgumentError(argument, f"{source} {problem}", fix)
     if data.get("kind", "Pod") != "Pod":
         raise InvalidArgumentError(
             argument,

@@ -72,8 +72,7 @@ class QuotaTrigger(BaseTrigger):
         self.cluster_fingerprint = cluster_fingerprint
         found = _REFUSAL.search(refusal)
         self.quota = found["quota"] if found else ""
-        pairs = (item.split("=", 1) for item in found["requested"].split(",")) if found else ()
-        self.requested = {resource: asked for resource, asked in pairs}
+        self.requested = dict(item.split("=", 1) for item in found["requested"].split(",")) if found else {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return "triggers.quota.QuotaTrigger", {
@@ -93,9 +92,8 @@ class QuotaTrigger(BaseTrigger):
 
     async def wait(self, client: ClusterClient, logger: Any) -> dict[str, Any]:
         """Wait here, or on the worker of a task with ``deferrable=False``; the event's payload."""
-        free = await self._wait_for_room(client, logger)
         return {
-            "quota_free": free,
+            "quota_free": await self._wait_for_room(client, logger),
             "quota": self.quota,
             "waited": round(time.time() - self.waiting_since, 1),
             "waiting_since": self.waiting_since,
@@ -106,8 +104,9 @@ class QuotaTrigger(BaseTrigger):
         """Poll the quota until it has room for the pod (True) or the deadline passes (False). What
         is short is logged when it changes, not on every poll."""
         said, delay = "", 1.0
-        if not self.quota:  # a refusal worded otherwise: no quota to read
-            return await self._blind_wait()
+        if not self.quota:  # a refusal worded otherwise: no quota to read, the create is tried again later
+            await asyncio.sleep(max(0.0, min(BLIND_RETRY_SECONDS, self.deadline - time.time())))
+            return time.time() < self.deadline
         while time.time() < self.deadline:
             try:
                 quota = await api.call(
@@ -139,7 +138,3 @@ class QuotaTrigger(BaseTrigger):
             if resource in hard
             and quantity(used.get(resource, "0")) + quantity(asked) > quantity(hard[resource])
         ]
-
-    async def _blind_wait(self) -> bool:
-        await asyncio.sleep(max(0.0, min(BLIND_RETRY_SECONDS, self.deadline - time.time())))
-        return time.time() < self.deadline
