@@ -307,6 +307,10 @@ class PodFiles:
             except Exception as e:  # keep serving other pods
                 log(f"{key}: setup failed: {e!r}")
             known = {"uid": meta["uid"]}
+        if meta.get("deletionTimestamp") and (killed := self.emulations.pop(key, None)) is not None:
+            # Stopped by its deletion (the object may stay, held by a finalizer): the rest of its
+            # output never comes, and a base container that had not started never starts.
+            killed.cancel()
         self.note_base_started(key, pod)
         self.mark_terminated(meta["namespace"], meta["name"], pod)
         known["phase"] = phase
