@@ -103,6 +103,12 @@ async def create_pods(cluster: Any, bodies: list[dict[str, Any]], namespace: str
     await asyncio.gather(*(api.core.create_namespaced_pod(namespace, body) for body in bodies))
 
 
+def stored_pod(cluster: Any, name: str, namespace: str = "default") -> dict[str, Any] | None:
+    """The pod as the embedded cluster stores it, also while it is being deleted; None once gone."""
+    found = cluster.call(lambda: cluster.store.get("pods", namespace, name))
+    return json.loads(found.raw) if found is not None else None
+
+
 def live_pods(
     cluster: Any, prefix: str = "", *, selector: str | None = None, namespace: str = "default"
 ) -> list[dict[str, Any]]:

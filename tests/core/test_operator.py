@@ -7,7 +7,6 @@ triggerer does) and run to its event in a fresh event loop; `execute_complete` t
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from typing import Any
@@ -21,8 +20,9 @@ from kpo_async.errors import InvalidArgumentError, PodCannotRunError, PodFailedE
 from kpo_async.identity import TASK_SEEN_FINALIZER
 from kpo_async.pods import FINALIZED_LABEL
 from kpo_async.testing import harness, logcapture
-from kpo_async.testing.harness import FakeTI, behavior, context_for, make_operator, resume, submit
+from kpo_async.testing.harness import FakeTI, behavior, context_for, make_operator, resume, stored_pod, submit
 from kpo_async.testing.logcapture import capture_logs
+from kpo_async.testing.procs import wait_until
 
 
 def run_task(op: AsyncKubernetesPodOperator, ti: FakeTI | None = None) -> Any:
@@ -184,12 +184,6 @@ def test_on_finish_action(sim_thread, action: str, exit_code: int, kept: bool) -
         assert stored_pod(sim_thread, pod["metadata"]["name"]) is None  # so a delete removes it
 
 
-def stored_pod(sim, name: str) -> dict[str, Any] | None:
-    """The pod as stored, also while it is being deleted; None once it is gone."""
-    found = sim.call(lambda: sim.store.get("pods", "default", name))
-    return json.loads(found.raw) if found is not None else None
-
-
 def test_a_pod_a_user_deletes_while_its_trigger_runs_fails_the_try_and_goes(sim_thread) -> None:
     op = make_operator(sim_thread, name="user-deleted", cmds=["sh", "-c"], arguments=["sleep 30"])
     ti = FakeTI("user-deleted")
@@ -233,11 +227,11 @@ def test_airflows_deferral_timeout_stops_the_pod_as_on_kill_action_says(sim_thre
     assert type(failed.value).__name__ == "TaskDeferralTimeout"
     kept = stored_pod(sim_thread, pod_name)
     if action == "delete_pod":
-        _wait(lambda: stored_pod(sim_thread, pod_name) is None)
+        wait_until(lambda: stored_pod(sim_thread, pod_name) is None, timeout=15, what="the pod gone")
         return
     assert kept is not None and TASK_SEEN_FINALIZER not in (kept["metadata"].get("finalizers") or [])
     asyncio.run(_delete(sim_thread, pod_name))
-    _wait(lambda: stored_pod(sim_thread, pod_name) is None)
+    wait_until(lambda: stored_pod(sim_thread, pod_name) is None, timeout=15, what="the pod gone")
 
 
 def test_a_held_pod_of_an_earlier_try_is_released_by_the_next_try(sim_thread) -> None:
@@ -246,9 +240,15 @@ def test_a_held_pod_of_an_earlier_try_is_released_by_the_next_try(sim_thread) ->
     kwargs = {"name": "held-earlier", "cmds": ["sh", "-c"], "arguments": ["sleep 30"]}
     first = submit(make_operator(sim_thread, **kwargs), FakeTI(task_id="held-earlier", try_number=1))
     name = first.trigger.pod_name
-    _wait(lambda: (stored_pod(sim_thread, name) or {}).get("status", {}).get("phase") == "Running")
+    wait_until(
+        lambda: (stored_pod(sim_thread, name) or {}).get("status", {}).get("phase") == "Running",
+        what="Running",
+    )
     asyncio.run(_delete(sim_thread, name, grace_period_seconds=1))
-    _wait(lambda: stored_pod(sim_thread, name)["metadata"].get("deletionGracePeriodSeconds") == 0)
+    wait_until(
+        lambda: stored_pod(sim_thread, name)["metadata"].get("deletionGracePeriodSeconds") == 0,
+        what="stopped",
+    )
     time.sleep(0.5)
     assert stored_pod(sim_thread, name) is not None  # held: no one released it
 
@@ -258,13 +258,6 @@ def test_a_held_pod_of_an_earlier_try_is_released_by_the_next_try(sim_thread) ->
     assert second.trigger.pod_name != name
     assert stored_pod(sim_thread, name) is None
     resume(op, ti, second)
-
-
-def _wait(done, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 async def _delete(sim, name: str, grace_period_seconds: int = 0, release: bool = False) -> None:

@@ -4,13 +4,12 @@ the embedded cluster (marked `xfail(strict=True)` until it was fixed)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 from kpo_async.clients import close_shared_clients, shared_client
 from kpo_async.connection import ClusterRef
-from kpo_async.testing.harness import FakeTI, create_pods, pod_body, submit
+from kpo_async.testing.harness import FakeTI, create_pods, pod_body, stored_pod, submit
 from kpo_async.watch import shared_watcher, stop_shared_watchers
 from tests.core.test_disruptions import finish, pod, running, slow_start_operator
 
@@ -33,12 +32,6 @@ def evict_by_eviction_api(sim: Any, name: str) -> None:
     while (body := stored_pod(sim, name)) is not None and body["status"]["phase"] != "Failed":
         assert time.monotonic() < deadline, f"pod {name} has not ended 10 s after its eviction"
         time.sleep(0.05)
-
-
-def stored_pod(sim: Any, name: str) -> dict[str, Any] | None:
-    """The pod as stored, also while it is being deleted; None once it is gone."""
-    found = sim.call(lambda: sim.store.get("pods", "default", name))
-    return json.loads(found.raw) if found is not None else None
 
 
 def test_a_pod_the_eviction_api_removed_while_no_trigger_ran_is_still_relaunched(sim_thread) -> None:
