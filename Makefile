@@ -57,9 +57,11 @@ test-airflow30: $(STAMP)
 	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/core tests/reliability \
 		--ignore=tests/core/test_disruption_kinds.py
 	# Real 3.0 services: mark-failed/success deletes the pod without trigger on_kill; a clear runs
-	# the task again without orphaning its pod; a triggerer restart keeps it (and loses no line).
+	# the task again without orphaning its pod; a triggerer restart keeps it (and loses no line);
+	# end_from_trigger=True resumes every task on a worker there, with the same outcomes.
 	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/airflow/test_services.py \
 		-k 'marking or clearing or (restart and SIGTERM)'
+	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/airflow/test_end_from_trigger.py -k outcomes
 
 ## Style, the layout rules (runtime apart from the workshop, acyclic, small) and strict types on the runtime
 lint: $(STAMP)

@@ -99,9 +99,12 @@ async def atask_instance_state(task_instance: Any) -> str | None:
     return None if state is None else str(getattr(state, "value", state))
 
 
-def triggerer_retries_failed_tasks() -> bool:
-    """Whether a task its trigger ends with ``TaskFailedEvent`` goes to its retries as after a
-    worker's failure (3.3+, ``handle_event_submit``). 3.0 fails it for good, retries or not."""
+def triggerer_ends_tasks() -> bool:
+    """Whether this Airflow's triggerer lets a trigger end its task (3.3+): ``TaskFailedEvent``
+    goes to the task's retries as a worker's failure does (``handle_event_submit``), and the
+    supervisor answers a trigger's requests (its XCom pushes) alongside the runner's own. On 3.0
+    a failed task's retries are skipped, and an answer out of order fails the whole trigger runner
+    ("Response read out of order", seen with these pushes)."""
     from airflow import __version__
 
     return tuple(int(part) for part in __version__.split(".")[:2]) >= (3, 3)
@@ -112,7 +115,8 @@ async def atask_xcom(method: str, task_instance: Any, key: str, **value: Any) ->
     the triggerer's supervisor and the configured XCom backend, as a worker's push, off the loop."""
     ti = task_instance
     where = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
-    return await sync_to_async(_xcom)(method, key=key, **where, **value)
+    # In a thread of its own (not asgiref's one shared thread): pushes of many triggers go at once.
+    return await sync_to_async(_xcom, thread_sensitive=False)(method, key=key, **where, **value)
 
 
 def _xcom(method: str, **arguments: Any) -> Any:

@@ -25,7 +25,7 @@ from airflow.sdk import BaseOperator
 
 from kpo_async import callbacks as user_callbacks
 from kpo_async import pods
-from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout, redact
+from kpo_async.airflow_compat import AirflowSkipException, AirflowTaskTimeout, redact, triggerer_ends_tasks
 from kpo_async.clients import ClusterClient, open_client
 from kpo_async.connection import DEFAULT_CONN_ID, ClusterRef, resolve_cluster
 from kpo_async.errors import (
@@ -659,6 +659,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if not (setting("end_from_trigger") if self.end_from_trigger is None else self.end_from_trigger):
             return None
         worker_needed = {
+            "Airflow < 3.3's triggerer cannot end a task for its trigger": not triggerer_ends_tasks(),
             "callbacks run their last moments on a worker": self.callbacks,
             "multiple_outputs fans the XCom out on a worker": self.multiple_outputs,
             "a worker records the outlets' asset events": self.outlets,

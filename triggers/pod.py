@@ -27,7 +27,6 @@ from kpo_async.airflow_compat import (
     atask_instance_state,
     atask_xcom,
     triggerer_calls_on_kill,
-    triggerer_retries_failed_tasks,
 )
 from kpo_async.clients import ClusterClient, check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
@@ -217,16 +216,12 @@ class PodTrigger(BaseTrigger):
 
     def _why_on_worker(self, outcome: PodOutcome, task_instance: Any) -> str | None:
         """Why this outcome needs a worker to end its task; None: this trigger can."""
-        skip_codes = self.finish.skip_on_exit_code if self.finish else ()
-        failed = not outcome.succeeded and outcome.exit_code not in skip_codes
         size = len(json.dumps(outcome.xcom)) if self.settings.do_xcom_push else 0
         reasons = {
             "airflow dags test runs the trigger in line": task_instance is None,
             "the cluster took the pod away: a worker decides on a relaunch": outcome.disruption,
             f"the pod was not followed to its end ({outcome.reason})": outcome.status is Status.ERROR,
             "an unpullable image fails the task without retries": outcome.reason == "InvalidImageName",
-            "Airflow < 3.3 fails a task ended by its trigger for good": failed
-            and not triggerer_retries_failed_tasks(),
             f"its XCom's {size} bytes are over the {_LARGEST_XCOM_HERE} a trigger pushes": size
             > _LARGEST_XCOM_HERE,
         }
