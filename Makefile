@@ -60,8 +60,7 @@ test-airflow30: $(STAMP)
 	# the task again without orphaning its pod; a triggerer restart keeps it (and loses no line);
 	# end_from_trigger=True resumes every task on a worker there, with the same outcomes.
 	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/airflow/test_services.py \
-		-k 'marking or clearing or (restart and SIGTERM)'
-	$(VENV30)/bin/python -m pytest -q -p no:cacheprovider tests/airflow/test_end_from_trigger.py -k outcomes
+		-k '((marking or clearing or (restart and SIGTERM)) and not end_from_trigger) or end_from_trigger_outcomes'
 
 ## Style, the layout rules (runtime apart from the workshop, acyclic, small) and strict types on the runtime
 lint: $(STAMP)

@@ -28,6 +28,7 @@ from packaging.version import Version
 
 from kpo_async.airflow_compat import triggerer_calls_on_kill
 from kpo_async.testing import logcapture
+from tests.airflow import end_from_trigger_cases
 from tests.airflow.services import (
     EXAMPLE_DAGS,
     TEST_DAGS,
@@ -75,7 +76,11 @@ def services(workdir: Path) -> Iterator[AirflowServices]:
     markers.mkdir(parents=True, exist_ok=True)
     harness = AirflowServices(
         workdir,
-        dag_files=[EXAMPLE_DAGS / "xcom_etl.py", TEST_DAGS / "kpo_test_services.py"],
+        dag_files=[
+            EXAMPLE_DAGS / "xcom_etl.py",
+            TEST_DAGS / "kpo_test_services.py",
+            end_from_trigger_cases.DAG_FILE,
+        ],
         sim_token=PLANTED_TOKEN,
         connections={"k8s_inline": _inline_connection},
         variables={"kpo_api_secret": PLANTED_VARIABLE, "kpo_echo_secret": ECHOED_SECRET},
@@ -86,7 +91,7 @@ def services(workdir: Path) -> Iterator[AirflowServices]:
     )
     started = time.monotonic()
     with harness:
-        harness.wait_for_dags(DAG_IDS)
+        harness.wait_for_dags((*DAG_IDS, *end_from_trigger_cases.DAG_IDS))
         print(f"\nAirflow services healthy and DAGs parsed in {time.monotonic() - started:.1f}s")
         yield harness
 
@@ -634,6 +639,20 @@ def test_planted_secrets_are_never_written(services: AirflowServices) -> None:
     print(f"\nscanned {scanned} files for the planted secrets")
     assert scanned > 10
     assert not leaks, "\n\n".join(leaks)
+
+
+# -- end_from_trigger (tests/airflow/end_from_trigger_cases.py), on these same services ---------
+from tests.airflow.end_from_trigger_cases import (  # noqa: E402 - collected last, after the cases above
+    test_end_from_trigger_a_triggerer_killed_after_the_cleanup_leaves_the_end_to_its_successor,
+    test_end_from_trigger_marking_failed_and_clearing_still_work,
+    test_end_from_trigger_outcomes_end_on_the_triggerer,
+)
+
+__all__ = [
+    "test_end_from_trigger_a_triggerer_killed_after_the_cleanup_leaves_the_end_to_its_successor",
+    "test_end_from_trigger_marking_failed_and_clearing_still_work",
+    "test_end_from_trigger_outcomes_end_on_the_triggerer",
+]
 
 
 def test_services_survived(services: AirflowServices) -> None:

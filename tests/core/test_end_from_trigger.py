@@ -1,6 +1,6 @@
 """`end_from_trigger` without the Airflow services: what the operator hands its trigger, and what
 sends the task back to a worker. The triggerer's side (the XCom pushed, the task-end events, a
-killed triggerer) needs the real services: tests/airflow/test_end_from_trigger.py.
+killed triggerer) needs the real services: tests/airflow/end_from_trigger_cases.py.
 """
 
 from __future__ import annotations
@@ -145,3 +145,27 @@ def test_an_xcom_over_a_mebibyte_is_pushed_by_a_worker(sim_thread) -> None:
     said = f"its XCom's {size} bytes are over the 1048576 a trigger pushes"
     assert f"end_from_trigger: the task finishes on a worker, as {said}" in events(logs)
     assert op.execute_complete(harness.context_for(ti), event) == value
+
+
+@needs_3_3
+@pytest.mark.parametrize("decorator", ["kpo_async", "kpo_async_cmd"])
+def test_the_decorators_take_it(sim_thread, decorator: str) -> None:
+    from airflow.sdk import DAG, task
+
+    with DAG(f"decorated_{decorator}", schedule=None) as dag:
+
+        @getattr(task, decorator)(
+            kubernetes_conn_id=None,
+            config_file=str(sim_thread.kubeconfig_path),
+            namespace="default",
+            image="alpine:3.20",
+            end_from_trigger=True,
+        )
+        def hello() -> list[str]:
+            return ["sh", "-c", "sleep 30"]
+
+        hello()
+
+    op = dag.get_task("hello")
+    _, kwargs = stored_kwargs(submit(op, FakeTI(op.task_id, dag_id=dag.dag_id)))
+    assert kwargs["end_from_trigger"]["on_finish_action"] == "delete_pod"

@@ -1,4 +1,4 @@
-"""Test-only DAGs for tests/airflow/test_end_from_trigger.py: tasks that end on the triggerer.
+"""Test-only DAGs for tests/airflow/end_from_trigger_cases.py: tasks that end on the triggerer.
 
 The pods' behaviour comes from the embedded cluster's behaviour annotation
 (``sim.kpo-async.io/behavior``): a run time, log lines, an exit code, an XCom value.

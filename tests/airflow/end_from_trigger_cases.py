@@ -1,5 +1,8 @@
 """`end_from_trigger=True` under real Airflow 3 services (scheduler, LocalExecutor, triggerer).
 
+Collected in tests/airflow/test_services.py, whose services (started once, in about a minute) they
+share: `pytest tests/airflow/test_services.py -k end_from_trigger` runs them alone.
+
 The trigger ends the task itself: XCom pushed, pod cleaned up, a task-end event; so the task starts
 on a worker once. What a worker must still do (multiple_outputs; failures on Airflow < 3.3) goes
 back to one. A triggerer killed once the pod is gone but before the task's end is committed leaves
@@ -9,38 +12,22 @@ the end to its successor.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from kpo_async.airflow_compat import triggerer_ends_tasks
 from tests.airflow.services import TEST_DAGS, AirflowServices, ServiceError, wait_until
 
-pytestmark = [pytest.mark.airflow, pytest.mark.services]
-
 DAG_IDS = ("kpo_eft_outcomes", "kpo_eft_crash", "kpo_eft_long")
+DAG_FILE = TEST_DAGS / "kpo_test_end_from_trigger.py"
 #: The worker's own line when it finalizes a resumed task (`execute_complete`).
 WORKER_FINALIZED = re.compile(r"pod default/\S+ succeeded")
 ENDED_XCOM = "_kpo_async_ended"
 #: Airflow 3.3+. Before, every task resumes on a worker (the triggerer cannot end it).
 ENDS_THERE = triggerer_ends_tasks()
 TOO_OLD = "Airflow < 3.3's triggerer cannot end a task for its trigger"
-
-
-@pytest.fixture(scope="module")
-def services(workdir: Path) -> Iterator[AirflowServices]:
-    harness = AirflowServices(
-        workdir,
-        dag_files=[TEST_DAGS / "kpo_test_end_from_trigger.py"],
-        database=os.environ.get("KPO_ASYNC_TEST_DATABASE", "sqlite"),
-    )
-    with harness:
-        harness.wait_for_dags(DAG_IDS)
-        yield harness
 
 
 def worker_starts(services: AirflowServices, dag_id: str, run_id: str, task_id: str) -> int:
@@ -57,7 +44,7 @@ def xcom_or_none(services: AirflowServices, dag_id: str, run_id: str, task_id: s
         return None
 
 
-def test_outcomes_end_on_the_triggerer(services: AirflowServices) -> None:
+def test_end_from_trigger_outcomes_end_on_the_triggerer(services: AirflowServices) -> None:
     dag_id = "kpo_eft_outcomes"
     run_id = services.trigger_dag(dag_id)
     run = services.wait_run(dag_id, run_id, timeout=240)
@@ -117,7 +104,7 @@ def test_outcomes_end_on_the_triggerer(services: AirflowServices) -> None:
 
 
 @pytest.mark.skipif(not ENDS_THERE, reason=TOO_OLD)
-def test_a_triggerer_killed_after_the_cleanup_leaves_the_end_to_its_successor(
+def test_end_from_trigger_a_triggerer_killed_after_the_cleanup_leaves_the_end_to_its_successor(
     services: AirflowServices,
 ) -> None:
     """The pod's DELETE is carried out but answered only 30 s later: the triggerer is killed in
@@ -169,7 +156,7 @@ async def _clear_faults(services: AirflowServices) -> None:
         await control.clear_faults()
 
 
-def test_marking_failed_and_clearing_still_work(services: AirflowServices) -> None:
+def test_end_from_trigger_marking_failed_and_clearing_still_work(services: AirflowServices) -> None:
     dag_id, task_id = "kpo_eft_long", "long"
     marked, cleared = services.trigger_dag(dag_id), services.trigger_dag(dag_id)
     for run_id in (marked, cleared):  # followed by a trigger: its pod's lines reach the task log
