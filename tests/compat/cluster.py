@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -175,11 +176,14 @@ async def _bind_claim(v1: client.CoreV1Api) -> None:
 class PodRecorder:
     """Every pod created in the namespace while it runs, as the API server first stored it (its
     ADDED event), from a watch that resumes from the last resourceVersion it saw: a real API
-    server keeps a bounded event history, so one watch at the end could find it gone."""
+    server keeps a bounded event history, so one watch at the end could find it gone. `received`
+    holds when each pod's event arrived (time.monotonic()), to tell apart runs whose pods carry the
+    same labels but never run at the same time."""
 
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
         self.pods: list[dict[str, Any]] = []
+        self.received: list[float] = []
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -225,6 +229,7 @@ class PodRecorder:
                             )
                         rv = event["object"]["metadata"]["resourceVersion"]
                         if event["type"] == "ADDED":
+                            self.received.append(time.monotonic())
                             self.pods.append(event["object"])
                 if stopping:
                     return

@@ -1,9 +1,13 @@
-"""Runs each compat DAG under real Airflow twice: official operator, then the import switched.
+"""Runs each compat DAG under real Airflow: official operator, then the import switched, then
+(on the embedded cluster by default) the switched DAG again with `[kpo_async] end_from_trigger`
+switched on deployment-wide.
 
-One cluster serves both runs (the embedded one, or the real control plane with a real node:
-tests/compat/cluster.py); one migrated Airflow DB is copied into one Airflow home per operator,
-so both runs have the same dag ids and logical date. Several `airflow dags test` processes run
-side by side; pods are told apart by their `dag_id` label and the operator's own identity label.
+One cluster serves every run (the embedded one, or the real control plane with a real node:
+tests/compat/cluster.py); one migrated Airflow DB is copied into one Airflow home per variant,
+so all runs have the same dag ids and logical date. Several `airflow dags test` processes run
+side by side; pods are told apart by their `dag_id` label and the operator's own identity label,
+and the two kpo-async runs of one DAG (same labels) never run at the same time: each takes the
+pods whose creation the recorder saw while it ran.
 """
 
 from __future__ import annotations
@@ -27,9 +31,33 @@ COMPAT_DAGS = Path(__file__).with_name("dags")
 LOGICAL_DATE = "2026-03-04"
 OFFICIAL_IMPORT = "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator"
 SWITCHED_IMPORT = "from kpo_async import AsyncKubernetesPodOperator as KubernetesPodOperator"
-VARIANTS = ("official", "kpo_async")
+#: The third run: the switched DAGs with `end_from_trigger` on for every task, as a user switching
+#: it on in airflow.cfg without editing a DAG (docs/compat.md, "The third run").
+END_FROM_TRIGGER_VARIANT = "kpo_async_eft"
+VARIANTS = ("official", "kpo_async", END_FROM_TRIGGER_VARIANT)
+#: The runs compared with the official one.
+OURS = ("kpo_async", END_FROM_TRIGGER_VARIANT)
+#: What each variant adds to the environment (the kpo_async run says False, whatever the caller's).
+VARIANT_ENV = {
+    "kpo_async": {"AIRFLOW__KPO_ASYNC__END_FROM_TRIGGER": "False"},
+    END_FROM_TRIGGER_VARIANT: {"AIRFLOW__KPO_ASYNC__END_FROM_TRIGGER": "True"},
+}
 #: How each operator labels its pods (docs/migration.md, "Identity labels").
-IDENTITY_LABEL = {"official": "kubernetes_pod_operator", "kpo_async": "kpo-async.io/managed"}
+IDENTITY_LABEL = {
+    "official": "kubernetes_pod_operator",
+    "kpo_async": "kpo-async.io/managed",
+    END_FROM_TRIGGER_VARIANT: "kpo-async.io/managed",
+}
+
+
+def variants() -> tuple[str, ...]:
+    """The variants this session runs. KPO_ASYNC_COMPAT_END_FROM_TRIGGER=1 or 0 runs the third
+    (end_from_trigger) or not; by default it runs on the embedded cluster only, as `make
+    compat-node` on the real node would take half as long again for a run the embedded cluster
+    already makes (under `airflow dags test` the setting changes no pod)."""
+    default = "0" if TARGET == "real" else "1"
+    third = os.environ.get("KPO_ASYNC_COMPAT_END_FROM_TRIGGER", default) == "1"
+    return VARIANTS if third else VARIANTS[:2]
 
 
 @dataclass
@@ -41,6 +69,8 @@ class DagRun:
     returncode: int
     seconds: float
     output: str
+    #: When it started and when its end was seen (time.monotonic()).
+    window: tuple[float, float] = (0.0, 0.0)
     states: dict[str, str | None] = field(default_factory=dict)
     xcoms: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -81,8 +111,9 @@ class CompatHarness:
         else:
             self.services.start_sim()
         self.kubeconfig = self.services.kubeconfig
-        self.homes = {v: workdir / f"home-{v}" for v in VARIANTS}
-        self.callback_logs = {v: workdir / f"callbacks-{v}.log" for v in VARIANTS}
+        self.variants = variants()
+        self.homes = {v: workdir / f"home-{v}" for v in self.variants}
+        self.callback_logs = {v: workdir / f"callbacks-{v}.log" for v in self.variants}
         try:
             self._setup()
         except BaseException:
@@ -118,6 +149,7 @@ class CompatHarness:
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
                 "COMPAT_CALLBACK_LOG": str(self.callback_logs[variant]),
                 "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+                **VARIANT_ENV.get(variant, {}),
             }
             # The official deferrable path reads $KUBECONFIG when set; the connection names the cluster.
             self.envs[variant].pop("KUBECONFIG", None)
@@ -125,11 +157,12 @@ class CompatHarness:
 
     # -- runs ----------------------------------------------------------------------------------
     def run_all(self, dag_ids: list[str], parallel: int = 4) -> dict[str, dict[str, DagRun]]:
-        """Every DAG under both operators, `parallel` `airflow dags test` processes at a time;
-        returns {dag_id: {variant: DagRun}}."""
+        """Every DAG in every variant, `parallel` `airflow dags test` processes at a time, never two
+        whose pods carry the same labels (one DAG's two kpo-async runs); returns {dag_id: {variant:
+        DagRun}}."""
         recorder = PodRecorder(self.kubeconfig)
         recorder.start()
-        pending = [(dag_id, variant) for dag_id in dag_ids for variant in VARIANTS]
+        pending = [(dag_id, variant) for dag_id in dag_ids for variant in self.variants]
         running: dict[tuple[str, str], tuple[subprocess.Popen, float, Path]] = {}
         runs: dict[str, dict[str, DagRun]] = {dag_id: {} for dag_id in dag_ids}
         try:
@@ -137,10 +170,18 @@ class CompatHarness:
         finally:
             for proc, _, _ in running.values():
                 stop_process_group(proc, grace=5)
-            pods = recorder.stop()
+            pods = list(zip(recorder.received, recorder.stop(), strict=True))
+        taken: set[str] = set()
         for by_variant in runs.values():
             for run in by_variant.values():
                 self._collect(run, pods)
+                taken.update(p["metadata"]["uid"] for pl in run.pods.values() for p in pl)
+        stray = [
+            p["metadata"]["name"]
+            for _, p in pods
+            if (p["metadata"].get("labels") or {}).get("dag_id") in runs and p["metadata"]["uid"] not in taken
+        ]
+        assert not stray, f"pods created outside the run of their DAG they belong to: {stray}"
         return runs
 
     def _start(self, dag_id: str, variant: str) -> tuple[subprocess.Popen, float, Path]:
@@ -169,22 +210,35 @@ class CompatHarness:
     ) -> None:
         deadline = time.monotonic() + 1800
         while pending or running:
-            while pending and len(running) < parallel:
-                key = pending.pop(0)
+            while len(running) < parallel and (key := self._next(pending, running)):
+                pending.remove(key)
                 running[key] = self._start(*key)
             for key, (proc, started, out) in list(running.items()):
                 if proc.poll() is None:
                     continue
                 del running[key]
                 dag_id, variant = key
+                ended = time.monotonic()
                 runs[dag_id][variant] = DagRun(
-                    variant, dag_id, proc.returncode, time.monotonic() - started, out.read_text()
+                    variant, dag_id, proc.returncode, ended - started, out.read_text(), (started, ended)
                 )
             if time.monotonic() > deadline:
                 raise AssertionError(f"airflow dags test still running after 30 min: {sorted(running)}")
             time.sleep(0.5)
 
-    def _collect(self, run: DagRun, pods: list[dict[str, Any]]) -> None:
+    @staticmethod
+    def _next(pending: list[tuple[str, str]], running: dict[tuple[str, str], Any]) -> tuple[str, str] | None:
+        """The first pending run whose pods no running one shares (same DAG, same identity label)."""
+        return next(
+            (
+                (dag_id, variant)
+                for dag_id, variant in pending
+                if not any(d == dag_id and IDENTITY_LABEL[v] == IDENTITY_LABEL[variant] for d, v in running)
+            ),
+            None,
+        )
+
+    def _collect(self, run: DagRun, pods: list[tuple[float, dict[str, Any]]]) -> None:
         with sqlite3.connect(f"file:{self.db_path(run.variant, run.dag_id)}?mode=ro", uri=True) as db:
             run.states = dict(
                 db.execute(
@@ -198,9 +252,11 @@ class CompatHarness:
                 run.xcoms.setdefault(task_id, {})[key] = (
                     json.loads(value) if isinstance(value, str) else value
                 )
-        for pod in pods:
+        started, ended = run.window
+        for received, pod in pods:
             labels = pod["metadata"].get("labels") or {}
-            if labels.get("dag_id") == run.dag_id and IDENTITY_LABEL[run.variant] in labels:
+            mine = labels.get("dag_id") == run.dag_id and IDENTITY_LABEL[run.variant] in labels
+            if mine and started <= received <= ended:
                 run.pods.setdefault(labels.get("task_id", "?"), []).append(pod)
         log = self.callback_logs[run.variant]
         if log.exists():  # one DAG uses callbacks; every run of this variant sees the file

@@ -1,6 +1,8 @@
 """The compat suite: each DAG in tests/compat/dags runs under real Airflow (`airflow dags test`) with
-the official KubernetesPodOperator and again with only the import switched to kpo-async, against
-one embedded cluster. Per task we compare the final state, the XComs, the pod as created (field
+the official KubernetesPodOperator, again with only the import switched to kpo-async, and (on the
+embedded cluster by default) a third time switched with `[kpo_async] end_from_trigger = True` set
+deployment-wide, against one cluster. Each kpo-async run is compared with the official one: per
+task we compare the final state, the XComs, the pod as created (field
 by field, minus docs/migration.md's by-design differences), the container log lines the task
 logged and, where a DAG uses them, the callbacks called.
 
@@ -26,7 +28,14 @@ from tests.compat.compare import (
     without_traceback_frames,
     xcom_view,
 )
-from tests.compat.harness import CompatHarness, DagRun, environment_ok
+from tests.compat.harness import (
+    END_FROM_TRIGGER_VARIANT,
+    OURS,
+    CompatHarness,
+    DagRun,
+    environment_ok,
+    variants,
+)
 
 pytestmark = [pytest.mark.compat, pytest.mark.airflow]
 
@@ -59,13 +68,16 @@ KNOWN: dict[tuple[str, str, str], str] = {}
 
 
 def _cases() -> Iterator[Any]:
-    for dag_id, tasks in TASKS.items():
-        for task_id in tasks:
-            aspects = [*ASPECTS, "callbacks"] if task_id == "with_callbacks" else list(ASPECTS)
-            for aspect in aspects:
-                reason = KNOWN.get((dag_id, task_id, aspect))
-                marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-                yield pytest.param(dag_id, task_id, aspect, marks=marks, id=f"{dag_id}-{task_id}-{aspect}")
+    """Each comparison once per kpo-async run this session makes (the id says which run)."""
+    for ours in (v for v in OURS if v in variants()):
+        for dag_id, tasks in TASKS.items():
+            for task_id in tasks:
+                aspects = [*ASPECTS, "callbacks"] if task_id == "with_callbacks" else list(ASPECTS)
+                for aspect in aspects:
+                    reason = KNOWN.get((dag_id, task_id, aspect))
+                    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+                    case_id = f"{ours}-{dag_id}-{task_id}-{aspect}"
+                    yield pytest.param(ours, dag_id, task_id, aspect, marks=marks, id=case_id)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +94,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatHarness]
 
 @pytest.fixture(scope="module")
 def runs(harness: CompatHarness) -> dict[str, dict[str, DagRun]]:
-    """Both runs of every DAG (or of those named in KPO_ASYNC_COMPAT_DAGS, comma-separated: for
+    """Every run of every DAG (or of those named in KPO_ASYNC_COMPAT_DAGS, comma-separated: for
     working on one DAG), made once for the module."""
     only = [d for d in os.environ.get("KPO_ASYNC_COMPAT_DAGS", "").split(",") if d]
     result = harness.run_all([d for d in TASKS if not only or d in only])
@@ -125,12 +137,14 @@ def _observed(run: DagRun, task_id: str, aspect: str) -> Any:
     raise AssertionError(aspect)
 
 
-@pytest.mark.parametrize(("dag_id", "task_id", "aspect"), list(_cases()))
-def test_same_behaviour(runs: dict[str, dict[str, DagRun]], dag_id: str, task_id: str, aspect: str) -> None:
+@pytest.mark.parametrize(("variant", "dag_id", "task_id", "aspect"), list(_cases()))
+def test_same_behaviour(
+    runs: dict[str, dict[str, DagRun]], variant: str, dag_id: str, task_id: str, aspect: str
+) -> None:
     if dag_id not in runs:
         pytest.skip(f"{dag_id} not in KPO_ASYNC_COMPAT_DAGS")
     both = runs[dag_id]
-    official, ours = (_observed(both[v], task_id, aspect) for v in ("official", "kpo_async"))
+    official, ours = (_observed(both[v], task_id, aspect) for v in ("official", variant))
     if aspect == "logs" and (dag_id, task_id) in STREAMS_INTERLEAVE:
         # The printed line may land inside the traceback: its frames (indented) cannot be told
         # apart by position, so they are left out here as everywhere (docs/migration.md).
@@ -175,3 +189,21 @@ def test_the_dags_exercise_what_they_claim(runs: dict[str, dict[str, DagRun]]) -
     assert py.xcoms["add"]["return_value"] == {"total": 70, "parts": [5, 2]}
     assert py.xcoms["split"]["double"] == 140  # multiple_outputs
     assert py.xcoms["report"]["return_value"] == "parts=[5, 2] double=140"
+
+
+#: What the trigger logs when `end_from_trigger` is on under `airflow dags test` (triggers/pod.py).
+IN_LINE = "end_from_trigger: the task finishes on a worker, as airflow dags test runs the trigger in line"
+
+
+@pytest.mark.skipif(
+    END_FROM_TRIGGER_VARIANT not in variants(),
+    reason="the third run is off (KPO_ASYNC_COMPAT_END_FROM_TRIGGER)",
+)
+def test_the_third_run_had_end_from_trigger_on(runs: dict[str, dict[str, DagRun]]) -> None:
+    """The setting reached the third run's operator (its deferrable task's trigger would have ended
+    the task), and only that run's: the second ran with it off."""
+    if "compat_xcom" not in runs:
+        pytest.skip("compat_xcom not in KPO_ASYNC_COMPAT_DAGS")
+    eft, plain = (runs["compat_xcom"][v] for v in (END_FROM_TRIGGER_VARIANT, "kpo_async"))
+    assert IN_LINE in eft.task_output("deferred_xcom"), eft.task_output("deferred_xcom")[-3000:]
+    assert "end_from_trigger: " not in plain.output, plain.task_output("deferred_xcom")[-3000:]
