@@ -5,7 +5,7 @@ report a failure as the official operator does, then delete or keep the pod as `
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ class FinishSettings:
     on_finish_action: str = "delete_pod"
     log_events_on_failure: bool = False
     log_pod_spec_on_failure: bool = True
-    skip_on_exit_code: tuple[int, ...] = ()
+    skip_on_exit_code: Sequence[int] = ()  # a list: the trigger's kwarg is JSON
 
 
 async def finish_pod(

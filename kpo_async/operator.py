@@ -336,20 +336,14 @@ class AsyncKubernetesPodOperator(BaseOperator):
         given = {f.name: getattr(self, f.name) for f in fields(PodArguments) if hasattr(self, f.name)}
         arguments = PodArguments(**{**given, "resources": self.pod_resources})
         extras = connection_extras or {}
-        arguments.xcom_sidecar_image = (
-            extras.get("xcom_sidecar_container_image") or arguments.xcom_sidecar_image
-        )
-        if resources := extras.get("xcom_sidecar_container_resources"):
-            arguments.xcom_sidecar_resources = (
-                json.loads(resources) if isinstance(resources, str) else resources
-            )
-        template = (
-            read_pod_template(self.pod_template_file)
-            if self.pod_template_file
-            else pod_template_from_dict(self.pod_template_dict)
-            if self.pod_template_dict
-            else None
-        )
+        if image := extras.get("xcom_sidecar_container_image"):
+            arguments.xcom_sidecar_image = image
+        if value := extras.get("xcom_sidecar_container_resources"):
+            arguments.xcom_sidecar_resources = json.loads(value) if isinstance(value, str) else value
+        if self.pod_template_file:
+            template: dict[str, Any] | None = read_pod_template(self.pod_template_file)
+        else:
+            template = pod_template_from_dict(self.pod_template_dict) if self.pod_template_dict else None
         pod = build_pod(
             arguments,
             identity=self.task_identity(context),
@@ -650,7 +644,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         await finish_pod(client, outcome, self._finish_settings(), self.log, report=report)
 
     def _finish_settings(self) -> FinishSettings:
-        skip = tuple(self.skip_on_exit_code) if isinstance(self.skip_on_exit_code, Iterable) else ()
+        skip = list(self.skip_on_exit_code) if isinstance(self.skip_on_exit_code, Iterable) else []
         fields = ("on_finish_action", "log_events_on_failure", "log_pod_spec_on_failure")
         return FinishSettings(**{name: getattr(self, name) for name in fields}, skip_on_exit_code=skip)
 
@@ -671,8 +665,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if why := next((why for why, needed in worker_needed.items() if needed), None):
             self.log.info("end_from_trigger: this task finishes on a worker, as %s", why)
             return None
-        settings = self._finish_settings()
-        return {**asdict(settings), "skip_on_exit_code": list(settings.skip_on_exit_code)}
+        return asdict(self._finish_settings())
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         # Airflow's deferral timeout fired before our trigger's event.

@@ -23,11 +23,7 @@ from airflow.triggers.base import (
     TriggerEvent,
 )
 
-from kpo_async.airflow_compat import (
-    atask_instance_state,
-    atask_xcom,
-    triggerer_calls_on_kill,
-)
+from kpo_async.airflow_compat import atask_instance_state, atask_xcom, triggerer_calls_on_kill
 from kpo_async.clients import ClusterClient, check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
 from kpo_async.finish import FinishSettings, finish_pod
@@ -142,10 +138,7 @@ class PodTrigger(BaseTrigger):
         if not self.settings.callbacks:  # what versions before callbacks stored
             del kwargs["callbacks"]
         if self.finish is not None:
-            kwargs["end_from_trigger"] = {
-                **asdict(self.finish),
-                "skip_on_exit_code": list(self.finish.skip_on_exit_code),
-            }
+            kwargs["end_from_trigger"] = asdict(self.finish)
         return "triggers.pod.PodTrigger", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -153,7 +146,7 @@ class PodTrigger(BaseTrigger):
             client = await shared_client(ClusterRef.from_dict(self.cluster))
             check_same_cluster(self.cluster_fingerprint, client, self._pod_ref)
             outcome = await self.follow(client, self.log)
-            event = await self._end_here(client, outcome, self.finish) if self.finish else None
+            event = await self._end_here(client, outcome) if self.finish else None
         except asyncio.CancelledError:
             self._cancelled = True
             raise
@@ -174,37 +167,40 @@ class PodTrigger(BaseTrigger):
         if self._ended is not None:
             await self._forget_ending()
 
-    async def _end_here(
-        self, client: ClusterClient, outcome: PodOutcome, finish: FinishSettings
-    ) -> TriggerEvent | None:
+    async def _end_here(self, client: ClusterClient, outcome: PodOutcome) -> TriggerEvent | None:
         """`end_from_trigger`: push the XCom, record the end, clean the pod up; the task-end event.
         None: a worker finishes the task (the log says why), also when ending it here failed."""
+        ti, ended, finish = getattr(self, "task_instance", None), None, self.finish
+        assert finish is not None
         try:
-            return await self._end(client, outcome, finish)
+            if ti is not None and outcome.status is Status.ERROR and not outcome.disruption:
+                # The pod gone: a predecessor stopped after cleaning up may have ended the task.
+                if ended := await atask_xcom("get_one", ti, ENDED_XCOM):
+                    outcome = PodOutcome.from_payload(ended)
+            skip = not outcome.succeeded and outcome.exit_code in finish.skip_on_exit_code
+            size = len(json.dumps(outcome.xcom)) if self.settings.do_xcom_push else 0
+            worker_needed = {
+                "airflow dags test runs the trigger in line": ti is None,
+                "the cluster took the pod away: a worker decides on a relaunch": outcome.disruption,
+                f"the pod was not followed to its end ({outcome.reason})": outcome.status is Status.ERROR,
+                "an unpullable image fails the task without retries": outcome.reason == "InvalidImageName",
+                f"its XCom's {size} bytes are over the {_LARGEST_XCOM_HERE} a trigger pushes": size
+                > _LARGEST_XCOM_HERE,
+            }
+            if why := next((why for why, needed in worker_needed.items() if needed), None):
+                self.log.info("end_from_trigger: the task finishes on a worker, as %s", why)
+                return None
+            if not ended:
+                if self.settings.do_xcom_push and outcome.xcom is not None:
+                    await atask_xcom("set", ti, "return_value", value=outcome.xcom)
+                await atask_xcom("set", ti, ENDED_XCOM, value={**outcome.to_payload(), "xcom": None})
+            secrets = self.settings.secret_env_names
+            await finish_pod(client, outcome, finish, self.log, secret_names=secrets)
         except Exception as exc:  # what was done here the worker does again, unharmed
             self.log.warning(
                 "end_from_trigger: the task finishes on a worker, as ending it failed: %s", describe(exc)
             )
             return None
-
-    async def _end(
-        self, client: ClusterClient, outcome: PodOutcome, finish: FinishSettings
-    ) -> TriggerEvent | None:
-        ti, ended = getattr(self, "task_instance", None), None
-        if ti is not None and outcome.status is Status.ERROR and not outcome.disruption:
-            # The pod gone: a predecessor stopped after cleaning up may have ended the task.
-            if ended := await atask_xcom("get_one", ti, ENDED_XCOM):
-                outcome = PodOutcome.from_payload(ended)
-        if why := self._why_on_worker(outcome, ti):
-            self.log.info("end_from_trigger: the task finishes on a worker, as %s", why)
-            return None
-        skip = not outcome.succeeded and outcome.exit_code in finish.skip_on_exit_code
-        if not ended:
-            if self.settings.do_xcom_push and outcome.xcom is not None:
-                await atask_xcom("set", ti, "return_value", value=outcome.xcom)
-            await atask_xcom("set", ti, ENDED_XCOM, value={**outcome.to_payload(), "xcom": None})
-        secrets = self.settings.secret_env_names
-        await finish_pod(client, outcome, finish, self.log, secret_names=secrets)
         self._ended = ti
         if outcome.succeeded:
             return TaskSuccessEvent()
@@ -213,19 +209,6 @@ class PodTrigger(BaseTrigger):
             return TaskSkippedEvent()
         self.log.error("%s", outcome.failure_message())
         return TaskFailedEvent()
-
-    def _why_on_worker(self, outcome: PodOutcome, task_instance: Any) -> str | None:
-        """Why this outcome needs a worker to end its task; None: this trigger can."""
-        size = len(json.dumps(outcome.xcom)) if self.settings.do_xcom_push else 0
-        reasons = {
-            "airflow dags test runs the trigger in line": task_instance is None,
-            "the cluster took the pod away: a worker decides on a relaunch": outcome.disruption,
-            f"the pod was not followed to its end ({outcome.reason})": outcome.status is Status.ERROR,
-            "an unpullable image fails the task without retries": outcome.reason == "InvalidImageName",
-            f"its XCom's {size} bytes are over the {_LARGEST_XCOM_HERE} a trigger pushes": size
-            > _LARGEST_XCOM_HERE,
-        }
-        return next((why for why, applies in reasons.items() if applies), None)
 
     async def _forget_ending(self) -> None:
         """Once the task's end is committed (it is no longer deferred), remove the record of it."""
