@@ -128,9 +128,8 @@ class PodMonitor:
         self.started = True
         if self.settings.callbacks:
             self.callbacks.client = self.client.core
-            self.callbacks.pod = to_v1pod(
-                await read_pod_json(self.client, self.namespace, self.pod_name) or {}
-            )
+            raw = await read_pod_json(self.client, self.namespace, self.pod_name)
+            self.callbacks.pod = to_v1pod(raw or {})
             await self.callbacks.call("on_pod_starting", context=None, operator=None)
 
     async def _startup_problem(self, state: PodState) -> PodOutcome | None:

@@ -567,12 +567,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
             self.log.info("found pod %s/%s created earlier by this same try", namespace, chosen.name)
         elif earlier and self.reattach_on_restart:
             chosen = earlier.pop(0)
-            self.log.info(
-                "reattaching to pod %s/%s (created by try %s)",
-                namespace,
-                chosen.name,
-                chosen.labels.get("try_number"),
-            )
+            earlier_try = chosen.labels.get("try_number")
+            self.log.info("reattaching to pod %s/%s (created by try %s)", namespace, chosen.name, earlier_try)
             followed = {FOLLOWED_BY_TRY_ANNOTATION: str(identity.try_number)}
             if not await pods.patch_metadata(
                 client, namespace, chosen.name, what="adopting", annotations=followed

@@ -124,17 +124,9 @@ class PodTrigger(BaseTrigger):
         self._ended: Any = None  # the task instance this trigger ended
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        kwargs = {
-            "pod_name": self.pod_name,
-            "namespace": self.namespace,
-            "cluster": self.cluster,
-            "log_cursor": self.log_cursor,
-            "on_kill_action": self.on_kill_action,
-            "cluster_fingerprint": self.cluster_fingerprint,
-            **asdict(self.settings),
-            "secret_env_names": list(self.settings.secret_env_names),
-            "callbacks": list(self.settings.callbacks),
-        }
+        own = ("pod_name", "namespace", "cluster", "log_cursor", "on_kill_action", "cluster_fingerprint")
+        kwargs = {**{name: getattr(self, name) for name in own}, **asdict(self.settings)}
+        kwargs.update(secret_env_names=list(kwargs["secret_env_names"]), callbacks=list(kwargs["callbacks"]))
         if not self.settings.callbacks:  # what versions before callbacks stored
             del kwargs["callbacks"]
         if self.finish is not None:
