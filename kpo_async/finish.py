@@ -39,13 +39,8 @@ async def finish_pod(
     if not succeeded and report:
         await report_failure(client, namespace, pod_name, settings, log, secret_names)
     action = settings.on_finish_action
-    delete = (
-        action == "delete_pod"
-        or (action == "delete_succeeded_pod" and succeeded)
-        # active: the base container never ran to an exit (well or not)
-        or (action == "delete_active_pod" and outcome.exit_code is None)
-    )
-    if delete:
+    active = outcome.exit_code is None  # the base container never ran to an exit (well or not)
+    if {"delete_pod": True, "delete_succeeded_pod": succeeded, "delete_active_pod": active}.get(action):
         if await pods.delete_pod(client, namespace, pod_name):
             log.info("deleted pod %s/%s", namespace, pod_name)
     else:

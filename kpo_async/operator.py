@@ -529,8 +529,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
 
     async def _adopt_or_create(self, client: ClusterClient, pod: V1Pod, identity: TaskIdentity) -> PodState:
         namespace = pod.metadata.namespace
-        adopted = await self._adopt(client, namespace, identity)
-        if adopted is not None:
+        if (adopted := await self._adopt(client, namespace, identity)) is not None:
             return adopted
         try:
             created = await pods.create_pod(client, pod)

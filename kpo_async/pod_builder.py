@@ -194,56 +194,50 @@ def _string_map(argument: str, value: Any, none: str | None = "") -> dict[str, A
 def _arguments_layer(args: PodArguments) -> dict[str, Any]:
     """The pod the explicit arguments describe, as API JSON (only what they set)."""
     container = _set_only(
-        {
-            "name": args.base_container_name,
-            "image": args.image,
-            "command": list(args.cmds or []),
-            "args": list(args.arguments or []),
-            "env": _env(args),
-            "envFrom": (_api(args, "env_from", "list[V1EnvFromSource]") or [])
-            + [{"configMapRef": {"name": name}} for name in args.configmaps or []],
-            "ports": _api(args, "ports", "list[V1ContainerPort]"),
-            "volumeMounts": _api(args, "volume_mounts", "list[V1VolumeMount]"),
-            "resources": _resources("resources", args.resources)
-            or _resources("container_resources", args.container_resources),
-            "imagePullPolicy": args.image_pull_policy,
-            "securityContext": _api(args, "container_security_context", "V1SecurityContext"),
-            "terminationMessagePolicy": args.termination_message_policy,
-        }
+        name=args.base_container_name,
+        image=args.image,
+        command=list(args.cmds or []),
+        args=list(args.arguments or []),
+        env=_env(args),
+        envFrom=(_api(args, "env_from", "list[V1EnvFromSource]") or [])
+        + [{"configMapRef": {"name": name}} for name in args.configmaps or []],
+        ports=_api(args, "ports", "list[V1ContainerPort]"),
+        volumeMounts=_api(args, "volume_mounts", "list[V1VolumeMount]"),
+        resources=_resources("resources", args.resources)
+        or _resources("container_resources", args.container_resources),
+        imagePullPolicy=args.image_pull_policy,
+        securityContext=_api(args, "container_security_context", "V1SecurityContext"),
+        terminationMessagePolicy=args.termination_message_policy,
     )
     spec = _set_only(
-        {
-            "containers": [container],
-            "initContainers": _api(args, "init_containers", "list[V1Container]"),
-            "volumes": _api(args, "volumes", "list[V1Volume]"),
-            "imagePullSecrets": _image_pull_secrets(args.image_pull_secrets),
-            "serviceAccountName": args.service_account_name,
-            "automountServiceAccountToken": args.automount_service_account_token,
-            "hostNetwork": args.hostnetwork or None,
-            "hostname": args.hostname,
-            "subdomain": args.subdomain,
-            "hostAliases": _api(args, "host_aliases", "list[V1HostAlias]"),
-            "securityContext": _api(args, "security_context", "V1PodSecurityContext"),
-            "dnsPolicy": args.dnspolicy,
-            "dnsConfig": _api(args, "dns_config", "V1PodDNSConfig"),
-            "schedulerName": args.schedulername,
-            "priorityClassName": args.priority_class_name,
-            "runtimeClassName": args.runtime_class_name,
-            "nodeSelector": _string_map("node_selector", args.node_selector),
-            "affinity": _api(args, "affinity", "V1Affinity"),
-            "tolerations": _api(args, "tolerations", "list[V1Toleration]"),
-            "activeDeadlineSeconds": args.active_deadline_seconds,
-            "terminationGracePeriodSeconds": args.termination_grace_period,
-        }
+        containers=[container],
+        initContainers=_api(args, "init_containers", "list[V1Container]"),
+        volumes=_api(args, "volumes", "list[V1Volume]"),
+        imagePullSecrets=_image_pull_secrets(args.image_pull_secrets),
+        serviceAccountName=args.service_account_name,
+        automountServiceAccountToken=args.automount_service_account_token,
+        hostNetwork=args.hostnetwork or None,
+        hostname=args.hostname,
+        subdomain=args.subdomain,
+        hostAliases=_api(args, "host_aliases", "list[V1HostAlias]"),
+        securityContext=_api(args, "security_context", "V1PodSecurityContext"),
+        dnsPolicy=args.dnspolicy,
+        dnsConfig=_api(args, "dns_config", "V1PodDNSConfig"),
+        schedulerName=args.schedulername,
+        priorityClassName=args.priority_class_name,
+        runtimeClassName=args.runtime_class_name,
+        nodeSelector=_string_map("node_selector", args.node_selector),
+        affinity=_api(args, "affinity", "V1Affinity"),
+        tolerations=_api(args, "tolerations", "list[V1Toleration]"),
+        activeDeadlineSeconds=args.active_deadline_seconds,
+        terminationGracePeriodSeconds=args.termination_grace_period,
     )
     _attach_secrets(args.secrets, container, spec)
     metadata = _set_only(
-        {
-            "name": args.name,
-            "namespace": args.namespace,
-            "labels": _string_map("labels", args.labels),
-            "annotations": _string_map("annotations", args.annotations),
-        }
+        name=args.name,
+        namespace=args.namespace,
+        labels=_string_map("labels", args.labels),
+        annotations=_string_map("annotations", args.annotations),
     )
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
@@ -253,7 +247,7 @@ def _api(args: PodArguments, argument: str, model: str) -> Any:
     return checked_api_dict(getattr(args, argument), model, argument=argument)
 
 
-def _set_only(fields: dict[str, Any]) -> dict[str, Any]:
+def _set_only(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if not _is_unset(value)}
 
 
@@ -317,7 +311,7 @@ def _attach_secrets(values: Any, container: dict[str, Any], spec: dict[str, Any]
             # A stable volume name (the provider uses a random one) keeps the built pod deterministic.
             volume = "secretvol-" + hashlib.sha256(f"{name}\0{target}".encode()).hexdigest()[:SUFFIX_LENGTH]
             items = checked_api_dict(getattr(secret, "items", None), "list[V1KeyToPath]", argument="secrets")
-            source = _set_only({"secretName": name, "items": items})
+            source = _set_only(secretName=name, items=items)
             spec.setdefault("volumes", []).append({"name": volume, "secret": source})
             mount = {"name": volume, "mountPath": target, "readOnly": True}
             container.setdefault("volumeMounts", []).append(mount)
@@ -465,14 +459,12 @@ def _add_xcom_sidecar(spec: dict[str, Any], base: dict[str, Any], args: PodArgum
     if not any(volume.get("name") == mount["name"] for volume in volumes):
         volumes.append({"name": mount["name"], "emptyDir": {}})
     sidecar = _set_only(
-        {
-            "name": XCOM_SIDECAR_NAME,
-            "image": args.xcom_sidecar_image,
-            "command": ["sh", "-c", XCOM_SIDECAR_SCRIPT],
-            "volumeMounts": [{"name": mount["name"], "mountPath": XCOM_MOUNT_PATH}],
-            "resources": _resources("xcom_sidecar_resources", args.xcom_sidecar_resources)
-            or copy.deepcopy(DEFAULT_XCOM_SIDECAR_RESOURCES),
-            "securityContext": _api(args, "xcom_sidecar_container_security_context", "V1SecurityContext"),
-        }
+        name=XCOM_SIDECAR_NAME,
+        image=args.xcom_sidecar_image,
+        command=["sh", "-c", XCOM_SIDECAR_SCRIPT],
+        volumeMounts=[{"name": mount["name"], "mountPath": XCOM_MOUNT_PATH}],
+        resources=_resources("xcom_sidecar_resources", args.xcom_sidecar_resources)
+        or copy.deepcopy(DEFAULT_XCOM_SIDECAR_RESOURCES),
+        securityContext=_api(args, "xcom_sidecar_container_security_context", "V1SecurityContext"),
     )
     spec["containers"] = [*(c for c in spec["containers"] if c.get("name") != XCOM_SIDECAR_NAME), sidecar]

@@ -12,7 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any, NoReturn
 
 from airflow.triggers.base import (
@@ -113,10 +113,9 @@ class PodTrigger(BaseTrigger):
         self.log_cursor = log_cursor
         self.on_kill_action = on_kill_action
         self.cluster_fingerprint = cluster_fingerprint
-        given = locals()  # the MonitorSettings fields are this method's parameters of the same names
-        settings = {name: given[name] for name in MonitorSettings.__dataclass_fields__}
-        tuples = {"secret_env_names": tuple(secret_env_names), "callbacks": tuple(callbacks)}
-        self.settings = MonitorSettings(**{**settings, **tuples})
+        # The MonitorSettings fields are this method's parameters of the same names.
+        given = {**locals(), "secret_env_names": tuple(secret_env_names), "callbacks": tuple(callbacks)}
+        self.settings = MonitorSettings(**{f.name: given[f.name] for f in fields(MonitorSettings)})
         self.finish = FinishSettings(**end_from_trigger) if end_from_trigger else None
         self._monitor: PodMonitor | None = None
         self._fired = False
@@ -186,8 +185,7 @@ class PodTrigger(BaseTrigger):
                 if self.settings.do_xcom_push and outcome.xcom is not None:
                     await atask_xcom("set", ti, "return_value", value=outcome.xcom)
                 await atask_xcom("set", ti, ENDED_XCOM, value={**outcome.to_payload(), "xcom": None})
-            secrets = self.settings.secret_env_names
-            await finish_pod(client, outcome, finish, self.log, secret_names=secrets)
+            await finish_pod(client, outcome, finish, self.log, secret_names=self.settings.secret_env_names)
         except Exception as exc:  # what was done here the worker does again, unharmed
             self.log.warning(
                 "end_from_trigger: the task finishes on a worker, as ending it failed: %s", describe(exc)
