@@ -65,19 +65,17 @@ class KpoAsyncPythonDecoratedOperator(DecoratedOperator, AsyncKubernetesPodOpera
         pickler: Any = importlib.import_module("dill" if self.use_dill else "pickle")
         arguments = base64.b64encode(pickler.dumps((list(self.op_args), dict(self.op_kwargs)), protocol=4))
         output = XCOM_RETURN_FILE if self.do_xcom_push else None
-        program = "\n".join(
-            [
-                f"import base64, json, os, {pickler.__name__}",
-                self.get_python_source(),  # type: ignore[no-untyped-call]
-                f"args, kwargs = {pickler.__name__}.loads(base64.b64decode({arguments.decode()!r}))",
-                f"result = {self.python_callable.__name__}(*args, **kwargs)",
-                f"if {output!r}:",
-                f"    os.makedirs(os.path.dirname({output!r}), exist_ok=True)",
-                f"    with open({output!r}, 'w') as file:",
-                "        json.dump(result, file)",
-            ]
-        )
-        script = base64.b64encode(program.encode()).decode()
+        program = [
+            f"import base64, json, os, {pickler.__name__}",
+            self.get_python_source(),  # type: ignore[no-untyped-call]
+            f"args, kwargs = {pickler.__name__}.loads(base64.b64decode({arguments.decode()!r}))",
+            f"result = {self.python_callable.__name__}(*args, **kwargs)",
+            f"if {output!r}:",
+            f"    os.makedirs(os.path.dirname({output!r}), exist_ok=True)",
+            f"    with open({output!r}, 'w') as file:",
+            "        json.dump(result, file)",
+        ]
+        script = base64.b64encode("\n".join(program).encode()).decode()
         env: Any = getattr(self, "env_vars", None)  # the official operator's dict, or a list of env vars
         entry = {"name": SCRIPT_ENV, "value": script}
         self.env_vars = {**env, SCRIPT_ENV: script} if isinstance(env, dict) else [*(env or []), entry]

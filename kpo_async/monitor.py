@@ -136,14 +136,13 @@ class PodMonitor:
         """The outcome of a pod that cannot start, or None while it may still start in time."""
         if self.settings.log_events_on_startup:
             await self._report_new_events()
-        init = state.failed_init()
-        if init is not None:
+        if (init := state.failed_init()) is not None:
             detail = init.message or init.reason
             why = f"init container {init.name} exited with code {init.exit_code}: {detail}"
             reason = init.reason or "InitContainerFailed"
             return self._outcome(Status.FAILED, state, reason, why, init.exit_code)
-        fatal = state.fatal_waiting()
-        if fatal is not None and fatal.reason != "ErrImagePull":  # ErrImagePull may be transient
+        # ErrImagePull may be transient.
+        if (fatal := state.fatal_waiting()) is not None and fatal.reason != "ErrImagePull":
             why = f"container {fatal.name} cannot start: {fatal.reason}: {fatal.message or ''}".rstrip(": ")
             return self._outcome(Status.FAILED, state, fatal.reason, why)
         deadline, window = self._start_deadline(state)

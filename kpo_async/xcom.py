@@ -149,8 +149,7 @@ class XComCollector:
         return f"{self.namespace}/{self.pod_name}"
 
     async def collect(self, state: PodState) -> Any:
-        recorded = state.annotations.get(XCOM_RESULT_ANNOTATION)
-        if recorded is not None:
+        if (recorded := state.annotations.get(XCOM_RESULT_ANNOTATION)) is not None:
             return json.loads(recorded)  # read by an earlier incarnation of this trigger
         await self._wait_for_sidecar(state)
         value = await read_xcom(self.client, self.namespace, self.pod_name, self.log)
