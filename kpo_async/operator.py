@@ -452,39 +452,59 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self, context: Context, identity: TaskIdentity, client: ClusterClient, launch: _Launch
     ) -> PodTrigger | QuotaTrigger:
         """Build the pod, adopt this task's or create it; the trigger that follows it, or the one
-        that waits for the namespace's quota to have room for it."""
+        that waits for the namespace's quota to have room for it (as long as the pod may take to be
+        scheduled, from the first refusal)."""
         pod = self.build_pod(context, client.config.namespace, client.config.extras)
         launch.mark(pod, self.log, self.disruption_relaunches)
         if launch.replaces is not None:  # gone or ended (the trigger waited): clean it up first
             await self._cleanup_pod(client, launch.replaces, report=False)
         self._callback("on_pod_manifest_created", context, pod_request=pod)
+        # As the official operator: a scheduling window, then the startup window.
+        window = self.schedule_timeout_seconds or self.startup_timeout_seconds
         try:
             state = await self._adopt_or_create(client, pod, identity)
         except QuotaExceeded as exc:
-            return self._quota_trigger(exc, pod.metadata.namespace, launch, client.fingerprint)
+            since, message = launch.quota_since or time.time(), exc.message
+            self.log.info(
+                "the namespace's quota has no room for the pod yet: %s; waiting up to %d s", message, window
+            )
+            return QuotaTrigger(
+                namespace=pod.metadata.namespace,
+                cluster=self.cluster_ref.to_dict(),
+                refusal=message,
+                deadline=since + window,
+                waiting_since=since,
+                relaunch=launch.relaunch,
+                cluster_fingerprint=client.fingerprint,
+            )
         if self.callbacks:
             created = await pods.read_pod_json(client, state.namespace, state.name)
             self._callback("on_pod_creation", context, pod=to_v1pod(created) if created else None)
-        return self._trigger(state, secret_env_names(pod), client.fingerprint)
-
-    def _quota_trigger(
-        self, refused: QuotaExceeded, namespace: str, launch: _Launch, fingerprint: dict[str, Any] | None
-    ) -> QuotaTrigger:
-        """Wait for quota as long as the pod may take to be scheduled, from the first refusal."""
-        since = launch.quota_since or time.time()
-        window = self.schedule_timeout_seconds or self.startup_timeout_seconds
-        message = refused.message
-        self.log.info(
-            "the namespace's quota has no room for the pod yet: %s; waiting up to %d s", message, window
-        )
-        return QuotaTrigger(
-            namespace=namespace,
+        started = time.time()
+        return PodTrigger(
+            pod_name=state.name,
+            namespace=state.namespace,
             cluster=self.cluster_ref.to_dict(),
-            refusal=message,
-            deadline=since + window,
-            waiting_since=since,
-            relaunch=launch.relaunch,
-            cluster_fingerprint=fingerprint,
+            base_container_name=self.base_container_name,
+            get_logs=self.get_logs,
+            do_xcom_push=self.do_xcom_push,
+            startup_deadline=started + self.startup_timeout_seconds,
+            schedule_deadline=started + window,
+            startup_timeout_seconds=float(self.startup_timeout_seconds),
+            container_logs=self.container_logs,
+            init_container_logs=self.init_container_logs,
+            container_name_log_prefix_enabled=self.container_name_log_prefix_enabled,
+            log_formatter=formatter_path(self.log_formatter),
+            execution_deadline=(
+                started + self.execution_timeout.total_seconds() if self.execution_timeout else None
+            ),
+            on_kill_action=self.on_kill_action,
+            cluster_fingerprint=client.fingerprint,
+            fallback_poll_seconds=max(float(self.poll_interval), 30.0),
+            log_events_on_startup=self.log_events_on_startup,
+            secret_env_names=secret_env_names(pod),
+            callbacks=user_callbacks.classpaths(self.callbacks),
+            end_from_trigger=self._end_from_trigger(),
         )
 
     def execute_after_quota(self, context: Context, event: dict[str, Any]) -> Any:
@@ -495,37 +515,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
                 "Fix: raise or free the quota, or raise startup_timeout_seconds / schedule_timeout_seconds"
             )
         return self._launch(context, _Launch(event["relaunch"], quota_since=event["waiting_since"]))
-
-    def _trigger(
-        self, state: PodState, secret_names: list[str], fingerprint: dict[str, Any] | None
-    ) -> PodTrigger:
-        started = time.time()
-        return PodTrigger(
-            pod_name=state.name,
-            namespace=state.namespace,
-            cluster=self.cluster_ref.to_dict(),
-            base_container_name=self.base_container_name,
-            get_logs=self.get_logs,
-            do_xcom_push=self.do_xcom_push,
-            startup_deadline=started + self.startup_timeout_seconds,
-            # As the official operator: a scheduling window, then the startup window.
-            schedule_deadline=started + (self.schedule_timeout_seconds or self.startup_timeout_seconds),
-            startup_timeout_seconds=float(self.startup_timeout_seconds),
-            container_logs=self.container_logs,
-            init_container_logs=self.init_container_logs,
-            container_name_log_prefix_enabled=self.container_name_log_prefix_enabled,
-            log_formatter=formatter_path(self.log_formatter),
-            execution_deadline=(
-                started + self.execution_timeout.total_seconds() if self.execution_timeout else None
-            ),
-            on_kill_action=self.on_kill_action,
-            cluster_fingerprint=fingerprint,
-            fallback_poll_seconds=max(float(self.poll_interval), 30.0),
-            log_events_on_startup=self.log_events_on_startup,
-            secret_env_names=secret_names,
-            callbacks=user_callbacks.classpaths(self.callbacks),
-            end_from_trigger=self._end_from_trigger(),
-        )
 
     async def _adopt_or_create(self, client: ClusterClient, pod: V1Pod, identity: TaskIdentity) -> PodState:
         namespace = pod.metadata.namespace
