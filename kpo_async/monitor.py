@@ -115,7 +115,12 @@ class PodMonitor:
         if not self.started:
             if not state.started(base):
                 return await self._startup_problem(state)
-            await self._begin_running(state)
+            self.started = True
+            if self.settings.callbacks:
+                self.callbacks.client = self.client.core
+                raw = await read_pod_json(self.client, self.namespace, self.pod_name)
+                self.callbacks.pod = to_v1pod(raw or {})
+                await self.callbacks.call("on_pod_starting", context=None, operator=None)
         if state.ended(base):
             await self.logs.finish()
             return await self._complete(state)
@@ -124,18 +129,14 @@ class PodMonitor:
             return self._outcome(Status.TIMEOUT, state, "ExecutionTimeout", why)
         return None
 
-    async def _begin_running(self, state: PodState) -> None:
-        self.started = True
-        if self.settings.callbacks:
-            self.callbacks.client = self.client.core
-            raw = await read_pod_json(self.client, self.namespace, self.pod_name)
-            self.callbacks.pod = to_v1pod(raw or {})
-            await self.callbacks.call("on_pod_starting", context=None, operator=None)
-
     async def _startup_problem(self, state: PodState) -> PodOutcome | None:
         """The outcome of a pod that cannot start, or None while it may still start in time."""
-        if self.settings.log_events_on_startup:
-            await self._report_new_events()
+        now = time.monotonic()
+        if self.settings.log_events_on_startup and now - self._events_read_at >= 1.0:
+            # The events not seen yet; at most one events request per second per starting pod.
+            self._events_read_at = now
+            for line in await self._event_lines(new_only=True):
+                self.log.info("pod %s event: %s", self._pod_ref, line)
         if (init := state.failed_init()) is not None:
             detail = init.message or init.reason
             why = f"init container {init.name} exited with code {init.exit_code}: {detail}"
@@ -288,15 +289,6 @@ class PodMonitor:
         new = key not in self._seen
         self._seen.add(key)
         return new
-
-    async def _report_new_events(self) -> None:
-        """Log events not seen yet; at most one events request per second per starting pod."""
-        now = time.monotonic()
-        if now - self._events_read_at < 1.0:
-            return
-        self._events_read_at = now
-        for line in await self._event_lines(new_only=True):
-            self.log.info("pod %s event: %s", self._pod_ref, line)
 
     async def _event_lines(self, *, new_only: bool = False) -> list[str]:
         try:

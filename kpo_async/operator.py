@@ -581,7 +581,11 @@ class AsyncKubernetesPodOperator(BaseOperator):
             self.log.info("pod %s/%s succeeded", namespace, pod_name)
             return outcome.xcom if self.do_xcom_push else None
         if self.do_xcom_push and outcome.xcom is not None:  # pushed on failure too, as the official
-            self._push_xcom(context["ti"], outcome.xcom)
+            # What Airflow pushes for a returned value (`multiple_outputs` fanned out).
+            if self.multiple_outputs and isinstance(outcome.xcom, Mapping):
+                for key, item in outcome.xcom.items():
+                    context["ti"].xcom_push(key=str(key), value=item)
+            context["ti"].xcom_push(key="return_value", value=outcome.xcom)
         exit_code = outcome.exit_code
         if exit_code is not None and exit_code in self.skip_on_exit_code:
             raise AirflowSkipException(f"pod {namespace}/{pod_name} exited with code {exit_code}: skipping")
@@ -603,13 +607,6 @@ class AsyncKubernetesPodOperator(BaseOperator):
         if outcome.relaunch >= self.disruption_relaunches:
             return f"disruption_relaunches={self.disruption_relaunches} relaunches were used"
         return None
-
-    def _push_xcom(self, ti: Any, value: Any) -> None:
-        """What Airflow pushes for a returned value (`multiple_outputs` fanned out), for a failing task."""
-        if self.multiple_outputs and isinstance(value, Mapping):
-            for key, item in value.items():
-                ti.xcom_push(key=str(key), value=item)
-        ti.xcom_push(key="return_value", value=value)
 
     async def _finalize(
         self, client: ClusterClient, outcome: PodOutcome, context: Context, event: Any
