@@ -87,7 +87,11 @@ class PodMonitor:
                 outcome = await self._step(state)
             await self.logs.finish()  # e.g. a failed init container's last lines
             tail = tuple(self.logs.tail) if outcome.status is not Status.SUCCESS else ()
-            return replace(outcome, log_tail=tail, log_cursor=self.logs.cursor, timeline=self._timeline())
+            timeline: dict[str, int] = {}
+            if self._last is not None:  # where the pod's time went
+                timeline = pod_timeline(self._last, self.settings.base_container_name, ended_at=time.time())
+                self.log.info("pod %s timeline: %s", self._pod_ref, describe_timeline(timeline))
+            return replace(outcome, log_tail=tail, log_cursor=self.logs.cursor, timeline=timeline)
         finally:
             await self.logs.stop()
             await self.callbacks.close()
@@ -165,10 +169,9 @@ class PodMonitor:
         settings = self.settings
         if settings.schedule_deadline is None or settings.startup_timeout_seconds is None:
             return settings.startup_deadline, "startup_timeout_seconds"
-        scheduled_at = state.scheduled_at if state is not None else None
-        if scheduled_at is None:
+        if state is None or state.scheduled_at is None:
             return settings.schedule_deadline, "schedule_timeout_seconds"
-        return scheduled_at + settings.startup_timeout_seconds, "startup_timeout_seconds"
+        return state.scheduled_at + settings.startup_timeout_seconds, "startup_timeout_seconds"
 
     async def _complete(self, state: PodState) -> PodOutcome:
         base = state.container(self.settings.base_container_name)
@@ -223,13 +226,6 @@ class PodMonitor:
         relaunch = int(disrupted.annotations.get(RELAUNCH_ANNOTATION, 0))
         outcome = self._outcome(Status.ERROR, disrupted, reason, why)
         return replace(outcome, disruption=reason, started=started, relaunch=relaunch)
-
-    def _timeline(self) -> dict[str, int]:
-        if self._last is None:
-            return {}
-        timeline = pod_timeline(self._last, self.settings.base_container_name, ended_at=time.time())
-        self.log.info("pod %s timeline: %s", self._pod_ref, describe_timeline(timeline))
-        return timeline
 
     # -- the pod's state -------------------------------------------------------------------------
     async def _next_state(self, deadline: float | None) -> PodState | None:

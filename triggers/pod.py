@@ -274,22 +274,8 @@ class PodTrigger(BaseTrigger):
                 )
             return
         self.log.info("the trigger was cancelled and its task is now %s: killing the pod", state or "cleared")
-        await self._delete_pod()
-
-    async def _task_state(self) -> str | None:
-        """The current state of the task this trigger serves, asked of the triggerer's supervisor."""
-        task_instance = getattr(self, "task_instance", None)
-        if task_instance is None:
-            raise LookupError("the trigger has no task instance")
-        # Shielded: a request abandoned between its write and its answer would leave that answer
-        # for the next reader of the shared supervisor channel, which then fails the whole
-        # trigger runner (3.0 checks the ids). A busy supervisor can take seconds to answer.
-        return await asyncio.wait_for(asyncio.shield(atask_instance_state(task_instance)), _STATE_SECONDS)
-
-    async def _delete_pod(self) -> None:
-        """Delete the pod (keep_pod: release it), unless a later try of the task adopted it
-        meanwhile: a cleared task's next try may reattach to the pod before this cancelled trigger
-        gets to kill it."""
+        # Deleted (keep_pod: released), unless a later try of the task adopted it meanwhile: a
+        # cleared task's next try may reattach to the pod before this cancelled trigger kills it.
         client = await shared_client(ClusterRef.from_dict(self.cluster))
         pod = await read_pod(client, self.namespace, self.pod_name)
         follower = int(pod.annotations.get(FOLLOWED_BY_TRY_ANNOTATION, 0)) if pod is not None else 0
@@ -306,3 +292,13 @@ class PodTrigger(BaseTrigger):
         done = "deleted" if self.on_kill_action == "delete_pod" else "released"
         await (delete_pod if done == "deleted" else release_pod)(client, self.namespace, self.pod_name)
         self.log.info("%s pod %s because the task was killed", done, self._pod_ref)
+
+    async def _task_state(self) -> str | None:
+        """The current state of the task this trigger serves, asked of the triggerer's supervisor."""
+        task_instance = getattr(self, "task_instance", None)
+        if task_instance is None:
+            raise LookupError("the trigger has no task instance")
+        # Shielded: a request abandoned between its write and its answer would leave that answer
+        # for the next reader of the shared supervisor channel, which then fails the whole
+        # trigger runner (3.0 checks the ids). A busy supervisor can take seconds to answer.
+        return await asyncio.wait_for(asyncio.shield(atask_instance_state(task_instance)), _STATE_SECONDS)
