@@ -155,8 +155,9 @@ class PodTrigger(BaseTrigger):
             event = None
         self._fired = True
         yield event or TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
-        if self._ended is not None:
-            await self._forget_ending()
+        if self._ended is not None:  # never raises: the event is out, a failure here must not fail the task
+            with contextlib.suppress(Exception):
+                await self._forget_ending()
 
     async def _end_here(self, client: ClusterClient, outcome: PodOutcome) -> TriggerEvent | None:
         """`end_from_trigger`: push the XCom, record the end, clean the pod up; the task-end event.
