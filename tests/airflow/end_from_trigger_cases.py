@@ -78,7 +78,8 @@ def test_end_from_trigger_outcomes_end_on_the_triggerer(services: AirflowService
     assert fails["try_number"] == 2, fails
     log = services.task_log(dag_id, run_id, "fails", try_number=1)
     assert "exited with code 2" in log.raw_text and "Last log lines:" in log.raw_text, log.text
-    assert worker_starts(services, dag_id, run_id, "fails") == 2 * starts  # per try
+    queued = worker_starts(services, dag_id, run_id, "fails")
+    assert queued == 2 * starts, (queued, services.tails(80))  # per try
 
     skips = services.task_log(dag_id, run_id, "skips")
     assert worker_starts(services, dag_id, run_id, "skips") == starts
