@@ -79,7 +79,9 @@ def test_end_from_trigger_outcomes_end_on_the_triggerer(services: AirflowService
     log = services.task_log(dag_id, run_id, "fails", try_number=1)
     assert "exited with code 2" in log.raw_text and "Last log lines:" in log.raw_text, log.text
     queued = worker_starts(services, dag_id, run_id, "fails")
-    assert queued == 2 * starts, (queued, services.tails(80))  # per try
+    # Per try. Airflow 3.0 starts the retry of a task that failed on resume in execute_complete with
+    # the failed try's event (its next_method is not cleared): try 2 fails at once, with no pod.
+    assert queued == (2 if ENDS_THERE else 3), (queued, services.tails(80))
 
     skips = services.task_log(dag_id, run_id, "skips")
     assert worker_starts(services, dag_id, run_id, "skips") == starts
