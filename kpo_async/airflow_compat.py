@@ -97,3 +97,25 @@ async def atask_instance_state(task_instance: Any) -> str | None:
     except (AttributeError, KeyError):
         raise LookupError(f"no state of {key} in run {task_instance.run_id}: {response!r}") from None
     return None if state is None else str(getattr(state, "value", state))
+
+
+def triggerer_retries_failed_tasks() -> bool:
+    """Whether a task its trigger ends with ``TaskFailedEvent`` goes to its retries as after a
+    worker's failure (3.3+, ``handle_event_submit``). 3.0 fails it for good, retries or not."""
+    from airflow import __version__
+
+    return tuple(int(part) for part in __version__.split(".")[:2]) >= (3, 3)
+
+
+async def atask_xcom(method: str, task_instance: Any, key: str, **value: Any) -> Any:
+    """``XCom.<method>`` (``set``, ``get_one``, ``delete``) for the task a trigger serves: through
+    the triggerer's supervisor and the configured XCom backend, as a worker's push, off the loop."""
+    ti = task_instance
+    where = {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id, "map_index": ti.map_index}
+    return await sync_to_async(_xcom)(method, key=key, **where, **value)
+
+
+def _xcom(method: str, **arguments: Any) -> Any:
+    from airflow.sdk.execution_time.xcom import XCom  # imported here, off the loop: it reads the config
+
+    return getattr(XCom, method)(**arguments)

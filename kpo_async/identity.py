@@ -8,7 +8,7 @@ import json
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, astuple, dataclass
 
 #: Label on every pod this project creates; the shared watch selects on it.
 MANAGED_LABEL = "kpo-async.io/managed"
@@ -71,28 +71,14 @@ def identity_labels(identity: TaskIdentity) -> dict[str, str]:
 
     Like the official provider, ``map_index`` is only set for mapped tasks (``map_index >= 0``).
     """
-    labels = {
-        MANAGED_LABEL: "true",
-        "dag_id": label_safe(identity.dag_id),
-        "task_id": label_safe(identity.task_id),
-        "run_id": label_safe(identity.run_id),
-    }
-    if identity.map_index >= 0:
-        labels["map_index"] = str(identity.map_index)
-    labels["try_number"] = str(identity.try_number)
-    return labels
+    fields = {key: value for key, value in asdict(identity).items() if key != "map_index" or value >= 0}
+    return {MANAGED_LABEL: "true", **{key: label_safe(str(value)) for key, value in fields.items()}}
 
 
 def identity_annotations(identity: TaskIdentity) -> dict[str, str]:
     """The task identity verbatim (labels may have had to be shortened), for humans and for checking
     a label match was not a hash collision."""
-    return {
-        "kpo-async.io/dag-id": identity.dag_id,
-        "kpo-async.io/task-id": identity.task_id,
-        "kpo-async.io/run-id": identity.run_id,
-        "kpo-async.io/map-index": str(identity.map_index),
-        "kpo-async.io/try-number": str(identity.try_number),
-    }
+    return {f"kpo-async.io/{key.replace('_', '-')}": str(value) for key, value in asdict(identity).items()}
 
 
 def task_selector(identity: TaskIdentity, *, include_try: bool) -> str:

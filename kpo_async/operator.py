@@ -15,8 +15,8 @@ import inspect
 import json
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Awaitable, Callable, Container, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -36,6 +36,7 @@ from kpo_async.errors import (
     PodFailedError,
     QuotaExceeded,
 )
+from kpo_async.finish import FinishSettings, finish_pod
 from kpo_async.hook import KubernetesConnectionHook
 from kpo_async.identity import (
     FOLLOWED_BY_TRY_ANNOTATION,
@@ -52,6 +53,7 @@ from kpo_async.outcome import PodOutcome, Status
 from kpo_async.pod_builder import PodArguments, build_pod, check_choice, check_whole_number
 from kpo_async.pod_state import PodState
 from kpo_async.pod_template import pod_template_from_dict, read_pod_template
+from kpo_async.settings import setting
 from kpo_async.trigger_settings import ContainerSelection
 from triggers.pod import PodTrigger
 from triggers.quota import QuotaTrigger
@@ -153,6 +155,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
     log_pod_spec_on_failure: bool
     disruption_relaunches: int
     relaunch_started_pods: bool
+    end_from_trigger: bool | None
 
     def __init__(
         self,
@@ -228,6 +231,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         log_pod_spec_on_failure: bool = True,
         disruption_relaunches: int = 2,
         relaunch_started_pods: bool = False,
+        end_from_trigger: bool | None = None,
         **kwargs: Any,
     ) -> None:
         ignored = {key: kwargs.pop(key) for key in _ACCEPTED_WITHOUT_EFFECT if key in kwargs}
@@ -526,6 +530,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             log_events_on_startup=self.log_events_on_startup,
             secret_env_names=secret_names,
             callbacks=user_callbacks.classpaths(self.callbacks),
+            end_from_trigger=self._end_from_trigger(),
         )
 
     async def _adopt_or_create(self, client: ClusterClient, pod: V1Pod, identity: TaskIdentity) -> PodState:
@@ -602,9 +607,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         exit_code = outcome.exit_code
         if exit_code is not None and exit_code in self.skip_on_exit_code:
             raise AirflowSkipException(f"pod {namespace}/{pod_name} exited with code {exit_code}: skipping")
-        message = outcome.message or f"pod {namespace}/{pod_name} did not succeed"
-        if outcome.log_tail:
-            message += "\nLast log lines:\n" + "\n".join(outcome.log_tail)
+        message = outcome.failure_message()
         if outcome.status is Status.TIMEOUT and outcome.reason == "ExecutionTimeout":
             raise AirflowTaskTimeout(message)
         if outcome.reason == "InvalidImageName":
@@ -644,58 +647,31 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self._callback("on_pod_cleanup", context, pod=pod)
 
     async def _cleanup_pod(self, client: ClusterClient, outcome: PodOutcome, report: bool = True) -> None:
-        namespace, pod_name, succeeded = outcome.namespace, outcome.pod_name, outcome.succeeded
-        if not succeeded and report:
-            await self._report_failure(client, namespace, pod_name)
-        delete = (
-            self.on_finish_action == "delete_pod"
-            or (self.on_finish_action == "delete_succeeded_pod" and succeeded)
-            # active: the base container never ran to an exit (well or not)
-            or (self.on_finish_action == "delete_active_pod" and outcome.exit_code is None)
-        )
-        if delete:
-            if await pods.delete_pod(client, namespace, pod_name):
-                self.log.info("deleted pod %s/%s", namespace, pod_name)
-        else:
-            # Labelled as consumed, so that no later try adopts it; released, so that it can go.
-            finalized = {pods.FINALIZED_LABEL: "true"}
-            await pods.release_pod(client, namespace, pod_name, labels=finalized)
-            self.log.info("kept pod %s/%s (on_finish_action=%s)", namespace, pod_name, self.on_finish_action)
+        await finish_pod(client, outcome, self._finish_settings(), self.log, report=report)
 
-    async def _report_failure(self, client: ClusterClient, namespace: str, pod_name: str) -> None:
-        """As the official operator on failure: the containers' states and the pod's events
-        (`log_events_on_failure`), and the pod itself with secret env values masked
-        (`log_pod_spec_on_failure`)."""
-        pod = None
-        if self.log_pod_spec_on_failure or self.log_events_on_failure:
-            pod = await pods.read_pod_json(client, namespace, pod_name)
-        if pod is not None and self.log_events_on_failure:
-            found = PodState.from_api(pod)
-            self.log.info("pod phase: %s, reason: %s", found.phase, found.reason)
-            for state in (*found.init_containers, *found.containers):
-                failed = state.state == "waiting" or (state.terminated and state.exit_code != 0)
-                (self.log.error if failed else self.log.info)(
-                    "container %s: %s, reason=%s, exit_code=%s, message=%s",
-                    state.name,
-                    state.state,
-                    state.reason,
-                    state.exit_code,
-                    state.message,
-                )
-        if self.log_events_on_failure:
-            # The official levels and words: a Warning event at warning, any other at info.
-            for event in await pods.pod_events(client, namespace, pod_name):
-                (self.log.warning if event.get("type") == "Warning" else self.log.info)(
-                    "Pod Event: %s - %s", event.get("reason"), event.get("message")
-                )
-        if pod is not None and self.log_pod_spec_on_failure:
-            for env in pods.container_env(pod):
-                if env.get("value"):
-                    env["value"] = redact(env["value"], env.get("name"))
-            shown = {"metadata": {k: pod["metadata"].get(k) for k in ("name", "namespace", "labels")}}
-            self.log.info(
-                "pod spec: %s", json.dumps({**shown, "spec": pod.get("spec") or {}}, sort_keys=True)
-            )
+    def _finish_settings(self) -> FinishSettings:
+        skip = tuple(self.skip_on_exit_code) if isinstance(self.skip_on_exit_code, Iterable) else ()
+        fields = ("on_finish_action", "log_events_on_failure", "log_pod_spec_on_failure")
+        return FinishSettings(**{name: getattr(self, name) for name in fields}, skip_on_exit_code=skip)
+
+    def _end_from_trigger(self) -> dict[str, Any] | None:
+        """What the trigger needs to end the task itself (`end_from_trigger`); None: a worker does."""
+        if not (setting("end_from_trigger") if self.end_from_trigger is None else self.end_from_trigger):
+            return None
+        worker_needed = {
+            "callbacks run their last moments on a worker": self.callbacks,
+            "multiple_outputs fans the XCom out on a worker": self.multiple_outputs,
+            "a worker records the outlets' asset events": self.outlets,
+            f"{type(self).__name__} overrides execute_complete": (
+                type(self).execute_complete is not AsyncKubernetesPodOperator.execute_complete
+            ),
+            "skip_on_exit_code is not a list of exit codes": not isinstance(self.skip_on_exit_code, Iterable),
+        }
+        if why := next((why for why, needed in worker_needed.items() if needed), None):
+            self.log.info("end_from_trigger: this task finishes on a worker, as %s", why)
+            return None
+        settings = self._finish_settings()
+        return {**asdict(settings), "skip_on_exit_code": list(settings.skip_on_exit_code)}
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         # Airflow's deferral timeout fired before our trigger's event.

@@ -51,6 +51,11 @@ class PodOutcome:
     def succeeded(self) -> bool:
         return self.status is Status.SUCCESS
 
+    def failure_message(self) -> str:
+        """What the failed task says: why, then the last log lines."""
+        message = self.message or f"pod {self.namespace}/{self.pod_name} did not succeed"
+        return message + ("\nLast log lines:\n" + "\n".join(self.log_tail) if self.log_tail else "")
+
     def to_payload(self) -> dict[str, Any]:
         return {**asdict(self), "status": self.status.value, "log_tail": list(self.log_tail)}
 

@@ -108,11 +108,9 @@ class PodState:
         conditions = {(c.get("type"), c.get("status")): c for c in status.get("conditions") or []}
         since = {kind: c.get("lastTransitionTime") for (kind, met), c in conditions.items() if met == "True"}
         target = conditions.get(("DisruptionTarget", "True")) or {}
-        disruption = None
-        if target.get("reason") in DISRUPTIONS:
-            disruption = (target["reason"], target.get("message") or "")
-        elif status.get("reason") == "Evicted":
-            disruption = ("Evicted", status.get("message") or "")
+        if target.get("reason") not in DISRUPTIONS:  # the kubelet's Evicted: a reason and message too
+            target = status if status.get("reason") == "Evicted" else {}
+        disruption = (target["reason"], target.get("message") or "") if target else None
         return cls(
             name=meta.get("name", ""),
             namespace=meta.get("namespace", ""),

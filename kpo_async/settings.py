@@ -26,6 +26,7 @@ SECTION = "kpo_async"
 OPTIONS: dict[str, dict[str, Any]] = PROVIDER_INFO["config"][SECTION]["options"]
 #: The smallest valid value of a number (0 if not listed).
 _MINIMUM = {"api_connections": 1, "log_records_per_second": 0.01}
+_BOOLEANS = {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}
 
 
 def setting(name: str) -> Any:
@@ -46,7 +47,10 @@ def _read(name: str, environment_value: str | None) -> Any:
     text = conf.get(SECTION, name, fallback=option["default"])
     if option["type"] == "string":
         return text
+    if option["type"] == "boolean" and text.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[text.strip().lower()]
     wanted = f"{'an integer' if option['type'] == 'integer' else 'a number'} >= {_MINIMUM.get(name, 0)}"
+    wanted = "True or False" if option["type"] == "boolean" else wanted
     with contextlib.suppress(ValueError):
         if (value := (int if option["type"] == "integer" else float)(text)) >= _MINIMUM.get(name, 0):
             return value

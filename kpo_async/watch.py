@@ -184,7 +184,6 @@ class PodWatcher:
         return str(body.get("metadata", {}).get("resourceVersion", ""))
 
     async def _watch(self, resource_version: str) -> str:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=STALL_SECONDS)
         response = await open_response(
             self.client.core.list_namespaced_pod(
                 self.namespace,
@@ -194,7 +193,7 @@ class PodWatcher:
                 allow_watch_bookmarks=True,
                 timeout_seconds=WATCH_SECONDS,
                 _preload_content=False,
-                _request_timeout=timeout,
+                _request_timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=STALL_SECONDS),
             ),
             what=f"watching pods in namespace {self.namespace}",
             verb="watch",

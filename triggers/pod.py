@@ -9,15 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from typing import Any, NoReturn
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import (
+    BaseTrigger,
+    TaskFailedEvent,
+    TaskSkippedEvent,
+    TaskSuccessEvent,
+    TriggerEvent,
+)
 
-from kpo_async.airflow_compat import atask_instance_state, triggerer_calls_on_kill
+from kpo_async.airflow_compat import (
+    atask_instance_state,
+    atask_xcom,
+    triggerer_calls_on_kill,
+    triggerer_retries_failed_tasks,
+)
 from kpo_async.clients import ClusterClient, check_same_cluster, shared_client
 from kpo_async.connection import ClusterRef
+from kpo_async.finish import FinishSettings, finish_pod
 from kpo_async.identity import FOLLOWED_BY_TRY_ANNOTATION
 from kpo_async.log_follower import Formatter
 from kpo_async.monitor import PodMonitor
@@ -36,6 +50,15 @@ _STATE_SECONDS = 20.0
 #: Task states in which a worker may still resume this try (or the trigger lives on elsewhere):
 #: a cancelled trigger whose task is in one of them leaves the pod alone.
 _TASK_STILL_SERVED = frozenset({"deferred", "scheduled", "queued", "running", "up_for_reschedule"})
+#: `end_from_trigger`: the XCom where a trigger records how it ended the task, from just before it
+#: cleans the pod up until the end is committed, so that a successor started after a crash in
+#: between (the pod gone, the task still deferred) ends the task the same way.
+ENDED_XCOM = "_kpo_async_ended"
+#: The largest XCom value (JSON) the triggerer pushes: its supervisor, which every trigger shares,
+#: reads the push between their work; a larger value waits for a worker.
+_LARGEST_XCOM_HERE = 1 << 20
+#: How long an ended trigger waits for its task's end to be committed before it forgets its record.
+_COMMIT_WAIT_SECONDS = 60.0
 
 
 class PodTrigger(BaseTrigger):
@@ -48,6 +71,8 @@ class PodTrigger(BaseTrigger):
     :param on_kill_action: ``delete_pod`` or ``keep_pod`` when a user kills the deferred task.
     :param cluster_fingerprint: the cluster the worker created the pod on (server URL, CA digest,
         connection; no secrets). The trigger refuses to follow the pod on another cluster.
+    :param end_from_trigger: `FinishSettings` as a dict: end the task here (XCom, cleanup, a
+        task-end event) where this trigger can; None: the task resumes on a worker.
 
     The other parameters are the fields of `kpo_async.trigger_settings.MonitorSettings`, which
     says what each one means. A kwarg this version does not know (a row stored by another
@@ -80,6 +105,7 @@ class PodTrigger(BaseTrigger):
         init_container_logs: ContainerSelection = None,
         container_name_log_prefix_enabled: bool = True,
         log_formatter: str | None = None,
+        end_from_trigger: dict[str, Any] | None = None,
         **from_another_version: NoReturn,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -92,28 +118,15 @@ class PodTrigger(BaseTrigger):
         self.log_cursor = log_cursor
         self.on_kill_action = on_kill_action
         self.cluster_fingerprint = cluster_fingerprint
-        self.settings = MonitorSettings(
-            base_container_name=base_container_name,
-            get_logs=get_logs,
-            do_xcom_push=do_xcom_push,
-            startup_deadline=startup_deadline,
-            execution_deadline=execution_deadline,
-            schedule_deadline=schedule_deadline,
-            startup_timeout_seconds=startup_timeout_seconds,
-            fallback_poll_seconds=fallback_poll_seconds,
-            log_poll_seconds=log_poll_seconds,
-            log_checkpoint_seconds=log_checkpoint_seconds,
-            log_events_on_startup=log_events_on_startup,
-            secret_env_names=tuple(secret_env_names),
-            callbacks=tuple(callbacks),
-            container_logs=container_logs,
-            init_container_logs=init_container_logs,
-            container_name_log_prefix_enabled=container_name_log_prefix_enabled,
-            log_formatter=log_formatter,
-        )
+        given = locals()  # the MonitorSettings fields are this method's parameters of the same names
+        settings = {name: given[name] for name in MonitorSettings.__dataclass_fields__}
+        tuples = {"secret_env_names": tuple(secret_env_names), "callbacks": tuple(callbacks)}
+        self.settings = MonitorSettings(**{**settings, **tuples})
+        self.finish = FinishSettings(**end_from_trigger) if end_from_trigger else None
         self._monitor: PodMonitor | None = None
         self._fired = False
         self._cancelled = False
+        self._ended: Any = None  # the task instance this trigger ended
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         kwargs = {
@@ -129,6 +142,11 @@ class PodTrigger(BaseTrigger):
         }
         if not self.settings.callbacks:  # what versions before callbacks stored
             del kwargs["callbacks"]
+        if self.finish is not None:
+            kwargs["end_from_trigger"] = {
+                **asdict(self.finish),
+                "skip_on_exit_code": list(self.finish.skip_on_exit_code),
+            }
         return "triggers.pod.PodTrigger", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -136,6 +154,7 @@ class PodTrigger(BaseTrigger):
             client = await shared_client(ClusterRef.from_dict(self.cluster))
             check_same_cluster(self.cluster_fingerprint, client, self._pod_ref)
             outcome = await self.follow(client, self.log)
+            event = await self._end_here(client, outcome, self.finish) if self.finish else None
         except asyncio.CancelledError:
             self._cancelled = True
             raise
@@ -150,8 +169,78 @@ class PodTrigger(BaseTrigger):
                 f"triggerer: {exc if str(exc) else describe(exc)}",
                 log_cursor=self._monitor.logs.cursor if self._monitor else self.log_cursor,
             )
+            event = None
         self._fired = True
-        yield TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
+        yield event or TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
+        if self._ended is not None:
+            await self._forget_ending()
+
+    async def _end_here(
+        self, client: ClusterClient, outcome: PodOutcome, finish: FinishSettings
+    ) -> TriggerEvent | None:
+        """`end_from_trigger`: push the XCom, record the end, clean the pod up; the task-end event.
+        None: a worker finishes the task (the log says why), also when ending it here failed."""
+        try:
+            return await self._end(client, outcome, finish)
+        except Exception as exc:  # what was done here the worker does again, unharmed
+            self.log.warning(
+                "end_from_trigger: the task finishes on a worker, as ending it failed: %s", describe(exc)
+            )
+            return None
+
+    async def _end(
+        self, client: ClusterClient, outcome: PodOutcome, finish: FinishSettings
+    ) -> TriggerEvent | None:
+        ti, ended = getattr(self, "task_instance", None), None
+        if ti is not None and outcome.status is Status.ERROR and not outcome.disruption:
+            # The pod gone: a predecessor stopped after cleaning up may have ended the task.
+            if ended := await atask_xcom("get_one", ti, ENDED_XCOM):
+                outcome = PodOutcome.from_payload(ended)
+        if why := self._why_on_worker(outcome, ti):
+            self.log.info("end_from_trigger: the task finishes on a worker, as %s", why)
+            return None
+        skip = not outcome.succeeded and outcome.exit_code in finish.skip_on_exit_code
+        if not ended:
+            if self.settings.do_xcom_push and outcome.xcom is not None:
+                await atask_xcom("set", ti, "return_value", value=outcome.xcom)
+            await atask_xcom("set", ti, ENDED_XCOM, value={**outcome.to_payload(), "xcom": None})
+        secrets = self.settings.secret_env_names
+        await finish_pod(client, outcome, finish, self.log, secret_names=secrets)
+        self._ended = ti
+        if outcome.succeeded:
+            return TaskSuccessEvent()
+        if skip:
+            self.log.info("pod %s exited with code %s: skipping", self._pod_ref, outcome.exit_code)
+            return TaskSkippedEvent()
+        self.log.error("%s", outcome.failure_message())
+        return TaskFailedEvent()
+
+    def _why_on_worker(self, outcome: PodOutcome, task_instance: Any) -> str | None:
+        """Why this outcome needs a worker to end its task; None: this trigger can."""
+        skip_codes = self.finish.skip_on_exit_code if self.finish else ()
+        failed = not outcome.succeeded and outcome.exit_code not in skip_codes
+        size = len(json.dumps(outcome.xcom)) if self.settings.do_xcom_push else 0
+        reasons = {
+            "airflow dags test runs the trigger in line": task_instance is None,
+            "the cluster took the pod away: a worker decides on a relaunch": outcome.disruption,
+            f"the pod was not followed to its end ({outcome.reason})": outcome.status is Status.ERROR,
+            "an unpullable image fails the task without retries": outcome.reason == "InvalidImageName",
+            "Airflow < 3.3 fails a task ended by its trigger for good": failed
+            and not triggerer_retries_failed_tasks(),
+            f"its XCom's {size} bytes are over the {_LARGEST_XCOM_HERE} a trigger pushes": size
+            > _LARGEST_XCOM_HERE,
+        }
+        return next((why for why, applies in reasons.items() if applies), None)
+
+    async def _forget_ending(self) -> None:
+        """Once the task's end is committed (it is no longer deferred), remove the record of it."""
+        deadline = time.monotonic() + _COMMIT_WAIT_SECONDS
+        # The state is the metadata DB's, asked of the supervisor each time: no event to wait on.
+        while (state := await self._task_state()) == "deferred" and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
+        if state != "deferred":
+            await atask_xcom("delete", self._ended, ENDED_XCOM)
+            self._ended = None
 
     async def follow(
         self, client: ClusterClient, logger: Any, formatter: Formatter | None = None
@@ -174,6 +263,9 @@ class PodTrigger(BaseTrigger):
         if self._monitor is not None and not self._fired:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._monitor.logs.checkpoint(), _EXIT_WORK_SECONDS)
+        if self._ended is not None:  # cancelled once its end was committed, or stopping before
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._forget_ending(), _EXIT_WORK_SECONDS)
         if self._cancelled and not self._fired and not triggerer_calls_on_kill():
             try:
                 await asyncio.wait_for(self.on_kill(), _SELF_KILL_SECONDS)
@@ -189,6 +281,8 @@ class PodTrigger(BaseTrigger):
         followed by the other triggerer, must live on. Before 3.3 Airflow only cancels a trigger,
         the same way as when the triggerer stops or hands it over, and `cleanup` calls this.
         """
+        if self._fired:  # the event is out: the worker, or this trigger, finishes the pod
+            return
         try:
             state = await self._task_state()
         except Exception as exc:

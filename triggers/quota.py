@@ -30,6 +30,8 @@ _SUFFIXES |= {"G": Decimal(10**9), "T": Decimal(10**12), "Ki": Decimal(2**10), "
 _SUFFIXES |= {"Gi": Decimal(2**30), "Ti": Decimal(2**40)}
 #: A refusal worded otherwise names no quota to read: the create is simply tried again this often.
 BLIND_RETRY_SECONDS = 30.0
+#: The kwargs `serialize` stores: each is the attribute of that name.
+_KWARGS = ("namespace", "cluster", "refusal", "deadline", "waiting_since", "relaunch", "cluster_fingerprint")
 
 
 def quantity(text: str) -> Decimal:
@@ -75,15 +77,7 @@ class QuotaTrigger(BaseTrigger):
         self.requested = dict(item.split("=", 1) for item in found["requested"].split(",")) if found else {}
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return "triggers.quota.QuotaTrigger", {
-            "namespace": self.namespace,
-            "cluster": self.cluster,
-            "refusal": self.refusal,
-            "deadline": self.deadline,
-            "waiting_since": self.waiting_since,
-            "relaunch": self.relaunch,
-            "cluster_fingerprint": self.cluster_fingerprint,
-        }
+        return "triggers.quota.QuotaTrigger", {name: getattr(self, name) for name in _KWARGS}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         client = await shared_client(ClusterRef.from_dict(self.cluster))

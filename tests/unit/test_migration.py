@@ -554,7 +554,7 @@ def test_every_official_argument_name_is_accepted() -> None:
     # Ours only accepts the official names plus `resources` (the guide's dict) and what the
     # official operator has no counterpart for (what to do when the cluster takes the pod away).
     extra = [n for n in ours if n not in official_parameters() and n not in ("self", "kwargs")]
-    assert extra == ["resources", "disruption_relaunches", "relaunch_started_pods"]
+    assert extra == ["resources", "disruption_relaunches", "relaunch_started_pods", "end_from_trigger"]
     # What is accepted without effect really is an official argument, not a made-up one.
     assert set(_ACCEPTED_WITHOUT_EFFECT) <= set(official_parameters())
 

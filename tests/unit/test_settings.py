@@ -25,20 +25,25 @@ IN_AIRFLOW_CFG = {
     "tls_read_buffer_kib": "16",
     "log_records_per_second": "250.5",
     "pod_url_template": "https://dash.example/#/pod/{namespace}/{pod}",
+    "end_from_trigger": "True",
 }
 #: What each process reads the settings through (the objects built from them).
 _READ_BY_KPO_ASYNC = """
 import json
 from kpo_async.clients import ClientLimits
 from kpo_async.log_records import shared_budget
+from kpo_async.operator import AsyncKubernetesPodOperator
 from kpo_async.settings import setting
 limits = ClientLimits.configured()
+# What a task given no end_from_trigger argument hands its trigger.
+ends_there = AsyncKubernetesPodOperator(task_id="t", image="alpine")._end_from_trigger() is not None
 print(json.dumps({
     "api_connections": limits.api_connections,
     "max_log_streams": limits.log_streams,
     "tls_read_buffer_kib": limits.tls_read_buffer_kib,
     "log_records_per_second": shared_budget().per_second,
     "pod_url_template": setting("pod_url_template"),
+    "end_from_trigger": ends_there,
 }))
 """
 
@@ -69,6 +74,12 @@ def from_airflow_cfg(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
 
 
 _AIRFLOW_VERSION = tuple(int(part) for part in version("apache-airflow").split(".")[:2])
+_TYPES: dict[str, Any] = {
+    "integer": int,
+    "float": float,
+    "string": str,
+    "boolean": lambda text: text == "True",
+}
 _PIPES: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
 
 
@@ -79,7 +90,7 @@ def test_every_setting_is_tested_here() -> None:
 @pytest.mark.parametrize("name", sorted(IN_AIRFLOW_CFG))
 def test_a_setting_in_airflow_cfg_is_used(name: str, from_airflow_cfg: dict[str, Any]) -> None:
     written = IN_AIRFLOW_CFG[name]
-    expected = {"integer": int, "float": float, "string": str}[OPTIONS[name]["type"]](written)
+    expected = _TYPES[OPTIONS[name]["type"]](written)
     assert expected != _default(name)  # else this would not show that airflow.cfg was read
     assert from_airflow_cfg["read"][name] == expected
 
@@ -94,7 +105,7 @@ def test_airflow_config_list_shows_the_setting(name: str, from_airflow_cfg: dict
 
 
 def _default(name: str) -> Any:
-    return {"integer": int, "float": float, "string": str}[OPTIONS[name]["type"]](OPTIONS[name]["default"])
+    return _TYPES[OPTIONS[name]["type"]](OPTIONS[name]["default"])
 
 
 def test_defaults_without_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,6 +117,7 @@ def test_defaults_without_configuration(monkeypatch: pytest.MonkeyPatch) -> None
         "tls_read_buffer_kib": 8,
         "log_records_per_second": 100.0,
         "pod_url_template": "",
+        "end_from_trigger": False,
     }
 
 
@@ -119,6 +131,7 @@ def test_defaults_without_configuration(monkeypatch: pytest.MonkeyPatch) -> None
         ("tls_read_buffer_kib", ""),
         ("log_records_per_second", "0"),
         ("log_records_per_second", "nan"),
+        ("end_from_trigger", "yes please"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_setting_and_the_fix(

@@ -15,7 +15,8 @@ from aiohttp import web
 class Fault:
     """Applies to the next `times` requests matching method + path regex (+ query substring).
 
-    Actions (combinable): `latency` seconds before answering; `status` (e.g. 500, 503, 429 with
+    Actions (combinable): `latency` seconds before answering; `latency_after` seconds between
+    carrying the request out and answering it; `status` (e.g. 500, 503, 429 with
     `retry_after` seconds) answered with a real Status body; `drop_after_bytes` closes the TCP
     connection after that many bytes of the response body (works mid-stream for watch/logs);
     `watch_close_after` ends a watch stream cleanly after that many seconds; `watch_gone` sends a
@@ -33,6 +34,7 @@ class Fault:
     retry_after: float | None = None
     message: str | None = None
     latency: float = 0.0
+    latency_after: float = 0.0
     drop_after_bytes: int | None = None
     watch_close_after: float | None = None
     watch_gone: bool = False

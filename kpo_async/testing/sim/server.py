@@ -406,6 +406,8 @@ class SimCluster:
                 )
             )
         resp = await handler(request)
+        if fault.latency_after > 0:
+            await asyncio.sleep(fault.latency_after)
         if fault.drop_after_bytes is not None and isinstance(resp, web.Response) and not resp.prepared:
             body = resp.body if isinstance(resp.body, bytes) else b""
             partial = web.StreamResponse(status=resp.status, headers={"Content-Type": resp.content_type})
