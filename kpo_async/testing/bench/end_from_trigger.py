@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from kpo_async.testing.airflow_stack import AirflowStack, wait_until
+from kpo_async.testing.bench.airflow_env import read_trigger_log
 from kpo_async.testing.bench.cluster import Observer
 from kpo_async.testing.bench.common import fmt_num, loadavg, percentile
 from kpo_async.testing.sim import BEHAVIOR_ANNOTATION
@@ -222,6 +223,9 @@ class Result:
     states: dict[str, int] = field(default_factory=dict)
     starts: list[int] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    #: Pod end -> the trigger's event ("Trigger fired event" in its trigger log file): the part
+    #: spent on the triggerer (with end_from_trigger: the XCom push and the pod's deletion too).
+    to_event_ms: list[float] = field(default_factory=list)
     #: The same from the cluster's ``finishedAt`` (1 s precision), a cross-check of the watch.
     latencies_finished_ms: list[float] = field(default_factory=list)
     wall_s: float = float("nan")
@@ -240,11 +244,25 @@ def _epoch(value: Any) -> float | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
-def worker_starts(stack: AirflowStack, dag_id: str, run_id: str, map_index: int) -> int:
-    """Worker runs of the task instance: the supervisor's opening record, per worker run, in the
-    try's log file (every try's file of the task instance)."""
+def ti_log_folder(stack: AirflowStack, dag_id: str, run_id: str, map_index: int) -> Path:
     folder = stack.task_logs / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={TASK_ID}"
-    folder = folder / f"map_index={map_index}"
+    return folder / f"map_index={map_index}"
+
+
+def fired_at(stack: AirflowStack, dag_id: str, run_id: str, map_index: int) -> float | None:
+    """When the task instance's (first) trigger fired its event, from its trigger log files."""
+    times = [
+        log.fired_at
+        for path in ti_log_folder(stack, dag_id, run_id, map_index).glob("attempt=*.log.trigger.*.log")
+        if (log := read_trigger_log(path)).fired_at is not None
+    ]
+    return min(times, default=None)
+
+
+def worker_starts(stack: AirflowStack, dag_id: str, run_id: str, map_index: int) -> int:
+    """Worker runs of the task instance: the task runner's opening record, per worker run, in the
+    try's log file (every try's file of the task instance)."""
+    folder = ti_log_folder(stack, dag_id, run_id, map_index)
     starts = 0
     for path in folder.glob("attempt=*.log"):
         for raw in path.read_text(errors="replace").splitlines():
@@ -309,6 +327,9 @@ def run_variant(stack: AirflowStack, watch: PodWatch, variant: Variant, n: int, 
             result.missing_pod_end += 1
             continue
         result.latencies_ms.append((at - seen) * 1000)
+        fired = fired_at(stack, variant.dag_id, run_id, map_index)
+        if fired is not None:
+            result.to_event_ms.append((fired - seen) * 1000)
         finished_at = watch.finished_at.get(name or "")
         if finished_at:
             result.latencies_finished_ms.append((at - _epoch(finished_at)) * 1000)  # type: ignore[operator]
@@ -428,6 +449,10 @@ def bench(args: argparse.Namespace) -> int:
     )
     print(table(results))
     for r in results:
+        print(
+            f"  {r.variant.key}: pod end -> trigger event p50 {percentile(r.to_event_ms, 50) / 1000:.2f} s, "
+            f"p99 {percentile(r.to_event_ms, 99) / 1000:.2f} s ({len(r.to_event_ms)} events)"
+        )
         if r.missing_pod_end:
             print(f"  {r.variant.key}: {r.missing_pod_end} task instances without a watched pod end")
         if r.latencies_finished_ms:
