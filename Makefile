@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo demo-ui test test-fast test-postgres test-airflow30 lint compat e2e cluster-up cluster-down node-up node-down e2e-node compat-node bench bench-sim bench-triggerer soak soak-ha docs clean ui-deps ui-test ui-screenshots
+.PHONY: venv demo demo-ui test test-fast test-postgres test-airflow30 lint compat e2e cluster-up cluster-down node-up node-down e2e-node compat-node bench bench-sim bench-triggerer bench-end-from-trigger soak soak-ha docs clean ui-deps ui-test ui-screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -127,6 +127,12 @@ bench: $(STAMP)
 BENCH_TRIGGERER_ARGS ?= --pods 1000 --log-rate 1 --duration 120 --design both --official-cap 300
 bench-triggerer: $(STAMP)
 	$(BIN)/python -m kpo_async.testing.bench.real_triggerer $(BENCH_TRIGGERER_ARGS)
+
+## The real services on PostgreSQL, 100 mapped pods each: ours, ours with end_from_trigger=True, the official
+## deferrable KPO; worker starts per task, pod end -> success p50/p99, wall time (docs/scale.md)
+BENCH_EFT_ARGS ?= --pods 100
+bench-end-from-trigger: $(STAMP)
+	$(BIN)/python -m kpo_async.testing.bench.end_from_trigger $(BENCH_EFT_ARGS)
 
 ## Two real triggerers (HA) on PostgreSQL, 500 deferred pods, 10 SIGKILLs + graceful stops (docs/reliability.md)
 SOAK_HA_ARGS ?= --pods 500 --kills 10 --interval 20 --seed 1
