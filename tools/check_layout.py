@@ -56,9 +56,9 @@ LOADED_BY_AIRFLOW = (
 #: Issue 23 (end_from_trigger: the trigger ends the task itself, the failure report and cleanup shared
 #: with the worker in finish.py) added about 150 lines; cuts in the same session (one end_from_trigger
 #: path, one-use helpers inlined, serialize from a tuple of names, the delete decision from a table, the
-#: triggers built in _submit) paid 104 of them. The other 46 would only have come from packing constant
-#: tables behind "fmt: off", which was not done: the cap rose from 3,658 to 3,704.
-MAX_LINES = 3704
+#: triggers built in _submit) paid 109 of them. The other 41 would only have come from packing constant
+#: tables behind "fmt: off", which was not done: the cap rose from 3,658 to 3,699.
+MAX_LINES = 3699
 MAX_FUNCTION_LINES = 60
 SIGNATURE_EXEMPT = {("kpo_async.operator", "AsyncKubernetesPodOperator.__init__")}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, fields
 from typing import Any, NoReturn
@@ -52,7 +51,7 @@ ENDED_XCOM = "_kpo_async_ended"
 #: The largest XCom value (JSON) the triggerer pushes: its supervisor, which every trigger shares,
 #: reads the push between their work; a larger value waits for a worker.
 _LARGEST_XCOM_HERE = 1 << 20
-#: How long an ended trigger waits for its task's end to be committed before it forgets its record.
+#: How long an ended trigger waits to be cancelled (its task's end committed) before it ends itself.
 _COMMIT_WAIT_SECONDS = 60.0
 
 
@@ -155,9 +154,11 @@ class PodTrigger(BaseTrigger):
             event = None
         self._fired = True
         yield event or TriggerEvent(outcome.to_payload())  # type: ignore[no-untyped-call]
-        if self._ended is not None:  # never raises: the event is out, a failure here must not fail the task
-            with contextlib.suppress(Exception):
-                await self._forget_ending()
+        if self._ended is not None:
+            # The triggerer cancels an ended trigger once the end is committed; cleanup() then
+            # removes the record. Waiting here instead of asking for the state keeps the supervisor,
+            # which every trigger shares, free for the pushes of other tasks ending meanwhile.
+            await asyncio.sleep(_COMMIT_WAIT_SECONDS)
 
     async def _end_here(self, client: ClusterClient, outcome: PodOutcome) -> TriggerEvent | None:
         """`end_from_trigger`: push the XCom, record the end, clean the pod up; the task-end event.
@@ -203,11 +204,7 @@ class PodTrigger(BaseTrigger):
 
     async def _forget_ending(self) -> None:
         """Once the task's end is committed (it is no longer deferred), remove the record of it."""
-        deadline = time.monotonic() + _COMMIT_WAIT_SECONDS
-        # The state is the metadata DB's, asked of the supervisor each time: no event to wait on.
-        while (state := await self._task_state()) == "deferred" and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.5)
-        if state != "deferred":
+        if await self._task_state() != "deferred":
             await atask_xcom("delete", self._ended, ENDED_XCOM)
             self._ended = None
 
