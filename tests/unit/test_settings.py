@@ -32,18 +32,16 @@ _READ_BY_KPO_ASYNC = """
 import json
 from kpo_async.clients import ClientLimits
 from kpo_async.log_records import shared_budget
-from kpo_async.operator import AsyncKubernetesPodOperator
 from kpo_async.settings import setting
 limits = ClientLimits.configured()
-# What a task given no end_from_trigger argument hands its trigger.
-ends_there = AsyncKubernetesPodOperator(task_id="t", image="alpine")._end_from_trigger() is not None
 print(json.dumps({
     "api_connections": limits.api_connections,
     "max_log_streams": limits.log_streams,
     "tls_read_buffer_kib": limits.tls_read_buffer_kib,
     "log_records_per_second": shared_budget().per_second,
     "pod_url_template": setting("pod_url_template"),
-    "end_from_trigger": ends_there,
+    # The operator's default (tests/core/test_end_from_trigger.py: what its trigger gets from it).
+    "end_from_trigger": setting("end_from_trigger"),
 }))
 """
 
