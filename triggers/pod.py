@@ -135,8 +135,9 @@ class PodTrigger(BaseTrigger):
         try:
             client = await shared_client(ClusterRef.from_dict(self.cluster))
             check_same_cluster(self.cluster_fingerprint, client, self._pod_ref)
-            outcome = await self.follow(client, self.log)
-            event = await self._end_here(client, outcome) if self.finish else None
+            ended = await self._recorded_end()
+            outcome = PodOutcome.from_payload(ended) if ended else await self.follow(client, self.log)
+            event = await self._end_here(client, outcome, ended is not None) if self.finish else None
         except asyncio.CancelledError:
             self._cancelled = True
             raise
@@ -160,16 +161,32 @@ class PodTrigger(BaseTrigger):
             # which every trigger shares, free for the pushes of other tasks ending meanwhile.
             await asyncio.sleep(_COMMIT_WAIT_SECONDS)
 
-    async def _end_here(self, client: ClusterClient, outcome: PodOutcome) -> TriggerEvent | None:
+    async def _recorded_end(self) -> dict[str, Any] | None:
+        """`end_from_trigger`: the end a predecessor recorded before it stopped (a crash after the
+        record), or None. Asked before following the pod: this is often the triggerer's first request
+        of its supervisor, whose one-time build of Airflow's in-process execution API (about 9 s here,
+        no heartbeat meanwhile) is then paid while the pod runs, not once it has ended."""
+        ti = getattr(self, "task_instance", None)
+        if self.finish is None or ti is None:
+            return None
+        try:
+            ended: dict[str, Any] | None = await atask_xcom("get_one", ti, ENDED_XCOM)
+        except Exception as exc:  # follow the pod as usual; its end is still this trigger's to make
+            self.log.warning("end_from_trigger: could not look for an earlier end: %s", describe(exc))
+            return None
+        if ended:
+            self.log.info(
+                "end_from_trigger: an earlier trigger of this task ended it; ending it the same way"
+            )
+        return ended
+
+    async def _end_here(self, client: ClusterClient, outcome: PodOutcome, ended: bool) -> TriggerEvent | None:
         """`end_from_trigger`: push the XCom, record the end, clean the pod up; the task-end event.
-        None: a worker finishes the task (the log says why), also when ending it here failed."""
-        ti, ended, finish = getattr(self, "task_instance", None), None, self.finish
+        None: a worker finishes the task (the log says why), also when ending it here failed.
+        `ended`: `outcome` is a predecessor's record (its XComs are pushed)."""
+        ti, finish = getattr(self, "task_instance", None), self.finish
         assert finish is not None
         try:
-            if ti is not None and outcome.status is Status.ERROR and not outcome.disruption:
-                # The pod gone: a predecessor stopped after cleaning up may have ended the task.
-                if ended := await atask_xcom("get_one", ti, ENDED_XCOM):
-                    outcome = PodOutcome.from_payload(ended)
             skip = not outcome.succeeded and outcome.exit_code in finish.skip_on_exit_code
             size = len(json.dumps(outcome.xcom)) if self.settings.do_xcom_push else 0
             worker_needed = {

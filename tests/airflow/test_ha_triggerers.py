@@ -4,12 +4,13 @@ Real services (api-server, scheduler with LocalExecutor, dag-processor, two trig
 PostgreSQL, real deferrals of `AsyncKubernetesPodOperator`. The first triggerer runs with
 ``--capacity`` half the runs, so the second, started once the first is full, holds the other half.
 Once both deliver lines, the first is SIGKILLed (its whole process group): the second adopts its
-triggers once its heartbeat is older than `triggerer_health_check_threshold` (8 s here). The
+triggers once its heartbeat is older than `triggerer_health_check_threshold` (20 s here). The
 killed one is restarted (without a capacity limit); then the second is stopped gracefully (SIGTERM),
 the restarted one adopts everything, and the second is restarted too. Every task must complete once
 (try 1) with its XCom, every printed line must be in its log, a line may repeat only if the
 SIGKILLed triggerer had delivered it and at most once (docs/reliability.md; none after a graceful
-stop), one pod per task and none left behind. `make soak-ha` runs the same at scale
+stop), one pod per task and none left behind. Every task ends on its triggerer (end_from_trigger,
+one worker start). `make soak-ha` runs the same at scale
 (kpo_async/testing/soak_ha.py)."""
 
 from __future__ import annotations
@@ -49,7 +50,16 @@ def services(workdir: Path) -> Iterator[AirflowServices]:  # named so conftest a
         workdir,
         dag_files=[TEST_DAGS / "kpo_test_services.py"],
         database=os.environ.get("KPO_ASYNC_TEST_DATABASE", "postgres"),
-        extra_env={"KPO_TEST_MARKERS": str(workdir / "markers")},
+        extra_env={
+            "KPO_TEST_MARKERS": str(workdir / "markers"),
+            # Every task ends on the triggerer (end_from_trigger, set deployment-wide as a user
+            # would): the hand-overs below must not lose or repeat an end either.
+            "AIRFLOW__KPO_ASYNC__END_FROM_TRIGGER": "True",
+            # A triggerer's first request of its supervisor (a trigger's first XCom call) stops that
+            # supervisor about 9 s while Airflow builds its in-process execution API; a threshold
+            # below that moves triggers off a healthy triggerer and back (docs/reliability.md).
+            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "20",
+        },
         # The first triggerer takes half of the runs; the second, started later, the rest.
         service_args={"triggerer": ["--capacity", str(RUNS // 2)]},
     )
@@ -188,6 +198,8 @@ def test_two_triggerers_a_kill_a_graceful_stop_and_restarts_lose_nothing(service
             problems.append(f"{run_id}: {ti['state']} try {ti['try_number']}")
         elif services.xcom("kpo_test_lines", run_id, "lines") != {"lines": TOTAL, "run": run_id}:
             problems.append(f"{run_id}: wrong XCom")
+        elif any(e.startswith("pod default/") and e.endswith(" succeeded") for e in log.events()):
+            problems.append(f"{run_id}: finished on a worker, not by its trigger")
         if missing:
             problems.append(f"{run_id}: missing lines {missing[:10]}")
         beyond = [n for n in repeated if n not in may_repeat or counts[n] > 2]
