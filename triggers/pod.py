@@ -175,9 +175,7 @@ class PodTrigger(BaseTrigger):
             self.log.warning("end_from_trigger: could not look for an earlier end: %s", describe(exc))
             return None
         if ended:
-            self.log.info(
-                "end_from_trigger: an earlier trigger of this task ended it; ending it the same way"
-            )
+            self.log.info("end_from_trigger: a predecessor ended the task; ending it the same way")
         return ended
 
     async def _end_here(self, client: ClusterClient, outcome: PodOutcome, ended: bool) -> TriggerEvent | None:

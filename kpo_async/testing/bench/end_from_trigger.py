@@ -226,6 +226,9 @@ class Result:
     #: Pod end -> the trigger's event ("Trigger fired event" in its trigger log file): the part
     #: spent on the triggerer (with end_from_trigger: the XCom push and the pod's deletion too).
     to_event_ms: list[float] = field(default_factory=list)
+    #: The trigger's event -> task instance success: Airflow's part (its trigger runner hands events
+    #: to its supervisor once a loop turn, at least a second apart when idle, then the commit).
+    event_to_end_ms: list[float] = field(default_factory=list)
     #: The same from the cluster's ``finishedAt`` (1 s precision), a cross-check of the watch.
     latencies_finished_ms: list[float] = field(default_factory=list)
     wall_s: float = float("nan")
@@ -330,6 +333,7 @@ def run_variant(stack: AirflowStack, watch: PodWatch, variant: Variant, n: int, 
         fired = fired_at(stack, variant.dag_id, run_id, map_index)
         if fired is not None:
             result.to_event_ms.append((fired - seen) * 1000)
+            result.event_to_end_ms.append((at - fired) * 1000)
         finished_at = watch.finished_at.get(name or "")
         if finished_at:
             result.latencies_finished_ms.append((at - _epoch(finished_at)) * 1000)  # type: ignore[operator]
@@ -451,7 +455,9 @@ def bench(args: argparse.Namespace) -> int:
     for r in results:
         print(
             f"  {r.variant.key}: pod end -> trigger event p50 {percentile(r.to_event_ms, 50) / 1000:.2f} s, "
-            f"p99 {percentile(r.to_event_ms, 99) / 1000:.2f} s ({len(r.to_event_ms)} events)"
+            f"p99 {percentile(r.to_event_ms, 99) / 1000:.2f} s ({len(r.to_event_ms)} events); "
+            f"trigger event -> TI end p50 {percentile(r.event_to_end_ms, 50) / 1000:.2f} s, "
+            f"p99 {percentile(r.event_to_end_ms, 99) / 1000:.2f} s"
         )
         if r.missing_pod_end:
             print(f"  {r.variant.key}: {r.missing_pod_end} task instances without a watched pod end")
