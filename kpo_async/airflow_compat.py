@@ -55,8 +55,7 @@ async def amask_secret(secret: str) -> None:
 
 async def aget_connection_extras(conn_id: str) -> dict[str, Any]:
     """The extras of connection `conn_id`, read without blocking the event loop."""
-    reader = getattr(BaseHook, "aget_connection", None)
-    if reader is not None:
+    if (reader := getattr(BaseHook, "aget_connection", None)) is not None:
         return (await reader(conn_id)).extra_dejson or {}
     # Airflow 3.0 has only the synchronous lookup: run it off the loop, the extras' parsing too
     # (it registers their secrets with the supervisor). Through asgiref, not a bare thread: on a

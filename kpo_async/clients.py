@@ -98,6 +98,7 @@ class ClusterClient:
     ) -> None:
         self.config = config
         self.configuration = configuration
+        self.host = str(configuration.host)
         self.limits = limits
         limit_tls_read_buffer(limits.tls_read_buffer_kib)
         self.api_client = _ApiClient(configuration, ssl_context, limits.api_connections)
@@ -107,10 +108,6 @@ class ClusterClient:
         self.log_stream_slots = asyncio.Semaphore(limits.log_streams)
         #: Which cluster this is, without secrets: see `create_client`.
         self.fingerprint = fingerprint
-
-    @property
-    def host(self) -> str:
-        return str(self.configuration.host)
 
     async def ws_connect(self, path: str, **options: Any) -> aiohttp.ClientWebSocketResponse[bool]:
         """A WebSocket to `path` on the API server (exec), on the API pool, with this client's

@@ -412,7 +412,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
             pod.metadata.name,
             exit_code=0 if phase in ("Succeeded", "Failed") else None,
         )
-        self._on_cluster(lambda client: self._cleanup_pod(client, outcome))
+        self._on_cluster(lambda client: finish_pod(client, outcome, self._finish_settings(), self.log))
 
     # -- execute: submit and defer -------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -457,7 +457,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         pod = self.build_pod(context, client.config.namespace, client.config.extras)
         launch.mark(pod, self.log, self.disruption_relaunches)
         if launch.replaces is not None:  # gone or ended (the trigger waited): clean it up first
-            await self._cleanup_pod(client, launch.replaces, report=False)
+            await finish_pod(client, launch.replaces, self._finish_settings(), self.log, report=False)
         self._callback("on_pod_manifest_created", context, pod_request=pod)
         # As the official operator: a scheduling window, then the startup window.
         window = self.schedule_timeout_seconds or self.startup_timeout_seconds
@@ -572,8 +572,7 @@ class AsyncKubernetesPodOperator(BaseOperator):
         outcome = PodOutcome.from_payload(event)
         namespace, pod_name = outcome.namespace, outcome.pod_name
         if outcome.disruption:
-            refused = self._why_not_relaunched(outcome)
-            if refused is None:
+            if (refused := self._why_not_relaunched(outcome)) is None:
                 return self._launch(context, _Launch(outcome.relaunch + 1, replaces=outcome))
             outcome = replace(outcome, message=f"{outcome.message}; not relaunched: {refused}")
         self._on_cluster(lambda client: self._finalize(client, outcome, context, event))
@@ -618,11 +617,8 @@ class AsyncKubernetesPodOperator(BaseOperator):
         self._callback("on_operator_resuming", context, pod=pod, event=event)
         self._callback("on_pod_completion", context, pod=pod)
         self._callback("on_pod_teardown", context, pod=pod)
-        await self._cleanup_pod(client, outcome)
+        await finish_pod(client, outcome, self._finish_settings(), self.log)
         self._callback("on_pod_cleanup", context, pod=pod)
-
-    async def _cleanup_pod(self, client: ClusterClient, outcome: PodOutcome, report: bool = True) -> None:
-        await finish_pod(client, outcome, self._finish_settings(), self.log, report=report)
 
     def _finish_settings(self) -> FinishSettings:
         skip = list(self.skip_on_exit_code) if isinstance(self.skip_on_exit_code, Iterable) else []

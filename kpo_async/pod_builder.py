@@ -276,8 +276,7 @@ def _resources(argument: str, value: Any) -> dict[str, Any] | None:
     """``resources``/``container_resources``/``xcom_sidecar_resources`` as a ResourceRequirements dict
     (None when unset or empty)."""
     if isinstance(value, Mapping) and not set(value) <= _API_RESOURCE_KEYS:
-        unknown = sorted(set(value) - set(RESOURCE_KEYS))
-        if unknown:
+        if unknown := sorted(set(value) - set(RESOURCE_KEYS)):
             raise InvalidArgumentError(
                 argument,
                 f"unknown key {', '.join(map(repr, unknown))}",

@@ -171,8 +171,7 @@ class PodWatcher:
             )
             body = json.loads(await response.read())
             seen.update((state.name, state) for state in map(PodState.from_api, body.get("items") or []))
-            continue_token = (body.get("metadata") or {}).get("continue")
-            if not continue_token:
+            if not (continue_token := (body.get("metadata") or {}).get("continue")):
                 break
         changed = {n for n, s in seen.items() if self.states.get(n) != s}
         self.states = seen
@@ -198,14 +197,12 @@ class PodWatcher:
             what=f"watching pods in namespace {self.namespace}",
             verb="watch",
         )
-        try:
+        async with response:  # released on the way out
             async for line in response.content:  # one JSON event per line
                 if line.strip():
                     resource_version = self._apply(json.loads(line)) or resource_version
                 if self._should_stop():
                     break
-        finally:
-            response.release()
         return resource_version
 
     def _apply(self, event: dict[str, Any]) -> str | None:

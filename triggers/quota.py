@@ -113,8 +113,7 @@ class QuotaTrigger(BaseTrigger):
                 )
             except NotFound:  # removed meanwhile: try the create again
                 return True
-            short = self._shortfall(quota.get("status") or {})
-            if not short:
+            if not (short := self._shortfall(quota.get("status") or {})):
                 return True
             if "; ".join(short) != said:
                 said = "; ".join(short)

@@ -58,6 +58,7 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from kpo_async.finish import finish_pod
 from kpo_async.testing.soak_evictions import (
     POLICIES,
     POLICY_WEIGHTS,
@@ -606,7 +607,9 @@ class Soak:
             if outcome.disruption and refused is None:
                 await self.retrying(
                     f"cleanup of {deferral.pod_name}",
-                    lambda: plan.operator._cleanup_pod(client, outcome, report=False),
+                    lambda: finish_pod(
+                        client, outcome, plan.operator._finish_settings(), plan.operator.log, report=False
+                    ),
                 )
                 await self.relaunch(client, plan, outcome)
                 return
