@@ -109,11 +109,8 @@ def pod_name(base: str, *, identity: TaskIdentity | None, random_name_suffix: bo
     stem = POD_NAME_UNSAFE.sub("-", base.lower()).strip("-") or "pod"
     if not random_name_suffix:
         return stem[:NAME_MAX_LENGTH].rstrip("-")
-    return f"{stem[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1].rstrip('-')}-{_name_suffix(identity)}"
-
-
-def _name_suffix(identity: TaskIdentity | None) -> str:
     if identity is None:
-        return secrets.token_hex(SUFFIX_LENGTH // 2)
-    key = json.dumps(astuple(identity))  # [dag_id, task_id, run_id, map_index, try_number]
-    return hashlib.sha256(key.encode()).hexdigest()[:SUFFIX_LENGTH]
+        suffix = secrets.token_hex(SUFFIX_LENGTH // 2)
+    else:  # a digest of [dag_id, task_id, run_id, map_index, try_number]
+        suffix = hashlib.sha256(json.dumps(astuple(identity)).encode()).hexdigest()[:SUFFIX_LENGTH]
+    return f"{stem[: NAME_MAX_LENGTH - SUFFIX_LENGTH - 1].rstrip('-')}-{suffix}"

@@ -232,15 +232,18 @@ class PodLogs:
             *(c for c in state.init_containers if _wants(self.settings.init_container_logs, c.name)),
             *(c for c in state.containers if _wants(containers, c.name)),
         ]
-        for container in (c for c in wanted if c.running_or_done and c.name not in self.followers):
+        for name in (c.name for c in wanted if c.running_or_done and c.name not in self.followers):
             if not self.followers:
                 await self._prepare(state)
-            self._start(container.name)
+            cursor = self._cursors.get(name, LogCursor())
+            follower = self.followers[name] = ContainerFollower(self, name, cursor)
+            follower.task = asyncio.create_task(follower.follow(), name=f"logs-{self.pod_ref}-{name}")
         return any(c.name not in self.followers for c in wanted)
 
     async def _prepare(self, state: PodState) -> None:
         """Before the first follower starts: resume from the pod's checkpoint, register the values
-        of the secret env vars with this process's secrets masker, import the formatter."""
+        of the secret env vars with this process's secrets masker, import the formatter, start the
+        periodic checkpoints."""
         recorded = cursors_from_str(state.annotations.get(LOG_CURSOR_ANNOTATION), self.base)
         for name, cursor in recorded.items():
             self._cursors[name] = max(cursor, self._cursors.get(name, LogCursor()))
@@ -263,11 +266,7 @@ class PodLogs:
                     describe(exc),
                 )
                 self._formatter = None
-
-    def _start(self, name: str) -> None:
-        follower = self.followers[name] = ContainerFollower(self, name, self._cursors.get(name, LogCursor()))
-        follower.task = asyncio.create_task(follower.follow(), name=f"logs-{self.pod_ref}-{name}")
-        if self.settings.log_checkpoint_seconds and self._checkpoints is None:
+        if self.settings.log_checkpoint_seconds:
             checkpoints = self._checkpoint_periodically()
             self._checkpoints = asyncio.create_task(checkpoints, name=f"cursor-{self.pod_ref}")
 

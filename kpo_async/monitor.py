@@ -254,16 +254,12 @@ class PodMonitor:
                 return state
             if state is None and not (subscription.known_absent or not changed or _passed(deadline)):
                 continue  # the watch has not synced yet
-            return await self._read_pod()
-
-    async def _read_pod(self) -> PodState | None:
-        """Ask the API server directly; None when the pod does not exist."""
-        try:
-            self._polled = await read_pod(self.client, self.namespace, self.pod_name)
-        except ClusterUnreachableError:
-            if self._polled is None:
-                raise  # nothing known at all: let the event say the cluster is unreachable
-        return self._polled
+            try:  # ask the API server directly (None: the pod does not exist)
+                self._polled = await read_pod(self.client, self.namespace, self.pod_name)
+            except ClusterUnreachableError:
+                if self._polled is None:
+                    raise  # nothing known at all: let the event say the cluster is unreachable
+            return self._polled
 
     def _latest_state(self) -> PodState | None:
         return (self._subscription.state if self._subscription else None) or self._polled

@@ -118,11 +118,7 @@ def container_env(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 async def pod_events(client: ClusterClient, namespace: str, name: str) -> list[dict[str, Any]]:
-    selector = f"involvedObject.name={name}"
-    request = partial(
-        client.core.list_namespaced_event, namespace, field_selector=selector, _preload_content=False
-    )
-    body = await api.call(
-        request, what=f"listing events of {namespace}/{name}", verb="list", resource="events"
-    )
-    return body.get("items") or []
+    list_events = partial(client.core.list_namespaced_event, namespace, _preload_content=False)
+    request = partial(list_events, field_selector=f"involvedObject.name={name}")
+    what = f"listing events of {namespace}/{name}"
+    return (await api.call(request, what=what, verb="list", resource="events")).get("items") or []
