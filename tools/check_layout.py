@@ -57,8 +57,10 @@ LOADED_BY_AIRFLOW = (
 #: with the worker in finish.py) added about 150 lines; cuts in the same session (one end_from_trigger
 #: path, one-use helpers inlined, serialize from a tuple of names, the delete decision from a table, the
 #: triggers built in _submit) paid 109 of them. The other 41 would only have come from packing constant
-#: tables behind "fmt: off", which was not done: the cap rose from 3,658 to 3,699.
-MAX_LINES = 3699
+#: tables behind "fmt: off", which was not done: the cap rose from 3,658 to 3,699. A simplicity pass
+#: after issue 23 cut 19 lines (one-use helpers and wrappers inlined, one-use temporaries folded, a
+#: watch response released by `async with`): the cap is now 3,680.
+MAX_LINES = 3680
 MAX_FUNCTION_LINES = 60
 SIGNATURE_EXEMPT = {("kpo_async.operator", "AsyncKubernetesPodOperator.__init__")}
 
