@@ -59,8 +59,9 @@ LOADED_BY_AIRFLOW = (
 #: triggers built in _submit) paid 109 of them. The other 41 would only have come from packing constant
 #: tables behind "fmt: off", which was not done: the cap rose from 3,658 to 3,699. A simplicity pass
 #: after issue 23 cut 19 lines (one-use helpers and wrappers inlined, one-use temporaries folded, a
-#: watch response released by `async with`): the cap is now 3,680.
-MAX_LINES = 3680
+#: watch response released by `async with`); the trigger's early look for a predecessor's end (which
+#: pays Airflow's one-time execution-API build while the pod runs) took 5 of them back: 3,685.
+MAX_LINES = 3685
 MAX_FUNCTION_LINES = 60
 SIGNATURE_EXEMPT = {("kpo_async.operator", "AsyncKubernetesPodOperator.__init__")}
 

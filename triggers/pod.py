@@ -167,16 +167,11 @@ class PodTrigger(BaseTrigger):
         of its supervisor, whose one-time build of Airflow's in-process execution API (about 9 s here,
         no heartbeat meanwhile) is then paid while the pod runs, not once it has ended."""
         ti = getattr(self, "task_instance", None)
-        if self.finish is None or ti is None:
-            return None
         try:
-            ended: dict[str, Any] | None = await atask_xcom("get_one", ti, ENDED_XCOM)
+            return await atask_xcom("get_one", ti, ENDED_XCOM) if self.finish and ti else None
         except Exception as exc:  # follow the pod as usual; its end is still this trigger's to make
             self.log.warning("end_from_trigger: could not look for an earlier end: %s", describe(exc))
             return None
-        if ended:
-            self.log.info("end_from_trigger: a predecessor ended the task; ending it the same way")
-        return ended
 
     async def _end_here(self, client: ClusterClient, outcome: PodOutcome, ended: bool) -> TriggerEvent | None:
         """`end_from_trigger`: push the XCom, record the end, clean the pod up; the task-end event.
