@@ -535,32 +535,6 @@ async def test_observed_api_facts(
     assert "CONTAINER_EXITED" in result.status["message"]
 
 
-async def test_watch_from_an_expired_resource_version(
-    cluster: Cluster, operator_api, pod_name, cleanup_pods, observed_facts
-):
-    """A watch resuming from a resourceVersion the watch cache no longer holds gets a 410 ERROR event.
-
-    Watches are served from the API server's watch cache, not etcd. A fresh cache accepts any
-    resourceVersion since it started, so the cache must first drop an event: it only evicts events
-    older than 75 s (otherwise it grows), hence the wait. Takes about 85 s.
-    """
-    ns, name = cluster.namespace, pod_name("rv")
-    cleanup_pods.append(name)
-    v1 = client.CoreV1Api(operator_api)
-    await v1.create_namespaced_pod(ns, pod_manifest(name, {ANN + "pending": "600s"}))
-    await asyncio.sleep(80)
-    for i in range(400):
-        await v1.patch_namespaced_pod(name, ns, {"metadata": {"annotations": {"e2e/counter": str(i)}}})
-    code, lines = await stream_lines(
-        operator_api, f"/api/v1/namespaces/{ns}/pods?watch=1&resourceVersion=1", max_lines=1, timeout=15
-    )
-    first = json.loads(lines[0])
-    observed_facts["watch_too_old_resource_version"] = {"http_status": code, "first_line": first}
-    assert code == 200 and first["type"] == "ERROR"
-    assert (first["object"]["code"], first["object"]["reason"]) == (410, "Expired")
-    assert first["object"]["message"].startswith("too old resource version: 1 (")
-
-
 async def test_operator_exec_code_reads_xcom_and_stops_the_sidecar_with_least_privilege(
     cluster: Cluster, operator_api, pod_name, cleanup_pods
 ):
