@@ -62,10 +62,11 @@ async def _nothing_left_behind() -> AsyncIterator[None]:
     processes = _sim_processes()
     tasks = asyncio.all_tasks()
     yield
-    left = {t for t in asyncio.all_tasks() - tasks if t is not asyncio.current_task()}
+    new = asyncio.all_tasks() - tasks - {asyncio.current_task()}
+    left = {t for t in new if not _simulator_shutting_down(t)}  # not waited for: the simulator's own
     if left:  # a task cancelled by a fixture's teardown may take a moment to finish
         await asyncio.wait(left, timeout=5)
-    left = {t for t in left if not t.done() and not _simulator_shutting_down(t)}
+    left = {t for t in left if not t.done()}
     left_processes = _sim_processes() - processes
     for task in left:
         task.cancel()
