@@ -137,7 +137,7 @@ class PodTrigger(BaseTrigger):
             check_same_cluster(self.cluster_fingerprint, client, self._pod_ref)
             ended = await self._recorded_end()
             outcome = PodOutcome.from_payload(ended) if ended else await self.follow(client, self.log)
-            event = await self._end_here(client, outcome, ended is not None) if self.finish else None
+            event = await self._end_here(client, outcome, bool(ended)) if self.finish else None
         except asyncio.CancelledError:
             self._cancelled = True
             raise
